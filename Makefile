@@ -1,0 +1,41 @@
+# Two commands for a new user: `make run` and `make test`. Everything installs into .venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck bench clean model
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Service with the synthetic demo cohort on the embedded SQLite default, on 127.0.0.1:8000.
+run: $(STAMP)
+	$(BIN)/triage demo --host 127.0.0.1 --port 8000
+
+## The whole test suite (PostgreSQL tests run when TRIAGE_TEST_DATABASE_URL is set).
+test: $(STAMP)
+	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Side-by-side benchmarks (ours vs `mlflow models serve` vs a hello-world floor).
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+## Rebuild the shipped default model artifact bit-for-bit from its seed.
+model: $(STAMP)
+	$(BIN)/triage train --shipped
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .coverage

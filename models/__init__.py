@@ -1,0 +1,1 @@
+"""Decision logic shared by training, serving and monitoring: imports nothing of theirs."""

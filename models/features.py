@@ -1,0 +1,326 @@
+"""The feature vector: defined once, used by training, serving and drift monitoring.
+
+Features are computed from a long-format history (one row per reading) as of a reference
+time. Only readings at or before the reference time count, so replaying a history gives the
+same vectors, and a device that uploads a two-day backlog is scored as it would have been live.
+
+Missing data is never a silent zero: a feature that cannot be computed is NaN, the model has
+an explicit "missing" bin for it, and the explanation says so ("no SpO2 for 3 days").
+
+One function, :func:`compute_features`, serves one patient (the ingestion path) and many
+(training snapshots, cohort re-scoring); it is vectorised with numpy throughout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.measurements import SYMPTOM_SCORE
+
+HOUR_S = 3600
+DAY_S = 24 * HOUR_S
+FEATURE_SPEC_VERSION = "1"
+
+# Windows, in seconds, shared by every feature so the definitions read alike.
+LATEST_LOOKBACK_S = 3 * DAY_S  # a reading older than this no longer counts as "latest"
+BASELINE_WINDOW_S = 14 * DAY_S  # personal baseline: median over the past 14 days …
+BASELINE_GAP_S = 1 * DAY_S  # … excluding the last 24 h, so an acute change does not hide itself
+BASELINE_MIN_READINGS = 3
+HOURS_SINCE_LAST_CAP_H = 14 * 24.0
+_NEVER = np.iinfo(np.int64).max // 4
+
+# Measurements the model looks at, in the order their columns appear in history arrays.
+# ``symptom_score`` is the pathway questionnaire total (0–10 points).
+HISTORY_CHANNELS: tuple[str, ...] = (
+    "spo2",
+    "heart_rate",
+    "respiratory_rate",
+    "temperature",
+    "systolic_bp",
+    "weight",
+    SYMPTOM_SCORE,
+)
+CHANNEL_INDEX = {name: i for i, name in enumerate(HISTORY_CHANNELS)}
+
+# Age bands follow the paediatric early-warning age groups, then adult groups used in
+# evaluation slices: <1, 1–4, 5–11, 12–17, 18–64, 65–79, ≥80 years.
+AGE_BAND_EDGES_YEARS = (1.0, 5.0, 12.0, 18.0, 65.0, 80.0)
+AGE_BAND_LABELS = ("0", "1-4", "5-11", "12-17", "18-64", "65-79", "80+")
+
+
+@dataclass(frozen=True)
+class FeatureDef:
+    """One model input: how it is computed and how it reads in an explanation."""
+
+    name: str
+    channel: str | None  # history channel it derives from (None: patient-level)
+    kind: str  # latest | delta_baseline | change_1d | change_3d | missed_days | hours_since | age_band
+    unit: str  # display unit
+    label_nb: str
+    label_en: str
+    # Clinically expected direction of risk as the value rises: +1 more risk, -1 less, 0 either.
+    # Training uses it as a monotonic constraint; behavioural tests check it.
+    risk_direction: int
+
+
+def _vital(channel: str, stem: str, unit: str, nb: str, en: str, up: int) -> list[FeatureDef]:
+    """The four features of a vital sign; ``up`` is the risk direction of a rising value."""
+    return [
+        FeatureDef(f"{stem}_latest", channel, "latest", unit, nb, en, 0),
+        FeatureDef(
+            f"{stem}_delta_baseline", channel, "delta_baseline", unit,
+            f"{nb}, avvik fra personlig baseline", f"{en}, deviation from personal baseline", up,
+        ),
+        FeatureDef(
+            f"{stem}_change_1d", channel, "change_1d", unit,
+            f"{nb}, endring siste døgn", f"{en}, change over 1 day", up,
+        ),
+        FeatureDef(
+            f"{stem}_change_3d", channel, "change_3d", unit,
+            f"{nb}, endring siste 3 døgn", f"{en}, change over 3 days", up,
+        ),
+    ]
+
+
+FEATURES: tuple[FeatureDef, ...] = (
+    *_vital("spo2", "spo2_pct", "%", "SpO2", "SpO2", -1),
+    *_vital("heart_rate", "heart_rate_bpm", "/min", "Puls", "Heart rate", +1),
+    *_vital("respiratory_rate", "respiratory_rate_per_min", "/min", "Respirasjonsfrekvens",
+            "Respiratory rate", +1),
+    *_vital("temperature", "temperature_c", "°C", "Temperatur", "Temperature", +1),
+    *_vital("systolic_bp", "systolic_bp_mmhg", "mmHg", "Systolisk blodtrykk",
+            "Systolic blood pressure", -1),
+    FeatureDef("weight_kg_delta_baseline", "weight", "delta_baseline", "kg",
+               "Vekt, avvik fra personlig baseline", "Weight, deviation from personal baseline", +1),
+    FeatureDef("weight_kg_change_1d", "weight", "change_1d", "kg",
+               "Vektendring siste døgn", "Weight change over 1 day", +1),
+    FeatureDef("weight_kg_change_3d", "weight", "change_3d", "kg",
+               "Vektendring siste 3 døgn", "Weight change over 3 days", +1),
+    FeatureDef("symptom_score_latest", SYMPTOM_SCORE, "latest", "points",
+               "Symptomskår (0–10)", "Symptom score (0–10)", +1),
+    FeatureDef("symptom_score_change_3d", SYMPTOM_SCORE, "change_3d", "points",
+               "Symptomskår, endring siste 3 døgn", "Symptom score, change over 3 days", +1),
+    FeatureDef("missed_measurement_days_3d", None, "missed_days", "days",
+               "Dager uten målinger siste 3 døgn", "Days without measurements in the last 3 days",
+               +1),
+    FeatureDef("hours_since_last_measurement_h", None, "hours_since", "h",
+               "Timer siden siste måling", "Hours since last measurement", +1),
+    FeatureDef("age_band", None, "age_band", "band", "Aldersgruppe", "Age band", 0),
+)
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
+N_FEATURES = len(FEATURES)
+
+
+def feature_spec() -> dict[str, object]:
+    """The feature contract as plain data: stored in every artifact manifest."""
+    return {
+        "version": FEATURE_SPEC_VERSION,
+        "channels": list(HISTORY_CHANNELS),
+        "windows_s": {
+            "latest_lookback": LATEST_LOOKBACK_S,
+            "baseline_window": BASELINE_WINDOW_S,
+            "baseline_gap": BASELINE_GAP_S,
+            "baseline_min_readings": BASELINE_MIN_READINGS,
+        },
+        "age_band_edges_years": list(AGE_BAND_EDGES_YEARS),
+        "features": [
+            {"name": f.name, "channel": f.channel, "kind": f.kind, "unit": f.unit}
+            for f in FEATURES
+        ],
+    }
+
+
+def feature_spec_hash() -> str:
+    """sha256 of the feature contract; an artifact built on another contract is refused."""
+    canonical = json.dumps(feature_spec(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class History:
+    """Readings in long format, one row each. Times are integer epoch seconds."""
+
+    patient: np.ndarray  # int64 patient index (0..n_patients-1)
+    channel: np.ndarray  # int64 index into HISTORY_CHANNELS
+    time_s: np.ndarray  # int64
+    value: np.ndarray  # float64, canonical unit
+
+    @classmethod
+    def from_rows(cls, rows: list[tuple[int, str, int, float]]) -> History:
+        """Build from (patient index, channel name, epoch seconds, value); unknown channels drop."""
+        kept = [r for r in rows if r[1] in CHANNEL_INDEX]
+        return cls(
+            patient=np.fromiter((r[0] for r in kept), dtype=np.int64, count=len(kept)),
+            channel=np.fromiter((CHANNEL_INDEX[r[1]] for r in kept), dtype=np.int64,
+                                count=len(kept)),
+            time_s=np.fromiter((r[2] for r in kept), dtype=np.int64, count=len(kept)),
+            value=np.fromiter((r[3] for r in kept), dtype=np.float64, count=len(kept)),
+        )
+
+
+@dataclass
+class FeatureContext:
+    """Values behind the vector that an explanation needs, one row per query.
+
+    ``latest``, ``baseline`` and ``last_time_s`` are [n_queries, n_channels]; NaN or -1 when absent.
+    """
+
+    latest: np.ndarray
+    baseline: np.ndarray
+    last_time_s: np.ndarray
+    as_of_s: np.ndarray
+
+    def row(self, i: int) -> dict[str, dict[str, float | None]]:
+        def clean(x: float) -> float | None:
+            return None if np.isnan(x) else float(x)
+
+        return {
+            ch: {
+                "latest": clean(self.latest[i, c]),
+                "baseline": clean(self.baseline[i, c]),
+                "hours_since_last": (
+                    None if self.last_time_s[i, c] < 0
+                    else float((self.as_of_s[i] - self.last_time_s[i, c]) / HOUR_S)
+                ),
+            }
+            for ch, c in CHANNEL_INDEX.items()
+        }
+
+
+def age_band(age_years: np.ndarray) -> np.ndarray:
+    return np.searchsorted(np.asarray(AGE_BAND_EDGES_YEARS), age_years, side="right").astype(
+        np.float64
+    )
+
+
+def _ragged_median(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
+    """Median of values[starts[i]:stops[i]] for every i, without a Python loop."""
+    lengths = stops - starts
+    out = np.full(len(starts), np.nan)
+    nonempty = lengths > 0
+    if not nonempty.any():
+        return out
+    idx_starts, idx_lengths = starts[nonempty], lengths[nonempty]
+    segment = np.repeat(np.arange(len(idx_starts)), idx_lengths)
+    offsets = np.arange(idx_lengths.sum()) - np.repeat(np.cumsum(idx_lengths) - idx_lengths,
+                                                       idx_lengths)
+    gathered = values[np.repeat(idx_starts, idx_lengths) + offsets]
+    order = np.lexsort((gathered, segment))
+    sorted_vals = gathered[order]
+    seg_start = np.cumsum(idx_lengths) - idx_lengths
+    lo = sorted_vals[seg_start + (idx_lengths - 1) // 2]
+    hi = sorted_vals[seg_start + idx_lengths // 2]
+    out[nonempty] = (lo + hi) / 2.0
+    return out
+
+
+def compute_features(
+    history: History,
+    query_patient: np.ndarray,
+    query_time_s: np.ndarray,
+    age_years: np.ndarray,
+    first_reading_s: np.ndarray | None = None,
+) -> tuple[np.ndarray, FeatureContext]:
+    """Feature matrix [n_queries, N_FEATURES] (float64, NaN = missing) and its context.
+
+    ``query_patient[i]`` is a patient index into ``history.patient``; ``query_time_s[i]`` the
+    reference time; ``age_years[i]`` the patient's age at that time. ``first_reading_s`` (per
+    query) marks enrolment: days before it do not count as missed (default: first reading seen).
+    """
+    query_patient = np.asarray(query_patient, dtype=np.int64)
+    query_time_s = np.asarray(query_time_s, dtype=np.int64)
+    n_q, n_ch = len(query_patient), len(HISTORY_CHANNELS)
+
+    # Sort readings by (patient, channel, time) and address them by a composite key, so every
+    # window lookup is one searchsorted over the whole history.
+    group = history.patient * n_ch + history.channel
+    order = np.lexsort((history.time_s, group))
+    g_sorted = group[order]
+    # One sentinel reading in no patient's group keeps every index valid on an empty history.
+    t_sorted = np.append(history.time_s[order], 0)
+    v_sorted = np.append(history.value[order], np.nan)
+    g_sorted = np.append(g_sorted, -1)
+    # Time span fits in 2**40 s; groups above it keep keys exact in int64.
+    span = np.int64(1) << np.int64(40)
+    key = g_sorted * span + t_sorted
+    sentinel_first = np.argsort(key, kind="stable")  # the sentinel sorts first (group -1)
+    key, t_sorted, v_sorted = key[sentinel_first], t_sorted[sentinel_first], v_sorted[
+        sentinel_first]
+
+    q_groups = query_patient[:, None] * n_ch + np.arange(n_ch)[None, :]  # [n_q, n_ch]
+    group_start = np.searchsorted(key, q_groups * span, side="left")
+
+    def upto(t: np.ndarray) -> np.ndarray:
+        """Index one past the last reading at or before t, per (query, channel)."""
+        return np.searchsorted(key, q_groups * span + t[:, None], side="right")
+
+    def value_before(end: np.ndarray, not_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Last reading in [group_start, end) if its time >= not_before; else NaN / -1."""
+        idx = end - 1
+        ok = idx >= group_start
+        safe = np.where(ok, idx, 0)
+        times = np.where(ok, t_sorted[safe], -1)
+        ok &= times >= not_before[:, None]
+        return np.where(ok, v_sorted[safe], np.nan), np.where(ok, times, -1)
+
+    t = query_time_s
+    end_now = upto(t)
+    latest, latest_time = value_before(end_now, t - LATEST_LOOKBACK_S)
+    _, last_time_any = value_before(end_now, np.full(n_q, -_NEVER))
+    # "change over N days": latest minus the last reading at least N days older, looked for in
+    # a window of the same length before that (so a week-old value does not pass for 1 day).
+    before_1d, _ = value_before(upto(t - DAY_S), t - 3 * DAY_S)
+    before_3d, _ = value_before(upto(t - 3 * DAY_S), t - 7 * DAY_S)
+
+    base_start = np.searchsorted(key, q_groups * span + (t - BASELINE_WINDOW_S)[:, None], "left")
+    base_stop = np.searchsorted(key, q_groups * span + (t - BASELINE_GAP_S)[:, None], "left")
+    baseline = _ragged_median(v_sorted, base_start.ravel(), base_stop.ravel()).reshape(n_q, n_ch)
+    baseline[(base_stop - base_start) < BASELINE_MIN_READINGS] = np.nan
+
+    X = np.full((n_q, N_FEATURES), np.nan)
+    for j, f in enumerate(FEATURES):
+        if f.channel is None:
+            continue
+        c = CHANNEL_INDEX[f.channel]
+        if f.kind == "latest":
+            X[:, j] = latest[:, c]
+        elif f.kind == "delta_baseline":
+            X[:, j] = latest[:, c] - baseline[:, c]
+        elif f.kind == "change_1d":
+            X[:, j] = latest[:, c] - before_1d[:, c]
+        elif f.kind == "change_3d":
+            X[:, j] = latest[:, c] - before_3d[:, c]
+
+    # Adherence: any reading at all, across channels.
+    last_any = last_time_any.max(axis=1)
+    has_any = last_any >= 0
+    hours = np.where(has_any, (t - last_any) / HOUR_S, np.nan)
+    X[:, FEATURE_INDEX["hours_since_last_measurement_h"]] = np.minimum(hours,
+                                                                       HOURS_SINCE_LAST_CAP_H)
+
+    if first_reading_s is None:
+        first_per_patient = np.full(int(query_patient.max(initial=0)) + 1, _NEVER)
+        known = history.patient < len(first_per_patient)
+        np.minimum.at(first_per_patient, history.patient[known], history.time_s[known])
+        first_any = first_per_patient[query_patient]
+    else:
+        first_any = np.asarray(first_reading_s, dtype=np.int64)
+    missed = np.zeros(n_q)
+    for day in range(3):
+        win_end = t - day * DAY_S
+        win_start = win_end - DAY_S
+        counted = win_start >= first_any  # days before enrolment are not "missed"
+        n_in = (upto(win_end) - np.searchsorted(
+            key, q_groups * span + win_start[:, None], side="right")).sum(axis=1)
+        missed += counted & (n_in == 0)
+    X[:, FEATURE_INDEX["missed_measurement_days_3d"]] = np.where(has_any, missed, np.nan)
+    X[:, FEATURE_INDEX["age_band"]] = age_band(np.asarray(age_years, dtype=np.float64))
+
+    context = FeatureContext(latest=latest, baseline=baseline, last_time_s=last_time_any,
+                             as_of_s=t)
+    return X, context

@@ -1,0 +1,122 @@
+"""Canonical measurements: names, FHIR codes, UCUM units, conversions and plausible ranges.
+
+Every other module speaks the canonical names defined here (``spo2``, ``heart_rate`` …);
+FHIR codes and foreign units are translated at the edge, once.
+Codes: LOINC and SNOMED CT as used by the VKP profiles (hl7norway VkpObservation family).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """A measured quantity in its canonical unit."""
+
+    name: str
+    unit: str
+    loinc: tuple[str, ...]
+    snomed: tuple[str, ...]
+    plausible_min: float
+    plausible_max: float
+    label_nb: str
+    label_en: str
+    unit_display: str
+    # Units accepted on input besides the canonical one, with the conversion into it.
+    conversions: dict[str, Callable[[float], float]] = field(default_factory=dict)
+
+    def to_canonical(self, value: float, unit: str) -> float:
+        if unit == self.unit:
+            return value
+        try:
+            return self.conversions[unit](value)
+        except KeyError:
+            raise ValueError(
+                f"unit '{unit}' is not accepted for {self.name}; expected '{self.unit}'"
+                + (f" or one of {sorted(self.conversions)}" if self.conversions else "")
+            ) from None
+
+    def is_plausible(self, value: float) -> bool:
+        return self.plausible_min <= value <= self.plausible_max
+
+
+def _same(value: float) -> float:
+    return value
+
+
+_PER_MIN_ALIASES = {"{beats}/min": _same, "1/min": _same, "{breaths}/min": _same, "/min": _same}
+
+# Plausible ranges are physiological limits of a live patient (wider than alarm limits); readings
+# outside them are device or typing errors and are refused rather than scored.
+MEASUREMENTS: dict[str, Measurement] = {
+    m.name: m
+    for m in (
+        Measurement(
+            "heart_rate", "/min", ("8867-4",), ("364075005",), 20, 300,
+            "Puls", "Heart rate", "/min", dict(_PER_MIN_ALIASES),
+        ),
+        Measurement(
+            "respiratory_rate", "/min", ("9279-1",), ("86290005",), 2, 80,
+            "Respirasjonsfrekvens", "Respiratory rate", "/min", dict(_PER_MIN_ALIASES),
+        ),
+        Measurement(
+            "spo2", "%", ("2708-6", "59408-5"), ("431314004",), 0, 100,
+            "Oksygenmetning (SpO2)", "Oxygen saturation (SpO2)", "%",
+        ),
+        Measurement(
+            "temperature", "Cel", ("8310-5",), ("276885007",), 25, 45,
+            "Kroppstemperatur", "Body temperature", "°C",
+            {"[degF]": lambda v: (v - 32.0) * 5.0 / 9.0},
+        ),
+        Measurement(
+            "weight", "kg", ("29463-7",), ("27113001",), 0.3, 400,
+            "Kroppsvekt", "Body weight", "kg",
+            {"[lb_av]": lambda v: v * 0.45359237, "g": lambda v: v / 1000.0},
+        ),
+        Measurement(
+            "systolic_bp", "mm[Hg]", ("8480-6",), ("271649006",), 40, 300,
+            "Systolisk blodtrykk", "Systolic blood pressure", "mmHg",
+            {"kPa": lambda v: v * 7.50061683},
+        ),
+        Measurement(
+            "diastolic_bp", "mm[Hg]", ("8462-4",), ("271650006",), 20, 200,
+            "Diastolisk blodtrykk", "Diastolic blood pressure", "mmHg",
+            {"kPa": lambda v: v * 7.50061683},
+        ),
+        Measurement(
+            "glucose", "mmol/L", ("15074-8",), (), 0.5, 50,
+            "Blodsukker", "Blood glucose", "mmol/L",
+            {"mg/dL": lambda v: v / 18.016},
+        ),
+    )
+}
+
+# The blood-pressure panel carries no value of its own; its components do.
+BLOOD_PRESSURE_PANEL = {"loinc": ("85354-9",), "snomed": ("75367002",)}
+
+# Values that arrive as questionnaire answers rather than device readings, with their meaning.
+ON_OXYGEN = "on_oxygen"  # bool: receiving supplemental oxygen (NEWS2 "air or oxygen")
+CONSCIOUSNESS = "consciousness"  # "alert" or "cvpu" (new confusion, voice, pain, unresponsive)
+SYMPTOM_SCORE = "symptom_score"  # pathway questionnaire total, normalised to 0–10 points
+
+_BY_CODE: dict[tuple[str, str], str] = {}
+for _m in MEASUREMENTS.values():
+    _BY_CODE.update({(LOINC, c): _m.name for c in _m.loinc})
+    _BY_CODE.update({(SNOMED, c): _m.name for c in _m.snomed})
+
+
+def measurement_for_code(system: str, code: str) -> str | None:
+    """Canonical measurement name for a LOINC or SNOMED CT code, or None if we do not know it."""
+    return _BY_CODE.get((system, code))
+
+
+def is_blood_pressure_panel(system: str, code: str) -> bool:
+    return (system == LOINC and code in BLOOD_PRESSURE_PANEL["loinc"]) or (
+        system == SNOMED and code in BLOOD_PRESSURE_PANEL["snomed"]
+    )

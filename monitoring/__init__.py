@@ -1,0 +1,1 @@
+"""Drift and performance monitoring with Evidently (imports models/ only)."""

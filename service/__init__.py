@@ -1,0 +1,1 @@
+"""FastAPI service: transports, persistence, security, audit, worklist (imports models/, monitoring/)."""

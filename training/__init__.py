@@ -1,0 +1,1 @@
+"""Training jobs: cohort simulator, training, evaluation, MLflow registry (imports models/)."""
