@@ -1,0 +1,91 @@
+"""Settings: one class, environment variables with the TRIAGE_ prefix, built once and passed in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from models.artifact import SHIPPED_ARTIFACT_DIR
+
+
+class Settings(BaseSettings):
+    """Service configuration. Every field reads from ``TRIAGE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIAGE_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    """`production` refuses development auth and default secrets."""
+    var_dir: Path = Path("var")
+    """Where the SQLite database, dev signing key, reports and MLflow store live."""
+    database_url: str | None = None
+    """SQLAlchemy URL; default: SQLite (WAL) at var/triage.db. PostgreSQL: postgresql+psycopg://…"""
+    model_dir: Path = SHIPPED_ARTIFACT_DIR
+    """Artifact folder loaded when no MLflow tracking URI is configured."""
+    mlflow_tracking_uri: str | None = Field(default=None)
+    """When set, the service loads models:/<model_name>@champion from this registry."""
+    model_name: str = "home-followup-deterioration"
+    """Registered model name in MLflow."""
+    onnx_intra_op_threads: int = 1
+    """onnxruntime threads per worker: one, so N workers use N cores without contention."""
+
+    auth_mode: Literal["dev", "oidc"] = "dev"
+    """`dev`: a local issuer with its own key pair; `oidc`: a real issuer such as HelseID."""
+    oidc_issuer: str | None = None
+    """Expected `iss`, e.g. https://helseid-sts.nhn.no."""
+    oidc_audience: str = "home-followup-triage"
+    """Expected `aud` (the API resource name registered in HelseID)."""
+    oidc_jwks_url: str | None = None
+    """JWKS endpoint of the issuer; keys are cached and refreshed on an unknown kid."""
+    oidc_clock_skew_s: int = 30
+    """Tolerance for exp/nbf between our clock and the issuer's."""
+    public_metrics: bool = True
+    """Serve /metrics without a token (scraped inside the hospital network)."""
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    """Larger request bodies are refused with 413 before they are parsed."""
+    max_json_depth: int = 32
+    """Deeper JSON is refused with 400 (FHIR resources nest far less)."""
+    scoring_enabled: bool = True
+    """Score on every ingestion (off only for bulk backfills)."""
+
+    drift_schedule_hours: float = 24.0
+    """How often the built-in drift report job runs; 0 disables it."""
+    drift_window_days: int = 7
+    """The window of scored assessments a scheduled drift report looks at."""
+    outbox_endpoint: str | None = None
+    """FHIR base URL of DIPS to push worklist Tasks to; unset: the outbox only records."""
+    outbox_poll_s: float = 2.0
+    """How often the outbox sender looks for undelivered entries."""
+    session_secret: str = "dev-only-session-secret-change-me"
+    """Signs web session cookies; must be set in production."""
+    log_json: bool = True
+    """Structured JSON log lines (one object per line)."""
+
+    @model_validator(mode="after")
+    def refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            problems = []
+            if self.auth_mode == "dev":
+                problems.append("TRIAGE_AUTH_MODE=dev (the development issuer) is not allowed")
+            if not (self.oidc_issuer and self.oidc_jwks_url):
+                problems.append("TRIAGE_OIDC_ISSUER and TRIAGE_OIDC_JWKS_URL must be set")
+            if self.session_secret.startswith("dev-only"):
+                problems.append("TRIAGE_SESSION_SECRET must be set to a secret value")
+            if problems:
+                raise ValueError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.var_dir / 'triage.db').resolve()}"
+
+    @property
+    def dev_key_path(self) -> Path:
+        return self.var_dir / "dev-signing-key.pem"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.var_dir / "reports"

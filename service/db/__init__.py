@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy 2 tables, engine/session setup, Alembic migrations."""

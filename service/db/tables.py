@@ -1,0 +1,258 @@
+"""The schema. Record entries (assessments, pathway versions, overrides, sign-offs, audit rows) are
+insert-only: the API never updates or deletes them; a correction is a new row that points back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    identifier_system: Mapped[str] = mapped_column(String(64))
+    # The fødselsnummer/D-number itself: needed to match incoming messages; never logged.
+    identifier_value: Mapped[str] = mapped_column(String(11), unique=True)
+    birth_date: Mapped[datetime] = mapped_column(Date)
+    sex: Mapped[str] = mapped_column(String(16))
+    pathway_id: Mapped[str] = mapped_column(String(64))
+    organisation: Mapped[str] = mapped_column(String(16), index=True)
+    unit: Mapped[str] = mapped_column(String(64), index=True)
+    # Pasient- og brukerrettighetsloven § 3-4: a 12–16-year-old may withhold information from parents.
+    confidential_to_guardians: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class IngestedResource(Base):
+    """Every accepted FHIR resource as received: the idempotency key and the record of what came in."""
+
+    __tablename__ = "ingested_resources"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    resource_type: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_by: Mapped[str] = mapped_column(String(64))
+
+
+class Reading(Base):
+    """One canonical value (a BP panel gives two; a questionnaire gives a score and its items)."""
+
+    __tablename__ = "readings"
+    __table_args__ = (Index("ix_readings_patient_time", "patient_id", "effective_s"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    resource_id: Mapped[str] = mapped_column(ForeignKey("ingested_resources.id"), index=True)
+    name: Mapped[str] = mapped_column(String(96))  # canonical measurement or "q:<questionnaire>:<item>"
+    value: Mapped[float] = mapped_column(Float)
+    effective_s: Mapped[int] = mapped_column(BigInteger)
+
+
+class Assessment(Base):
+    """An immutable record entry: what was scored, with what, and why."""
+
+    __tablename__ = "assessments"
+    __table_args__ = (Index("ix_assessments_patient_created", "patient_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    trigger: Mapped[str] = mapped_column(String(32))  # ingestion | schedule | replay
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    pathway_id: Mapped[str] = mapped_column(String(64))
+    pathway_version: Mapped[int] = mapped_column(Integer)
+    rule_set_hash: Mapped[str] = mapped_column(String(64))
+    features: Mapped[list[Any]] = mapped_column(JSON)  # snapshot in FEATURE_NAMES order, None = missing
+    probability: Mapped[float | None] = mapped_column(Float)
+    level: Mapped[str] = mapped_column(String(16))
+    explanation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    basis: Mapped[list[Any]] = mapped_column(JSON)  # ingested resource ids used
+    organisation: Mapped[str] = mapped_column(String(16), index=True)
+    supersedes_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class WorklistItem(Base):
+    __tablename__ = "worklist_items"
+    __table_args__ = (Index("ix_worklist_unit_state", "unit", "state"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    organisation: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # open | acknowledged | escalated | resolved
+    level: Mapped[str] = mapped_column(String(16))
+    level_rank: Mapped[int] = mapped_column(Integer)  # 0 = most urgent, for ordering
+    probability: Mapped[float | None] = mapped_column(Float)
+    assessment_id: Mapped[str] = mapped_column(ForeignKey("assessments.id"))
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_data_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalated_by: Mapped[str | None] = mapped_column(String(64))
+    escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic locking across replicas
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class WorklistEvent(Base):
+    """The item's history: every transition with who, when and the note."""
+
+    __tablename__ = "worklist_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    item_id: Mapped[str] = mapped_column(ForeignKey("worklist_items.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str | None] = mapped_column(Text)
+    assessment_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class PathwayVersion(Base):
+    __tablename__ = "pathway_versions"
+    __table_args__ = (UniqueConstraint("pathway_id", "version"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    pathway_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    author: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PatientOverride(Base):
+    """A clinician's personal threshold for one patient, with reason and expiry."""
+
+    __tablename__ = "patient_overrides"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    supersedes_id: Mapped[str | None] = mapped_column(String(36))
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    """Normen / pasientjournalloven § 22: who did what to whose record, hash-chained."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    organisation: Mapped[str | None] = mapped_column(String(16))
+    patient_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    action: Mapped[str] = mapped_column(String(16))  # read | write | refuse
+    resource: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[int] = mapped_column(Integer)  # HTTP status
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class OutboxEntry(Base):
+    """A FHIR message for DIPS, written in the same transaction as the assessment."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    patient_id: Mapped[str] = mapped_column(String(36), index=True)
+    item_id: Mapped[str] = mapped_column(String(36))
+    event: Mapped[str] = mapped_column(String(32))  # opened | level-changed | resolved | updated
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # FHIR transaction Bundle
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | recorded
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Outcome(Base):
+    """A known outcome (deterioration yes/no) recorded against a patient, for performance monitoring."""
+
+    __tablename__ = "outcomes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deteriorated: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DriftReport(Base):
+    __tablename__ = "drift_reports"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    report_key: Mapped[str] = mapped_column(String(64), unique=True)
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model_version: Mapped[str] = mapped_column(String(64))
+    pathway: Mapped[str | None] = mapped_column(String(64))
+    organisation: Mapped[str | None] = mapped_column(String(16))
+    verdict: Mapped[str] = mapped_column(String(16))
+    drifted_features: Mapped[list[Any]] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    json_path: Mapped[str] = mapped_column(String(300))
+    html_path: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class DriftSignOff(Base):
+    __tablename__ = "drift_signoffs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("drift_reports.id"), index=True)
+    decision: Mapped[str] = mapped_column(String(32))  # accepted | action-required | escalated
+    comment: Mapped[str] = mapped_column(Text)
+    signed_by: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

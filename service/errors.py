@@ -1,0 +1,61 @@
+"""Errors that carry their HTTP status. One handler map (service.api.errors) turns them into responses."""
+
+from __future__ import annotations
+
+
+class TriageError(Exception):
+    """Base error: subclasses say which HTTP status they mean."""
+
+    status_code = 500
+    code = "exception"  # FHIR OperationOutcome issue type
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        # Where in the input the problem is (FHIRPath-like, e.g. "Observation.valueQuantity.unit").
+        self.location = location
+
+
+class InvalidInput(TriageError):
+    status_code = 422
+    code = "invalid"
+
+
+class BadRequest(TriageError):
+    status_code = 400
+    code = "structure"
+
+
+class Unauthorised(TriageError):
+    status_code = 401
+    code = "login"
+
+
+class Forbidden(TriageError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFound(TriageError):
+    status_code = 404
+    code = "not-found"
+
+
+class Conflict(TriageError):
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(TriageError):
+    status_code = 413
+    code = "too-costly"
+
+
+class UnsupportedMediaType(TriageError):
+    status_code = 415
+    code = "not-supported"
+
+
+class ModelNotReady(TriageError):
+    status_code = 503
+    code = "transient"

@@ -1,0 +1,26 @@
+"""Alembic environment: migrations run from service.db.engine.migrate (or `alembic` with -x url=)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import create_engine
+
+from service.db.tables import Base
+
+config = context.config
+url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
+    "sqlalchemy.url"
+)
+
+
+def run() -> None:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=Base.metadata,
+                          render_as_batch=connection.dialect.name == "sqlite")
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run()

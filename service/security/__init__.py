@@ -1,0 +1,1 @@
+"""Authentication (HelseID-style JWT), the route × role policy, and audit."""

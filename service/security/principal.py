@@ -1,0 +1,30 @@
+"""Who is calling: taken from a verified token, never from the request body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    CLINICIAN = "clinician"
+    ML_ENGINEER = "ml-engineer"
+    COMPLIANCE = "compliance"
+    INTEGRATION = "integration"  # VKP, Helsenorge, DIPS system clients
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str  # HPR number for personnel, client id for systems
+    role: Role
+    organisation: str  # orgnr of the legal entity (HelseID orgnr_parent)
+    units: tuple[str, ...] | None  # None: every unit of the organisation
+    display_name: str = ""
+
+    def may_see_unit(self, organisation: str, unit: str) -> bool:
+        if self.role is Role.ADMIN:
+            return True
+        if organisation != self.organisation:
+            return False
+        return self.units is None or unit in self.units
