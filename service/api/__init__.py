@@ -1,0 +1,1 @@
+"""HTTP routes: thin translations to the domain classes in service.domain."""

@@ -1,0 +1,35 @@
+"""Dependency aliases so route signatures read like prose."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from service.domain.container import Services
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def read_session(request: Request) -> Iterator[Session]:
+    """A session for reads; writes use service.db.engine.transaction explicitly."""
+    session = request.app.state.sessions()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+ReadSession = Annotated[Session, Depends(read_session)]
+
+ERRORS = {
+    401: {"description": "Missing or invalid bearer token"},
+    403: {"description": "The caller's role may not use this route"},
+}
+NOT_FOUND = {404: {"description": "Not found (or not visible to the caller)"}}
+INVALID = {422: {"description": "Invalid input; the message names the field"}}

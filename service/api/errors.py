@@ -1,0 +1,97 @@
+"""The one place where errors become HTTP responses.
+
+FHIR routes (paths under /fhir) answer with an OperationOutcome naming the bad element; the rest
+answer {"detail": ..., "location": ...}. Nothing internal leaks from a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import TriageError
+
+log = logging.getLogger("triage.errors")
+
+FHIR_JSON = "application/fhir+json"
+
+
+def operation_outcome(issues: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": issues}
+
+
+def _issue(code: str, message: str, location: str | None, severity: str = "error") -> dict:
+    issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": message}
+    if location:
+        issue["expression"] = [location]
+    return issue
+
+
+def _is_fhir(request: Request) -> bool:
+    return request.url.path.startswith("/fhir")
+
+
+def _is_v2(request: Request) -> bool:
+    return request.url.path.startswith("/v2")
+
+
+def error_response(request: Request, status: int, code: str, message: str,
+                   location: str | None = None, headers: dict[str, str] | None = None
+                   ) -> JSONResponse:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(type=code, status=str(status)).inc()
+    if _is_fhir(request):
+        return JSONResponse(operation_outcome([_issue(code, message, location)]), status,
+                            media_type=FHIR_JSON, headers=headers)
+    if _is_v2(request):  # Open Inference Protocol error shape
+        return JSONResponse({"error": message}, status, headers=headers)
+    body: dict[str, Any] = {"detail": message}
+    if location:
+        body["location"] = location
+    return JSONResponse(body, status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TriageError)
+    async def triage_error(request: Request, exc: TriageError) -> JSONResponse:
+        headers = None
+        if exc.status_code == 401:
+            headers = {"WWW-Authenticate": f'Bearer error="invalid_token", '
+                                           f'error_description="{exc.message}"'}
+        return error_response(request, exc.status_code, exc.code, exc.message, exc.location,
+                              headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        location = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        message = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+            for e in errors[:10]
+        )
+        if _is_fhir(request):
+            issues = [_issue("invalid", str(e.get("msg")),
+                             ".".join(str(p) for p in e.get("loc", ()) if p != "body") or None)
+                      for e in errors[:20]]
+            return JSONResponse(operation_outcome(issues), 422, media_type=FHIR_JSON)
+        status = 400 if _is_v2(request) else 422
+        return error_response(request, status, "invalid", message, location)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(request, exc.status_code,
+                              "not-found" if exc.status_code == 404 else "exception",
+                              str(exc.detail), None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, 500, "exception",
+                              "internal error; it has been logged")

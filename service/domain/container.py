@@ -1,0 +1,32 @@
+"""Wires the domain services once per app (called from the lifespan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from service.domain.ingestion import IngestionService
+from service.domain.pathways import ModelOnlyPolicy, PathwayPolicy
+from service.domain.patients import PatientService
+from service.domain.scoring import ScoringService
+from service.domain.worklist import WorklistService
+
+
+@dataclass
+class Services:
+    pathways: PathwayPolicy
+    patients: PatientService
+    worklist: WorklistService
+    scoring: ScoringService
+    ingestion: IngestionService
+
+
+def build_services(app: FastAPI) -> Services:
+    state = app.state
+    pathways: PathwayPolicy = ModelOnlyPolicy()
+    worklist = WorklistService()
+    scoring = ScoringService(state.models, pathways, worklist, state.metrics)
+    ingestion = IngestionService(state.sessions, scoring, state.metrics,
+                                 state.settings.scoring_enabled)
+    return Services(pathways, PatientService(pathways.known), worklist, scoring, ingestion)

@@ -1,0 +1,204 @@
+"""Idempotent FHIR ingestion: a resource, a batch (per-entry outcome) or a transaction (all or none).
+
+A resource's identifier (or id, or failing both its content) is its key: a retried message returns
+the stored id with 200 and creates nothing. The same key with different content is a 409.
+Data, assessment, worklist update and outbox entry commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.engine import transaction
+from service.db.tables import IngestedResource, Patient, Reading
+from service.domain.scoring import ScoringService
+from service.errors import Conflict, InvalidInput, TriageError
+from service.fhir.parse import PARSERS, ParsedResource
+from service.observability import Metrics
+from service.security.principal import Principal
+
+MAX_BUNDLE_ENTRIES = 5000
+
+
+@dataclass
+class IngestOutcome:
+    status: int  # 201 created, 200 already had it
+    resource_type: str
+    resource_id: str
+    patient_id: str
+    assessment_id: str | None = None
+
+
+class IngestionService:
+    def __init__(self, sessions: sessionmaker[Session], scoring: ScoringService,
+                 metrics: Metrics, scoring_enabled: bool = True) -> None:
+        self.sessions = sessions
+        self.scoring = scoring
+        self.metrics = metrics
+        self.scoring_enabled = scoring_enabled
+
+    def parse(self, resource: Any, location_prefix: str = "") -> ParsedResource:
+        if not isinstance(resource, dict):
+            raise InvalidInput("a FHIR resource (JSON object) is required",
+                               location=location_prefix or None)
+        rtype = resource.get("resourceType")
+        parser = PARSERS.get(rtype) if isinstance(rtype, str) else None
+        if parser is None:
+            raise InvalidInput("resourceType must be Observation or QuestionnaireResponse",
+                               location=f"{location_prefix}resourceType")
+        try:
+            return parser(resource, time.time())
+        except TriageError as exc:
+            if location_prefix and exc.location:
+                exc.location = f"{location_prefix}{exc.location}"
+            raise
+
+    def _resolve_patient(self, session: Session, parsed: ParsedResource, loc: str) -> Patient:
+        ref = parsed.subject
+        if ref.patient_id:
+            patient = session.get(Patient, ref.patient_id)
+        else:
+            patient = session.scalar(select(Patient).where(
+                Patient.identifier_value == ref.identifier_value))
+        if patient is None:
+            # Never echo the identifier: it may be a fødselsnummer.
+            raise InvalidInput("subject is not an enrolled patient",
+                               location=f"{loc}{parsed.resource_type}.subject")
+        return patient
+
+    def _store(self, session: Session, principal: Principal, parsed: ParsedResource,
+               loc: str = "") -> tuple[IngestOutcome, Patient | None]:
+        """Store one parsed resource; returns the patient when new data arrived."""
+        existing = session.scalar(select(IngestedResource).where(
+            IngestedResource.idempotency_key == parsed.idempotency_key))
+        if existing is not None:
+            if existing.content_hash != parsed.content_hash:
+                raise Conflict("a different resource with this identifier was already received",
+                               location=f"{loc}{parsed.resource_type}.identifier")
+            self.metrics.ingested.labels(parsed.resource_type, "duplicate").inc()
+            return IngestOutcome(200, existing.resource_type, existing.id,
+                                 existing.patient_id), None
+        patient = self._resolve_patient(session, parsed, loc)
+        stored = IngestedResource(
+            id=str(uuid.uuid4()), resource_type=parsed.resource_type,
+            idempotency_key=parsed.idempotency_key, content_hash=parsed.content_hash,
+            patient_id=patient.id, body=parsed.body, received_at=datetime.now(UTC),
+            received_by=principal.subject)
+        session.add(stored)
+        session.add_all(Reading(patient_id=patient.id, resource_id=stored.id, name=name,
+                                value=value, effective_s=parsed.effective_s)
+                        for name, value in parsed.readings)
+        session.flush()
+        self.metrics.ingested.labels(parsed.resource_type, "created").inc()
+        return IngestOutcome(201, parsed.resource_type, stored.id, patient.id), patient
+
+    def _score(self, session: Session, patients: dict[str, Patient]) -> dict[str, str]:
+        if not self.scoring_enabled:
+            return {}
+        assessed = {}
+        for patient in patients.values():
+            result = self.scoring.score(session, patient, trigger="ingestion")
+            if result:
+                assessed[patient.id] = result.assessment.id
+        return assessed
+
+    def ingest(self, principal: Principal, resource: Any) -> IngestOutcome:
+        parsed = self.parse(resource)
+        try:
+            with transaction(self.sessions) as session:
+                outcome, patient = self._store(session, principal, parsed)
+                if patient is not None:
+                    outcome.assessment_id = self._score(session, {patient.id: patient}).get(
+                        patient.id)
+                return outcome
+        except TriageError:
+            self.metrics.ingested.labels(parsed.resource_type, "refused").inc()
+            raise
+
+    def ingest_bundle(self, principal: Principal, bundle: Any) -> dict[str, Any]:
+        if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+            raise InvalidInput("resourceType must be Bundle", location="resourceType")
+        kind = bundle.get("type")
+        if kind not in ("batch", "transaction"):
+            raise InvalidInput("Bundle.type must be batch or transaction", location="Bundle.type")
+        entries = bundle.get("entry")
+        if not isinstance(entries, list) or not entries:
+            raise InvalidInput("Bundle.entry must hold at least one entry",
+                               location="Bundle.entry")
+        if len(entries) > MAX_BUNDLE_ENTRIES:
+            raise InvalidInput(f"a Bundle may hold at most {MAX_BUNDLE_ENTRIES} entries",
+                               location="Bundle.entry")
+        if kind == "transaction":
+            return self._transaction(principal, entries)
+        return self._batch(principal, entries)
+
+    def _entry_resource(self, entry: Any, i: int) -> Any:
+        loc = f"Bundle.entry[{i}]"
+        if not isinstance(entry, dict) or "resource" not in entry:
+            raise InvalidInput("entry.resource is required", location=f"{loc}.resource")
+        request = entry.get("request")
+        if request is not None and (not isinstance(request, dict)
+                                    or request.get("method") not in ("POST", "PUT")):
+            raise InvalidInput("entry.request.method must be POST or PUT",
+                               location=f"{loc}.request.method")
+        return entry["resource"]
+
+    def _transaction(self, principal: Principal, entries: list[Any]) -> dict[str, Any]:
+        # Parse everything first: nothing is written unless every entry is valid.
+        parsed = [self.parse(self._entry_resource(e, i), f"Bundle.entry[{i}].resource.")
+                  for i, e in enumerate(entries)]
+        outcomes: list[IngestOutcome] = []
+        with transaction(self.sessions) as session:
+            touched: dict[str, Patient] = {}
+            for i, p in enumerate(parsed):
+                outcome, patient = self._store(session, principal, p, f"Bundle.entry[{i}].")
+                outcomes.append(outcome)
+                if patient is not None:
+                    touched[patient.id] = patient
+            assessed = self._score(session, touched)
+        for o in outcomes:
+            o.assessment_id = assessed.get(o.patient_id)
+        return _response_bundle("transaction-response", [_entry_ok(o) for o in outcomes])
+
+    def _batch(self, principal: Principal, entries: list[Any]) -> dict[str, Any]:
+        results: list[dict[str, Any]] = []
+        touched: dict[str, Patient] = {}
+        with transaction(self.sessions) as session:
+            for i, entry in enumerate(entries):
+                try:
+                    with session.begin_nested():  # a savepoint per entry
+                        p = self.parse(self._entry_resource(entry, i),
+                                       f"Bundle.entry[{i}].resource.")
+                        outcome, patient = self._store(session, principal, p,
+                                                       f"Bundle.entry[{i}].")
+                    results.append(_entry_ok(outcome))
+                    if patient is not None:
+                        touched[patient.id] = patient
+                except TriageError as exc:
+                    results.append(_entry_error(exc))
+            self._score(session, touched)
+        return _response_bundle("batch-response", results)
+
+
+def _entry_ok(o: IngestOutcome) -> dict[str, Any]:
+    return {"response": {"status": "201 Created" if o.status == 201 else "200 OK",
+                         "location": f"{o.resource_type}/{o.resource_id}"}}
+
+
+def _entry_error(exc: TriageError) -> dict[str, Any]:
+    issue: dict[str, Any] = {"severity": "error", "code": exc.code, "diagnostics": exc.message}
+    if exc.location:
+        issue["expression"] = [exc.location]
+    return {"response": {"status": f"{exc.status_code}",
+                         "outcome": {"resourceType": "OperationOutcome", "issue": [issue]}}}
+
+
+def _response_bundle(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": kind, "entry": entries}

@@ -1,0 +1,108 @@
+"""Scoring: stored history → features → ONNX risk → rules → explanation → immutable assessment.
+
+The reference time is the newest observation's effective time, not the wall clock, so a backlog
+uploaded after two days offline is scored as it would have been live, and a replay of the same
+history reproduces the same assessments.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from models.explain import explain
+from models.features import (
+    BASELINE_WINDOW_S,
+    DAY_S,
+    History,
+    compute_features,
+)
+from service.db.tables import Assessment, Patient, Reading
+from service.domain.pathways import PathwayPolicy, PatientReadings
+from service.domain.worklist import WorklistService
+from service.model_registry import ModelRegistry
+from service.observability import Metrics
+
+# History a score needs: the 14-day baseline window plus the 7-day look-back of 3-day changes.
+HISTORY_WINDOW_S = BASELINE_WINDOW_S + 7 * DAY_S
+
+
+def age_at(birth: date, at_s: int) -> float:
+    return (datetime.fromtimestamp(at_s, UTC).date() - birth).days / 365.25
+
+
+@dataclass
+class ScoringResult:
+    assessment: Assessment
+    item_id: str | None
+
+
+class ScoringService:
+    def __init__(self, models: ModelRegistry, pathways: PathwayPolicy, worklist: WorklistService,
+                 metrics: Metrics) -> None:
+        self.models = models
+        self.pathways = pathways
+        self.worklist = worklist
+        self.metrics = metrics
+
+    def load_readings(self, session: Session, patient_id: str, as_of_s: int | None
+                      ) -> tuple[int | None, list[Any]]:
+        if as_of_s is None:
+            as_of_s = session.scalar(select(func.max(Reading.effective_s)).where(
+                Reading.patient_id == patient_id))
+            if as_of_s is None:
+                return None, []
+        rows = session.execute(
+            select(Reading.name, Reading.value, Reading.effective_s, Reading.resource_id)
+            .where(Reading.patient_id == patient_id,
+                   Reading.effective_s > as_of_s - HISTORY_WINDOW_S,
+                   Reading.effective_s <= as_of_s)
+            .order_by(Reading.effective_s, Reading.id)
+        ).all()
+        return as_of_s, rows
+
+    def score(self, session: Session, patient: Patient, trigger: str,
+              as_of_s: int | None = None) -> ScoringResult | None:
+        """Score one patient as of its newest reading (or ``as_of_s``); None if it has no data."""
+        as_of_s, rows = self.load_readings(session, patient.id, as_of_s)
+        if as_of_s is None:
+            return None
+        loaded = self.models.current()  # held for the whole request: a reload cannot swap it
+        model = loaded.model
+        birth = patient.birth_date if isinstance(patient.birth_date, date) else (
+            patient.birth_date.date())
+        age = age_at(birth, as_of_s)
+        history = History.from_rows([(0, r.name, r.effective_s, r.value) for r in rows])
+        X, context = compute_features(history, np.array([0]), np.array([as_of_s]),
+                                      np.array([age]))
+        prediction = model.predict(X)
+        probability = float(prediction.probability[0])
+        readings = PatientReadings.from_rows(rows, as_of_s, age)
+        decision = self.pathways.evaluate(session, patient, readings, probability)
+        explanation = explain(X[0], prediction.contributions[0], prediction.intercept,
+                              float(prediction.logit[0]), probability, context.row(0),
+                              decision.channels)
+        assessment = Assessment(
+            id=str(uuid.uuid4()), patient_id=patient.id, created_at=datetime.now(UTC),
+            as_of=datetime.fromtimestamp(as_of_s, UTC), trigger=trigger,
+            model_name=model.name, model_version=model.version,
+            pathway_id=patient.pathway_id, pathway_version=decision.pathway_version,
+            rule_set_hash=decision.rule_set_hash,
+            features=[None if np.isnan(v) else float(v) for v in X[0]],
+            probability=probability, level=decision.level,
+            explanation={**explanation.as_dict(), "rules": decision.fired,
+                         "scores": decision.scores, "levels": decision.level_order},
+            basis=sorted({r.resource_id for r in rows}),
+            organisation=patient.organisation,
+        )
+        session.add(assessment)
+        session.flush()
+        item = self.worklist.apply_assessment(session, patient, assessment, decision.level_rank)
+        self.metrics.scorings.labels(patient.pathway_id, decision.level).inc()
+        return ScoringResult(assessment, item.id if item else None)
