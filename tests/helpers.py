@@ -1,0 +1,107 @@
+"""Test helpers: a hand-made artifact and FHIR payload builders shaped like VKP messages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.additive import StepFunctionModel
+from models.artifact import Manifest
+from models.features import FEATURE_NAMES, FEATURES, N_FEATURES, feature_spec_hash
+
+ORG = "983974899"
+# Valid synthetic fødselsnumre (both check digits correct under the classic rule).
+FNR_ADULT = "15076500565"
+VKP_PROFILE = "http://hl7.no/fhir/vkp/StructureDefinition/VkpObservation"
+
+
+def build_handmade_artifact(dest: Path) -> Path:
+    """Step functions that follow each feature's clinical direction; deterministic bytes."""
+    thresholds, values = [], []
+    for f in FEATURES:
+        if f.kind == "delta_baseline" or f.kind.startswith("change"):
+            edges = np.array([-4.0, -2.0, 2.0, 4.0])
+        elif f.name == "missed_measurement_days_3d":
+            edges = np.array([0.5, 1.5])
+        else:
+            edges = np.array([])
+        steps = np.linspace(1.0, -1.0, len(edges) + 1) * -f.risk_direction * 0.8
+        thresholds.append(edges)
+        values.append(steps if len(edges) else np.zeros(1))
+    model = StepFunctionModel(FEATURE_NAMES, thresholds, values, np.zeros(N_FEATURES), -2.5)
+    data = model.to_onnx("handmade")
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "model.onnx").write_bytes(data)
+    Manifest(name="handmade-test-model", version="0.0.1", kind="additive",
+             sha256=hashlib.sha256(data).hexdigest(), feature_spec_hash=feature_spec_hash(),
+             feature_names=list(FEATURE_NAMES), intercept=model.intercept,
+             created="2026-01-01T00:00:00Z",
+             training_data={"synthetic": True, "note": "hand-set for tests"}).write(dest)
+    return dest
+
+
+def enrol(client: Any, headers: dict[str, str], identifier: str = FNR_ADULT,
+          pathway: str = "copd", unit: str = "lungs", birth_date: str = "1965-07-15",
+          **extra: Any) -> dict[str, Any]:
+    body = {"identifier": identifier, "birth_date": birth_date, "sex": "female",
+            "pathway": pathway, "organisation": ORG, "unit": unit, **extra}
+    response = client.post("/api/v1/patients", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+_CODES = {
+    "spo2": ("2708-6", "431314004", "%", "Oxygen saturation"),
+    "heart_rate": ("8867-4", "364075005", "/min", "Heart rate"),
+    "respiratory_rate": ("9279-1", "86290005", "/min", "Respiratory rate"),
+    "temperature": ("8310-5", "276885007", "Cel", "Body temperature"),
+    "weight": ("29463-7", "27113001", "kg", "Body weight"),
+}
+
+
+def observation(patient_id: str, measurement: str, value: float, when: datetime,
+                message_id: str, unit: str | None = None) -> dict[str, Any]:
+    loinc, snomed, canonical_unit, display = _CODES[measurement]
+    unit = unit or canonical_unit
+    return {
+        "resourceType": "Observation",
+        "meta": {"profile": [VKP_PROFILE]},
+        "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.7.1", "value": message_id}],
+        "status": "final",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": display},
+                            {"system": "http://snomed.info/sct", "code": snomed}]},
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "effectiveDateTime": when.astimezone(UTC).isoformat(),
+        "performer": [{"display": "Pasient"}],
+        "device": {"display": "Nonin 3230 pulse oximeter"},
+        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org",
+                          "code": unit},
+    }
+
+
+def blood_pressure(patient_id: str, systolic: float, diastolic: float, when: datetime,
+                   message_id: str) -> dict[str, Any]:
+    def component(code: str, value: float) -> dict[str, Any]:
+        return {"code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+                "valueQuantity": {"value": value, "unit": "mmHg",
+                                  "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+
+    obs = observation(patient_id, "heart_rate", 0, when, message_id)
+    del obs["valueQuantity"]
+    obs["code"] = {"coding": [{"system": "http://loinc.org", "code": "85354-9"},
+                              {"system": "http://snomed.info/sct", "code": "75367002"}]}
+    obs["component"] = [component("8480-6", systolic), component("8462-4", diastolic)]
+    return obs
+
+
+def post_fhir(client: Any, path: str, resource: dict[str, Any], headers: dict[str, str]) -> Any:
+    return client.post(path, content=json.dumps(resource),
+                       headers={**headers, "Content-Type": "application/fhir+json"})
