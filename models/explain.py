@@ -8,7 +8,6 @@ constant terms are reported together as the pathway baseline instead of as "miss
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +17,7 @@ from models.measurements import MEASUREMENTS, SYMPTOM_SCORE
 
 # Units as a clinician reads them; SpO2 differences are percentage points.
 _DELTA_UNIT = {"%": ("prosentpoeng", "points")}
+_SINGULAR = {"points": "point", "days": "day", "hours": "hour"}
 _CHANNEL_LABEL = {name: (m.label_nb, m.label_en) for name, m in MEASUREMENTS.items()}
 _CHANNEL_LABEL["spo2"] = ("SpO2", "SpO2")
 _CHANNEL_LABEL[SYMPTOM_SCORE] = ("Symptomskår", "Symptom score")
@@ -113,7 +113,12 @@ def _value_text(f: FeatureDef, value: float, ctx: dict[str, float | None], lang:
         suffix = "/10" if channel == SYMPTOM_SCORE else f" {unit}"
         return f"{label} {_num(value, lang)}{suffix}"
     delta_unit = _DELTA_UNIT.get(unit, (unit, unit))[0 if nb else 1]
-    amount = f"{_num(abs(value), lang)} {delta_unit}"
+    shown = _num(abs(value), lang)
+    if shown == "1" and not nb:
+        delta_unit = _SINGULAR.get(delta_unit, delta_unit)
+    amount = f"{shown} {delta_unit}"
+    if f.kind == "delta_baseline" and shown == "0":
+        return f"{label} på personlig baseline" if nb else f"{label} at personal baseline"
     if f.kind == "delta_baseline":
         latest, base = ctx.get("latest"), ctx.get("baseline")
         where = ("over" if value > 0 else "under") if nb else ("above" if value > 0 else "below")
@@ -125,7 +130,7 @@ def _value_text(f: FeatureDef, value: float, ctx: dict[str, float | None], lang:
         return text
     window = ("siste døgn" if nb else "in 1 day") if f.kind == "change_1d" else (
         "siste 3 døgn" if nb else "in 3 days")
-    if math.isclose(value, 0.0, abs_tol=1e-9):
+    if shown == "0":
         return f"{label} uendret {window}" if nb else f"{label} unchanged {window}"
     verb = ("steg" if value > 0 else "falt") if nb else ("rose" if value > 0 else "fell")
     return f"{label} {verb} {amount} {window}"

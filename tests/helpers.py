@@ -105,3 +105,26 @@ def blood_pressure(patient_id: str, systolic: float, diastolic: float, when: dat
 def post_fhir(client: Any, path: str, resource: dict[str, Any], headers: dict[str, str]) -> Any:
     return client.post(path, content=json.dumps(resource),
                        headers={**headers, "Content-Type": "application/fhir+json"})
+
+
+def questionnaire_response(patient_id: str, when: datetime, message_id: str,
+                           answers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A Helsenorge-style answer to the COPD symptom questionnaire."""
+    answers = answers or {"dyspnoea": "moderate", "cough": "mild", "sputum_colour": "yellow",
+                          "sputum_volume": "more", "on_oxygen": False,
+                          "consciousness": "alert"}
+    items = []
+    for link, value in answers.items():
+        answer = ({"valueBoolean": value} if isinstance(value, bool)
+                  else {"valueCoding": {"code": value}})
+        items.append({"linkId": link, "answer": [answer]})
+    return {
+        "resourceType": "QuestionnaireResponse",
+        "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.7.2", "value": message_id},
+        "questionnaire": "https://triage.example.org/fhir/Questionnaire/copd-symptoms|1.0.0",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{patient_id}"},
+        "authored": when.astimezone(UTC).isoformat(),
+        "source": {"reference": f"Patient/{patient_id}"},
+        "item": items,
+    }

@@ -221,7 +221,9 @@ def parse_questionnaire_response(resource: dict[str, Any], now_s: float) -> Pars
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InvalidInput(str(exc), location=f"{rtype}.item") from exc
     qid = str(questionnaire.get("id", "questionnaire"))
-    readings: list[tuple[str, float]] = [(SYMPTOM_SCORE, float(score.symptom_score))]
+    readings: list[tuple[str, float]] = []
+    if score.symptom_score == score.symptom_score:  # NaN when no scored item was answered
+        readings.append((SYMPTOM_SCORE, float(score.symptom_score)))
     readings += [(f"q:{qid}:{link}", float(p)) for link, p in sorted(score.item_points.items())]
     if ON_OXYGEN in score.values:
         readings.append((ON_OXYGEN, 1.0 if score.values[ON_OXYGEN] else 0.0))
