@@ -25,12 +25,12 @@ def build_handmade_artifact(dest: Path) -> Path:
     thresholds, values = [], []
     for f in FEATURES:
         if f.kind == "delta_baseline" or f.kind.startswith("change"):
-            edges = np.array([-4.0, -2.0, 2.0, 4.0])
+            edges = np.array([-8.0, -4.0, -2.0, 2.0, 4.0, 8.0])
         elif f.name == "missed_measurement_days_3d":
             edges = np.array([0.5, 1.5])
         else:
             edges = np.array([])
-        steps = np.linspace(1.0, -1.0, len(edges) + 1) * -f.risk_direction * 0.8
+        steps = np.linspace(1.2, -1.2, len(edges) + 1) * -f.risk_direction
         thresholds.append(edges)
         values.append(steps if len(edges) else np.zeros(1))
     model = StepFunctionModel(FEATURE_NAMES, thresholds, values, np.zeros(N_FEATURES), -2.5)

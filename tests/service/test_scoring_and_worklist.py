@@ -1,0 +1,181 @@
+"""Scoring on ingestion, exact explanations, reference time, replay, and the worklist workflow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from service.db.tables import Assessment, WorklistItem
+from tests.helpers import FNR_ADULT, enrol, observation, post_fhir
+
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+OTHER_FNR = "01017000027"  # valid synthetic numbers (classic check digits)
+
+
+def feed_stable_then(client, headers, pid, last_spo2, days=10, prefix="m"):
+    """Ten stable days of SpO2 96 % and heart rate 72, then one reading of ``last_spo2``."""
+    for d in range(days, 0, -1):
+        when = NOW - timedelta(days=d)
+        post_fhir(client, "/fhir/Observation",
+                  observation(pid, "spo2", 96, when, f"{prefix}-s{d}"), headers)
+        post_fhir(client, "/fhir/Observation",
+                  observation(pid, "heart_rate", 72, when, f"{prefix}-h{d}"), headers)
+    return post_fhir(client, "/fhir/Observation",
+                     observation(pid, "spo2", last_spo2, NOW, f"{prefix}-last"), headers)
+
+
+def assessments(client, pid) -> list[Assessment]:
+    with client.app.state.sessions() as s:
+        return list(s.scalars(select(Assessment).where(Assessment.patient_id == pid)
+                              .order_by(Assessment.created_at)))
+
+
+def test_every_ingestion_stores_an_immutable_assessment_with_provenance(client, auth):
+    pid = enrol(client, auth("clinician"))["id"]
+    feed_stable_then(client, auth("integration"), pid, 88)
+    latest = assessments(client, pid)[-1]
+    assert latest.model_name == "handmade-test-model" and latest.model_version == "0.0.1"
+    assert latest.as_of == NOW or latest.as_of.replace(tzinfo=UTC) == NOW
+    assert latest.rule_set_hash and latest.pathway_id == "copd"
+    assert len(latest.features) == 28 and len(latest.basis) > 1
+    explanation = latest.explanation
+    total = (explanation["intercept"] + explanation["pathway_baseline"]
+             + sum(explanation["contributions"].values()))
+    assert total == pytest.approx(explanation["logit"], abs=1e-9)
+    top = explanation["top_factors"][0]
+    assert top["feature"].startswith("spo2_pct") and top["direction"] == "raises"
+    assert "SpO2" in top["text_nb"] and "SpO2" in top["text_en"]
+
+
+def test_reference_time_is_the_newest_observation_so_a_backlog_scores_as_live(client, auth):
+    """The same history, sent live or as a late backlog in shuffled order, scores the same."""
+    integration, clinician = auth("integration"), auth("clinician")
+    live = enrol(client, clinician)["id"]
+    feed_stable_then(client, integration, live, 89, prefix="live")
+    backlog = enrol(client, clinician, identifier=OTHER_FNR, birth_date="1970-01-01")["id"]
+    messages = []
+    for d in range(10, 0, -1):
+        when = NOW - timedelta(days=d)
+        messages += [observation(backlog, "spo2", 96, when, f"bl-s{d}"),
+                     observation(backlog, "heart_rate", 72, when, f"bl-h{d}")]
+    messages.append(observation(backlog, "spo2", 89, NOW, "bl-last"))
+    bundle = {"resourceType": "Bundle", "type": "batch",
+              "entry": [{"resource": m} for m in reversed(messages)]}
+    assert post_fhir(client, "/fhir", bundle, integration).status_code == 200
+    a_live, a_backlog = assessments(client, live)[-1], assessments(client, backlog)[-1]
+    age_band = 27  # the two patients differ only in age
+    assert a_live.features[:age_band] == a_backlog.features[:age_band]
+    assert a_live.as_of.replace(tzinfo=UTC) == a_backlog.as_of.replace(tzinfo=UTC) == NOW
+
+
+def test_replaying_history_reproduces_the_assessment(client, auth):
+    pid = enrol(client, auth("clinician"))["id"]
+    feed_stable_then(client, auth("integration"), pid, 90)
+    original = assessments(client, pid)[-1]
+    services = client.app.state.services
+    with client.app.state.sessions() as session:
+        from service.db.tables import Patient
+        patient = session.get(Patient, pid)
+        replay = services.scoring.score(session, patient, "replay",
+                                        int(original.as_of.replace(tzinfo=UTC).timestamp()))
+        assert replay.assessment.features == original.features
+        assert replay.assessment.probability == pytest.approx(original.probability, abs=1e-12)
+        session.rollback()
+
+
+def test_missing_measurement_is_said_never_a_silent_zero(client, auth):
+    pid = enrol(client, auth("clinician"))["id"]
+    integration = auth("integration")
+    for d in range(6, 3, -1):
+        post_fhir(client, "/fhir/Observation",
+                  observation(pid, "spo2", 95, NOW - timedelta(days=d), f"s{d}"), integration)
+    post_fhir(client, "/fhir/Observation", observation(pid, "heart_rate", 75, NOW, "hr"),
+              integration)
+    latest = assessments(client, pid)[-1]
+    assert latest.features[0] is None  # spo2_pct_latest: no SpO2 in the last 3 days
+    assert "spo2_pct_latest" in latest.explanation["contributions"]
+
+
+def test_worklist_orders_by_level_then_risk_then_waiting(client, auth):
+    clinician, integration = auth("clinician"), auth("integration")
+    mild = enrol(client, clinician)["id"]
+    severe = enrol(client, clinician, identifier=OTHER_FNR, birth_date="1970-01-01")["id"]
+    feed_stable_then(client, integration, mild, 92, prefix="mild")
+    feed_stable_then(client, integration, severe, 84, prefix="severe")
+    items = client.get("/api/v1/worklist", headers=clinician).json()
+    assert [i["patient"]["id"] for i in items][:2] == [severe, mild]
+    ranks = {"red": 0, "yellow": 1, "green": 2}
+    keys = [(ranks[i["level"]], -i["probability"]) for i in items]
+    assert keys == sorted(keys)
+    first = items[0]
+    assert first["patient"]["display_identifier"].endswith("*****")
+    assert FNR_ADULT not in str(items) and OTHER_FNR not in str(items)
+    assert first["top_factors"] and first["last_data_at"] and first["state"] == "open"
+
+
+def test_transitions_and_illegal_moves(client, auth):
+    clinician = auth("clinician", subject="hpr-1234567")
+    pid = enrol(client, clinician)["id"]
+    feed_stable_then(client, auth("integration"), pid, 84)
+    item = client.get("/api/v1/worklist", headers=clinician).json()[0]["id"]
+    ack = client.post(f"/api/v1/worklist/{item}/acknowledge", json={"note": "ringt pasienten"},
+                      headers=clinician)
+    assert ack.status_code == 200
+    assert ack.json()["state"] == "acknowledged"
+    assert ack.json()["acknowledged_by"] == "hpr-1234567" and ack.json()["acknowledged_at"]
+    assert client.post(f"/api/v1/worklist/{item}/acknowledge",
+                       headers=clinician).status_code == 409
+    assert client.post(f"/api/v1/worklist/{item}/escalate", headers=clinician).json()[
+        "state"] == "escalated"
+    assert client.post(f"/api/v1/worklist/{item}/resolve", headers=clinician).json()[
+        "state"] == "resolved"
+    assert client.post(f"/api/v1/worklist/{item}/escalate", headers=clinician).status_code == 409
+    assert client.post(f"/api/v1/worklist/{item}/frobnicate",
+                       headers=clinician).status_code == 422
+    assert client.post("/api/v1/worklist/no-such-item/resolve",
+                       headers=clinician).status_code == 404
+
+
+def test_new_data_updates_the_open_item_or_opens_a_new_one(client, auth):
+    clinician, integration = auth("clinician"), auth("integration")
+    pid = enrol(client, clinician)["id"]
+    feed_stable_then(client, integration, pid, 84)
+    [item] = client.get("/api/v1/worklist", headers=clinician).json()
+    post_fhir(client, "/fhir/Observation",
+              observation(pid, "heart_rate", 120, NOW + timedelta(minutes=1), "later"),
+              integration)
+    [updated] = client.get("/api/v1/worklist", headers=clinician).json()
+    assert updated["id"] == item["id"] and updated["assessment_id"] != item["assessment_id"]
+    client.post(f"/api/v1/worklist/{item['id']}/resolve", headers=clinician)
+    post_fhir(client, "/fhir/Observation",
+              observation(pid, "spo2", 83, NOW + timedelta(minutes=2), "again"), integration)
+    [fresh] = client.get("/api/v1/worklist", headers=clinician).json()
+    assert fresh["id"] != item["id"] and fresh["state"] == "open"
+    with client.app.state.sessions() as s:
+        assert len(s.scalars(select(WorklistItem)).all()) == 2
+
+
+def test_clinicians_see_only_their_units(client, auth):
+    clinician = auth("clinician")
+    enrol(client, clinician, unit="lungs")
+    other = enrol(client, clinician, identifier=OTHER_FNR, birth_date="1970-01-01", unit="heart")
+    feed_stable_then(client, auth("integration"), other["id"], 84)
+    lungs_only = auth("clinician", units=["lungs"])
+    assert client.get("/api/v1/worklist", headers=lungs_only).json() == []
+    assert client.get(f"/api/v1/patients/{other['id']}", headers=lungs_only).status_code == 404
+    other_org = auth("clinician", organisation="974557746")
+    assert client.get("/api/v1/worklist", headers=other_org).json() == []
+    assert len(client.get("/api/v1/worklist?unit=heart", headers=clinician).json()) == 1
+
+
+def test_patient_assessment_history(client, auth):
+    clinician = auth("clinician")
+    pid = enrol(client, clinician)["id"]
+    feed_stable_then(client, auth("integration"), pid, 88)
+    history = client.get(f"/api/v1/patients/{pid}/assessments?limit=3", headers=clinician)
+    assert history.status_code == 200
+    body = history.json()
+    assert len(body) == 3 and body[0]["created_at"] >= body[1]["created_at"]
+    assert body[0]["explanation"]["top_factors"]
