@@ -78,7 +78,9 @@ def _days(hours: float | None, lang: str) -> str:
 
 
 def _missing_text(f: FeatureDef, ctx: dict[str, float | None], lang: str) -> str:
-    label = _CHANNEL_LABEL[f.channel or ""][0 if lang == "nb" else 1]
+    if f.channel is None:  # adherence features are missing only before the first reading
+        return "ingen målinger ennå" if lang == "nb" else "no measurements yet"
+    label = _CHANNEL_LABEL[f.channel][0 if lang == "nb" else 1]
     since = ctx.get("hours_since_last")
     if f.kind == "latest":
         if since is None:
