@@ -26,6 +26,7 @@ from models.rules.engine import (
     Program,
     assemble,
     check_probability,
+    meets,
     program_for,
 )
 from models.rules.readings import ReadingsBatch
@@ -94,21 +95,11 @@ class _Query:
         return self.cache[key]
 
 
-def _meets(values: np.ndarray, op: str, threshold: float) -> np.ndarray:
-    if op == ">":
-        return values > threshold
-    if op == ">=":
-        return values >= threshold
-    if op == "<":
-        return values < threshold
-    return values <= threshold
-
-
 def _threshold_rank(cr: CompiledRule, values: np.ndarray) -> np.ndarray:
     rank = np.zeros(len(values), dtype=np.int64)
     done = np.zeros(len(values), dtype=bool)
     for r, threshold, _ in cr.thresholds:
-        hit = ~done & _meets(values, cr.rule.op, threshold)
+        hit = ~done & meets(values, cr.rule.op, threshold)
         rank[hit] = r
         done |= hit
     return rank
@@ -235,7 +226,7 @@ def _consecutive(cr: CompiledRule, q: _Query) -> tuple[np.ndarray, list[np.ndarr
     rank = np.zeros(len(q.idx), dtype=np.int64)
     done = ~enough
     for r, threshold, _ in cr.thresholds:
-        hit = ~done & _meets(values, rule.op, threshold).all(axis=1)
+        hit = ~done & meets(values, rule.op, threshold).all(axis=1)
         rank[hit] = r
         done |= hit
     return ok, [rank, times, values, enough]

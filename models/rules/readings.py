@@ -138,7 +138,8 @@ class PatientReadings:
         ``values`` uses canonical names and units, e.g. ``{"respiratory_rate": 18, "spo2": 95,
         "on_oxygen": False, "systolic_bp": 120, "heart_rate": 80, "consciousness": "alert",
         "temperature": 37.0}``; ``answers`` is ``{questionnaire id: {linkId: points}}``.
-        ``None`` values count as not measured.
+        ``None`` values count as not measured. Enrolment is taken as ``as_of_s``, so
+        missed-measurement rules stay quiet in a dry run.
         """
         now = int(time.time()) if as_of_s is None else int(as_of_s)
         return cls.build(
@@ -150,6 +151,7 @@ class PatientReadings:
                 for q, items in (answers or {}).items()
             },
             options=options,
+            enrolled_s=now,
         )
 
 

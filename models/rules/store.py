@@ -104,12 +104,12 @@ def _escape(key: str) -> str:
 _KEY_FIELDS = ("id", "measurement")
 
 
-def _list_key(items: list[Any]) -> str | None:
+def _list_key(old: list[Any], new: list[Any]) -> str | None:
     for field in _KEY_FIELDS:
-        if items and all(isinstance(x, dict) and field in x for x in items):
-            keys = [x[field] for x in items]
-            if len(set(keys)) == len(keys):
-                return field
+        if all(isinstance(x, dict) and field in x for x in old + new) and all(
+            len({x[field] for x in side}) == len(side) for side in (old, new)
+        ):
+            return field
     return None
 
 
@@ -125,7 +125,7 @@ def _diff(old: Any, new: Any, path: str, out: list[Change]) -> None:
                 _diff(old[key], new[key], sub, out)
         return
     if isinstance(old, list) and isinstance(new, list):
-        field = _list_key(old + new) if (old or new) else None
+        field = _list_key(old, new) if (old or new) else None
         if field is not None:
             old_by = {x[field]: x for x in old}
             new_by = {x[field]: x for x in new}

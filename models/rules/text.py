@@ -76,11 +76,10 @@ def _lower_first(text: str) -> str:
 
 
 def duration(hours: float, lang: str) -> str:
-    if hours % 24 == 0:
+    # "24 timer" reads better than "1 døgn"; whole days from two days up.
+    if hours % 24 == 0 and hours >= 48:
         days = int(hours // 24)
-        if lang == "nb":
-            return f"{days} døgn"
-        return "1 day" if days == 1 else f"{days} days"
+        return f"{days} døgn" if lang == "nb" else f"{days} days"
     return f"{number(hours, lang)} timer" if lang == "nb" else f"{number(hours, lang)} h"
 
 
