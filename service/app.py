@@ -16,6 +16,7 @@ from service.middleware import RequestGuard
 from service.model_registry import ChampionResolver, ModelRegistry
 from service.observability import Metrics, configure_logging
 from service.security.deps import authorize
+from service.security.middleware import install_security
 from service.security.tokens import TokenVerifier
 
 log = logging.getLogger("triage.app")
@@ -29,6 +30,10 @@ def create_app(settings: Settings | None = None, *,
                background_jobs: tuple[BackgroundJob, ...] = ()) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
+    from service.outbox.sender import outbox_sender_job
+
+    # The DIPS outbox sender (with no endpoint configured it only keeps the /metrics gauge).
+    background_jobs = (*background_jobs, outbox_sender_job)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -63,10 +68,12 @@ def create_app(settings: Settings | None = None, *,
     app.state.metrics = metrics
     install_error_handlers(app)
 
-    from service.api import fhir, ops, patients, worklist
+    from service.api import cds_hooks, fhir, ops, outbox, patients, v2, worklist
     from service.api import models as models_api
 
-    for router in (ops.router, patients.router, fhir.router, worklist.router, models_api.router):
+    for router in (ops.router, patients.router, fhir.router, worklist.router, models_api.router,
+                   cds_hooks.router, v2.router, outbox.router):
         app.include_router(router)
+    install_security(app)  # audit trail, input guard, record guards, /api/v1/audit
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
