@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.errors import Forbidden, Unauthorised
-from service.security.policy import allowed_roles
+from service.security.audit import current_context, safe_patient_id
+from service.security.policy import GUARDIAN_ROUTES, allowed_roles
 from service.security.principal import Principal
 
 
@@ -15,17 +16,32 @@ def authorize(request: Request) -> None:
     """App-wide dependency: verify the bearer token and apply the route × role table."""
     route = request.scope.get("route")
     name = getattr(route, "name", None) or ""
-    roles = allowed_roles(name)
+    roles = allowed_roles(name, request.app.state.settings.public_metrics)
     if roles is None:
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorised("a bearer token is required")
     principal = request.app.state.verifier.verify(token.strip())
     request.state.principal = principal
+    ctx = current_context()
+    if ctx is not None:  # the audit middleware's per-request record (shared across threads)
+        ctx.principal = principal
     if principal.role not in roles:
         raise Forbidden(f"role '{principal.role.value}' may not call {name}")
+    if principal.guardian_proxy:
+        _check_guardian_request(request, name)
+
+
+def _check_guardian_request(request: Request, name: str) -> None:
+    """A parent/guardian context reads only the FHIR outputs, and only for one named patient."""
+    if name not in GUARDIAN_ROUTES:
+        raise Forbidden("this route is not available when acting for a parent or guardian")
+    named = [v for key in ("subject", "patient") for v in request.query_params.getlist(key)]
+    if len(named) != 1 or safe_patient_id(named[0]) is None:
+        raise Forbidden("acting for a parent or guardian, name exactly one patient")
+    # The patient row itself is checked when it is loaded (service.security.audit hooks).
 
 
 def current_principal(request: Request) -> Principal:

@@ -1,20 +1,29 @@
 """The route × role matrix, enforced in one place (the app-wide `authorize` dependency).
 
 Every route is named; a route missing from this table is refused for everyone (default deny), and a
-test walks every route × role. governance/access-matrix.md is generated from this table.
+test walks every route × role. governance/access-matrix.md is generated from this table
+(`python -m service.security.matrix`); a test fails when the file is out of date.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
 from service.security.principal import Role
 
-C, M, P, I, A = (Role.CLINICIAN, Role.ML_ENGINEER, Role.COMPLIANCE, Role.INTEGRATION, Role.ADMIN)
+C, M, P, I, A = (Role.CLINICIAN, Role.ML_ENGINEER, Role.COMPLIANCE,  # noqa: E741
+                 Role.INTEGRATION, Role.ADMIN)
 
 # Routes anyone may call (liveness for orchestrators, the API description, the V2 health probes).
+# /metrics is public only while Settings.public_metrics is true (see `allowed_roles`).
 PUBLIC_ROUTES: frozenset[str] = frozenset({
     "healthz", "readyz", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect",
     "redoc_html", "fhir_metadata", "v2_live", "v2_ready",
 })
+# Who may scrape /metrics when it is not public.
+METRICS_ROLES = frozenset({M, P, A})
 
 ROUTE_ROLES: dict[str, frozenset[Role]] = {
     # enrolment and patient record
@@ -35,11 +44,62 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     # models
     "list_models": frozenset({M, P, A}),
     "reload_models": frozenset({M, A}),
+    # CDS Hooks (DIPS calls as an integration client; a clinician-context app may call too)
+    "cds_discovery": frozenset({C, I, A}),
+    "cds_service_call": frozenset({C, I, A}),
+    "cds_model_card": frozenset({C, M, P, I, A}),
+    # Open Inference Protocol (V2): the model for ML engineers and integration clients
+    "v2_server_metadata": frozenset({M, I, A}),
+    "v2_model_metadata": frozenset({M, I, A}),
+    "v2_model_version_metadata": frozenset({M, I, A}),
+    "v2_model_ready": frozenset({M, I, A}),
+    "v2_model_version_ready": frozenset({M, I, A}),
+    "v2_infer": frozenset({M, I, A}),
+    "v2_version_infer": frozenset({M, I, A}),
+    # DIPS outbox delivery state: operations (admin) and the integration client; no payloads
+    "list_outbox": frozenset({I, A}),
+    # audit log (Normen): compliance officers, and administrators for operations
+    "search_audit_log": frozenset({P, A}),
+    "verify_audit_log": frozenset({P, A}),
 }
 
+# A token acting for a parent or guardian (Helsenorge representation) may call only these, and
+# only for one named patient; see service.security.guardian.
+GUARDIAN_ROUTES: frozenset[str] = frozenset({
+    "fhir_search_risk_assessment", "fhir_search_task",
+    "fhir_search_detected_issue",
+})
 
-def allowed_roles(route_name: str) -> frozenset[Role] | None:
-    """Roles allowed on a named route; None for a public route."""
+
+def allowed_roles(route_name: str, public_metrics: bool = True) -> frozenset[Role] | None:
+    """Roles allowed on a named route; None for a public route; empty (deny) when unlisted."""
+    if route_name == "metrics" and not public_metrics:
+        return METRICS_ROLES
     if route_name in PUBLIC_ROUTES:
         return None
     return ROUTE_ROLES.get(route_name, frozenset())
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    name: str
+    path: str
+    methods: tuple[str, ...]
+
+
+def iter_routes(app: Any) -> Iterator[RouteInfo]:
+    """Every HTTP route of the app, including those of included routers (FastAPI ≥ 0.16x)."""
+    from fastapi.routing import iter_route_contexts
+
+    for ctx in iter_route_contexts(app.routes):
+        methods = ctx.methods
+        path = ctx.path
+        if not methods or path is None:  # websockets, mounts
+            continue
+        yield RouteInfo(ctx.name or "", path, tuple(sorted(m for m in methods if m != "HEAD")))
+
+
+def unlisted_routes(app: Any) -> list[RouteInfo]:
+    """Routes that are neither public nor in ROUTE_ROLES: refused for everyone until listed."""
+    return [r for r in iter_routes(app)
+            if r.name not in PUBLIC_ROUTES and r.name not in ROUTE_ROLES]

@@ -16,11 +16,15 @@ class Role(StrEnum):
 
 @dataclass(frozen=True)
 class Principal:
-    subject: str  # HPR number for personnel, client id for systems
+    subject: str  # HPR number for personnel, client id for systems; never a fødselsnummer
     role: Role
     organisation: str  # orgnr of the legal entity (HelseID orgnr_parent)
     units: tuple[str, ...] | None  # None: every unit of the organisation
     display_name: str = ""
+    # The call is made for a parent or guardian (Helsenorge "representasjon"): information a
+    # 12–16-year-old withheld from parents, and anything about a patient aged 16 or more, is
+    # refused.
+    guardian_proxy: bool = False
 
     def may_see_unit(self, organisation: str, unit: str) -> bool:
         if self.role is Role.ADMIN:
