@@ -12,15 +12,33 @@ AS_OF = 1_780_000_000
 CHART = {
     "respiratory_rate": [(2, 8, 3), (9, 11, 1), (12, 20, 0), (21, 24, 2), (25, 80, 3)],
     "systolic_bp": [(40, 90, 3), (91, 100, 2), (101, 110, 1), (111, 219, 0), (220, 300, 3)],
-    "heart_rate": [(20, 40, 3), (41, 50, 1), (51, 90, 0), (91, 110, 1), (111, 130, 2),
-                   (131, 300, 3)],
-    "temperature": [(25.0, 35.0, 3), (35.1, 36.0, 1), (36.1, 38.0, 0), (38.1, 39.0, 1),
-                    (39.1, 45.0, 2)],
+    "heart_rate": [
+        (20, 40, 3),
+        (41, 50, 1),
+        (51, 90, 0),
+        (91, 110, 1),
+        (111, 130, 2),
+        (131, 300, 3),
+    ],
+    "temperature": [
+        (25.0, 35.0, 3),
+        (35.1, 36.0, 1),
+        (36.1, 38.0, 0),
+        (38.1, 39.0, 1),
+        (39.1, 45.0, 2),
+    ],
 }
 SPO2_SCALE1 = [(0, 91, 3), (92, 93, 2), (94, 95, 1), (96, 100, 0)]
 SPO2_SCALE2_AIR = [(0, 83, 3), (84, 85, 2), (86, 87, 1), (88, 100, 0)]
-SPO2_SCALE2_O2 = [(0, 83, 3), (84, 85, 2), (86, 87, 1), (88, 92, 0), (93, 94, 1), (95, 96, 2),
-                  (97, 100, 3)]
+SPO2_SCALE2_O2 = [
+    (0, 83, 3),
+    (84, 85, 2),
+    (86, 87, 1),
+    (88, 92, 0),
+    (93, 94, 1),
+    (95, 96, 2),
+    (97, 100, 3),
+]
 
 
 def _edges(chart):
@@ -29,8 +47,10 @@ def _edges(chart):
 
 
 def _score(rule_set: str, values: dict) -> int:
-    result = evaluate(load_rule_set(rule_set),
-                      PatientReadings.from_latest_values(values, age_years=70, as_of_s=AS_OF))
+    result = evaluate(
+        load_rule_set(rule_set),
+        PatientReadings.from_latest_values(values, age_years=70, as_of_s=AS_OF),
+    )
     return result.scores["news2"]
 
 
@@ -75,13 +95,22 @@ def test_air_or_oxygen(on_oxygen, points):
     assert _score("news2", {"on_oxygen": on_oxygen}) == points
 
 
-NORMAL = {"respiratory_rate": 18, "spo2": 97, "on_oxygen": False, "systolic_bp": 120,
-          "heart_rate": 80, "consciousness": "alert", "temperature": 37.0}
+NORMAL = {
+    "respiratory_rate": 18,
+    "spo2": 97,
+    "on_oxygen": False,
+    "systolic_bp": 120,
+    "heart_rate": 80,
+    "consciousness": "alert",
+    "temperature": 37.0,
+}
 
 
 def _run(values, rule_set="news2"):
-    return evaluate(load_rule_set(rule_set),
-                    PatientReadings.from_latest_values(values, age_years=70, as_of_s=AS_OF))
+    return evaluate(
+        load_rule_set(rule_set),
+        PatientReadings.from_latest_values(values, age_years=70, as_of_s=AS_OF),
+    )
 
 
 def test_design_dry_run_example():

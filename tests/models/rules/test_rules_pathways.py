@@ -56,29 +56,43 @@ def test_questionnaire_items_match_the_questionnaires_module():
 @pytest.mark.parametrize(("age", "level"), [(15, "red"), (0.5, "green")])
 def test_same_heart_rate_is_red_at_15_and_green_at_6_months(age, level):
     paediatric = load_pathway("paediatric")
-    result = evaluate(paediatric,
-                      PatientReadings.from_latest_values({"heart_rate": 150}, age_years=age,
-                                                         as_of_s=AS_OF))
+    result = evaluate(
+        paediatric,
+        PatientReadings.from_latest_values({"heart_rate": 150}, age_years=age, as_of_s=AS_OF),
+    )
     assert result.level == level
     if level == "red":
-        assert _fired(result)["heart-rate-for-age"].text_en == "Heart rate > 130 /min " \
+        assert (
+            _fired(result)["heart-rate-for-age"].text_en == "Heart rate > 130 /min "
             "(measured 150 /min)"
+        )
 
 
-@pytest.mark.parametrize(("age", "rr", "level"), [
-    (0.5, 50, "green"), (0.5, 75, "red"), (3, 50, "yellow"), (8, 30, "yellow"),
-    (16, 30, "yellow"), (16, 35, "red"), (16, 16, "green"),
-])
+@pytest.mark.parametrize(
+    ("age", "rr", "level"),
+    [
+        (0.5, 50, "green"),
+        (0.5, 75, "red"),
+        (3, 50, "yellow"),
+        (8, 30, "yellow"),
+        (16, 30, "yellow"),
+        (16, 35, "red"),
+        (16, 16, "green"),
+    ],
+)
 def test_respiratory_rate_bands_follow_age(age, rr, level):
-    result = evaluate(load_pathway("paediatric"),
-                      PatientReadings.from_latest_values({"respiratory_rate": rr},
-                                                         age_years=age, as_of_s=AS_OF))
+    result = evaluate(
+        load_pathway("paediatric"),
+        PatientReadings.from_latest_values({"respiratory_rate": rr}, age_years=age, as_of_s=AS_OF),
+    )
     assert result.level == level
 
 
 def test_age_dependent_bands_need_an_age():
-    result = evaluate(load_pathway("paediatric"),
-                      PatientReadings.from_latest_values({"heart_rate": 150}, as_of_s=AS_OF))
+    result = evaluate(
+        load_pathway("paediatric"),
+        PatientReadings.from_latest_values({"heart_rate": 150}, as_of_s=AS_OF),
+    )
     assert "heart-rate-for-age" not in _fired(result)
 
 
@@ -104,22 +118,28 @@ def test_override_raises_one_patients_threshold_and_shows_in_the_text():
     result = evaluate(copd, patient, overrides=[HABITUAL_88])
     fired = _fired(result)["spo2-low"]
     assert fired.level == "red"
-    assert fired.text_nb == ("SpO2 < 85 % (målt 84 %); personlig grense satt av lege Kari "
-                             "Nordmann den 18.05.2026: Habituell SpO2 88 % ved stabil KOLS")
-    assert fired.text_en.endswith("personal threshold set by lege Kari Nordmann on 2026-05-18: "
-                                  "Habituell SpO2 88 % ved stabil KOLS")
+    assert fired.text_nb == (
+        "SpO2 < 85 % (målt 84 %); personlig grense satt av lege Kari "
+        "Nordmann den 18.05.2026: Habituell SpO2 88 % ved stabil KOLS"
+    )
+    assert fired.text_en.endswith(
+        "personal threshold set by lege Kari Nordmann on 2026-05-18: "
+        "Habituell SpO2 88 % ved stabil KOLS"
+    )
     assert fired.override["author"] == "lege Kari Nordmann"
     assert result.overrides_applied[0]["rule"] == "spo2-low"
 
     # 88 % is yellow on the pathway's bands, green on this patient's personal ones; the
     # patient also has NEWS2 scale 2 (on scale 1, 88 % scores 3 and would stay yellow).
-    usual = PatientReadings.from_latest_values({"spo2": 88}, age_years=71, as_of_s=AS_OF,
-                                               options={"hypercapnic_failure": True})
+    usual = PatientReadings.from_latest_values(
+        {"spo2": 88}, age_years=71, as_of_s=AS_OF, options={"hypercapnic_failure": True}
+    )
     assert evaluate(copd, usual).level == "yellow"
     assert evaluate(copd, usual, overrides=[HABITUAL_88]).level == "green"
     scale1 = PatientReadings.from_latest_values({"spo2": 88}, age_years=71, as_of_s=AS_OF)
     assert _fired(evaluate(copd, scale1, overrides=[HABITUAL_88])).keys() == {
-        "news2.single_parameter_3"}
+        "news2.single_parameter_3"
+    }
 
 
 def test_expired_override_is_ignored_and_said_so():
@@ -132,8 +152,14 @@ def test_expired_override_is_ignored_and_said_so():
 
 
 def test_threshold_override_on_a_consecutive_rule():
-    override = Override(rule="spo2-low-twice", thresholds={"yellow": 86}, reason="KOLS",
-                        author="sykepleier Ola", created_s=AS_OF - DAY, expires_s=AS_OF + DAY)
+    override = Override(
+        rule="spo2-low-twice",
+        thresholds={"yellow": 86},
+        reason="KOLS",
+        author="sykepleier Ola",
+        created_s=AS_OF - DAY,
+        expires_s=AS_OF + DAY,
+    )
     patient = readings({"spo2": series((20, 89), (2, 89))})
     copd = load_pathway("copd")
     assert "spo2-low-twice" in _fired(evaluate(copd, patient))
@@ -149,16 +175,19 @@ def test_override_of_unknown_rule_is_refused():
 # ---------------------------------------------------------------------------------- triage
 
 
-@pytest.mark.parametrize(("spo2", "p", "level", "decided_by"), [
-    (97, None, "green", "none"),
-    (97, 0.1, "green", "none"),
-    (97, 0.25, "yellow", "model"),
-    (97, 0.6, "red", "model"),
-    (90, 0.1, "yellow", "rules"),
-    (90, 0.3, "yellow", "rules+model"),
-    (90, 0.6, "red", "model"),
-    (86, 0.0, "red", "rules"),
-])
+@pytest.mark.parametrize(
+    ("spo2", "p", "level", "decided_by"),
+    [
+        (97, None, "green", "none"),
+        (97, 0.1, "green", "none"),
+        (97, 0.25, "yellow", "model"),
+        (97, 0.6, "red", "model"),
+        (90, 0.1, "yellow", "rules"),
+        (90, 0.3, "yellow", "rules+model"),
+        (90, 0.6, "red", "model"),
+        (86, 0.0, "red", "rules"),
+    ],
+)
 def test_triage_policy_combines_rules_and_model(spo2, p, level, decided_by):
     patient = PatientReadings.from_latest_values({"spo2": spo2}, age_years=70, as_of_s=AS_OF)
     result = evaluate(load_pathway("copd"), patient, model_probability=p)
@@ -187,8 +216,13 @@ def test_rules_that_do_not_count_for_triage_are_still_listed():
 
 
 def test_copd_exacerbation_combination_is_red():
-    answers = {"copd-symptoms": {"dyspnoea": series((2, 2)), "sputum_colour": series((2, 2)),
-                                 "sputum_volume": series((2, 2))}}
+    answers = {
+        "copd-symptoms": {
+            "dyspnoea": series((2, 2)),
+            "sputum_colour": series((2, 2)),
+            "sputum_volume": series((2, 2)),
+        }
+    }
     result = evaluate(load_pathway("copd"), readings(answers=answers))
     assert result.level == "red"
     assert _fired(result)["copd-exacerbation"].text_en.startswith("Possible COPD exacerbation")
@@ -205,8 +239,9 @@ def test_heart_failure_weight_gain_is_red_with_the_esc_wording():
 
 @pytest.mark.parametrize(("temperature", "level"), [(37.9, "green"), (38.0, "red")])
 def test_oncology_neutropenic_fever_at_38(temperature, level):
-    patient = PatientReadings.from_latest_values({"temperature": temperature}, age_years=55,
-                                                 as_of_s=AS_OF)
+    patient = PatientReadings.from_latest_values(
+        {"temperature": temperature}, age_years=55, as_of_s=AS_OF
+    )
     result = evaluate(load_pathway("oncology"), patient)
     assert result.level == level
     if level == "red":
@@ -220,8 +255,12 @@ def test_copd_option_switches_to_news2_scale2():
     copd = load_pathway("copd")
     values = {"spo2": 88, "on_oxygen": False}
     default = evaluate(copd, PatientReadings.from_latest_values(values, as_of_s=AS_OF))
-    scale2 = evaluate(copd, PatientReadings.from_latest_values(
-        values, as_of_s=AS_OF, options={"hypercapnic_failure": True}))
+    scale2 = evaluate(
+        copd,
+        PatientReadings.from_latest_values(
+            values, as_of_s=AS_OF, options={"hypercapnic_failure": True}
+        ),
+    )
     assert default.rule_sets == {"news2": 1} and default.scores["news2"] == 3
     assert scale2.rule_sets == {"news2-scale2": 1} and scale2.scores["news2"] == 0
     assert scale2.options == {"hypercapnic_failure": True}
@@ -229,8 +268,10 @@ def test_copd_option_switches_to_news2_scale2():
 
 def test_unknown_option_is_refused():
     with pytest.raises(ReadingsError, match="unknown pathway option"):
-        evaluate(load_pathway("copd"),
-                 PatientReadings.from_latest_values({}, as_of_s=AS_OF, options={"x": True}))
+        evaluate(
+            load_pathway("copd"),
+            PatientReadings.from_latest_values({}, as_of_s=AS_OF, options={"x": True}),
+        )
 
 
 # ---------------------------------------------------------------------------------- dry runs
@@ -267,25 +308,64 @@ PREGNANCY_HYPERTENSION = {
     "version": 1,
     "title_nb": "Svangerskapshypertensjon",
     "title_en": "Hypertension in pregnancy",
-    "measurements": [{"measurement": "systolic_bp", "unit": "mm[Hg]", "per_day": 2},
-                     {"measurement": "diastolic_bp", "unit": "mm[Hg]", "per_day": 2},
-                     {"measurement": "weight", "unit": "kg", "per_day": 1}],
+    "measurements": [
+        {"measurement": "systolic_bp", "unit": "mm[Hg]", "per_day": 2},
+        {"measurement": "diastolic_bp", "unit": "mm[Hg]", "per_day": 2},
+        {"measurement": "weight", "unit": "kg", "per_day": 1},
+    ],
     "rules": [
-        {"id": "systolic", "type": "bands", "measurement": "systolic_bp", "unit": "mm[Hg]",
-         "direction": "high", "source": "NICE NG133 (2019): severe hypertension ≥ 160/110",
-         "bands": [{"lt": 140}, {"ge": 140, "lt": 160, "level": "yellow"},
-                   {"ge": 160, "level": "red"}]},
-        {"id": "diastolic", "type": "bands", "measurement": "diastolic_bp", "unit": "mm[Hg]",
-         "direction": "high",
-         "bands": [{"lt": 90}, {"ge": 90, "lt": 110, "level": "yellow"},
-                   {"ge": 110, "level": "red"}]},
-        {"id": "raised-twice", "type": "consecutive", "measurement": "systolic_bp",
-         "unit": "mm[Hg]", "op": ">=", "thresholds": {"red": 150}, "count": 2,
-         "window_hours": 12},
-        {"id": "oedema-weight", "type": "change", "measurement": "weight", "unit": "kg",
-         "op": ">", "thresholds": {"yellow": 1.0}, "window_hours": 48},
-        {"id": "bp-overdue", "type": "missed", "measurement": "systolic_bp",
-         "measure": "hours_since_last", "op": ">", "thresholds": {"yellow": 24}},
+        {
+            "id": "systolic",
+            "type": "bands",
+            "measurement": "systolic_bp",
+            "unit": "mm[Hg]",
+            "direction": "high",
+            "source": "NICE NG133 (2019): severe hypertension ≥ 160/110",
+            "bands": [
+                {"lt": 140},
+                {"ge": 140, "lt": 160, "level": "yellow"},
+                {"ge": 160, "level": "red"},
+            ],
+        },
+        {
+            "id": "diastolic",
+            "type": "bands",
+            "measurement": "diastolic_bp",
+            "unit": "mm[Hg]",
+            "direction": "high",
+            "bands": [
+                {"lt": 90},
+                {"ge": 90, "lt": 110, "level": "yellow"},
+                {"ge": 110, "level": "red"},
+            ],
+        },
+        {
+            "id": "raised-twice",
+            "type": "consecutive",
+            "measurement": "systolic_bp",
+            "unit": "mm[Hg]",
+            "op": ">=",
+            "thresholds": {"red": 150},
+            "count": 2,
+            "window_hours": 12,
+        },
+        {
+            "id": "oedema-weight",
+            "type": "change",
+            "measurement": "weight",
+            "unit": "kg",
+            "op": ">",
+            "thresholds": {"yellow": 1.0},
+            "window_hours": 48,
+        },
+        {
+            "id": "bp-overdue",
+            "type": "missed",
+            "measurement": "systolic_bp",
+            "measure": "hours_since_last",
+            "op": ">",
+            "thresholds": {"yellow": 24},
+        },
     ],
     "triage": {"model_thresholds": {}},
     "model": None,
@@ -295,15 +375,21 @@ PREGNANCY_HYPERTENSION = {
 
 def test_new_pathway_by_configuration_alone_end_to_end():
     assert validate_pathway(PREGNANCY_HYPERTENSION) == []
-    patient = readings({"systolic_bp": series((8, 152), (1, 155)),
-                        "diastolic_bp": series((1, 95)),
-                        "weight": series((40, 70.0), (1, 71.5))}, age=31)
+    patient = readings(
+        {
+            "systolic_bp": series((8, 152), (1, 155)),
+            "diastolic_bp": series((1, 95)),
+            "weight": series((40, 70.0), (1, 71.5)),
+        },
+        age=31,
+    )
     result = evaluate(PREGNANCY_HYPERTENSION, patient)
     assert result.pathway == "pregnancy-hypertension"
     assert result.level == "red"
     assert set(_fired(result)) == {"raised-twice", "systolic", "diastolic", "oedema-weight"}
     assert _fired(result)["raised-twice"].text_nb == (
-        "Systolisk blodtrykk minst 150 mmHg to ganger på 12 timer (målt 152, 155 mmHg)")
+        "Systolisk blodtrykk minst 150 mmHg to ganger på 12 timer (målt 152, 155 mmHg)"
+    )
     calm = readings({"systolic_bp": series((1, 120)), "diastolic_bp": series((1, 75))}, age=31)
     assert evaluate(PREGNANCY_HYPERTENSION, calm).level == "green"
 
@@ -329,12 +415,24 @@ def test_diff_names_rules_by_id_and_reads_for_clinicians():
     new = copy.deepcopy(old)
     new["version"] = 2
     new["rules"][0]["thresholds"]["red"] = 2.5
-    new["rules"].insert(0, {"id": "glucose-high", "type": "bands", "measurement": "glucose",
-                            "unit": "mmol/L", "bands": [{"lt": 15}, {"ge": 15, "level": "red"}]})
+    new["rules"].insert(
+        0,
+        {
+            "id": "glucose-high",
+            "type": "bands",
+            "measurement": "glucose",
+            "unit": "mmol/L",
+            "bands": [{"lt": 15}, {"ge": 15, "level": "red"}],
+        },
+    )
     del new["rules"][-1]
     changes = {c.path: c for c in diff_pathways(old, new)}
-    assert set(changes) == {"/version", "/rules/weight-gain-3d/thresholds/red",
-                            "/rules/glucose-high", "/rules/weight-missed"}
+    assert set(changes) == {
+        "/version",
+        "/rules/weight-gain-3d/thresholds/red",
+        "/rules/glucose-high",
+        "/rules/weight-missed",
+    }
     red = changes["/rules/weight-gain-3d/thresholds/red"]
     assert (red.kind, red.old, red.new) == ("changed", 2.0, 2.5)
     assert red.text_nb == "Endret rules › weight-gain-3d › thresholds › red: 2.0 → 2.5"

@@ -11,8 +11,15 @@ from models.rules.schema import Rule
 # Completeness (as Evidently's preset test): each rule type must be listed here by a test
 # below; a new type without tests fails test_every_rule_type_is_tested.
 TESTED_RULE_TYPES = {
-    "bands", "category", "baseline_deviation", "change", "consecutive", "questionnaire",
-    "missed", "combination", "score",
+    "bands",
+    "category",
+    "baseline_deviation",
+    "change",
+    "consecutive",
+    "questionnaire",
+    "missed",
+    "combination",
+    "score",
 }
 
 
@@ -30,14 +37,19 @@ def _fired(result):
 # ---------------------------------------------------------------------------------- bands
 
 SPO2_BANDS = {
-    "id": "spo2-low", "type": "bands", "measurement": "spo2", "unit": "%", "direction": "low",
-    "bands": [{"lt": 88, "level": "red"}, {"ge": 88, "lt": 92, "level": "yellow"},
-              {"ge": 92}],
+    "id": "spo2-low",
+    "type": "bands",
+    "measurement": "spo2",
+    "unit": "%",
+    "direction": "low",
+    "bands": [{"lt": 88, "level": "red"}, {"ge": 88, "lt": 92, "level": "yellow"}, {"ge": 92}],
 }
 
 
-@pytest.mark.parametrize(("spo2", "level"), [(87, "red"), (87.9, "red"), (88, "yellow"),
-                                             (91, "yellow"), (92, "green"), (100, "green")])
+@pytest.mark.parametrize(
+    ("spo2", "level"),
+    [(87, "red"), (87.9, "red"), (88, "yellow"), (91, "yellow"), (92, "green"), (100, "green")],
+)
 def test_bands_edges(spo2, level):
     result = evaluate(pathway([SPO2_BANDS]), readings({"spo2": series((1, spo2))}))
     assert result.level == level
@@ -48,8 +60,13 @@ def test_bands_text_in_both_languages():
     fired = _fired(result)["spo2-low"]
     assert fired.text_nb == "SpO2 < 88 % (målt 87 %)"
     assert fired.text_en == "SpO2 < 88 % (measured 87 %)"
-    assert fired.values == {"measurement": "spo2", "value": 87.0, "unit": "%",
-                            "time_s": AS_OF - HOUR, "points": 0}
+    assert fired.values == {
+        "measurement": "spo2",
+        "value": 87.0,
+        "unit": "%",
+        "time_s": AS_OF - HOUR,
+        "points": 0,
+    }
 
 
 def test_bands_ignore_readings_older_than_three_days():
@@ -59,8 +76,13 @@ def test_bands_ignore_readings_older_than_three_days():
 
 
 def test_decimal_comma_in_norwegian():
-    rule = {"id": "fever", "type": "bands", "measurement": "temperature", "unit": "Cel",
-            "bands": [{"lt": 38.5}, {"ge": 38.5, "level": "red"}]}
+    rule = {
+        "id": "fever",
+        "type": "bands",
+        "measurement": "temperature",
+        "unit": "Cel",
+        "bands": [{"lt": 38.5}, {"ge": 38.5, "level": "red"}],
+    }
     fired = _fired(evaluate(pathway([rule]), readings({"temperature": series((1, 38.7))})))
     assert fired["fever"].text_nb == "Temperatur ≥ 38,5 °C (målt 38,7 °C)"
     assert fired["fever"].text_en == "Temperature ≥ 38.5 °C (measured 38.7 °C)"
@@ -70,8 +92,12 @@ def test_decimal_comma_in_norwegian():
 
 
 def test_category_level_and_text():
-    rule = {"id": "confused", "type": "category", "measurement": "consciousness",
-            "levels": {"cvpu": "red"}}
+    rule = {
+        "id": "confused",
+        "type": "category",
+        "measurement": "consciousness",
+        "levels": {"cvpu": "red"},
+    }
     result = evaluate(pathway([rule]), readings({"consciousness": series((1, "cvpu"))}))
     assert result.level == "red"
     fired = _fired(result)["confused"]
@@ -84,8 +110,13 @@ def test_category_level_and_text():
 # ---------------------------------------------------------------------------------- change
 
 WEIGHT_GAIN = {
-    "id": "weight-gain-3d", "type": "change", "measurement": "weight", "unit": "kg",
-    "op": ">", "thresholds": {"yellow": 1.5, "red": 2.0}, "window_hours": 72,
+    "id": "weight-gain-3d",
+    "type": "change",
+    "measurement": "weight",
+    "unit": "kg",
+    "op": ">",
+    "thresholds": {"yellow": 1.5, "red": 2.0},
+    "window_hours": 72,
 }
 
 
@@ -120,8 +151,15 @@ def test_change_ignores_readings_before_the_window():
 
 
 def test_change_fall():
-    rule = {"id": "weight-loss", "type": "change", "measurement": "weight", "unit": "kg",
-            "op": "<", "thresholds": {"yellow": -2.0}, "window_hours": 168}
+    rule = {
+        "id": "weight-loss",
+        "type": "change",
+        "measurement": "weight",
+        "unit": "kg",
+        "op": "<",
+        "thresholds": {"yellow": -2.0},
+        "window_hours": 168,
+    }
     result = evaluate(pathway([rule]), readings({"weight": series((100, 80.0), (0, 77.5))}))
     fired = _fired(result)["weight-loss"]
     assert fired.text_nb == "Vekttap over 2 kg på 7 døgn (målt -2,5 kg)"
@@ -130,9 +168,16 @@ def test_change_fall():
 
 # ---------------------------------------------------------------------------------- consecutive
 
-SPO2_TWICE = {"id": "spo2-low-twice", "type": "consecutive", "measurement": "spo2",
-              "unit": "%", "op": "<", "thresholds": {"yellow": 90}, "count": 2,
-              "window_hours": 24}
+SPO2_TWICE = {
+    "id": "spo2-low-twice",
+    "type": "consecutive",
+    "measurement": "spo2",
+    "unit": "%",
+    "op": "<",
+    "thresholds": {"yellow": 90},
+    "count": 2,
+    "window_hours": 24,
+}
 
 
 def test_consecutive_twice_in_24_hours():
@@ -142,10 +187,15 @@ def test_consecutive_twice_in_24_hours():
     assert fired.text_en == "SpO2 below 90 % twice in 24 h (measured 89, 88 %)"
 
 
-@pytest.mark.parametrize("pairs", [((20, 89), (2, 91)),  # second reading normal
-                                   ((30, 89), (2, 88)),  # first outside 24 h
-                                   ((20, 88), (10, 95), (2, 88)),  # not consecutive
-                                   ((2, 85),)])  # only one reading
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        ((20, 89), (2, 91)),  # second reading normal
+        ((30, 89), (2, 88)),  # first outside 24 h
+        ((20, 88), (10, 95), (2, 88)),  # not consecutive
+        ((2, 85),),
+    ],
+)  # only one reading
 def test_consecutive_does_not_fire(pairs):
     result = evaluate(pathway([SPO2_TWICE]), readings({"spo2": series(*pairs)}))
     assert result.fired == ()
@@ -160,9 +210,14 @@ def _steady_heart_rate(latest):
 
 
 def test_baseline_deviation_absolute():
-    rule = {"id": "hr-above-baseline", "type": "baseline_deviation",
-            "measurement": "heart_rate", "unit": "/min", "op": ">",
-            "thresholds": {"yellow": 15}}
+    rule = {
+        "id": "hr-above-baseline",
+        "type": "baseline_deviation",
+        "measurement": "heart_rate",
+        "unit": "/min",
+        "op": ">",
+        "thresholds": {"yellow": 15},
+    }
     result = evaluate(pathway([rule]), readings({"heart_rate": _steady_heart_rate(90)}))
     fired = _fired(result)["hr-above-baseline"]
     assert fired.values["baseline"] == 71.0
@@ -174,8 +229,15 @@ def test_baseline_deviation_absolute():
 
 
 def test_baseline_deviation_in_sds_uses_a_robust_sd_with_a_floor():
-    rule = {"id": "hr-sd", "type": "baseline_deviation", "measurement": "heart_rate",
-            "unit": "/min", "mode": "sd", "op": ">", "thresholds": {"yellow": 2.5}}
+    rule = {
+        "id": "hr-sd",
+        "type": "baseline_deviation",
+        "measurement": "heart_rate",
+        "unit": "/min",
+        "mode": "sd",
+        "op": ">",
+        "thresholds": {"yellow": 2.5},
+    }
     # MAD of 70/71/72 is 1 -> SD 1.48, floored at 3 /min: 78 is (78-71)/3 = 2.33 SD
     assert evaluate(pathway([rule]), readings({"heart_rate": _steady_heart_rate(78)})).fired == ()
     fired = _fired(evaluate(pathway([rule]), readings({"heart_rate": _steady_heart_rate(80)})))
@@ -184,9 +246,14 @@ def test_baseline_deviation_in_sds_uses_a_robust_sd_with_a_floor():
 
 
 def test_baseline_needs_enough_history():
-    rule = {"id": "hr-above-baseline", "type": "baseline_deviation",
-            "measurement": "heart_rate", "unit": "/min", "op": ">",
-            "thresholds": {"yellow": 15}}
+    rule = {
+        "id": "hr-above-baseline",
+        "type": "baseline_deviation",
+        "measurement": "heart_rate",
+        "unit": "/min",
+        "op": ">",
+        "thresholds": {"yellow": 15},
+    }
     result = evaluate(pathway([rule]), readings({"heart_rate": series((30, 70), (1, 120))}))
     assert result.fired == ()
 
@@ -195,8 +262,14 @@ def test_baseline_needs_enough_history():
 
 
 def test_questionnaire_item_threshold():
-    rule = {"id": "orthopnoea", "type": "questionnaire", "questionnaire": "heart-failure-symptoms",
-            "item": "orthopnoea", "op": ">=", "thresholds": {"yellow": 2, "red": 3}}
+    rule = {
+        "id": "orthopnoea",
+        "type": "questionnaire",
+        "questionnaire": "heart-failure-symptoms",
+        "item": "orthopnoea",
+        "op": ">=",
+        "thresholds": {"yellow": 2, "red": 3},
+    }
     answers = {"heart-failure-symptoms": {"orthopnoea": series((3, 2))}}
     fired = _fired(evaluate(pathway([rule]), readings(answers=answers)))["orthopnoea"]
     assert fired.level == "yellow"
@@ -205,8 +278,14 @@ def test_questionnaire_item_threshold():
 
 
 def test_questionnaire_symptom_score():
-    rule = {"id": "score", "type": "questionnaire", "questionnaire": "heart-failure-symptoms",
-            "item": "symptom_score", "op": ">=", "thresholds": {"yellow": 7}}
+    rule = {
+        "id": "score",
+        "type": "questionnaire",
+        "questionnaire": "heart-failure-symptoms",
+        "item": "symptom_score",
+        "op": ">=",
+        "thresholds": {"yellow": 7},
+    }
     result = evaluate(pathway([rule]), readings({"symptom_score": series((3, 8))}))
     assert _fired(result)["score"].text_en == "Symptom score: at least 7 points (answer 8 of 10)"
 
@@ -215,8 +294,14 @@ def test_questionnaire_symptom_score():
 
 
 def test_missed_hours_since_last():
-    rule = {"id": "weight-overdue", "type": "missed", "measurement": "weight",
-            "measure": "hours_since_last", "op": ">", "thresholds": {"yellow": 48}}
+    rule = {
+        "id": "weight-overdue",
+        "type": "missed",
+        "measurement": "weight",
+        "measure": "hours_since_last",
+        "op": ">",
+        "thresholds": {"yellow": 48},
+    }
     result = evaluate(pathway([rule]), readings({"weight": series((60, 80.0))}))
     fired = _fired(result)["weight-overdue"]
     assert fired.text_nb == "Ingen måling av vekt på over 48 timer (siste for 60 timer siden)"
@@ -226,8 +311,14 @@ def test_missed_hours_since_last():
 
 
 def test_missed_readings_against_the_schedule():
-    rule = {"id": "spo2-missed", "type": "missed", "measurement": "spo2", "window_hours": 72,
-            "op": ">=", "thresholds": {"yellow": 3}}
+    rule = {
+        "id": "spo2-missed",
+        "type": "missed",
+        "measurement": "spo2",
+        "window_hours": 72,
+        "op": ">=",
+        "thresholds": {"yellow": 3},
+    }
     # two a day scheduled -> 6 expected in 3 days; 2 received -> 4 missed
     result = evaluate(pathway([rule]), readings({"spo2": series((50, 95), (10, 96))}))
     fired = _fired(result)["spo2-missed"]
@@ -237,8 +328,14 @@ def test_missed_readings_against_the_schedule():
 
 
 def test_missed_readings_not_counted_before_enrolment():
-    rule = {"id": "spo2-missed", "type": "missed", "measurement": "spo2", "window_hours": 72,
-            "op": ">=", "thresholds": {"yellow": 3}}
+    rule = {
+        "id": "spo2-missed",
+        "type": "missed",
+        "measurement": "spo2",
+        "window_hours": 72,
+        "op": ">=",
+        "thresholds": {"yellow": 3},
+    }
     recent = readings({}, enrolled_s=AS_OF - DAY)
     assert evaluate(pathway([rule]), recent).fired == ()
     overdue = readings({}, enrolled_s=AS_OF - 4 * DAY)
@@ -247,30 +344,62 @@ def test_missed_readings_not_counted_before_enrolment():
 
 # ---------------------------------------------------------------------------------- combination
 
-FEVER = {"id": "fever", "type": "bands", "measurement": "temperature", "unit": "Cel",
-         "triage": False, "bands": [{"lt": 38.0}, {"ge": 38.0, "level": "yellow"}]}
-TACHY = {"id": "tachy", "type": "bands", "measurement": "heart_rate", "unit": "/min",
-         "triage": False, "bands": [{"le": 100}, {"gt": 100, "level": "yellow"}]}
+FEVER = {
+    "id": "fever",
+    "type": "bands",
+    "measurement": "temperature",
+    "unit": "Cel",
+    "triage": False,
+    "bands": [{"lt": 38.0}, {"ge": 38.0, "level": "yellow"}],
+}
+TACHY = {
+    "id": "tachy",
+    "type": "bands",
+    "measurement": "heart_rate",
+    "unit": "/min",
+    "triage": False,
+    "bands": [{"le": 100}, {"gt": 100, "level": "yellow"}],
+}
 
 
-@pytest.mark.parametrize(("require", "temp", "hr", "level"), [
-    ("all", 38.5, 110, "red"), ("all", 38.5, 80, "green"), ("all", 37.0, 110, "green"),
-    ("any", 38.5, 80, "red"), ("any", 37.0, 80, "green"),
-])
+@pytest.mark.parametrize(
+    ("require", "temp", "hr", "level"),
+    [
+        ("all", 38.5, 110, "red"),
+        ("all", 38.5, 80, "green"),
+        ("all", 37.0, 110, "green"),
+        ("any", 38.5, 80, "red"),
+        ("any", 37.0, 80, "green"),
+    ],
+)
 def test_combination(require, temp, hr, level):
-    combo = {"id": "sepsis-screen", "type": "combination", "require": require,
-             "rules": ["fever", "tachy"], "level": "red"}
-    result = evaluate(pathway([FEVER, TACHY, combo]),
-                      readings({"temperature": series((1, temp)), "heart_rate": series((1, hr))}))
+    combo = {
+        "id": "sepsis-screen",
+        "type": "combination",
+        "require": require,
+        "rules": ["fever", "tachy"],
+        "level": "red",
+    }
+    result = evaluate(
+        pathway([FEVER, TACHY, combo]),
+        readings({"temperature": series((1, temp)), "heart_rate": series((1, hr))}),
+    )
     # the parts have triage: false, so only the combination can set the level
     assert result.level == level
 
 
 def test_combination_text_lists_the_parts():
-    combo = {"id": "sepsis-screen", "type": "combination", "require": "all",
-             "rules": ["fever", "tachy"], "level": "red"}
-    result = evaluate(pathway([FEVER, TACHY, combo]),
-                      readings({"temperature": series((1, 38.5)), "heart_rate": series((1, 110))}))
+    combo = {
+        "id": "sepsis-screen",
+        "type": "combination",
+        "require": "all",
+        "rules": ["fever", "tachy"],
+        "level": "red",
+    }
+    result = evaluate(
+        pathway([FEVER, TACHY, combo]),
+        readings({"temperature": series((1, 38.5)), "heart_rate": series((1, 110))}),
+    )
     fired = _fired(result)["sepsis-screen"]
     assert fired.text_nb.startswith("Samtidig (Temperatur ≥ 38 °C (målt 38,5 °C); Puls")
     assert fired.text_en.startswith("Together (Temperature ≥ 38 °C (measured 38.5 °C); ")
@@ -282,30 +411,60 @@ def test_combination_text_lists_the_parts():
 
 def test_score_sum_and_max():
     parts = [
-        {"id": "hr-pts", "type": "bands", "measurement": "heart_rate", "unit": "/min",
-         "triage": False, "bands": [{"le": 100}, {"gt": 100, "points": 2}]},
-        {"id": "t-pts", "type": "bands", "measurement": "temperature", "unit": "Cel",
-         "triage": False, "bands": [{"lt": 38.0}, {"ge": 38.0, "points": 1}]},
+        {
+            "id": "hr-pts",
+            "type": "bands",
+            "measurement": "heart_rate",
+            "unit": "/min",
+            "triage": False,
+            "bands": [{"le": 100}, {"gt": 100, "points": 2}],
+        },
+        {
+            "id": "t-pts",
+            "type": "bands",
+            "measurement": "temperature",
+            "unit": "Cel",
+            "triage": False,
+            "bands": [{"lt": 38.0}, {"ge": 38.0, "points": 1}],
+        },
     ]
-    total = {"id": "mini", "type": "score", "name": "Mini", "components": ["hr-pts", "t-pts"],
-             "op": ">=", "thresholds": {"red": 3}}
-    top = {"id": "mini-max", "type": "score", "name": "Mini", "aggregate": "max",
-           "components": ["hr-pts", "t-pts"], "op": ">=", "thresholds": {"yellow": 2}}
+    total = {
+        "id": "mini",
+        "type": "score",
+        "name": "Mini",
+        "components": ["hr-pts", "t-pts"],
+        "op": ">=",
+        "thresholds": {"red": 3},
+    }
+    top = {
+        "id": "mini-max",
+        "type": "score",
+        "name": "Mini",
+        "aggregate": "max",
+        "components": ["hr-pts", "t-pts"],
+        "op": ">=",
+        "thresholds": {"yellow": 2},
+    }
     doc = pathway([*parts, total, top])
-    result = evaluate(doc, readings({"heart_rate": series((1, 110)),
-                                     "temperature": series((1, 38.2))}))
+    result = evaluate(
+        doc, readings({"heart_rate": series((1, 110)), "temperature": series((1, 38.2))})
+    )
     assert result.scores == {"mini": 3, "mini-max": 2}
     assert result.level == "red"
     assert _fired(result)["mini"].text_nb == "Mini minst 3 poeng (3 poeng)"
     assert _fired(result)["mini-max"].text_en == (
-        "Single Mini parameter scoring at least 2 (heart rate 110 /min)")
+        "Single Mini parameter scoring at least 2 (heart rate 110 /min)"
+    )
     nothing = evaluate(doc, readings({}))
     assert nothing.scores == {"mini": None, "mini-max": None}
 
 
 def test_custom_text_replaces_the_generated_condition():
-    rule = {**WEIGHT_GAIN, "text_nb": "Ring pasienten: vekten øker",
-            "text_en": "Call the patient: weight rising"}
+    rule = {
+        **WEIGHT_GAIN,
+        "text_nb": "Ring pasienten: vekten øker",
+        "text_en": "Call the patient: weight rising",
+    }
     result = evaluate(pathway([rule]), readings({"weight": series((24, 80.0), (0, 83.0))}))
     assert _fired(result)["weight-gain-3d"].text_nb == "Ring pasienten: vekten øker (målt +3 kg)"
 

@@ -6,13 +6,16 @@ import pytest
 from rules_helpers import pathway_doc
 
 from models.pathways import read_pathway, shipped_pathway_ids
-from models.rules import Problem, validate_override, validate_pathway, load_pathway
+from models.rules import Problem, load_pathway, validate_override, validate_pathway
 from models.rules.validate import validate_rule_set
 
 SPO2_BANDS = {
-    "id": "spo2-low", "type": "bands", "measurement": "spo2", "unit": "%", "direction": "low",
-    "bands": [{"lt": 88, "level": "red"}, {"ge": 88, "lt": 92, "level": "yellow"},
-              {"ge": 92}],
+    "id": "spo2-low",
+    "type": "bands",
+    "measurement": "spo2",
+    "unit": "%",
+    "direction": "low",
+    "bands": [{"lt": 88, "level": "red"}, {"ge": 88, "lt": 92, "level": "yellow"}, {"ge": 92}],
 }
 
 
@@ -32,8 +35,9 @@ def _one(problems, path):
     return matching[0].message
 
 
-@pytest.mark.parametrize("pathway_id", ["copd", "heart-failure", "post-operative", "oncology",
-                                        "paediatric"])
+@pytest.mark.parametrize(
+    "pathway_id", ["copd", "heart-failure", "post-operative", "oncology", "paediatric"]
+)
 def test_shipped_pathways_are_valid(pathway_id):
     assert pathway_id in shipped_pathway_ids()
     assert validate_pathway(read_pathway(pathway_id)) == []
@@ -68,15 +72,17 @@ def test_both_edges_on_one_side():
 
 
 def test_overlapping_bands():
-    draft = _draft(bands=[{"le": 88, "level": "red"}, {"ge": 88, "lt": 92, "level": "yellow"},
-                          {"ge": 92}])
+    draft = _draft(
+        bands=[{"le": 88, "level": "red"}, {"ge": 88, "lt": 92, "level": "yellow"}, {"ge": 92}]
+    )
     message = _one(validate_pathway(draft), "/rules/0/bands/1")
     assert message.startswith("overlap")
 
 
 def test_gapped_bands():
-    draft = _draft(bands=[{"lt": 88, "level": "red"}, {"ge": 89, "lt": 92, "level": "yellow"},
-                          {"ge": 92}])
+    draft = _draft(
+        bands=[{"lt": 88, "level": "red"}, {"ge": 89, "lt": 92, "level": "yellow"}, {"ge": 92}]
+    )
     message = _one(validate_pathway(draft), "/rules/0/bands/1")
     assert message.startswith("gap")
 
@@ -108,37 +114,64 @@ def test_schedule_unit_must_be_canonical():
 
 
 def test_red_below_yellow_for_a_rising_threshold():
-    rule = {"id": "weight-gain", "type": "change", "measurement": "weight", "unit": "kg",
-            "op": ">", "thresholds": {"yellow": 3.0, "red": 2.0}, "window_hours": 72}
+    rule = {
+        "id": "weight-gain",
+        "type": "change",
+        "measurement": "weight",
+        "unit": "kg",
+        "op": ">",
+        "thresholds": {"yellow": 3.0, "red": 2.0},
+        "window_hours": 72,
+    }
     problems = validate_pathway(pathway_doc([SPO2_BANDS, rule]))
     assert "more severe level would fire first" in _one(problems, "/rules/1/thresholds/red")
 
 
 def test_red_above_yellow_for_a_falling_threshold():
-    rule = {"id": "spo2-twice", "type": "consecutive", "measurement": "spo2", "unit": "%",
-            "op": "<", "thresholds": {"yellow": 88, "red": 90}, "count": 2, "window_hours": 24}
+    rule = {
+        "id": "spo2-twice",
+        "type": "consecutive",
+        "measurement": "spo2",
+        "unit": "%",
+        "op": "<",
+        "thresholds": {"yellow": 88, "red": 90},
+        "count": 2,
+        "window_hours": 24,
+    }
     problems = validate_pathway(pathway_doc([SPO2_BANDS, rule]))
     assert "'red' threshold 90 is above" in _one(problems, "/rules/1/thresholds/red")
 
 
 def test_red_band_nearer_normal_than_yellow_is_refused():
     # heart rate: red at 100–120 but only yellow above 120 makes no sense
-    rule = {"id": "hr", "type": "bands", "measurement": "heart_rate", "unit": "/min",
-            "bands": [{"le": 40, "level": "red"}, {"gt": 40, "le": 100},
-                      {"gt": 100, "le": 120, "level": "red"}, {"gt": 120, "level": "yellow"}]}
+    rule = {
+        "id": "hr",
+        "type": "bands",
+        "measurement": "heart_rate",
+        "unit": "/min",
+        "bands": [
+            {"le": 40, "level": "red"},
+            {"gt": 40, "le": 100},
+            {"gt": 100, "le": 120, "level": "red"},
+            {"gt": 120, "level": "yellow"},
+        ],
+    }
     problems = validate_pathway(pathway_doc([rule]))
     assert "nearer the normal range" in _one(problems, "/rules/0/bands/2/level")
 
 
 def test_direction_low_refuses_severity_at_high_values():
-    draft = _draft(bands=[{"lt": 88, "level": "red"}, {"ge": 88, "lt": 98},
-                          {"ge": 98, "level": "yellow"}])
+    draft = _draft(
+        bands=[{"lt": 88, "level": "red"}, {"ge": 88, "lt": 98}, {"ge": 98, "level": "yellow"}]
+    )
     assert "direction 'low'" in _one(validate_pathway(draft), "/rules/0/bands/2/level")
 
 
 def test_same_chart_is_fine_when_direction_is_both():
-    draft = _draft(direction="both", bands=[{"lt": 88, "level": "red"}, {"ge": 88, "lt": 98},
-                                            {"ge": 98, "level": "yellow"}])
+    draft = _draft(
+        direction="both",
+        bands=[{"lt": 88, "level": "red"}, {"ge": 88, "lt": 98}, {"ge": 98, "level": "yellow"}],
+    )
     assert validate_pathway(draft) == []
 
 
@@ -158,15 +191,27 @@ def test_red_only_from_a_rule_that_does_not_count_for_triage():
 
 
 def test_unknown_questionnaire_item():
-    rule = {"id": "q", "type": "questionnaire", "questionnaire": "heart-failure-symptoms",
-            "item": "wound_pain", "op": ">=", "thresholds": {"yellow": 2}}
+    rule = {
+        "id": "q",
+        "type": "questionnaire",
+        "questionnaire": "heart-failure-symptoms",
+        "item": "wound_pain",
+        "op": ">=",
+        "thresholds": {"yellow": 2},
+    }
     problems = validate_pathway(pathway_doc([SPO2_BANDS, rule]))
     assert _one(problems, "/rules/1/item").startswith("unknown item 'wound_pain'")
 
 
 def test_unknown_questionnaire_and_unsent_questionnaire():
-    rule = {"id": "q", "type": "questionnaire", "questionnaire": "copd-symptoms",
-            "item": "cough", "op": ">=", "thresholds": {"yellow": 2}}
+    rule = {
+        "id": "q",
+        "type": "questionnaire",
+        "questionnaire": "copd-symptoms",
+        "item": "cough",
+        "op": ">=",
+        "thresholds": {"yellow": 2},
+    }
     problems = validate_pathway(pathway_doc([SPO2_BANDS, rule]))
     assert "not sent in this pathway" in _one(problems, "/rules/1/questionnaire")
     draft = pathway_doc([SPO2_BANDS], questionnaires=[{"id": "knee-symptoms", "per_day": 1}])
@@ -174,8 +219,14 @@ def test_unknown_questionnaire_and_unsent_questionnaire():
 
 
 def test_questionnaire_threshold_outside_answer_range():
-    rule = {"id": "q", "type": "questionnaire", "questionnaire": "heart-failure-symptoms",
-            "item": "fatigue", "op": ">=", "thresholds": {"yellow": 4}}
+    rule = {
+        "id": "q",
+        "type": "questionnaire",
+        "questionnaire": "heart-failure-symptoms",
+        "item": "fatigue",
+        "op": ">=",
+        "thresholds": {"yellow": 4},
+    }
     problems = validate_pathway(pathway_doc([SPO2_BANDS, rule]))
     assert "outside the answer range 0–3" in _one(problems, "/rules/1/thresholds/yellow")
 
@@ -186,22 +237,51 @@ def test_unknown_level():
 
 
 def test_references_to_unknown_or_disabled_rules_and_cycles():
-    combo = {"id": "combo", "type": "combination", "require": "all",
-             "rules": ["spo2-low", "nope"], "level": "red"}
-    loop_a = {"id": "a", "type": "combination", "require": "any", "rules": ["b", "spo2-low"],
-              "level": "yellow"}
-    loop_b = {"id": "b", "type": "combination", "require": "any", "rules": ["a", "spo2-low"],
-              "level": "yellow"}
+    combo = {
+        "id": "combo",
+        "type": "combination",
+        "require": "all",
+        "rules": ["spo2-low", "nope"],
+        "level": "red",
+    }
+    loop_a = {
+        "id": "a",
+        "type": "combination",
+        "require": "any",
+        "rules": ["b", "spo2-low"],
+        "level": "yellow",
+    }
+    loop_b = {
+        "id": "b",
+        "type": "combination",
+        "require": "any",
+        "rules": ["a", "spo2-low"],
+        "level": "yellow",
+    }
     problems = validate_pathway(pathway_doc([SPO2_BANDS, combo, loop_a, loop_b]))
     assert "unknown rule 'nope'" in _one(problems, "/rules/1/rules/1")
     assert "depends on itself" in _one(problems, "/rules/2")
 
 
 def test_score_components_must_give_points():
-    score = {"id": "s", "type": "score", "name": "S", "components": ["twice"], "op": ">=",
-             "thresholds": {"red": 1}}
-    twice = {"id": "twice", "type": "consecutive", "measurement": "spo2", "unit": "%",
-             "op": "<", "thresholds": {"yellow": 90}, "count": 2, "window_hours": 24}
+    score = {
+        "id": "s",
+        "type": "score",
+        "name": "S",
+        "components": ["twice"],
+        "op": ">=",
+        "thresholds": {"red": 1},
+    }
+    twice = {
+        "id": "twice",
+        "type": "consecutive",
+        "measurement": "spo2",
+        "unit": "%",
+        "op": "<",
+        "thresholds": {"yellow": 90},
+        "count": 2,
+        "window_hours": 24,
+    }
     problems = validate_pathway(pathway_doc([SPO2_BANDS, twice, score]))
     assert "not bands or category" in _one(problems, "/rules/2/components/0")
 
@@ -213,16 +293,26 @@ def test_duplicate_rule_id_including_rule_set_ids():
 
 
 def test_unknown_rule_set_and_option_target():
-    draft = pathway_doc([SPO2_BANDS], rule_sets=["news3"], options=[
-        {"id": "x", "label_nb": "x", "label_en": "x", "replaces_rule_sets": {"news3": "news4"}}])
+    draft = pathway_doc(
+        [SPO2_BANDS],
+        rule_sets=["news3"],
+        options=[
+            {"id": "x", "label_nb": "x", "label_en": "x", "replaces_rule_sets": {"news3": "news4"}}
+        ],
+    )
     problems = validate_pathway(draft)
     assert "unknown rule set 'news3'" in _one(problems, "/rule_sets/0")
     assert "/options/0/replaces_rule_sets/news3" in _paths(problems)
 
 
 def test_missed_rule_needs_a_schedule_and_a_sensible_operator():
-    rule = {"id": "m", "type": "missed", "measurement": "glucose", "op": "<",
-            "thresholds": {"yellow": 2}}
+    rule = {
+        "id": "m",
+        "type": "missed",
+        "measurement": "glucose",
+        "op": "<",
+        "thresholds": {"yellow": 2},
+    }
     problems = validate_pathway(pathway_doc([SPO2_BANDS, rule]))
     assert "/rules/1/op" in _paths(problems)
     assert "give 'expected_per_day'" in _one(problems, "/rules/1/expected_per_day")
@@ -232,7 +322,8 @@ def test_triage_policy_red_probability_below_yellow():
     draft = _draft()
     draft["triage"] = {"model_thresholds": {"yellow": 0.6, "red": 0.3}}
     assert "more severe level would come first" in _one(
-        validate_pathway(draft), "/triage/model_thresholds/red")
+        validate_pathway(draft), "/triage/model_thresholds/red"
+    )
     draft["triage"] = {"model_thresholds": {"red": 1.3}}
     assert "outside 0–1" in _one(validate_pathway(draft), "/triage/model_thresholds/red")
 
@@ -246,8 +337,13 @@ def test_age_bands_gapped_and_overlapping():
             t["age_below_years"] = a_below
         return t
 
-    rule = {"id": "hr", "type": "bands", "measurement": "heart_rate", "unit": "/min",
-            "tables": [table(None, 1), table(2, None)]}
+    rule = {
+        "id": "hr",
+        "type": "bands",
+        "measurement": "heart_rate",
+        "unit": "/min",
+        "tables": [table(None, 1), table(2, None)],
+    }
     problems = validate_pathway(pathway_doc([rule]))
     assert "gapped age bands" in _one(problems, "/rules/0/tables/1/age_from_years")
     rule["tables"] = [table(None, 5), table(2, None)]
@@ -263,16 +359,21 @@ def test_every_problem_is_reported_at_once():
 
 def test_shipped_rule_sets_are_valid():
     from models.pathways import read_rule_set
+
     assert validate_rule_set(read_rule_set("news2")) == []
     assert validate_rule_set(read_rule_set("news2-scale2")) == []
 
 
 def test_validate_override():
     copd = load_pathway("copd")
-    ok = {"rule": "spo2-low", "reason": "Habituell SpO2 88 %", "author": "Lege Kari Nordmann",
-          "created_s": 1, "expires_s": 2,
-          "bands": [{"lt": 84, "level": "red"}, {"ge": 84, "lt": 86, "level": "yellow"},
-                    {"ge": 86}]}
+    ok = {
+        "rule": "spo2-low",
+        "reason": "Habituell SpO2 88 %",
+        "author": "Lege Kari Nordmann",
+        "created_s": 1,
+        "expires_s": 2,
+        "bands": [{"lt": 84, "level": "red"}, {"ge": 84, "lt": 86, "level": "yellow"}, {"ge": 86}],
+    }
     assert validate_override(copd, ok) == []
     gapped = {**ok, "bands": [{"lt": 84, "level": "red"}, {"ge": 85}]}
     assert _one(validate_override(copd, gapped), "/bands/1").startswith("gap")
