@@ -1,0 +1,117 @@
+"""Registry: the promotion gate (pass and fail, with the failed criterion named), promotion
+through MLflow aliases, and resolve_champion for the service's reload."""
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+
+from models.runtime import OnnxRiskModel
+from training.gate import GateMargins, apply_gate, gate_metrics
+from training.model_fit import StumpConfig
+from training.pipeline import TrainConfig, train_model
+from training.registry import RegistryError, promote, resolve_champion
+
+NAME = "home-followup-deterioration"
+
+
+def _metrics(auroc=0.80, ece=0.01, brier=0.04, copd=0.82, copd_pos=50):
+    return {"auroc": auroc, "ece": ece, "brier": brier,
+            "slices": {"pathway=copd": {"auroc": copd, "positives": copd_pos},
+                       "sex=female": {"auroc": auroc, "positives": 100}}}
+
+
+def test_gate_passes_when_not_worse_beyond_margins():
+    decision = apply_gate(_metrics(), _metrics(auroc=0.795, ece=0.015, copd=0.80))
+    assert decision.passed and decision.reason.startswith("gate passed")
+    assert not decision.failed()
+
+
+def test_gate_names_the_failed_auroc_criterion():
+    decision = apply_gate(_metrics(), _metrics(auroc=0.78))
+    assert not decision.passed
+    assert [c.name for c in decision.failed()] == ["AUROC"]
+    assert "AUROC: challenger 0.7800 < champion 0.8000 − 0.01" in decision.reason
+
+
+def test_gate_names_a_failed_slice_and_calibration():
+    decision = apply_gate(_metrics(), _metrics(copd=0.75, ece=0.06))
+    failed = {c.name for c in decision.failed()}
+    assert failed == {"slice pathway=copd AUROC", "ECE", "ECE (absolute)"}
+    assert "slice pathway=copd AUROC: challenger 0.7500 < champion 0.8200 − 0.03" in (
+        decision.reason)
+
+
+def test_gate_skips_slices_with_too_few_positives():
+    decision = apply_gate(_metrics(copd_pos=3), _metrics(copd=0.5, copd_pos=3))
+    assert decision.passed
+    assert all("copd" not in c.name for c in decision.criteria)
+
+
+def test_gate_metrics_slices():
+    rng = np.random.default_rng(0)
+    y = rng.random(400) < 0.2
+    p = np.clip(y * 0.3 + rng.random(400) * 0.5, 0, 1)
+    meta = {"pathway": np.array(["copd", "oncology"] * 200), "age_band": np.array(["65-79"] * 400),
+            "sex": np.array(["female"] * 400)}
+    m = gate_metrics(p, y.astype(int), meta)
+    assert set(m["slices"]) == {"pathway=copd", "pathway=oncology", "age_band=65-79",
+                                "sex=female"}
+    assert 0.5 < m["auroc"] <= 1
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    stump = StumpConfig(max_iter=60, min_samples_leaf=10)
+    for seed in (21, 22):
+        train_model(TrainConfig(n_patients=80, days=30, seed=seed, bootstrap=10, stump=stump,
+                                challenger=False, reference_rows=200),
+                    root / f"art{seed}", tracking_uri=uri, register=True, show_progress=False)
+        if seed == 21:
+            first = promote(NAME, uri, record_dir=root / "records")
+    return uri, root, first
+
+
+def test_first_version_becomes_champion_and_resolves(registry, tmp_path):
+    uri, _, first = registry
+    assert first.promoted and first.champion_version is None
+    assert "no champion yet" in first.decision.reason
+    folder = resolve_champion(uri, NAME, tmp_path / "served")
+    model = OnnxRiskModel(folder).load()
+    assert model.version == "1"
+    assert (folder / "manifest.json").is_file() and (folder / "model_card.md").is_file()
+
+
+def test_promotion_gate_failure_is_recorded_and_champion_stays(registry):
+    uri, root, _ = registry
+    strict = GateMargins(auroc=-1.0)  # demands +1.0 AUROC: cannot pass
+    result = promote(NAME, uri, margins=strict, record_dir=root / "records")
+    assert not result.promoted and result.challenger_version == "2"
+    assert "gate failed: AUROC" in result.decision.reason
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+    tags = client.get_model_version(NAME, "2").tags
+    assert tags["promotion_decision"] == "rejected"
+    assert "AUROC" in tags["promotion_reason"]
+    record = json.loads(result.record_path.read_text())
+    assert record["promoted"] is False and any(not c["passed"] for c in record["criteria"])
+
+
+def test_promotion_gate_pass_moves_champion(registry, tmp_path):
+    uri, root, _ = registry
+    lenient = GateMargins(auroc=1.0, ece=1.0, ece_max=1.0, brier=1.0, slice_auroc=1.0)
+    result = promote(NAME, uri, margins=lenient, record_dir=root / "records")
+    assert result.promoted and result.champion_version == "1"
+    assert result.decision.criteria  # compared on the challenger's hold-out
+    folder = resolve_champion(uri, NAME, tmp_path / "served")
+    assert OnnxRiskModel(folder).load().version == "2"
+    with pytest.raises(RegistryError, match="no version with alias 'challenger'"):
+        promote(NAME, uri, record_dir=root / "records")
+
+
+def test_resolve_champion_without_one_fails_clearly(tmp_path):
+    with pytest.raises(RegistryError, match="no version with alias 'champion'"):
+        resolve_champion(f"sqlite:///{tmp_path / 'empty.db'}", "nothing-here", tmp_path / "x")
