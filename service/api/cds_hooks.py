@@ -1,0 +1,331 @@
+"""HL7 CDS Hooks 2.0: a `patient-view` service that shows the home follow-up risk inside DIPS.
+
+DIPS (the CDS client) calls `POST /cds-services/{id}` when a clinician opens a patient's chart; we
+answer with at most one card built from the patient's latest assessment and open worklist item,
+and with no card when there is nothing to say. DIPS knows the patient by its own FHIR id, so the
+service asks for the `patient` prefetch and matches the fødselsnummer/D-number in it when the
+context id is not one of ours.
+
+Status codes (CDS Hooks 2.0, "HTTP Status Codes"): 200 with cards (possibly none); 400 for a
+malformed request or a hook the service does not answer; 404 for an unknown service id; 412
+Precondition Failed when the patient cannot be identified (neither our id nor a usable `patient`
+prefetch). Callers present our bearer JWT (HelseID); see service/security/policy.py for roles.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.artifact import MODEL_CARD_FILE
+from service.api.deps import ERRORS, ReadSession
+from service.db.tables import Assessment, Patient, WorklistItem
+from service.domain.worklist import ACTIVE_STATES
+from service.errors import BadRequest, NotFound, TriageError
+from service.identifiers import DNR_SYSTEM, FNR_SYSTEM
+from service.security.deps import CurrentPrincipal
+from service.security.principal import Principal, Role
+
+router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], responses=ERRORS)
+
+SERVICE_ID = "home-followup-risk"
+HOOK = "patient-view"
+CODE_SYSTEM = "https://triage.example.org/fhir/CodeSystem"
+SUMMARY_MAX_CHARS = 139  # the specification: "<140-character summary"
+# Triage level -> CDS Hooks indicator (info < warning < critical) and the words on the card.
+INDICATOR = {"red": "critical", "yellow": "warning", "green": "info"}
+LEVEL_WORDS_NN = {"red": "Høg", "yellow": "Moderat", "green": "Låg"}
+STATE_WORDS_NN = {"open": "open, ikkje kvittert", "acknowledged": "kvittert",
+                  "escalated": "eskalert", "resolved": "avslutta"}
+# Where the web worklist shows one item (issue 8 owns the page; keep in step with it).
+WORKLIST_ITEM_PATH = "worklist?item={item_id}"
+CARD_NAMESPACE = uuid.UUID("6f1c8c8e-5b7e-4d5e-9a59-2f1f3c7d0a11")
+
+
+class PreconditionFailed(TriageError):
+    """CDS Hooks: the service cannot get the data it needs (here: which patient this is)."""
+
+    status_code = 412
+    code = "not-found"
+
+
+# ---- the request, as the specification defines it -----------------------------------------
+
+class FhirAuthorization(BaseModel):
+    access_token: str = Field(min_length=1)
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(ge=0)
+    scope: str
+    subject: str
+    patient: str | None = None
+
+
+class PatientViewContext(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    userId: str = Field(  # the specification names fields in camelCase
+        pattern=r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$",
+        description="Practitioner/{id}, PractitionerRole/{id}, Patient/{id} or RelatedPerson/{id}")
+    patientId: str = Field(
+        pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="FHIR id of the patient in the chart")
+    encounterId: str | None = None
+
+
+class CdsRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    hook: str
+    hookInstance: uuid.UUID
+    fhirServer: AnyHttpUrl | None = None
+    fhirAuthorization: FhirAuthorization | None = None
+    context: PatientViewContext
+    prefetch: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def authorization_needs_server(self) -> CdsRequest:
+        if self.fhirAuthorization is not None and self.fhirServer is None:
+            raise ValueError("fhirServer is required when fhirAuthorization is given")
+        return self
+
+
+# ---- discovery ----------------------------------------------------------------------------
+
+def discovery_document() -> dict[str, Any]:
+    return {"services": [{
+        "hook": HOOK,
+        "id": SERVICE_ID,
+        "title": "Digital heimeoppfølging: risiko for forverring",
+        "description": "Risiko for forverring innan 72 timar frå heimemålingar og "
+                       "spørjeskjema, med forklaring og utløyste reglar, og pasienten si "
+                       "oppgåve i arbeidslista.",
+        "prefetch": {"patient": "Patient/{{context.patientId}}"},
+        "usageRequirements": "Bearer token (HelseID) with the clinician or integration role. "
+                             "The `patient` prefetch lets the service match the patient by "
+                             "fødselsnummer or D-number.",
+    }]}
+
+
+@router.get("", name="cds_discovery", response_class=JSONResponse)
+def cds_discovery() -> JSONResponse:
+    """CDS Hooks discovery: the services this server offers, with their prefetch templates."""
+    return JSONResponse(discovery_document())
+
+
+# ---- cards (plain functions: no HTTP) -------------------------------------------------------
+
+@dataclass
+class CardInputs:
+    assessment: Assessment
+    item: WorklistItem | None
+
+
+def _identifier_values(patient_resource: Any) -> list[str]:
+    if not isinstance(patient_resource, dict) or patient_resource.get("resourceType") != "Patient":
+        return []
+    return [str(i["value"]) for i in patient_resource.get("identifier") or []
+            if isinstance(i, dict) and i.get("system") in (FNR_SYSTEM, DNR_SYSTEM)
+            and isinstance(i.get("value"), str)]
+
+
+def _visible(principal: Principal, patient: Patient) -> bool:
+    return principal.role is Role.ADMIN or principal.may_see_unit(patient.organisation,
+                                                                  patient.unit)
+
+
+def resolve_patient(session: Session, principal: Principal, patient_id: str,
+                    prefetch: dict[str, Any] | None) -> Patient | None:
+    """Our patient for the chart; None when the chart's patient is not in home follow-up.
+
+    Raises PreconditionFailed when the patient cannot be identified at all.
+    """
+    patient = session.get(Patient, patient_id)
+    if patient is not None:
+        return patient if _visible(principal, patient) else None
+    prefetched = (prefetch or {}).get("patient")
+    if prefetched is None:
+        raise PreconditionFailed(
+            f"Patient/{patient_id} is not a patient id of this service, and the request has no "
+            "'patient' prefetch to match the person by fødselsnummer or D-number")
+    values = _identifier_values(prefetched)
+    if not values:
+        raise PreconditionFailed(
+            "the 'patient' prefetch holds no Patient with a fødselsnummer or D-number identifier "
+            f"({FNR_SYSTEM} or {DNR_SYSTEM})")
+    patient = session.scalar(select(Patient).where(Patient.identifier_value.in_(values)))
+    if patient is None or not _visible(principal, patient):
+        return None  # a person who is not in (the caller's) home follow-up: nothing to say
+    return patient
+
+
+def load_card_inputs(session: Session, patient: Patient) -> CardInputs | None:
+    assessment = session.scalar(select(Assessment).where(Assessment.patient_id == patient.id)
+                                .order_by(Assessment.created_at.desc(), Assessment.id.desc())
+                                .limit(1))
+    if assessment is None:
+        return None
+    item = session.scalar(select(WorklistItem).where(WorklistItem.patient_id == patient.id,
+                                                     WorklistItem.state.in_(ACTIVE_STATES)))
+    return CardInputs(assessment, item)
+
+
+def _fit(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
+def _md(text: str) -> str:
+    """Escape the Markdown characters that could turn a factor text into markup."""
+    return "".join("\\" + c if c in "\\`*_[]<>#|" else c for c in text)
+
+
+def _iso(dt: datetime) -> str:
+    aware = dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def summary_text(level: str, probability: float | None, top_text: str | None) -> str:
+    head = f"{LEVEL_WORDS_NN.get(level, 'Moderat')} risiko for forverring"
+    if probability is not None:
+        head += f" ({probability:.2f})"
+    if not top_text:
+        return _fit(head, SUMMARY_MAX_CHARS)
+    return _fit(f"{head} – {top_text}", SUMMARY_MAX_CHARS)
+
+
+def detail_markdown(inputs: CardInputs) -> str:
+    a, item = inputs.assessment, inputs.item
+    explanation = a.explanation or {}
+    lines = ["**Risiko for forverring innan 72 timar:** "
+             + (f"{a.probability:.2f} " if a.probability is not None else "")
+             + f"({LEVEL_WORDS_NN.get(a.level, a.level).lower()}, nivå {a.level}), "
+             f"vurdert {_iso(a.as_of)} med modell `{a.model_name} {a.model_version}`.", ""]
+    top = explanation.get("top_factors") or []
+    if top:
+        lines.append("**Viktigaste faktorar**")
+        lines += [f"- {'↑' if f.get('contribution', 0) > 0 else '↓'} {_md(str(f['text_nb']))} "
+                  f"(bidrag {f.get('contribution', 0):+.2f})" for f in top[:5]]
+        lines.append("")
+    rules = explanation.get("rules") or []
+    if rules:
+        lines.append("**Reglar som slo ut**")
+        lines += [f"- {_md(str(r.get('text_nb') or r.get('rule', '')))}" for r in rules]
+        lines.append("")
+    if item is not None:
+        lines.append(f"**Arbeidsliste:** {STATE_WORDS_NN.get(item.state, item.state)}, "
+                     f"opna {_iso(item.opened_at)}.")
+        lines.append("")
+    lines.append("_Modellen er trena på syntetiske data; vurderinga er beslutningsstøtte, "
+                 "ikkje ei diagnose._")
+    return "\n".join(lines)
+
+
+def build_cards(inputs: CardInputs | None, base_url: str) -> list[dict[str, Any]]:
+    """Zero or one card: nothing when there is no assessment, or all is green and no item."""
+    if inputs is None:
+        return []
+    a, item = inputs.assessment, inputs.item
+    rules = (a.explanation or {}).get("rules") or []
+    if item is None and a.level == "green" and not rules:
+        return []
+    top = (a.explanation or {}).get("top_factors") or []
+    card: dict[str, Any] = {
+        "uuid": str(uuid.uuid5(CARD_NAMESPACE, f"{a.id}:{item.id if item else ''}")),
+        "summary": summary_text(a.level, a.probability, top[0]["text_nb"] if top else None),
+        "indicator": INDICATOR.get(a.level, "warning"),
+        "detail": detail_markdown(inputs),
+        "source": {
+            "label": f"Digital heimeoppfølging ({a.model_name} {a.model_version})",
+            "url": f"{base_url}cds-services/model-card",
+            "topic": {"system": f"{CODE_SYSTEM}/cds-topic", "code": "deterioration-risk",
+                      "display": "Risiko for forverring"},
+        },
+    }
+    if item is not None:
+        card["links"] = [{"label": "Opne i arbeidslista",
+                          "url": base_url + WORKLIST_ITEM_PATH.format(item_id=item.id),
+                          "type": "absolute"}]
+    return [card]
+
+
+def parse_cds_request(raw: bytes) -> CdsRequest:
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("a CDS Hooks request must be a JSON object")
+    try:
+        return CdsRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadRequest(f"malformed CDS Hooks request: {where}: {first['msg']}",
+                         location=where or None) from exc
+
+
+# ---- the service call -----------------------------------------------------------------------
+
+_CALL_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["hook", "hookInstance", "context"],
+    "properties": {
+        "hook": {"const": HOOK},
+        "hookInstance": {"type": "string", "format": "uuid"},
+        "fhirServer": {"type": "string", "format": "uri"},
+        "fhirAuthorization": {"type": "object", "required": [
+            "access_token", "token_type", "expires_in", "scope", "subject"]},
+        "context": {"type": "object", "required": ["userId", "patientId"], "properties": {
+            "userId": {"type": "string", "example": "Practitioner/123"},
+            "patientId": {"type": "string"}, "encounterId": {"type": "string"}}},
+        "prefetch": {"type": "object", "properties": {"patient": {"type": "object"}}},
+    }}}}}}
+
+
+@router.post("/{service_id}", name="cds_service_call", response_class=JSONResponse,
+             openapi_extra=_CALL_BODY,
+             responses={200: {"description": "{\"cards\": [...]}, possibly empty"},
+                        400: {"description": "Malformed request or wrong hook"},
+                        404: {"description": "Unknown CDS service id"},
+                        412: {"description": "The patient cannot be identified: send the "
+                                             "'patient' prefetch"}})
+async def cds_service_call(service_id: str, request: Request, principal: CurrentPrincipal,
+                           session: ReadSession) -> JSONResponse:
+    """Cards for the patient in the chart (patient-view)."""
+    if service_id != SERVICE_ID:
+        raise NotFound(f"no CDS service '{service_id}'; GET /cds-services lists '{SERVICE_ID}'")
+    call = parse_cds_request(await request.body())
+    if call.hook != HOOK:
+        raise BadRequest(f"service '{SERVICE_ID}' answers the '{HOOK}' hook, not '{call.hook}'",
+                         location="hook")
+    from starlette.concurrency import run_in_threadpool
+
+    def answer() -> list[dict[str, Any]]:
+        patient = resolve_patient(session, principal, call.context.patientId, call.prefetch)
+        inputs = load_card_inputs(session, patient) if patient is not None else None
+        return build_cards(inputs, str(request.base_url))
+
+    return JSONResponse({"cards": await run_in_threadpool(answer)})
+
+
+@router.get("/model-card", name="cds_model_card", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/markdown": {}}}})
+def cds_model_card(request: Request) -> PlainTextResponse:
+    """The model card of the model in service (the `source.url` of every card)."""
+    model = request.app.state.models.current().model
+    path = model.folder / MODEL_CARD_FILE
+    if path.is_file():
+        text = path.read_text(encoding="utf-8")
+    else:
+        manifest = model.manifest
+        text = (f"# {model.name} {model.version}\n\n"
+                "No model card ships with this artifact; the manifest says:\n\n"
+                f"```json\n{json.dumps(manifest.__dict__ if manifest else {}, indent=2)}\n```\n\n"
+                "Performance figures, where shown, are on synthetic data.\n")
+    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")

@@ -1,0 +1,69 @@
+"""Delivery state of the DIPS outbox (metadata only: payloads name the patient and stay inside)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from service.api.deps import ERRORS, ReadSession
+from service.db.tables import OutboxEntry, Patient
+from service.outbox.store import counts_by_state
+from service.security.deps import CurrentPrincipal
+from service.security.principal import Role
+
+router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"], responses=ERRORS)
+
+
+class OutboxEntryPublic(BaseModel):
+    id: int
+    created_at: datetime
+    patient_id: str
+    item_id: str
+    event: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+
+
+class OutboxPublic(BaseModel):
+    endpoint_configured: bool
+    counts: dict[str, int]
+    oldest_pending_at: datetime | None
+    entries: list[OutboxEntryPublic]
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    return None if dt is None else (dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+
+
+@router.get("", name="list_outbox", response_model=OutboxPublic)
+def list_outbox(request: Request, principal: CurrentPrincipal, session: ReadSession,
+                state: Literal["pending", "delivered", "recorded"] | None = None,
+                patient: str | None = Query(None, max_length=36, description="Patient id"),
+                limit: int = Query(100, ge=1, le=1000)) -> OutboxPublic:
+    """Counts by state (all organisations), the oldest undelivered entry, and the newest entries
+    of the caller's organisation (no payloads)."""
+    query = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
+    if principal.role is not Role.ADMIN:
+        query = query.join(Patient, Patient.id == OutboxEntry.patient_id).where(
+            Patient.organisation == principal.organisation)
+    if state:
+        query = query.where(OutboxEntry.state == state)
+    if patient:
+        query = query.where(OutboxEntry.patient_id == patient)
+    entries = [OutboxEntryPublic(
+        id=e.id, created_at=_utc(e.created_at), patient_id=e.patient_id, item_id=e.item_id,
+        event=e.event, state=e.state, attempts=e.attempts,
+        next_attempt_at=_utc(e.next_attempt_at), delivered_at=_utc(e.delivered_at),
+        last_error=e.last_error) for e in session.scalars(query)]
+    oldest = session.scalar(select(OutboxEntry.created_at).where(OutboxEntry.state == "pending")
+                            .order_by(OutboxEntry.id).limit(1))
+    return OutboxPublic(endpoint_configured=request.app.state.settings.outbox_endpoint is not None,
+                        counts=counts_by_state(session), oldest_pending_at=_utc(oldest),
+                        entries=entries)
