@@ -111,7 +111,7 @@ class MonitoringFrame:
         # is then reported as not computable rather than guessed.
         probability = column("probability", "prediction", default=np.nan)
         scored_at = column("scored_at", default=0)
-        outcome = column("outcome", "y")
+        outcome = column("outcome", "label", "y")
         return cls(
             X=X,
             probability=probability,  # type: ignore[arg-type]
@@ -125,9 +125,10 @@ class MonitoringFrame:
 
 
 def _features_from(arrays: dict[str, np.ndarray], source: str) -> np.ndarray:
-    """The [n, F] matrix from either one ``X`` array or one column per feature name."""
-    if "X" in arrays:
-        X = np.asarray(arrays["X"], dtype=np.float64)
+    """The [n, F] matrix from one ``X`` (or ``features``) array or one column per feature."""
+    matrix_key = next((k for k in ("X", "features") if k in arrays), None)
+    if matrix_key is not None:
+        X = np.asarray(arrays[matrix_key], dtype=np.float64)
         if "feature_names" in arrays:
             names = [str(s) for s in np.asarray(arrays["feature_names"]).tolist()]
             if names != list(FEATURE_NAMES):
@@ -184,6 +185,11 @@ def reference_hash(frame: MonitoringFrame) -> str:
 
 def load_reference(artifact_dir: Path) -> MonitoringFrame:
     """The training/validation feature sample saved with a model as ``reference.npz``.
+
+    Keys as training/artifacts.py writes them (REFERENCE_KEYS): ``features`` [n, F],
+    ``feature_names``, ``probability``, ``label``, ``pathway`` (also ``logit``, ``age_band``,
+    ``sex``, unused here). It carries no organisation, time or raw readings: organisation reads
+    "unknown", and range checks use the clinical limits alone.
 
     Raises :class:`ReferenceMissingError` when the artifact has none: a drift report against an
     invented baseline would be worse than no report.

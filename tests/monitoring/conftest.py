@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from monitoring_synth import N_CURRENT_PATIENTS, N_REFERENCE_PATIENTS, report, simulate_window
 
+from models.runtime import OnnxRiskModel
 from monitoring.config import DriftConfig
 from monitoring.data import MonitoringFrame
 from monitoring.drift import DriftReportResult
@@ -25,3 +28,24 @@ def fast_config() -> DriftConfig:
 def full_report(reference: MonitoringFrame) -> DriftReportResult:
     """One report with everything on: HTML, slices and outcomes."""
     return report(reference, simulate_window(N_CURRENT_PATIENTS, seed=5), DriftConfig())
+
+
+@pytest.fixture(scope="session")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """training's tiny trained model artifact (model.onnx + manifest + reference.npz)."""
+    from training.fixtures import build_tiny_artifact
+
+    return build_tiny_artifact(tmp_path_factory.mktemp("tiny-artifact"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_artifact: Path) -> OnnxRiskModel:
+    return OnnxRiskModel(tiny_artifact).load()
+
+
+@pytest.fixture(scope="session")
+def sim_reference(tiny_model: OnnxRiskModel) -> MonitoringFrame:
+    """Reference from the simulator: 1000 patients over 21 days (~20 000 scored rows)."""
+    from monitoring_sim import simulated_window
+
+    return simulated_window(tiny_model, 1000, seed=1000)
