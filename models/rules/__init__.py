@@ -10,6 +10,7 @@ Python/numpy: no HTTP, no database. The service calls:
 - ``evaluate_batch(doc, batch, probabilities=None, overrides=None) -> BatchEvaluation``
 - ``validate_pathway(draft) -> list[Problem]`` (empty: safe to publish), ``validate_override``
 - ``pathway_hash(doc)``, ``canonical_json(doc)``, ``diff_pathways(old, new) -> list[Change]``
+- ``describe_pathway(doc, options=None)``: every effective rule in plain bokmål and English
 - ``PatientReadings.from_latest_values({...}, age_years=...)`` for a dry run.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from models.rules.batch import BatchEvaluation, run_batch
+from models.rules.describe import describe_pathway, describe_rule
 from models.rules.engine import Evaluation, FiredRule, check_probability, program_for, run_single
 from models.rules.library import load_pathway, load_rule_set, load_shipped_pathways
 from models.rules.readings import PatientReadings, ReadingsBatch, ReadingsError
@@ -44,6 +46,8 @@ __all__ = [
     "RuleSet",
     "as_document",
     "canonical_json",
+    "describe_pathway",
+    "describe_rule",
     "diff_pathways",
     "evaluate",
     "evaluate_batch",

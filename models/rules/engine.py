@@ -47,7 +47,7 @@ from models.rules.schema import (
     ScoreRule,
     TriagePolicy,
 )
-from models.rules.text import fired_text, number
+from models.rules.text import fired_text, label, lower_first, number
 
 # A robust personal SD: 1.4826 × median absolute deviation equals the SD for normal data and
 # ignores the odd device error; medians are also bit-reproducible between the two paths.
@@ -330,7 +330,8 @@ def program_for(
 # ---------------------------------------------------------------------------------- outcomes
 
 
-def meets(value: float, op: str, threshold: float) -> bool:
+def meets(value: Any, op: str, threshold: float) -> Any:
+    """value <op> threshold, for a float (single path) or an array (batch path) alike."""
     if op == ">":
         return value > threshold
     if op == ">=":
@@ -456,13 +457,11 @@ def outcome_values(
 
 
 def _parameter_text(cr: CompiledRule, raw: tuple[Any, ...], lang: str) -> str:
-    from models.rules.text import _label, _lower_first
-
-    label = _lower_first(_label(str(cr.signal), lang))
+    name = lower_first(label(str(cr.signal), lang))
     if isinstance(cr.rule, CategoryRule):
-        return f"{label} {CATEGORY_SIGNALS[cr.rule.measurement].categories[int(raw[3])]}"
+        return f"{name} {CATEGORY_SIGNALS[cr.rule.measurement].categories[int(raw[3])]}"
     unit = NUMERIC_SIGNALS[str(cr.signal)].unit_display
-    return f"{label} {number(raw[3], lang)} {unit}".rstrip()
+    return f"{name} {number(raw[3], lang)} {unit}".rstrip()
 
 
 def _extra(cr: CompiledRule, raw: tuple[Any, ...]) -> dict[str, Any]:

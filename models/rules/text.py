@@ -61,7 +61,7 @@ def _unit(measurement: str) -> str:
     return spec.unit_display if spec else ""
 
 
-def _label(measurement: str, lang: str) -> str:
+def label(measurement: str, lang: str) -> str:
     if measurement in NUMERIC_SIGNALS:
         spec = NUMERIC_SIGNALS[measurement]
         return spec.label_nb if lang == "nb" else spec.label_en
@@ -71,7 +71,7 @@ def _label(measurement: str, lang: str) -> str:
     return measurement
 
 
-def _lower_first(text: str) -> str:
+def lower_first(text: str) -> str:
     return text if text[:4] == "SpO2" else text[:1].lower() + text[1:]
 
 
@@ -104,12 +104,12 @@ def condition_text(rule: Any, threshold: float | None, lang: str, extra: dict[st
     """The condition as configured, with the threshold of the level that fired."""
     if isinstance(rule, BandsRule):
         band = extra["band"]
-        return f"{_label(rule.measurement, lang)} {band_text(band, _unit(rule.measurement), lang)}"
+        return f"{label(rule.measurement, lang)} {band_text(band, _unit(rule.measurement), lang)}"
     if isinstance(rule, CategoryRule):
         cat = CATEGORY_SIGNALS[rule.measurement]
         idx = cat.categories.index(extra["value"])
         word = (cat.category_nb if lang == "nb" else cat.category_en)[idx]
-        return f"{_label(rule.measurement, lang)}: {word}"
+        return f"{label(rule.measurement, lang)}: {word}"
     assert threshold is not None or isinstance(rule, CombinationRule)
     if isinstance(rule, ChangeRule):
         spec = NUMERIC_SIGNALS[rule.measurement]
@@ -125,7 +125,7 @@ def condition_text(rule: Any, threshold: float | None, lang: str, extra: dict[st
             return f"{noun} {_threshold_phrase(flipped, -threshold, unit, lang)} {in_} {window}"
         change = "Endring i" if lang == "nb" else "Change in"
         return (
-            f"{change} {_lower_first(_label(rule.measurement, lang))} "
+            f"{change} {lower_first(label(rule.measurement, lang))} "
             f"{_threshold_phrase(rule.op, threshold or 0.0, unit, lang)} {in_} {window}"
         )
     if isinstance(rule, ConsecutiveRule):
@@ -134,7 +134,7 @@ def condition_text(rule: Any, threshold: float | None, lang: str, extra: dict[st
         )
         in_ = "på" if lang == "nb" else "in"
         return (
-            f"{_label(rule.measurement, lang)} "
+            f"{label(rule.measurement, lang)} "
             f"{_threshold_phrase(rule.op, threshold or 0.0, _unit(rule.measurement), lang)} "
             f"{times} {in_} {duration(rule.window_hours, lang)}"
         )
@@ -146,38 +146,38 @@ def condition_text(rule: Any, threshold: float | None, lang: str, extra: dict[st
         if lang == "nb":
             side = "over" if up else "under"
             more = "mer enn" if rule.op in (">", "<") else "minst"
-            return f"{_label(rule.measurement, lang)} {more} {amount} {side} personlig baseline"
+            return f"{label(rule.measurement, lang)} {more} {amount} {side} personlig baseline"
         side = "above" if up else "below"
         more = "more than" if rule.op in (">", "<") else "at least"
-        return f"{_label(rule.measurement, lang)} {more} {amount} {side} personal baseline"
+        return f"{label(rule.measurement, lang)} {more} {amount} {side} personal baseline"
     if isinstance(rule, QuestionnaireRule):
         if rule.item == "symptom_score":
-            label = "Symptomskår" if lang == "nb" else "Symptom score"
+            name = "Symptomskår" if lang == "nb" else "Symptom score"
         else:
-            label = ITEM_LABELS.get(rule.item, (rule.item, rule.item))[0 if lang == "nb" else 1]
+            name = ITEM_LABELS.get(rule.item, (rule.item, rule.item))[0 if lang == "nb" else 1]
         points = "poeng" if lang == "nb" else "points"
-        return f"{label}: {_OP_WORD[lang][rule.op]} {number(threshold or 0.0, lang)} {points}"
+        return f"{name}: {_OP_WORD[lang][rule.op]} {number(threshold or 0.0, lang)} {points}"
     if isinstance(rule, MissedRule):
-        label = _lower_first(_label(rule.measurement, lang))
+        name = lower_first(label(rule.measurement, lang))
         if rule.measure == "hours_since_last":
             if lang == "nb":
                 return (
-                    f"Ingen måling av {label} på {_OP_WORD[lang][rule.op]} "
+                    f"Ingen måling av {name} på {_OP_WORD[lang][rule.op]} "
                     f"{number(threshold or 0.0, lang)} timer"
                 )
             return (
-                f"No {label} reading for {_OP_WORD[lang][rule.op]} "
+                f"No {name} reading for {_OP_WORD[lang][rule.op]} "
                 f"{number(threshold or 0.0, lang)} h"
             )
         window = duration(rule.window_hours, lang)
         if lang == "nb":
             return (
                 f"{_OP_WORD[lang][rule.op].capitalize()} {number(threshold or 0.0, lang)} "
-                f"manglende målinger av {label} siste {window}"
+                f"manglende målinger av {name} siste {window}"
             )
         return (
             f"{_OP_WORD[lang][rule.op].capitalize()} {number(threshold or 0.0, lang)} "
-            f"missed {label} readings in the last {window}"
+            f"missed {name} readings in the last {window}"
         )
     if isinstance(rule, ScoreRule):
         if rule.aggregate == "max":
@@ -246,7 +246,7 @@ def observed_text(rule: Any, values: dict[str, Any], lang: str) -> str:
         text = f"{values['score']} {word}"
         if values.get("missing"):
             text += ("; mangler " if lang == "nb" else "; missing ") + ", ".join(
-                _lower_first(_label(m, lang)) for m in values["missing"]
+                lower_first(label(m, lang)) for m in values["missing"]
             )
         return text
     if isinstance(rule, CombinationRule):

@@ -473,3 +473,45 @@ def test_disabled_rule_never_fires():
     rule = {**SPO2_BANDS, "enabled": False}
     result = evaluate(pathway([rule]), readings({"spo2": series((1, 80))}))
     assert result.fired == ()
+
+
+# ---------------------------------------------------------------------------------- describe
+
+
+def test_every_rule_type_is_described_in_both_languages():
+    from models.rules import describe_pathway, load_pathway
+
+    described = {}
+    for pathway_id in ("copd", "heart-failure", "post-operative", "oncology", "paediatric"):
+        for item in describe_pathway(load_pathway(pathway_id)):
+            described.setdefault(item["type"], item)
+    extra = pathway([{**WEIGHT_GAIN, "id": "x"}, SPO2_TWICE])
+    for item in describe_pathway(extra):
+        described.setdefault(item["type"], item)
+    assert set(described) == set(RULE_TYPES)
+    for rule_type, item in described.items():
+        assert item["meaning_nb"] and item["meaning_en"], rule_type
+        assert item["conditions"], rule_type
+        for condition in item["conditions"]:
+            assert condition["text_nb"] != condition["text_en"], condition
+
+
+def test_describe_reads_like_the_chart():
+    from models.rules import describe_pathway, load_pathway
+
+    by_id = {r["rule"]: r for r in describe_pathway(load_pathway("heart-failure"))}
+    weight = [c["text_nb"] for c in by_id["weight-gain-3d"]["conditions"]]
+    assert weight == [
+        "Vektøkning over 1,5 kg på 3 døgn → gul",
+        "Vektøkning over 2 kg på 3 døgn → rød",
+    ]
+    assert by_id["weight-gain-3d"]["unit"] == "kg"
+    paediatric = {r["rule"]: r for r in describe_pathway(load_pathway("paediatric"))}
+    first = paediatric["heart-rate-for-age"]["conditions"][0]
+    assert first["text_en"] == "Under 1 year: Heart rate ≤ 80 /min → red"
+    scale2 = {
+        r["rule"]: r for r in describe_pathway(load_pathway("copd"), {"hypercapnic_failure": True})
+    }
+    assert "On oxygen: SpO2 > 96 % → 3 points" in [
+        c["text_en"] for c in scale2["news2.spo2"]["conditions"]
+    ]
