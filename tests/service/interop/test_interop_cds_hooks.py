@@ -4,9 +4,9 @@ specification's required fields and enumerations (https://cds-hooks.hl7.org/2.0/
 from __future__ import annotations
 
 import uuid
-from uuid import UUID
 from datetime import UTC, datetime
 from typing import Any, Literal
+from uuid import UUID
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
@@ -252,7 +252,8 @@ def test_rules_fired_are_in_the_detail_and_a_green_card_needs_a_reason():
               "red"}]
     card = Card.model_validate(build_cards(CardInputs(assessment("red", 0.82, news2), None),
                                            "http://t/")[0])
-    assert "**Reglar som slo ut**" in card.detail and "NEWS2: SpO2 ≤ 91 % gir 3 poeng" in card.detail
+    assert "**Reglar som slo ut**" in card.detail
+    assert "NEWS2: SpO2 ≤ 91 % gir 3 poeng" in card.detail
     assert card.links is None  # no worklist item to link to
     assert build_cards(CardInputs(assessment("green", 0.05), None), "http://t/") == []
     assert build_cards(None, "http://t/") == []
