@@ -9,11 +9,14 @@ class TriageError(Exception):
     status_code = 500
     code = "exception"  # FHIR OperationOutcome issue type
 
-    def __init__(self, message: str, *, location: str | None = None) -> None:
+    def __init__(self, message: str, *, location: str | None = None,
+                 problems: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.message = message
         # Where in the input the problem is (FHIRPath-like, e.g. "Observation.valueQuantity.unit").
         self.location = location
+        # Several located problems at once (a pathway draft): [{"path": ..., "message": ...}].
+        self.problems = problems
 
 
 class InvalidInput(TriageError):

@@ -41,19 +41,23 @@ def _is_v2(request: Request) -> bool:
 
 
 def error_response(request: Request, status: int, code: str, message: str,
-                   location: str | None = None, headers: dict[str, str] | None = None
-                   ) -> JSONResponse:
+                   location: str | None = None, headers: dict[str, str] | None = None,
+                   problems: list[dict[str, str]] | None = None) -> JSONResponse:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(type=code, status=str(status)).inc()
     if _is_fhir(request):
-        return JSONResponse(operation_outcome([_issue(code, message, location)]), status,
-                            media_type=FHIR_JSON, headers=headers)
+        issues = [_issue(code, p["message"], p["path"]) for p in problems] if problems else [
+            _issue(code, message, location)]
+        return JSONResponse(operation_outcome(issues), status, media_type=FHIR_JSON,
+                            headers=headers)
     if _is_v2(request):  # Open Inference Protocol error shape
         return JSONResponse({"error": message}, status, headers=headers)
     body: dict[str, Any] = {"detail": message}
     if location:
         body["location"] = location
+    if problems:
+        body["problems"] = problems
     return JSONResponse(body, status, headers=headers)
 
 
@@ -65,7 +69,7 @@ def install_error_handlers(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": f'Bearer error="invalid_token", '
                                            f'error_description="{exc.message}"'}
         return error_response(request, exc.status_code, exc.code, exc.message, exc.location,
-                              headers)
+                              headers, exc.problems)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

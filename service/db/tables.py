@@ -43,6 +43,8 @@ class Patient(Base):
     confidential_to_guardians: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(64))
+    # Pathway options that change the rules, e.g. {"hypercapnic_failure": true} -> NEWS2 scale 2.
+    pathway_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class IngestedResource(Base):
@@ -90,7 +92,7 @@ class Assessment(Base):
     model_version: Mapped[str | None] = mapped_column(String(64))
     pathway_id: Mapped[str] = mapped_column(String(64))
     pathway_version: Mapped[int] = mapped_column(Integer)
-    rule_set_hash: Mapped[str] = mapped_column(String(64))
+    rule_set_hash: Mapped[str] = mapped_column(String(80))
     features: Mapped[list[Any]] = mapped_column(JSON)  # snapshot in FEATURE_NAMES order, None = missing
     probability: Mapped[float | None] = mapped_column(Float)
     level: Mapped[str] = mapped_column(String(16))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from fastapi import FastAPI
 
 from service.domain.ingestion import IngestionService
-from service.domain.pathways import ModelOnlyPolicy, PathwayPolicy
+from service.db.engine import transaction
+from service.domain.pathways import PathwayService
 from service.domain.patients import PatientService
 from service.domain.scoring import ScoringService
 from service.domain.worklist import WorklistService
@@ -16,7 +17,7 @@ from service.outbox.writer import OutboxWriter
 
 @dataclass
 class Services:
-    pathways: PathwayPolicy
+    pathways: PathwayService
     patients: PatientService
     worklist: WorklistService
     scoring: ScoringService
@@ -25,10 +26,12 @@ class Services:
 
 def build_services(app: FastAPI) -> Services:
     state = app.state
-    pathways: PathwayPolicy = ModelOnlyPolicy()
+    pathways = PathwayService()
+    with transaction(state.sessions) as session:
+        pathways.seed(session)
     worklist = WorklistService()
     worklist.listeners.append(OutboxWriter(deliver=state.settings.outbox_endpoint is not None))
     scoring = ScoringService(state.models, pathways, worklist, state.metrics)
     ingestion = IngestionService(state.sessions, scoring, state.metrics,
                                  state.settings.scoring_enabled)
-    return Services(pathways, PatientService(pathways.known), worklist, scoring, ingestion)
+    return Services(pathways, PatientService(pathways), worklist, scoring, ingestion)

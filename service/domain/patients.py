@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.tables import Patient
+from service.domain.pathways import PathwayService
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.identifiers import IdentifierError, mask, parse_person_identifier
 from service.security.principal import Principal, Role
@@ -28,6 +29,9 @@ class PatientCreate(BaseModel):
     unit: str = Field(min_length=1, max_length=64)
     confidential_to_guardians: bool = Field(
         default=False, description="Patient aged 12–16 withholds information from parents")
+    options: dict[str, bool] = Field(
+        default_factory=dict, description='Pathway options, e.g. {"hypercapnic_failure": true} '
+        "for NEWS2 SpO2 scale 2 (confirmed hypercapnic respiratory failure)")
 
 
 class PatientPublic(BaseModel):
@@ -40,6 +44,7 @@ class PatientPublic(BaseModel):
     organisation: str
     unit: str
     confidential_to_guardians: bool
+    options: dict[str, bool]
     created_at: datetime
 
 
@@ -53,12 +58,13 @@ def to_public(p: Patient) -> PatientPublic:
         id=p.id, display_identifier=mask(p.identifier_value), birth_date=birth,
         age_years=age_years(birth, datetime.now(UTC).date()), sex=p.sex, pathway=p.pathway_id,
         organisation=p.organisation, unit=p.unit,
-        confidential_to_guardians=p.confidential_to_guardians, created_at=p.created_at)
+        confidential_to_guardians=p.confidential_to_guardians,
+        options=dict(p.pathway_options or {}), created_at=p.created_at)
 
 
 class PatientService:
-    def __init__(self, known_pathways: callable) -> None:  # type: ignore[valid-type]
-        self._known_pathways = known_pathways
+    def __init__(self, pathways: PathwayService) -> None:
+        self.pathways = pathways
 
     def enrol(self, session: Session, principal: Principal, body: PatientCreate) -> Patient:
         try:
@@ -70,8 +76,15 @@ class PatientService:
                                location="birth_date")
         if body.birth_date > datetime.now(UTC).date():
             raise InvalidInput("birth_date is in the future", location="birth_date")
-        if body.pathway not in self._known_pathways():
+        if body.pathway not in self.pathways.known_in(session):
             raise InvalidInput(f"unknown pathway '{body.pathway}'", location="pathway")
+        _, pathway, _ = self.pathways.current(session, body.pathway)
+        offered = {o.id for o in pathway.options}
+        unknown = sorted(set(body.options) - offered)
+        if unknown:
+            raise InvalidInput(f"pathway '{body.pathway}' has no option '{unknown[0]}'"
+                               f" (it offers: {', '.join(sorted(offered)) or 'none'})",
+                               location="options")
         if principal.role is not Role.ADMIN and body.organisation != principal.organisation:
             raise Forbidden("you may only enrol patients in your own organisation")
         if principal.role is Role.CLINICIAN and not principal.may_see_unit(body.organisation,
@@ -86,6 +99,7 @@ class PatientService:
             birth_date=body.birth_date, sex=body.sex, pathway_id=body.pathway,
             organisation=body.organisation, unit=body.unit,
             confidential_to_guardians=body.confidential_to_guardians,
+            pathway_options=dict(body.options),
             created_at=datetime.now(UTC), created_by=principal.subject)
         session.add(patient)
         session.flush()

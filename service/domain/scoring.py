@@ -24,7 +24,7 @@ from models.features import (
     compute_features,
 )
 from service.db.tables import Assessment, Patient, Reading
-from service.domain.pathways import PathwayPolicy, PatientReadings
+from service.domain.pathways import PathwayPolicy, TriageDecision
 from service.domain.worklist import WorklistService
 from service.model_registry import ModelRegistry
 from service.observability import Metrics
@@ -67,9 +67,13 @@ class ScoringService:
         ).all()
         return as_of_s, rows
 
-    def score(self, session: Session, patient: Patient, trigger: str,
-              as_of_s: int | None = None) -> ScoringResult | None:
-        """Score one patient as of its newest reading (or ``as_of_s``); None if it has no data."""
+    def assess(self, session: Session, patient: Patient, trigger: str,
+               as_of_s: int | None = None, pathway_draft: Any = None
+               ) -> tuple[Assessment, TriageDecision] | None:
+        """Compute an assessment without storing it (None if the patient has no data).
+
+        ``pathway_draft`` evaluates a draft pathway instead of the one in force (dry run).
+        """
         as_of_s, rows = self.load_readings(session, patient.id, as_of_s)
         if as_of_s is None:
             return None
@@ -83,8 +87,8 @@ class ScoringService:
                                       np.array([age]))
         prediction = model.predict(X)
         probability = float(prediction.probability[0])
-        readings = PatientReadings.from_rows(rows, as_of_s, age)
-        decision = self.pathways.evaluate(session, patient, readings, probability)
+        decision = self.pathways.evaluate(session, patient, rows, as_of_s, age, probability,
+                                          pathway_draft)
         explanation = explain(X[0], prediction.contributions[0], prediction.intercept,
                               float(prediction.logit[0]), probability, context.row(0),
                               decision.channels)
@@ -97,12 +101,23 @@ class ScoringService:
             features=[None if np.isnan(v) else float(v) for v in X[0]],
             probability=probability, level=decision.level,
             explanation={**explanation.as_dict(), "rules": decision.fired,
-                         "scores": decision.scores, "levels": decision.level_order},
+                         "scores": decision.scores, "levels": decision.level_order,
+                         "triage": decision.evaluation},
             basis=sorted({r.resource_id for r in rows}),
             organisation=patient.organisation,
         )
+        return assessment, decision
+
+    def score(self, session: Session, patient: Patient, trigger: str,
+              as_of_s: int | None = None) -> ScoringResult | None:
+        """Score one patient as of its newest reading (or ``as_of_s``) and store the result."""
+        computed = self.assess(session, patient, trigger, as_of_s)
+        if computed is None:
+            return None
+        assessment, decision = computed
         session.add(assessment)
         session.flush()
-        item = self.worklist.apply_assessment(session, patient, assessment, decision.level_rank)
+        item = self.worklist.apply_assessment(session, patient, assessment,
+                                              decision.urgency_rank, decision.alerting)
         self.metrics.scorings.labels(patient.pathway_id, decision.level).inc()
         return ScoringResult(assessment, item.id if item else None)

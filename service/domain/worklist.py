@@ -21,8 +21,6 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     "escalate": {"open": "escalated", "acknowledged": "escalated"},
     "resolve": {"open": "resolved", "acknowledged": "resolved", "escalated": "resolved"},
 }
-# Levels that put a patient on the list; green updates an existing item but opens none.
-ALERTING_LEVEL_RANKS = (0, 1)
 
 # Called inside the assessment's transaction when an item opens, changes level or is resolved
 # (the DIPS outbox subscribes here).
@@ -39,12 +37,17 @@ class WorklistService:
             listener(session, item, assessment, event)
 
     def apply_assessment(self, session: Session, patient: Patient, assessment: Assessment,
-                         level_rank: int) -> WorklistItem | None:
+                         level_rank: int, alerting: bool) -> WorklistItem | None:
+        """Update the patient's active item, or open one when the level is alerting.
+
+        ``level_rank`` orders urgency (0 = most urgent); the pathway's lowest level updates an
+        existing item but opens none.
+        """
         now = assessment.created_at
         item = session.scalar(select(WorklistItem).where(
             WorklistItem.patient_id == patient.id, WorklistItem.state.in_(ACTIVE_STATES)))
         if item is None:
-            if level_rank not in ALERTING_LEVEL_RANKS:
+            if not alerting:
                 return None
             item = WorklistItem(
                 id=str(uuid.uuid4()), patient_id=patient.id, organisation=patient.organisation,

@@ -41,6 +41,18 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     # worklist: clinicians only (an integration client may write measurements, not read worklists)
     "get_worklist": frozenset({C, A}),
     "worklist_transition": frozenset({C, A}),
+    # pathways and rules: clinicians read and edit (the pathway's own editors list narrows who
+    # may publish); ML engineers and compliance read; the dry run changes nothing
+    "list_pathways": frozenset({C, M, P, A}),
+    "get_pathway": frozenset({C, M, P, A}),
+    "list_pathway_versions": frozenset({C, M, P, A}),
+    "publish_pathway": frozenset({C, A}),
+    "validate_pathway_draft": frozenset({C, A}),
+    "evaluate_rules": frozenset({C, A}),
+    # per-patient personal thresholds
+    "create_override": frozenset({C, A}),
+    "list_overrides": frozenset({C, A}),
+    "revoke_override": frozenset({C, A}),
     # models
     "list_models": frozenset({M, P, A}),
     "reload_models": frozenset({M, A}),
@@ -60,6 +72,7 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "list_outbox": frozenset({I, A}),
     # audit log (Normen): compliance officers, and administrators for operations
     "search_audit_log": frozenset({P, A}),
+    "audit_access_report": frozenset({P, A}),
     "verify_audit_log": frozenset({P, A}),
 }
 
