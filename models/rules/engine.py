@@ -565,7 +565,9 @@ def override_info(o: Override) -> dict[str, Any]:
     return {
         "rule": o.rule,
         "thresholds": o.thresholds,
-        "bands": None if o.bands is None else [b.model_dump(exclude_defaults=True) for b in o.bands],
+        "bands": None
+        if o.bands is None
+        else [b.model_dump(exclude_defaults=True) for b in o.bands],
         "reason": o.reason,
         "author": o.author,
         "created_s": o.created_s,
