@@ -230,14 +230,14 @@ class DriftConfig(BaseModel):
     def from_file(cls, path: Path) -> DriftConfig:
         """Read from ``.json`` or ``.toml`` (a ``[drift]`` table or top-level keys)."""
         path = Path(path)
+        if path.suffix not in (".json", ".toml"):
+            raise ValueError(f"{path}: drift configuration must be .json or .toml")
         text = path.read_text(encoding="utf-8")
         if path.suffix == ".toml":
             data = tomllib.loads(text)
             data = data.get("drift", data)
-        elif path.suffix == ".json":
-            data = json.loads(text)
         else:
-            raise ValueError(f"{path}: drift configuration must be .json or .toml")
+            data = json.loads(text)
         return cls.model_validate(data)
 
     @classmethod
