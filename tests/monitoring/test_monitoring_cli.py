@@ -20,6 +20,7 @@ def files(tmp_path_factory, reference):
     reference.to_npz(folder / "reference.npz")
     simulate_window(N_CURRENT_PATIENTS, seed=61, spo2_offset=-3.0).to_npz(folder / "current.npz")
     (folder / "drift.json").write_text('{"slice_by": []}')  # slices are tested elsewhere
+    (folder / "quick.json").write_text('{"slice_by": [], "render_html": false}')
     return folder
 
 
@@ -46,7 +47,7 @@ def test_fail_on_drift_exits_non_zero_for_schedulers(files, tmp_path):
     result = runner.invoke(make_app(), [
         "drift", *WINDOW_ARGS, "--current", str(files / "current.npz"), "--reference",
         str(files / "reference.npz"), "--model-version", "1", "--out", str(tmp_path),
-        "--config", str(files / "drift.json"), "--fail-on", "drift"])
+        "--config", str(files / "quick.json"), "--fail-on", "drift"])
     assert result.exit_code == 3
 
 
@@ -63,7 +64,7 @@ def test_demo_needs_a_simulator_and_uses_the_one_given(files, tmp_path, referenc
 
     demo = runner.invoke(make_app(demo_source), ["drift", *WINDOW_ARGS, "--demo", "unchanged",
                                                  "--seed", "62", "--out", str(tmp_path),
-                                                 "--config", str(files / "drift.json")])
+                                                 "--config", str(files / "quick.json")])
     assert demo.exit_code == 0, demo.output
     assert calls == [("unchanged", 62)]
     assert "verdict: ok" in demo.output
