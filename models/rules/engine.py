@@ -13,7 +13,6 @@ and share :func:`outcome_values`, so a patient gets the same :class:`Evaluation`
 
 from __future__ import annotations
 
-import json
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
@@ -47,7 +46,7 @@ from models.rules.schema import (
     ScoreRule,
     TriagePolicy,
 )
-from models.rules.text import fired_text, label, lower_first, number
+from models.rules.text import condition_for, fired_text, label, lower_first, number
 
 # A robust personal SD: 1.4826 × median absolute deviation equals the SD for normal data and
 # ignores the odd device error; medians are also bit-reproducible between the two paths.
@@ -74,14 +73,17 @@ class CompiledRule:
     cat_points: list[int] = field(default_factory=list)
     cat_ranks: list[int] = field(default_factory=list)
     expected: int = 0  # missed readings expected in the window
+    id: str = ""
+    type: str = ""
+    triage: bool = True
+    # Condition wording depends only on the rule and the band or threshold that fired: rendered
+    # once per (language, band/threshold) and reused, which keeps fired texts cheap.
+    conditions: dict[tuple[Any, ...], str] = field(default_factory=dict)
 
-    @property
-    def id(self) -> str:
-        return str(self.rule.id)
-
-    @property
-    def type(self) -> str:
-        return str(self.rule.type)
+    def __post_init__(self) -> None:
+        self.id = str(self.rule.id)
+        self.type = str(self.rule.type)
+        self.triage = bool(self.rule.triage)
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Program:
     options: dict[str, bool]
     overrides: tuple[Override, ...]
     latest_signals: tuple[str, ...]  # signals whose current value some rule needs
+    score_slots: tuple[tuple[int, str], ...] = ()  # (rule index, key in Evaluation.scores)
 
     def level_id(self, rank: int) -> str:
         return self.levels[rank].id
@@ -257,6 +260,11 @@ def compile_program(
         else {},
         overrides=tuple(overrides),
         latest_signals=latest_signals,
+        score_slots=tuple(
+            (i, cr.rule.score_key or cr.id)
+            for i, cr in enumerate(order)
+            if isinstance(cr.rule, ScoreRule)
+        ),
     )
 
 
@@ -311,12 +319,13 @@ def program_for(
     overrides: Sequence[Override] = (),
 ) -> Program:
     """The cached program of a document for these patient options and active overrides."""
-    option_ids = {o.id: o for o in doc.options} if isinstance(doc, Pathway) else {}
-    for key in options or {}:
-        if key not in option_ids:
-            raise ReadingsError(f"unknown pathway option '{key}' for '{doc.id}'")
-    on = sorted(k for k, o in option_ids.items() if (options or {}).get(k, o.default))
-    key = json.dumps(on) + "|" + "|".join(o.model_dump_json() for o in overrides)
+    option_ids = {o.id for o in doc.options} if isinstance(doc, Pathway) else set()
+    for name in options or {}:
+        if name not in option_ids:
+            raise ReadingsError(f"unknown pathway option '{name}' for '{doc.id}'")
+    key = repr(sorted((options or {}).items()))
+    if overrides:
+        key += "|" + "|".join(o.model_dump_json() for o in overrides)
     cache = doc._programs
     program = cache.get(key)
     if program is None:
@@ -595,18 +604,33 @@ def assemble(
     """Combine rule outcomes and the model probability into an :class:`Evaluation`."""
     fired: list[tuple[int, int, FiredRule]] = []
     rule_rank = 0
-    scores: dict[str, int | None] = {}
-    for i, (cr, raw) in enumerate(zip(program.rules, raws, strict=True)):
-        if isinstance(cr.rule, ScoreRule):
-            scores[cr.rule.score_key or cr.id] = None if raw is None else int(raw[1])
+    scores: dict[str, int | None] = {
+        key: None if (raw := raws[i]) is None else int(raw[1]) for i, key in program.score_slots
+    }
+    for i, raw in enumerate(raws):
         if raw is None or raw[0] <= 0:
             continue
+        cr = program.rules[i]
         rank = int(raw[0])
-        if cr.rule.triage:
+        if cr.triage:
             rule_rank = max(rule_rank, rank)
         values = outcome_values(program, i, raw, raws)
         threshold = threshold_for(cr, rank)
         extra = _extra(cr, raw)
+        texts = []
+        for lang in ("nb", "en"):
+            slot = (
+                lang,
+                threshold,
+                raw[4:6] if cr.type == "bands" else raw[3:4] if cr.type == "category" else (),
+            )
+            condition = cr.conditions.get(slot)
+            if condition is None:
+                condition = condition_for(cr.rule, threshold, extra, cr.override, lang)
+                cr.conditions[slot] = condition
+            texts.append(
+                fired_text(cr.rule, threshold, values, extra, cr.override, lang, condition)
+            )
         fired.append(
             (
                 -rank,
@@ -616,11 +640,11 @@ def assemble(
                     type=cr.type,
                     level=program.level_id(rank),
                     origin=cr.origin,
-                    text_nb=fired_text(cr.rule, threshold, values, extra, cr.override, "nb"),
-                    text_en=fired_text(cr.rule, threshold, values, extra, cr.override, "en"),
+                    text_nb=texts[0],
+                    text_en=texts[1],
                     values=values,
                     override=None if cr.override is None else override_info(cr.override),
-                    triage=cr.rule.triage,
+                    triage=cr.triage,
                 ),
             )
         )
@@ -849,7 +873,7 @@ def run_single(
     pt = _Patient(readings)
     raws: list[tuple[Any, ...] | None] = []
     for cr in program.rules:
-        kind = cr.rule.type
+        kind = cr.type
         if kind == "score":
             raws.append(_eval_score(cr, raws))
         elif kind == "combination":

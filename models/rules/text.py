@@ -271,14 +271,23 @@ def fired_text(
     extra: dict[str, Any],
     override: Override | None,
     lang: str,
+    condition: str | None = None,
 ) -> str:
-    """The full sentence for a fired rule in one language."""
-    custom = rule.text_nb if lang == "nb" else rule.text_en
-    condition = (
-        custom if custom and override is None else condition_text(rule, threshold, lang, extra)
-    )
+    """The full sentence for a fired rule in one language (``condition`` if precomputed)."""
+    if condition is None:
+        condition = condition_for(rule, threshold, extra, override, lang)
     observed = observed_text(rule, values, lang)
     text = f"{condition} ({observed})" if observed else condition
     if override is not None:
         text += f"; {override_text(override, lang)}"
     return text
+
+
+def condition_for(
+    rule: Any, threshold: float | None, extra: dict[str, Any], override: Override | None, lang: str
+) -> str:
+    """The clinician's own wording if given (and no personal threshold), else generated."""
+    custom = rule.text_nb if lang == "nb" else rule.text_en
+    if custom and override is None:
+        return str(custom)
+    return condition_text(rule, threshold, lang, extra)
