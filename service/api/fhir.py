@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
@@ -142,6 +143,8 @@ def _last_updated(values: list[str] | None, column: Any) -> list[Any]:
         except ValueError as exc:
             raise InvalidInput("_lastUpdated must be a FHIR dateTime with an optional "
                                "ge/gt/le/lt prefix", location="_lastUpdated") from exc
+        # Stored times are UTC (SQLite keeps them as naive UTC text): compare in UTC.
+        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
         conditions.append({"ge": column >= when, "gt": column > when, "le": column <= when,
                            "lt": column < when, "eq": column == when}[prefix])
     return conditions
@@ -162,9 +165,11 @@ def _page(request: Request, query: Select[Any], session: Any, count: int, offset
     rows = session.execute(query.limit(count).offset(offset)).all()
     next_url = None
     if offset + count < total:
-        params = dict(request.query_params)
-        params.update({"_count": str(count), "_offset": str(offset + count)})
-        next_url = str(request.url.replace_query_params(**params))
+        # multi_items: a repeated parameter (_lastUpdated=ge..&_lastUpdated=lt..) keeps both.
+        params = [(k, v) for k, v in request.query_params.multi_items()
+                  if k not in ("_count", "_offset")]
+        params += [("_count", str(count)), ("_offset", str(offset + count))]
+        next_url = str(request.url.replace(query=urlencode(params)))
     return rows, total, next_url
 
 
@@ -180,7 +185,8 @@ def fhir_search_risk_assessment(
     """The patient's risk assessments, newest first."""
     pid = _patient_id(subject, "subject")
     query = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
-    query = _visible_patients(query, principal).order_by(Assessment.created_at.desc())
+    query = _visible_patients(query, principal).order_by(Assessment.created_at.desc(),
+                                                         Assessment.id)
     if pid:
         query = query.where(Assessment.patient_id == pid)
     query = query.where(*_last_updated(last_updated, Assessment.created_at))
@@ -219,7 +225,8 @@ def fhir_search_task(
     if pid:
         query = query.where(WorklistItem.patient_id == pid)
     query = query.where(*_last_updated(last_updated, WorklistItem.updated_at)).order_by(
-        WorklistItem.level_rank, WorklistItem.probability.desc(), WorklistItem.opened_at)
+        WorklistItem.level_rank, WorklistItem.probability.desc(), WorklistItem.opened_at,
+        WorklistItem.id)
     rows, total, next_url = _page(request, query, session, count, offset)
     resources = [outputs.task(i, p, a) for i, p, a in rows]
     return _fhir(outputs.searchset(resources, str(request.url), total, next_url))
@@ -241,7 +248,7 @@ def fhir_search_detected_issue(
     if pid:
         query = query.where(Assessment.patient_id == pid)
     query = query.where(*_last_updated(last_updated, Assessment.created_at)).order_by(
-        Assessment.created_at.desc())
+        Assessment.created_at.desc(), Assessment.id)
     rows, total, next_url = _page(request, query, session, count, offset)
     resources = [issue for a, p in rows for issue in outputs.detected_issues(a, p)]
     return _fhir(outputs.searchset(resources, str(request.url), None, next_url))
