@@ -8,6 +8,7 @@ A fired rule reads "<condition> (<what was measured>)", e.g. "Vektøkning over 2
 from __future__ import annotations
 
 import datetime as dt
+from functools import cache
 from typing import Any
 
 from models.rules.catalogue import (
@@ -30,12 +31,17 @@ from models.rules.schema import (
     ScoreRule,
 )
 
-try:  # clinicians read dates in Norwegian local time; UTC where no tz database is installed
-    from zoneinfo import ZoneInfo
 
-    _LOCAL: dt.tzinfo = ZoneInfo("Europe/Oslo")
-except Exception:  # pragma: no cover - depends on the host's tz database
-    _LOCAL = dt.UTC
+@cache
+def _local_tz() -> dt.tzinfo:
+    """Norwegian local time for dates clinicians read; UTC where no tz database is installed."""
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo("Europe/Oslo")
+    except Exception:  # pragma: no cover - depends on the host's tz database
+        return dt.UTC
+
 
 _OP_WORD = {
     "nb": {">": "over", ">=": "minst", "<": "under", "<=": "høyst"},
@@ -255,7 +261,7 @@ def observed_text(rule: Any, values: dict[str, Any], lang: str) -> str:
 
 
 def override_text(override: Override, lang: str) -> str:
-    day = dt.datetime.fromtimestamp(override.created_s, tz=_LOCAL).date()
+    day = dt.datetime.fromtimestamp(override.created_s, tz=_local_tz()).date()
     if lang == "nb":
         return (
             f"personlig grense satt av {override.author} den {day.strftime('%d.%m.%Y')}: "
