@@ -1,17 +1,37 @@
 """Pathway rule engine: clinician-configured rules, NEWS2 as data, triage with the model.
 
 Pathways and rule sets are JSON documents (:mod:`models.rules.schema`), shipped in
-``models/pathways/`` and edited by clinicians through the service. This package is pure
+``models/pathways/`` and edited by clinicians through the service; the language is described
+for clinicians and compliance in ``governance/rule-language.md``. This package is pure
 Python/numpy: no HTTP, no database. The service calls:
 
 - ``load_shipped_pathways() -> dict[str, Pathway]``, ``load_pathway(id)``, ``load_rule_set(id)``
 - ``evaluate(doc, readings, model_probability=None, overrides=()) -> Evaluation``: one patient;
-  ``doc`` is a Pathway, a RuleSet (dry run of ``news2``) or a draft dict.
-- ``evaluate_batch(doc, batch, probabilities=None, overrides=None) -> BatchEvaluation``
+  ``doc`` is a Pathway, a RuleSet (dry run of ``news2``) or a draft dict (validated first,
+  :class:`InvalidDocument` lists the problems). ``model_probability=None``: rules only.
+- ``evaluate_batch(doc, batch, probabilities=None, overrides=None) -> BatchEvaluation``:
+  vectorised; ``.level``/``.scores`` at once, ``.evaluation(i)`` equals ``evaluate`` on patient i.
 - ``validate_pathway(draft) -> list[Problem]`` (empty: safe to publish), ``validate_override``
-- ``pathway_hash(doc)``, ``canonical_json(doc)``, ``diff_pathways(old, new) -> list[Change]``
+- ``pathway_hash(doc)``, ``canonical_json(doc)``, ``canonical_dict(doc)``,
+  ``diff_pathways(old, new) -> list[Change]`` for the version history
 - ``describe_pathway(doc, options=None)``: every effective rule in plain bokmål and English
-- ``PatientReadings.from_latest_values({...}, age_years=...)`` for a dry run.
+- ``PatientReadings.from_latest_values({...}, age_years=...)`` for a dry run;
+  ``PatientReadings(as_of_s, age_years, series, options, enrolled_s)`` from stored history.
+
+A clinician raises one COPD patient's SpO2 limits (habitual SpO2 88 %)::
+
+    copd = load_pathway("copd")
+    mine = {"rule": "spo2-low", "reason": "Habituell SpO2 88 % ved stabil KOLS",
+            "author": "lege Kari Nordmann", "created_s": 1779400000, "expires_s": 1787000000,
+            "bands": [{"lt": 85, "level": "red"}, {"ge": 85, "lt": 87, "level": "yellow"},
+                      {"ge": 87}]}
+    assert validate_override(copd, mine) == []
+    patient = PatientReadings.from_latest_values(
+        {"spo2": 84}, age_years=71, options={"hypercapnic_failure": True})
+    result = evaluate(copd, patient, model_probability=0.12, overrides=[mine])
+    result.level                # "red"
+    result.fired[0].text_nb     # "SpO2 < 85 % (målt 84 %); personlig grense satt av lege
+                                #  Kari Nordmann den 21.05.2026: Habituell SpO2 88 % ved …"
 """
 
 from __future__ import annotations
@@ -27,7 +47,14 @@ from models.rules.engine import Evaluation, FiredRule, check_probability, progra
 from models.rules.library import load_pathway, load_rule_set, load_shipped_pathways
 from models.rules.readings import PatientReadings, ReadingsBatch, ReadingsError
 from models.rules.schema import RULE_TYPES, Override, Pathway, RuleSet
-from models.rules.store import Change, canonical_json, diff_pathways, parse_document, pathway_hash
+from models.rules.store import (
+    Change,
+    canonical_dict,
+    canonical_json,
+    diff_pathways,
+    parse_document,
+    pathway_hash,
+)
 from models.rules.validate import Problem, validate_override, validate_pathway, validate_rule_set
 
 __all__ = [
@@ -45,6 +72,7 @@ __all__ = [
     "ReadingsError",
     "RuleSet",
     "as_document",
+    "canonical_dict",
     "canonical_json",
     "describe_pathway",
     "describe_rule",
