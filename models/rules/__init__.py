@@ -27,7 +27,7 @@ A clinician raises one COPD patient's SpO2 limits (habitual SpO2 88 %)::
                       {"ge": 87}]}
     assert validate_override(copd, mine) == []
     patient = PatientReadings.from_latest_values(
-        {"spo2": 84}, age_years=71, options={"hypercapnic_failure": True})
+        {"spo2": 84}, age_years=71, as_of_s=1780000000, options={"hypercapnic_failure": True})
     result = evaluate(copd, patient, model_probability=0.12, overrides=[mine])
     result.level                # "red"
     result.fired[0].text_nb     # "SpO2 < 85 % (målt 84 %); personlig grense satt av lege
