@@ -446,3 +446,21 @@ def test_rule_sets_are_versioned_documents_too():
     assert news2.version == 1
     assert pathway_hash(news2) != pathway_hash(load_rule_set("news2-scale2"))
     _ = HOUR
+
+
+def test_the_package_docstring_example_runs_as_written():
+    import models.rules
+
+    example = models.rules.__doc__.split("::", 1)[1]
+    lines = [ln[4:] for ln in example.splitlines() if ln.strip()]
+    namespace: dict = {}
+    exec(
+        "from models.rules import *\n"
+        + "\n".join(ln for ln in lines if not ln.startswith("result.")),
+        namespace,
+    )
+    result = namespace["result"]
+    assert result.level == "red"
+    assert result.fired[0].text_nb.startswith(
+        "SpO2 < 85 % (målt 84 %); personlig grense satt av lege Kari Nordmann den 21.05.2026"
+    )
