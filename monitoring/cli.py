@@ -1,4 +1,5 @@
-"""Command line for drift reports; the service CLI mounts it as ``triage drift``.
+"""Command line for drift reports: ``register(triage_app)`` adds ``triage drift`` and
+``triage drift-summary`` to the service CLI.
 
 The work is done by :func:`write_report`, which the service can call too; the Typer commands only
 parse options. Monitoring imports models/ only, so a demo window from training's simulator is
@@ -59,9 +60,11 @@ def write_report(
     return json_path, html_path, result.json
 
 
-def make_app(demo_source: DemoSource | None = None) -> typer.Typer:
-    """The Typer app; pass ``demo_source`` to enable ``--demo`` windows from a simulator."""
-    app = typer.Typer(help="Drift and performance reports with Evidently.", no_args_is_help=True)
+def register(app: typer.Typer, demo_source: DemoSource | None = None) -> typer.Typer:
+    """Add the ``drift`` and ``drift-summary`` commands to ``app`` (the service's ``triage``).
+
+    ``demo_source`` enables ``--demo`` windows from training's simulator.
+    """
 
     @app.command("drift")
     def drift(
@@ -116,7 +119,7 @@ def make_app(demo_source: DemoSource | None = None) -> typer.Typer:
         if fail_on and levels[str(payload["verdict"])] >= levels[fail_on]:
             raise typer.Exit(code=3)
 
-    @app.command("summary")
+    @app.command("drift-summary")
     def summary(
         month: Annotated[str, typer.Option(help="YYYY-MM")],
         reports: Annotated[Path, typer.Option(help="JSON list of report index rows.")],
@@ -131,6 +134,12 @@ def make_app(demo_source: DemoSource | None = None) -> typer.Typer:
         typer.echo(str(path))
 
     return app
+
+
+def make_app(demo_source: DemoSource | None = None) -> typer.Typer:
+    """A stand-alone Typer app with the monitoring commands."""
+    return register(typer.Typer(help="Drift and performance reports with Evidently.",
+                                no_args_is_help=True), demo_source)
 
 
 app = make_app()

@@ -76,13 +76,29 @@ def test_exactly_one_source(files, tmp_path):
     assert both.exit_code != 0
 
 
+def test_register_adds_the_commands_to_another_app():
+    import typer
+
+    host = typer.Typer()
+
+    @host.command("serve")
+    def serve() -> None:
+        """Stand-in for the service's own command."""
+
+    from monitoring.cli import register
+
+    register(host)
+    help_text = runner.invoke(host, ["--help"]).output
+    assert "drift" in help_text and "drift-summary" in help_text and "serve" in help_text
+
+
 def test_summary_command_writes_the_markdown(tmp_path):
     (tmp_path / "reports.json").write_text(json.dumps([{
         "id": "r1", "window_start": "2026-01-05T00:00:00Z", "window_end": "2026-01-06T00:00:00Z",
         "model_version": "1", "verdict": "ok"}]))
     (tmp_path / "signoffs.json").write_text("[]")
     result = runner.invoke(make_app(), [
-        "summary", "--month", "2026-01", "--reports", str(tmp_path / "reports.json"),
+        "drift-summary", "--month", "2026-01", "--reports", str(tmp_path / "reports.json"),
         "--signoffs", str(tmp_path / "signoffs.json"), "--out", str(tmp_path / "gov")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "gov" / "drift-summary-2026-01.md").is_file()
