@@ -8,6 +8,7 @@ Rules name signals; anything not listed here is refused by validation.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from models.measurements import CONSCIOUSNESS, MEASUREMENTS, ON_OXYGEN, SYMPTOM_SCORE
@@ -198,6 +199,14 @@ ITEM_LABELS: dict[str, tuple[str, str]] = {
     "eating_drinking": ("Spising og drikking", "Eating and drinking"),
     "activity": ("Aktivitet", "Activity"),
 }
+
+
+_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{11}(?!\d)")
+
+
+def redact(text: str) -> str:
+    """Messages echo what a user typed; an 11-digit number may be a fødselsnummer: hide it."""
+    return _ELEVEN_DIGITS.sub("[11 sifre skjult]", text)
 
 
 def item_signal(questionnaire: str, item: str) -> str:

@@ -23,13 +23,17 @@ from models.rules.catalogue import (
     QUESTIONNAIRE_ITEMS,
     category_code,
     item_signal,
+    redact,
 )
 
 Series = tuple[list[int], list[float]]
 
 
 class ReadingsError(ValueError):
-    """Input values the engine cannot use; the message names the field."""
+    """Input values the engine cannot use; the message names the field (never a fødselsnummer)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 def _numeric(signal: str, value: object) -> float:

@@ -22,6 +22,7 @@ from models.rules.catalogue import (
     ITEM_MAX_POINTS,
     NUMERIC_SIGNALS,
     QUESTIONNAIRE_ITEMS,
+    redact,
 )
 from models.rules.schema import (
     RULE_TYPES,
@@ -45,6 +46,10 @@ class Problem:
 
     path: str
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", redact(self.path))
+        object.__setattr__(self, "message", redact(self.message))
 
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path, "message": self.message}

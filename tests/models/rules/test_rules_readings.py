@@ -83,3 +83,23 @@ def test_rule_set_drafts_are_validated_before_a_dry_run():
     with pytest.raises(InvalidDocument):
         evaluate_batch(draft, [patient])
     assert evaluate(read_rule_set("news2"), patient).scores["news2"] == 1
+
+
+def test_messages_never_echo_a_fodselsnummer():
+    from rules_helpers import pathway_doc
+
+    from models.rules import validate_pathway
+
+    fnr = "01019012345"
+    with pytest.raises(ReadingsError) as info:
+        PatientReadings.from_latest_values({fnr: 95})
+    assert fnr not in str(info.value)
+    rule = {
+        "id": "x",
+        "type": "bands",
+        "measurement": fnr,
+        "unit": "%",
+        "bands": [{"lt": 88, "level": "red"}, {"ge": 88}],
+    }
+    problems = validate_pathway(pathway_doc([rule]))
+    assert problems and all(fnr not in p.message and fnr not in p.path for p in problems)
