@@ -256,6 +256,37 @@ class PathwayService:
                                 self.active_overrides(session, patient.id))
         return decision_from(result, doc, version, doc_hash)
 
+    def evaluate_many(self, session: Session, patients: list[Patient], rows: list[list[Any]],
+                      as_of_s: int, ages: Any, probabilities: Any) -> list[TriageDecision]:
+        """Decisions for many patients: one vectorised rule evaluation per pathway."""
+        overrides: dict[str, list[dict[str, Any]]] = {}
+        for row in session.scalars(select(PatientOverride).where(
+                PatientOverride.patient_id.in_([p.id for p in patients]))):
+            overrides.setdefault(row.patient_id, []).append(row)  # type: ignore[arg-type]
+        active = {pid: [override_document(r) for r in rs if not r.revoked
+                        and r.id not in {x.supersedes_id for x in rs if x.revoked}]
+                  for pid, rs in overrides.items()}
+        decisions: list[TriageDecision | None] = [None] * len(patients)
+        by_pathway: dict[str, list[int]] = {}
+        for k, p in enumerate(patients):
+            by_pathway.setdefault(p.pathway_id, []).append(k)
+        for pathway_id, members in by_pathway.items():
+            version, doc, doc_hash = self.current(session, pathway_id)
+            batch = []
+            for k in members:
+                p = patients[k]
+                first = min((int(r.effective_s) for r in rows[k]), default=as_of_s)
+                enrolled = min(int(_aware(p.created_at).timestamp()), first)
+                batch.append(readings_from_rows(rows[k], as_of_s, float(ages[k]),
+                                                p.pathway_options or {}, enrolled))
+            result = rules.evaluate_batch(
+                doc, batch, [float(probabilities[k]) for k in members],
+                {j: active[patients[k].id] for j, k in enumerate(members)
+                 if patients[k].id in active})
+            for j, k in enumerate(members):
+                decisions[k] = decision_from(result.evaluation(j), doc, version, doc_hash)
+        return [d for d in decisions if d is not None]
+
 
 def decision_from(result: rules.Evaluation, doc: rules.Pathway, version: int, doc_hash: str
                   ) -> TriageDecision:

@@ -36,16 +36,26 @@ class WorklistService:
         for listener in self.listeners:
             listener(session, item, assessment, event)
 
+    @staticmethod
+    def active_items(session: Session, patient_ids: list[str]) -> dict[str, WorklistItem]:
+        """Active items of many patients in one query (the batch re-scoring path)."""
+        items = session.scalars(select(WorklistItem).where(
+            WorklistItem.patient_id.in_(patient_ids), WorklistItem.state.in_(ACTIVE_STATES)))
+        return {item.patient_id: item for item in items}
+
     def apply_assessment(self, session: Session, patient: Patient, assessment: Assessment,
-                         level_rank: int, alerting: bool) -> WorklistItem | None:
+                         level_rank: int, alerting: bool,
+                         item: WorklistItem | None | type[Ellipsis] = ...
+                         ) -> WorklistItem | None:
         """Update the patient's active item, or open one when the level is alerting.
 
         ``level_rank`` orders urgency (0 = most urgent); the pathway's lowest level updates an
         existing item but opens none.
         """
         now = assessment.created_at
-        item = session.scalar(select(WorklistItem).where(
-            WorklistItem.patient_id == patient.id, WorklistItem.state.in_(ACTIVE_STATES)))
+        if item is ...:  # not preloaded by the caller
+            item = session.scalar(select(WorklistItem).where(
+                WorklistItem.patient_id == patient.id, WorklistItem.state.in_(ACTIVE_STATES)))
         if item is None:
             if not alerting:
                 return None

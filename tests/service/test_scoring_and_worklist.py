@@ -179,3 +179,35 @@ def test_patient_assessment_history(client, auth):
     body = history.json()
     assert len(body) == 3 and body[0]["created_at"] >= body[1]["created_at"]
     assert body[0]["explanation"]["top_factors"]
+
+
+def test_cohort_rescoring_equals_one_at_a_time(client, auth):
+    """The vectorised batch path stores what the single path would, patient by patient."""
+    clinician, integration = auth("clinician"), auth("integration")
+    a = enrol(client, clinician)["id"]
+    b = enrol(client, clinician, identifier=OTHER_FNR, birth_date="1970-01-01")["id"]
+    feed_stable_then(client, integration, a, 86, prefix="a")
+    feed_stable_then(client, integration, b, 95, prefix="b")
+    as_of = int((NOW + timedelta(hours=30)).timestamp())  # a day and more without data
+    services = client.app.state.services
+    from service.db.tables import Patient
+
+    with client.app.state.sessions() as session:
+        singles = {}
+        for pid in (a, b):
+            assessment, _ = services.scoring.assess(session, session.get(Patient, pid),
+                                                    "schedule", as_of)
+            singles[pid] = assessment
+        stored = services.scoring.rescore_cohort(session, as_of, [a, b])
+        session.commit()
+    assert stored == 2
+    for pid in (a, b):
+        batch = assessments(client, pid)[-1]
+        assert batch.trigger == "schedule"
+        assert batch.features == singles[pid].features
+        assert batch.probability == pytest.approx(singles[pid].probability, abs=1e-12)
+        assert batch.level == singles[pid].level
+        assert [r["rule"] for r in batch.explanation["rules"]] == [
+            r["rule"] for r in singles[pid].explanation["rules"]]
+    hours = batch.features[26]  # hours_since_last_measurement_h
+    assert hours == pytest.approx(30.0)
