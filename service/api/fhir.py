@@ -180,7 +180,7 @@ def fhir_search_risk_assessment(
     subject: str | None = Query(None, description="Patient/{id}"),
     last_updated: list[str] | None = Query(None, alias="_lastUpdated"),
     count: int = Query(DEFAULT_COUNT, alias="_count", ge=1, le=MAX_COUNT),
-    offset: int = Query(0, alias="_offset", ge=0),
+    offset: int = Query(0, alias="_offset", ge=0, le=10_000_000),
 ) -> JSONResponse:
     """The patient's risk assessments, newest first."""
     pid = _patient_id(subject, "subject")
@@ -208,7 +208,7 @@ def fhir_search_task(
     patient: str | None = Query(None, description="Patient/{id}"),
     last_updated: list[str] | None = Query(None, alias="_lastUpdated"),
     count: int = Query(DEFAULT_COUNT, alias="_count", ge=1, le=MAX_COUNT),
-    offset: int = Query(0, alias="_offset", ge=0),
+    offset: int = Query(0, alias="_offset", ge=0, le=10_000_000),
 ) -> JSONResponse:
     """The worklist as Task resources, in priority order."""
     query = (select(WorklistItem, Patient, Assessment)
@@ -239,7 +239,7 @@ def fhir_search_detected_issue(
     patient: str | None = Query(None, description="Patient/{id}"),
     last_updated: list[str] | None = Query(None, alias="_lastUpdated"),
     count: int = Query(DEFAULT_COUNT, alias="_count", ge=1, le=MAX_COUNT),
-    offset: int = Query(0, alias="_offset", ge=0),
+    offset: int = Query(0, alias="_offset", ge=0, le=10_000_000),
 ) -> JSONResponse:
     """Threshold alerts (fired rules) from the patient's assessments, newest first."""
     pid = _patient_id(patient, "patient")
