@@ -132,7 +132,7 @@ def list_pathways(session: ReadSession, services: ServicesDep) -> list[PathwaySu
 @router.get("/pathways/{pathway_id}", name="get_pathway", response_model=PathwayDocument,
             responses=NOT_FOUND)
 def get_pathway(pathway_id: str, session: ReadSession, services: ServicesDep,
-                version: int | None = Query(None, ge=1)) -> PathwayDocument:
+                version: int | None = Query(None, ge=1, le=1_000_000)) -> PathwayDocument:
     """The pathway in force (or an earlier ``version``), as the document clinicians edit."""
     from sqlalchemy import select
 
