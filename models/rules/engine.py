@@ -27,6 +27,7 @@ from models.rules.catalogue import (
     LATEST_LOOKBACK_S,
     NUMERIC_SIGNALS,
     item_signal,
+    redact,
 )
 from models.rules.readings import PatientReadings, ReadingsError
 from models.rules.schema import (
@@ -56,6 +57,9 @@ _MAX_CACHED_PROGRAMS = 512
 
 class CompileError(ValueError):
     """A document that passed the schema but cannot run (validate_pathway explains why)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 @dataclass
