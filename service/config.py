@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     scoring_enabled: bool = True
     """Score on every ingestion (off only for bulk backfills)."""
 
+    rescore_schedule_hours: float = 6.0
+    """How often every patient is re-scored as of the wall clock (catches silent patients); 0
+    disables."""
     drift_schedule_hours: float = 24.0
     """How often the built-in drift report job runs; 0 disables it."""
     drift_window_days: int = 7

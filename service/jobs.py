@@ -1,11 +1,77 @@
-"""Background jobs started in the app lifespan (the outbox sender, the drift-report schedule)."""
+"""Background jobs started in the app lifespan: scheduled re-scoring (and the outbox sender and
+drift-report schedule where configured). Each runs in a worker thread so scoring requests on
+the event loop are never blocked by it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
 from service.app import BackgroundJob
 from service.config import Settings
+from service.db.engine import transaction
+
+log = logging.getLogger("triage.jobs")
+
+# Arbitrary constant naming the re-scoring job's PostgreSQL advisory lock, so that of N
+# replicas exactly one runs it.
+RESCORE_LOCK_ID = 0x7269_5343
+
+
+def periodic(name: str, interval_s: float, work: Callable[[FastAPI], object],
+             initial_delay_s: float = 5.0) -> BackgroundJob:
+    """A job that runs ``work(app)`` in a thread every ``interval_s`` until shutdown."""
+
+    @asynccontextmanager
+    async def job(app: FastAPI) -> AsyncIterator[None]:
+        async def loop() -> None:
+            await asyncio.sleep(initial_delay_s)
+            while True:
+                try:
+                    await asyncio.to_thread(work, app)
+                except Exception:  # a failed run is logged and retried at the next interval
+                    log.exception("background job %s failed", name)
+                await asyncio.sleep(interval_s)
+
+        task = asyncio.create_task(loop(), name=name)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return job
+
+
+def _exclusive(session: Session, lock_id: int) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # SQLite means one process
+    return bool(session.execute(text("SELECT pg_try_advisory_xact_lock(:id)"),
+                                {"id": lock_id}).scalar())
+
+
+def rescore_all(app: FastAPI) -> int:
+    """Re-score every patient as of now, so those who stopped sending data surface."""
+    with transaction(app.state.sessions) as session:
+        if not _exclusive(session, RESCORE_LOCK_ID):
+            return 0
+        count = app.state.services.scoring.rescore_cohort(session, int(time.time()))
+    log.info("scheduled re-scoring stored %d assessments", count)
+    return count
 
 
 def default_background_jobs(settings: Settings) -> tuple[BackgroundJob, ...]:
     jobs: list[BackgroundJob] = []
+    if settings.rescore_schedule_hours > 0:
+        jobs.append(periodic("rescore", settings.rescore_schedule_hours * 3600, rescore_all,
+                             initial_delay_s=60.0))
     return tuple(jobs)
