@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 
@@ -219,17 +220,28 @@ class ReadingsBatch:
 
     @classmethod
     def from_patients(cls, patients: Sequence[PatientReadings]) -> ReadingsBatch:
-        rows: dict[str, tuple[list[int], list[int], list[float]]] = {}
+        """Stack single-patient readings; concatenation happens in C (itertools.chain)."""
+        times: dict[str, list[list[int]]] = {}
+        values: dict[str, list[list[float]]] = {}
+        owners: dict[str, list[int]] = {}
         for i, p in enumerate(patients):
-            for name, (times, values) in p.series.items():
-                pi, pt, pv = rows.setdefault(name, ([], [], []))
-                pi.extend([i] * len(times))
-                pt.extend(times)
-                pv.extend(values)
+            for name, (t, v) in p.series.items():
+                times.setdefault(name, []).append(t)
+                values.setdefault(name, []).append(v)
+                owners.setdefault(name, []).append(i)
+        rows = {}
+        for name, chunks in times.items():
+            lengths = np.fromiter(map(len, chunks), dtype=np.int64, count=len(chunks))
+            total = int(lengths.sum())
+            rows[name] = (
+                np.repeat(np.asarray(owners[name], dtype=np.int64), lengths),
+                np.fromiter(chain.from_iterable(chunks), dtype=np.int64, count=total),
+                np.fromiter(chain.from_iterable(values[name]), dtype=np.float64, count=total),
+            )
         return cls.from_long(
             [p.as_of_s for p in patients],
             [np.nan if p.age_years is None else p.age_years for p in patients],
-            {k: (np.asarray(v[0]), np.asarray(v[1]), np.asarray(v[2])) for k, v in rows.items()},
+            rows,
             [-1 if p.enrolled_s is None else p.enrolled_s for p in patients],
             [p.options for p in patients],
         )
