@@ -535,12 +535,13 @@ def run_drift_report(
             f"{f' for pathway {pathway}' if pathway else ''}: at least {config.min_window_rows} "
             "are needed for a drift verdict (DriftConfig.min_window_rows)")
     n_current, n_reference = len(current), len(reference)
+    # Performance uses every known outcome; only the distribution comparison is sampled.
+    performance, perf_snapshot = _performance(current, config)
     current = _sample(current, config.max_rows, config.sample_seed)
     reference = _sample(reference, config.max_rows, config.sample_seed + 1)
     raw_channels = _raw_channels(reference, current)
     ref_df, cur_df = _to_pandas(reference, raw_channels), _to_pandas(current, raw_channels)
     core = _assess(ref_df, cur_df, config, raw_channels)
-    performance, perf_snapshot = _performance(current, config)
     slices = _slices(reference, current, config, raw_channels)
     drifted = [f.feature for f in core.features if f.drifted]
 

@@ -190,3 +190,17 @@ def test_no_outcomes_means_no_performance(reference, fast_config):
     unlabeled = MonitoringFrame(X=frame.X, probability=frame.probability, pathway=frame.pathway,
                                 organisation=frame.organisation, scored_at=frame.scored_at)
     assert report(reference, unlabeled, fast_config).performance is None
+
+
+def test_large_windows_are_sampled_for_evidently_but_performance_uses_every_outcome(
+        reference, fast_config):
+    current = _calibrated_window(44)
+    config = fast_config.model_copy(update={"max_rows": 600})
+    result = report(reference, current, config)
+    assert result.n_current == len(current)
+    assert result.json["n_current_used"] == 600
+    assert result.json["n_reference_used"] == 600
+    assert result.performance is not None
+    assert result.performance.n_outcomes == int(np.isfinite(current.outcome).sum())
+    again = report(reference, current, config)
+    assert again.json == result.json  # seeded sampling: the same window gives the same report
