@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from models.measurements import SYMPTOM_SCORE
+from models.measurements import LOINC, SNOMED, SYMPTOM_SCORE, measurement_for_code
 from models.rules.catalogue import (
     CATEGORY_SIGNALS,
     ITEM_MAX_POINTS,
@@ -93,11 +93,13 @@ def _unit_problems(
     known = (
         sorted(NUMERIC_SIGNALS) if numeric_only else sorted([*NUMERIC_SIGNALS, *CATEGORY_SIGNALS])
     )
-    return [
-        Problem(
-            f"{path}/measurement", f"unknown measurement '{measurement}'; known: {', '.join(known)}"
-        )
-    ]
+    by_code = measurement_for_code(LOINC, measurement) or measurement_for_code(SNOMED, measurement)
+    hint = (
+        f"; '{measurement}' is the code of {by_code}: rules use the canonical name '{by_code}'"
+        if by_code
+        else f"; known: {', '.join(known)}"
+    )
+    return [Problem(f"{path}/measurement", f"unknown measurement '{measurement}'{hint}")]
 
 
 def _edge_text(edge: tuple[float, bool] | None, side: str) -> str:

@@ -102,6 +102,11 @@ def test_unknown_measurement():
     assert _one(problems, "/rules/0/measurement").startswith("unknown measurement 'spo3'")
 
 
+def test_a_loinc_code_instead_of_a_name_gets_a_hint():
+    problems = validate_pathway(_draft(measurement="2708-6"))
+    assert "canonical name 'spo2'" in _one(problems, "/rules/0/measurement")
+
+
 def test_unknown_unit():
     problems = validate_pathway(_draft(unit="percent"))
     assert "canonical unit '%'" in _one(problems, "/rules/0/unit")
