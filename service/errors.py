@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service.observability import redact
+
 
 class TriageError(Exception):
     """Base error: subclasses say which HTTP status they mean."""
@@ -11,6 +13,7 @@ class TriageError(Exception):
 
     def __init__(self, message: str, *, location: str | None = None,
                  problems: list[dict[str, str]] | None = None) -> None:
+        message = redact(message)  # a message quoting the input never carries a fødselsnummer
         super().__init__(message)
         self.message = message
         # Where in the input the problem is (FHIRPath-like, e.g. "Observation.valueQuantity.unit").
