@@ -218,10 +218,6 @@ def _testable(column: str, ref: np.ndarray, cur: np.ndarray, config: DriftConfig
     return ""
 
 
-def _is_drift(method: str, score: float, threshold: float) -> bool:
-    return score < threshold if method in P_VALUE_METHODS else score >= threshold
-
-
 # ---------------------------------------------------------------------------------------------
 # the report
 
