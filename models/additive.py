@@ -93,7 +93,7 @@ class StepFunctionModel:
             table[j, len(vals) : width + 1] = vals[-1]  # padding edges are +inf: never reached
             table[j, width + 1] = self.missing_values[j]
 
-        def const(name: str, array: np.ndarray) -> object:
+        def const(name: str, array: np.ndarray) -> TensorProto:
             return numpy_helper.from_array(np.ascontiguousarray(array), name=name)
 
         inits = [

@@ -270,7 +270,7 @@ def compute_features(
 
     t = query_time_s
     end_now = upto(t)
-    latest, latest_time = value_before(end_now, t - LATEST_LOOKBACK_S)
+    latest, _ = value_before(end_now, t - LATEST_LOOKBACK_S)
     _, last_time_any = value_before(end_now, np.full(n_q, -_NEVER))
     # "change over N days": latest minus the last reading at least N days older, looked for in
     # a window of the same length before that (so a week-old value does not pass for 1 day).

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     """FHIR base URL of DIPS to push worklist Tasks to; unset: the outbox only records."""
     outbox_poll_s: float = 2.0
     """How often the outbox sender looks for undelivered entries."""
-    session_secret: str = "dev-only-session-secret-change-me"
+    session_secret: str = "dev-only-session-secret-change-me"  # noqa: S105 - refused in production
     """Signs web session cookies; must be set in production."""
     log_json: bool = True
     """Structured JSON log lines (one object per line)."""

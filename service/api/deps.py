@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -27,9 +27,9 @@ def read_session(request: Request) -> Iterator[Session]:
 ServicesDep = Annotated[Services, Depends(get_services)]
 ReadSession = Annotated[Session, Depends(read_session)]
 
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid bearer token"},
     403: {"description": "The caller's role may not use this route"},
 }
-NOT_FOUND = {404: {"description": "Not found (or not visible to the caller)"}}
-INVALID = {422: {"description": "Invalid input; the message names the field"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found (or not visible to the caller)"}}
+INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input; the message names the field"}}

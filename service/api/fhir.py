@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 
 from service.api.deps import ERRORS, ReadSession, ServicesDep
 from service.api.errors import FHIR_JSON
@@ -150,7 +150,7 @@ def _last_updated(values: list[str] | None, column: Any) -> list[Any]:
     return conditions
 
 
-def _visible_patients(query: Select[Any], principal: Principal) -> Select[Any]:
+def _visible_patients(query: Any, principal: Principal) -> Any:
     if principal.role is Role.ADMIN:
         return query
     query = query.where(Patient.organisation == principal.organisation)
@@ -159,7 +159,7 @@ def _visible_patients(query: Select[Any], principal: Principal) -> Select[Any]:
     return query
 
 
-def _page(request: Request, query: Select[Any], session: Any, count: int, offset: int
+def _page(request: Request, query: Any, session: Any, count: int, offset: int
           ) -> tuple[list[Any], int, str | None]:
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     rows = session.execute(query.limit(count).offset(offset)).all()
@@ -184,7 +184,7 @@ def fhir_search_risk_assessment(
 ) -> JSONResponse:
     """The patient's risk assessments, newest first."""
     pid = _patient_id(subject, "subject")
-    query = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
+    query: Any = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
     query = _visible_patients(query, principal).order_by(Assessment.created_at.desc(),
                                                          Assessment.id)
     if pid:
@@ -211,7 +211,7 @@ def fhir_search_task(
     offset: int = Query(0, alias="_offset", ge=0, le=10_000_000),
 ) -> JSONResponse:
     """The worklist as Task resources, in priority order."""
-    query = (select(WorklistItem, Patient, Assessment)
+    query: Any = (select(WorklistItem, Patient, Assessment)
              .join(Patient, Patient.id == WorklistItem.patient_id)
              .join(Assessment, Assessment.id == WorklistItem.assessment_id))
     query = _visible_patients(query, principal)
@@ -243,12 +243,12 @@ def fhir_search_detected_issue(
 ) -> JSONResponse:
     """Threshold alerts (fired rules) from the patient's assessments, newest first."""
     pid = _patient_id(patient, "patient")
-    query = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
+    query: Any = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
     query = _visible_patients(query, principal).where(Assessment.level != "green")
     if pid:
         query = query.where(Assessment.patient_id == pid)
     query = query.where(*_last_updated(last_updated, Assessment.created_at)).order_by(
         Assessment.created_at.desc(), Assessment.id)
-    rows, total, next_url = _page(request, query, session, count, offset)
+    rows, _, next_url = _page(request, query, session, count, offset)
     resources = [issue for a, p in rows for issue in outputs.detected_issues(a, p)]
     return _fhir(outputs.searchset(resources, str(request.url), None, next_url))

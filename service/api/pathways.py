@@ -11,13 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from models import rules
 from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
 from service.db.engine import transaction
-from service.db.tables import Patient, PatientOverride, PathwayVersion
+from service.db.tables import PathwayVersion, Patient, PatientOverride
 from service.errors import InvalidInput, NotFound
 from service.security.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/v1", tags=["pathways and rules"], responses=ERRORS)
 
-PROBLEMS = {422: {"description": "Invalid draft: `problems` lists each with its location"}}
+PROBLEMS: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid draft: `problems` lists each with its location"}}
 
 
 class PathwaySummary(BaseModel):

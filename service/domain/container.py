@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from service.domain.ingestion import IngestionService
 from service.db.engine import transaction
+from service.domain.ingestion import IngestionService
 from service.domain.pathways import PathwayService
 from service.domain.patients import PatientService
 from service.domain.scoring import ScoringService

@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models import rules
-from models.rules.store import canonical_dict
 from models.measurements import SYMPTOM_SCORE
-from service.db.tables import Patient, PatientOverride, PathwayVersion
+from models.rules.store import canonical_dict
+from service.db.tables import PathwayVersion, Patient, PatientOverride
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.security.principal import Principal, Role
 
@@ -124,9 +124,9 @@ class PathwayService:
         row = session.scalar(select(PathwayVersion).where(
             PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == latest))
         assert row is not None
-        doc = rules.as_document(row.body)
-        assert isinstance(doc, rules.Pathway)
-        entry = (latest, doc, row.content_hash)
+        parsed = rules.as_document(row.body)
+        assert isinstance(parsed, rules.Pathway)
+        entry = (latest, parsed, row.content_hash)
         with self._lock:
             self._cache[pathway_id] = entry
         return entry
@@ -136,9 +136,10 @@ class PathwayService:
             PathwayVersion.pathway_id == pathway_id).order_by(PathwayVersion.version)))
         if not rows:
             raise NotFound(f"pathway '{pathway_id}' not found")
-        history, previous = [], None
+        history: list[dict[str, Any]] = []
+        previous: dict[str, Any] | None = None
         for row in rows:
-            changes = ([] if previous is None else
+            changes: list[Any] = ([] if previous is None else
                        [c.__dict__ if not hasattr(c, "to_dict") else c.to_dict()
                         for c in rules.diff_pathways(previous, row.body)])
             history.append({"version": row.version, "author": row.author, "reason": row.reason,
@@ -259,10 +260,10 @@ class PathwayService:
     def evaluate_many(self, session: Session, patients: list[Patient], rows: list[list[Any]],
                       as_of_s: int, ages: Any, probabilities: Any) -> list[TriageDecision]:
         """Decisions for many patients: one vectorised rule evaluation per pathway."""
-        overrides: dict[str, list[dict[str, Any]]] = {}
+        overrides: dict[str, list[PatientOverride]] = {}
         for row in session.scalars(select(PatientOverride).where(
                 PatientOverride.patient_id.in_([p.id for p in patients]))):
-            overrides.setdefault(row.patient_id, []).append(row)  # type: ignore[arg-type]
+            overrides.setdefault(row.patient_id, []).append(row)
         active = {pid: [override_document(r) for r in rs if not r.revoked
                         and r.id not in {x.supersedes_id for x in rs if x.revoked}]
                   for pid, rs in overrides.items()}

@@ -24,7 +24,7 @@ from models.features import (
     compute_features,
 )
 from service.db.tables import Assessment, Patient, Reading
-from service.domain.pathways import PathwayPolicy, TriageDecision
+from service.domain.pathways import PathwayService, TriageDecision
 from service.domain.worklist import WorklistService
 from service.model_registry import ModelRegistry
 from service.observability import Metrics
@@ -70,7 +70,7 @@ class ScoringResult:
 
 
 class ScoringService:
-    def __init__(self, models: ModelRegistry, pathways: PathwayPolicy, worklist: WorklistService,
+    def __init__(self, models: ModelRegistry, pathways: PathwayService, worklist: WorklistService,
                  metrics: Metrics) -> None:
         self.models = models
         self.pathways = pathways
@@ -91,7 +91,7 @@ class ScoringService:
                    Reading.effective_s <= as_of_s)
             .order_by(Reading.effective_s, Reading.id)
         ).all()
-        return as_of_s, rows
+        return as_of_s, list(rows)
 
     def assess(self, session: Session, patient: Patient, trigger: str,
                as_of_s: int | None = None, pathway_draft: Any = None
@@ -181,6 +181,6 @@ class ScoringService:
             session.add(assessment)
             session.flush()
             self.worklist.apply_assessment(session, patient, assessment, decision.urgency_rank,
-                                           decision.alerting, active.get(patient.id))
+                                           decision.alerting, True, active.get(patient.id))
             self.metrics.scorings.labels(patient.pathway_id, decision.level).inc()
         return len(scored)

@@ -44,16 +44,16 @@ class WorklistService:
         return {item.patient_id: item for item in items}
 
     def apply_assessment(self, session: Session, patient: Patient, assessment: Assessment,
-                         level_rank: int, alerting: bool,
-                         item: WorklistItem | None | type[Ellipsis] = ...
-                         ) -> WorklistItem | None:
+                         level_rank: int, alerting: bool, preloaded: bool = False,
+                         item: WorklistItem | None = None) -> WorklistItem | None:
         """Update the patient's active item, or open one when the level is alerting.
 
         ``level_rank`` orders urgency (0 = most urgent); the pathway's lowest level updates an
-        existing item but opens none.
+        existing item but opens none. ``preloaded``: ``item`` is the active item the caller
+        already looked up (None: there is none), saving a query per patient in batch paths.
         """
         now = assessment.created_at
-        if item is ...:  # not preloaded by the caller
+        if not preloaded:
             item = session.scalar(select(WorklistItem).where(
                 WorklistItem.patient_id == patient.id, WorklistItem.state.in_(ACTIVE_STATES)))
         if item is None:

@@ -78,14 +78,16 @@ def _parse_time(value: Any, location: str, now_s: float) -> int:
 def _subject(resource: dict[str, Any], rtype: str) -> SubjectRef:
     subject = resource.get("subject")
     loc = f"{rtype}.subject"
-    _require(isinstance(subject, dict), "subject is required", loc)
+    if not isinstance(subject, dict):
+        raise InvalidInput("subject is required", location=loc)
     ref = subject.get("reference")
     if isinstance(ref, str) and ref:
         _require(ref.startswith("Patient/") and len(ref) > 8,
                  "subject.reference must be Patient/<id>", f"{loc}.reference")
         return SubjectRef(patient_id=ref.removeprefix("Patient/"))
     ident = subject.get("identifier")
-    _require(isinstance(ident, dict), "subject needs a reference or an identifier", loc)
+    if not isinstance(ident, dict):
+        raise InvalidInput("subject needs a reference or an identifier", location=loc)
     system, value = ident.get("system"), ident.get("value")
     _require(system in (FNR_SYSTEM, DNR_SYSTEM),
              "subject.identifier.system must be the fødselsnummer or D-number OID",
@@ -115,7 +117,8 @@ def _idempotency_key(resource: dict[str, Any], rtype: str, digest: str) -> str:
 def _codings(node: Any, location: str) -> list[tuple[str, str]]:
     _require(isinstance(node, dict), "a CodeableConcept is required", location)
     codings = node.get("coding")
-    _require(isinstance(codings, list) and codings, "coding is required", f"{location}.coding")
+    if not isinstance(codings, list) or not codings:
+        raise InvalidInput("coding is required", location=f"{location}.coding")
     out = []
     for i, c in enumerate(codings):
         _require(isinstance(c, dict), "coding must be an object", f"{location}.coding[{i}]")
@@ -171,8 +174,9 @@ def parse_observation(resource: dict[str, Any], now_s: float) -> ParsedResource:
     readings: list[tuple[str, float]] = []
     if any(is_blood_pressure_panel(s, c) for s, c in codings):
         components = resource.get("component")
-        _require(isinstance(components, list) and components,
-                 "a blood-pressure panel needs its components", f"{rtype}.component")
+        if not isinstance(components, list) or not components:
+            raise InvalidInput("a blood-pressure panel needs its components",
+                               location=f"{rtype}.component")
         for i, comp in enumerate(components):
             loc = f"{rtype}.component[{i}]"
             _require(isinstance(comp, dict), "component must be an object", loc)

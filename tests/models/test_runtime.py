@@ -88,5 +88,5 @@ def test_refuses_another_feature_spec(artifact_dir, tmp_path):
 
 
 def test_refuses_a_missing_manifest(tmp_path):
-    with pytest.raises(ArtifactError, match="manifest.json"):
+    with pytest.raises(ArtifactError, match=r"manifest\.json"):
         OnnxRiskModel(tmp_path).load()
