@@ -71,8 +71,9 @@ def create_app(settings: Settings | None = None, *,
     from service.api import cds_hooks, fhir, ops, outbox, pathways, patients, v2, worklist
     from service.api import models as models_api
 
-    for router in (ops.router, patients.router, fhir.router, worklist.router, models_api.router,
-                   pathways.router, cds_hooks.router, v2.router, outbox.router):
+    # V2 first: the benchmarked inference path is matched before the other routes.
+    for router in (v2.router, ops.router, patients.router, fhir.router, worklist.router,
+                   models_api.router, pathways.router, cds_hooks.router, outbox.router):
         app.include_router(router)
     install_security(app)  # audit trail, input guard, record guards, /api/v1/audit
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
