@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -178,8 +178,20 @@ def validate_pathway_draft(draft: dict[str, Any], services: ServicesDep) -> Vali
 
 @router.post("/rules/evaluate", name="evaluate_rules", responses=INVALID)
 def evaluate_rules(body: EvaluateBody, session: ReadSession, principal: CurrentPrincipal,
-                   services: ServicesDep) -> dict[str, Any]:
-    """Dry run: levels, fired rules and scores for given values or a patient; stores nothing."""
+                   services: ServicesDep,
+                   lang: Literal["nb", "en"] = Query("nb", description="Language of `text`")
+                   ) -> dict[str, Any]:
+    """Dry run: levels, fired rules and scores for given values or a patient; stores nothing.
+
+    Each fired rule carries ``text`` in the chosen language besides ``text_nb``/``text_en``.
+    """
+    result = _dry_run(body, session, principal, services)
+    for fired in result.get("fired", []):
+        fired["text"] = fired.get(f"text_{lang}", "")
+    return result
+
+
+def _dry_run(body: EvaluateBody, session: Any, principal: Any, services: Any) -> dict[str, Any]:
     draft = _document(session, services, body)
     if body.patient_id is not None:
         patient = services.patients.get_visible(session, principal, body.patient_id)

@@ -32,6 +32,10 @@ def test_news2_dry_run(client, auth):
     assert result["scores"]["news2"] == 4  # RR ≥ 25: 3, SpO2 94–95: 1
     assert result["level"] != "green"  # a single parameter scoring 3 asks for urgent review
     assert any("NEWS2" in f["text_en"] for f in result["fired"])
+    assert all(f["text"] == f["text_nb"] for f in result["fired"])
+    english = client.post("/api/v1/rules/evaluate?lang=en", json=body,
+                          headers=auth("clinician")).json()
+    assert all(f["text"] == f["text_en"] for f in english["fired"])
 
 
 @pytest.mark.parametrize("body, location", [
