@@ -25,9 +25,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from models.artifact import MODEL_CARD_FILE
-from service.api.deps import ERRORS, ReadSession
+from service.api.deps import ERRORS
 from service.db.tables import Assessment, Patient, WorklistItem
 from service.domain.worklist import ACTIVE_STATES
 from service.errors import BadRequest, NotFound, TriageError
@@ -295,8 +296,8 @@ _CALL_BODY = {"requestBody": {"required": True, "content": {"application/json": 
                         404: {"description": "Unknown CDS service id"},
                         412: {"description": "The patient cannot be identified: send the "
                                              "'patient' prefetch"}})
-async def cds_service_call(service_id: str, request: Request, principal: CurrentPrincipal,
-                           session: ReadSession) -> JSONResponse:
+async def cds_service_call(service_id: str, request: Request, principal: CurrentPrincipal
+                           ) -> JSONResponse:
     """Cards for the patient in the chart (patient-view)."""
     if service_id != SERVICE_ID:
         raise NotFound(f"no CDS service '{service_id}'; GET /cds-services lists '{SERVICE_ID}'")
@@ -304,12 +305,13 @@ async def cds_service_call(service_id: str, request: Request, principal: Current
     if call.hook != HOOK:
         raise BadRequest(f"service '{SERVICE_ID}' answers the '{HOOK}' hook, not '{call.hook}'",
                          location="hook")
-    from starlette.concurrency import run_in_threadpool
 
     def answer() -> list[dict[str, Any]]:
-        patient = resolve_patient(session, principal, call.context.patientId, call.prefetch)
-        inputs = load_card_inputs(session, patient) if patient is not None else None
-        return build_cards(inputs, str(request.base_url))
+        # One thread hop for all the database work (a session dependency would add two more).
+        with request.app.state.sessions() as session:
+            patient = resolve_patient(session, principal, call.context.patientId, call.prefetch)
+            inputs = load_card_inputs(session, patient) if patient is not None else None
+            return build_cards(inputs, str(request.base_url))
 
     return JSONResponse({"cards": await run_in_threadpool(answer)})
 
