@@ -76,5 +76,8 @@ def create_app(settings: Settings | None = None, *,
                    models_api.router, pathways.router, cds_hooks.router, outbox.router):
         app.include_router(router)
     install_security(app)  # audit trail, input guard, record guards, /api/v1/audit
+    from service.web import install_web
+
+    install_web(app)  # web pages under /web: session cookie, CSRF, the same route × role gate
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app

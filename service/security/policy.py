@@ -21,6 +21,9 @@ C, M, P, I, A = (Role.CLINICIAN, Role.ML_ENGINEER, Role.COMPLIANCE,  # noqa: E74
 PUBLIC_ROUTES: frozenset[str] = frozenset({
     "healthz", "readyz", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect",
     "redoc_html", "fhir_metadata", "v2_live", "v2_ready",
+    # web sign-in, sign-out, language choice and the development issuer (service.web.auth)
+    "web_home", "web_sign_in", "web_sign_in_start", "web_callback", "web_sign_out",
+    "web_language", "web_dev_authorize", "web_dev_authorize_submit", "web_dev_token",
 })
 # Who may scrape /metrics when it is not public.
 METRICS_ROLES = frozenset({M, P, A})
@@ -74,6 +77,24 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "search_audit_log": frozenset({P, A}),
     "audit_access_report": frozenset({P, A}),
     "verify_audit_log": frozenset({P, A}),
+    # web pages (service.web): each page as its API counterpart
+    "web_worklist": frozenset({C, A}),
+    "web_worklist_items": frozenset({C, A}),
+    "web_worklist_action": frozenset({C, A}),
+    "web_patient": frozenset({C, A}),
+    "web_patient_override": frozenset({C, A}),
+    "web_patient_override_revoke": frozenset({C, A}),
+    "web_pathways": frozenset({C, M, P, A}),
+    "web_pathway": frozenset({C, M, P, A}),
+    "web_pathway_edit": frozenset({C, A}),
+    "web_models": frozenset({M, P, A}),
+    "web_models_reload": frozenset({M, A}),
+    "web_monitoring": frozenset({M, P, A}),
+    "web_drift_report": frozenset({M, P, A}),
+    "web_drift_report_html": frozenset({M, P, A}),
+    "web_drift_sign_off": frozenset({P}),
+    "web_audit": frozenset({P, A}),
+    "web_audit_export": frozenset({P, A}),
 }
 
 # A token acting for a parent or guardian (Helsenorge representation) may call only these, and
