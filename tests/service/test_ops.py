@@ -89,3 +89,11 @@ def test_failed_reload_keeps_the_old_model(client, auth, tmp_path):
     assert response.status_code == 503
     assert "previous model still serving" in response.json()["detail"]
     assert client.get("/readyz").status_code == 200
+
+
+def test_migrate_creates_the_var_folder_on_a_fresh_machine(tmp_path):
+    from service.db.engine import migrate
+
+    url = f"sqlite:///{tmp_path / 'fresh' / 'var' / 'triage.db'}"
+    migrate(url)
+    assert (tmp_path / "fresh" / "var" / "triage.db").is_file()
