@@ -47,8 +47,9 @@ INDICATOR = {"red": "critical", "yellow": "warning", "green": "info"}
 LEVEL_WORDS_NN = {"red": "Høg", "yellow": "Moderat", "green": "Låg"}
 STATE_WORDS_NN = {"open": "open, ikkje kvittert", "acknowledged": "kvittert",
                   "escalated": "eskalert", "resolved": "avslutta"}
-# Where the web worklist shows one item (issue 8 owns the page; keep in step with it).
-WORKLIST_ITEM_PATH = "worklist?item={item_id}"
+# Web pages (service/web) that show the item and the patient; the worklist anchors each item.
+WORKLIST_ITEM_PATH = "web/worklist#item-{item_id}"
+PATIENT_PAGE_PATH = "web/patients/{patient_id}"
 CARD_NAMESPACE = uuid.UUID("6f1c8c8e-5b7e-4d5e-9a59-2f1f3c7d0a11")
 
 
@@ -192,13 +193,19 @@ def _iso(dt: datetime) -> str:
     return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def summary_text(level: str, probability: float | None, top_text: str | None) -> str:
+def summary_text(level: str, probability: float | None, reason: str | None,
+                 by_rule: bool = False) -> str:
+    """E.g. "Høg risiko for forverring (0.82) – SpO2 under personleg baseline".
+
+    When a pathway rule set the level, the reason is the rule and the probability is labelled as
+    the model's, so a red card with a low model score does not read as a contradiction.
+    """
     head = f"{LEVEL_WORDS_NN.get(level, 'Moderat')} risiko for forverring"
     if probability is not None:
-        head += f" ({probability:.2f})"
-    if not top_text:
+        head += f" (modell {probability:.2f})" if by_rule else f" ({probability:.2f})"
+    if not reason:
         return _fit(head, SUMMARY_MAX_CHARS)
-    return _fit(f"{head} – {top_text}", SUMMARY_MAX_CHARS)
+    return _fit(f"{head} – {reason}", SUMMARY_MAX_CHARS)
 
 
 def detail_markdown(inputs: CardInputs) -> str:
@@ -237,9 +244,13 @@ def build_cards(inputs: CardInputs | None, base_url: str) -> list[dict[str, Any]
     if item is None and a.level == "green" and not rules:
         return []
     top = (a.explanation or {}).get("top_factors") or []
+    if rules:
+        reason = str(rules[0].get("text_nb") or rules[0].get("rule") or "")
+    else:
+        reason = str(top[0]["text_nb"]) if top else ""
     card: dict[str, Any] = {
         "uuid": str(uuid.uuid5(CARD_NAMESPACE, f"{a.id}:{item.id if item else ''}")),
-        "summary": summary_text(a.level, a.probability, top[0]["text_nb"] if top else None),
+        "summary": summary_text(a.level, a.probability, reason, by_rule=bool(rules)),
         "indicator": INDICATOR.get(a.level, "warning"),
         "detail": detail_markdown(inputs),
         "source": {
@@ -249,10 +260,12 @@ def build_cards(inputs: CardInputs | None, base_url: str) -> list[dict[str, Any]
                       "display": "Risiko for forverring"},
         },
     }
+    links = [{"label": "Opne pasienten", "type": "absolute",
+              "url": base_url + PATIENT_PAGE_PATH.format(patient_id=a.patient_id)}]
     if item is not None:
-        card["links"] = [{"label": "Opne i arbeidslista",
-                          "url": base_url + WORKLIST_ITEM_PATH.format(item_id=item.id),
-                          "type": "absolute"}]
+        links.insert(0, {"label": "Opne i arbeidslista", "type": "absolute",
+                         "url": base_url + WORKLIST_ITEM_PATH.format(item_id=item.id)})
+    card["links"] = links
     return [card]
 
 

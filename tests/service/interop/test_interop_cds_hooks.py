@@ -119,7 +119,7 @@ def test_a_deteriorating_patient_gets_one_valid_card(client, auth, patient_with_
         item = s.query(WorklistItem).filter_by(patient_id=patient["id"]).one()
     assert card.indicator == {"red": "critical", "yellow": "warning"}[item.level]
     assert card.summary.startswith(("Høg risiko for forverring (", "Moderat risiko for "))
-    assert "SpO2" in card.summary  # the top factor
+    assert "SpO2" in card.summary  # the top factor, or the SpO2 rule that set the level
     assert "**Viktigaste faktorar**" in card.detail and "SpO2" in card.detail
     assert card.source.url is not None and str(card.source.url).endswith(
         "/cds-services/model-card")
@@ -254,7 +254,8 @@ def test_rules_fired_are_in_the_detail_and_a_green_card_needs_a_reason():
                                            "http://t/")[0])
     assert "**Reglar som slo ut**" in card.detail
     assert "NEWS2: SpO2 ≤ 91 % gir 3 poeng" in card.detail
-    assert card.links is None  # no worklist item to link to
+    assert card.summary.startswith("Høg risiko for forverring (modell 0.82) – NEWS2")
+    assert [link.label for link in card.links] == ["Opne pasienten"]  # no item to link to
     assert build_cards(CardInputs(assessment("green", 0.05), None), "http://t/") == []
     assert build_cards(None, "http://t/") == []
 
@@ -262,6 +263,8 @@ def test_rules_fired_are_in_the_detail_and_a_green_card_needs_a_reason():
 def test_summary_is_short_and_reads_like_the_example():
     assert summary_text("red", 0.82, "SpO2 under personleg baseline") == (
         "Høg risiko for forverring (0.82) – SpO2 under personleg baseline")
+    assert summary_text("red", 0.04, "SpO2 < 88 %", by_rule=True) == (
+        "Høg risiko for forverring (modell 0.04) – SpO2 < 88 %")
     long = summary_text("yellow", 0.3, "x" * 400)
     assert len(long) < 140 and long.endswith("…")
 
