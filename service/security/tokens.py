@@ -10,6 +10,7 @@ The development issuer signs with its own RSA key kept under var/ and is refused
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -40,17 +41,30 @@ JwksFetcher = Callable[[str], dict[str, Any]]
 
 
 def load_or_create_dev_key(path: Path) -> rsa.RSAPrivateKey:
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        assert isinstance(key, rsa.RSAPrivateKey)
-        return key
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+    """The development signing key, created once even when several processes start together.
+
+    Worker processes (and `triage token` beside a running server) must all sign and verify with
+    the same key: the file is written to a temporary name and linked into place, so exactly one
+    creator wins and everyone else reads the winner's key.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key.private_bytes(serialization.Encoding.PEM,
                                        serialization.PrivateFormat.PKCS8,
                                        serialization.NoEncryption()))
-    path.chmod(0o600)
-    return key
+        try:
+            os.link(tmp, path)  # atomic, and fails if another process got there first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(loaded, rsa.RSAPrivateKey)
+    return loaded
 
 
 def issue_dev_token(settings: Settings, role: Role, organisation: str = DEV_ORGANISATION,
