@@ -379,7 +379,7 @@ def _assess(
     share_drifted = len(drifted) / n_tested if n_tested else 0.0
     verdict: Verdict
     if prediction_drift or any(f.strong for f in drifted) or (
-            drifted and share_drifted >= config.drift_share):
+            drifted and (share_drifted >= config.drift_share or mix_drift)):
         verdict = "drift"
     elif len(drifted) >= config.warning_min_features or mix_drift:
         verdict = "warning"
