@@ -1,10 +1,13 @@
 """Rule baselines the model must beat, computed on the same hold-out rows.
 
 - NEWS2 ≥ 5 (Royal College of Physicians, National Early Warning Score 2, 2017; chart in
-  DESIGN.md §8). Computed here from the latest home readings; parameters a pathway does not
-  measure at home (for example respiratory rate for most heart-failure kits) score 0, which
-  is how a home NEWS2 behaves in practice. NEWS2 is not validated under 16 years; it is
-  reported for the paediatric slice only for completeness.
+  DESIGN.md §8), from the latest home readings, scored by the rule engine's shipped rule sets
+  (models/rules: ``news2``, and ``news2-scale2`` for hypercapnic patients). :func:`news2`
+  is an independent implementation of the chart, used when the rule engine is absent and to
+  cross-check it (tests). Parameters a pathway does not measure at home (for example
+  respiratory rate for most heart-failure kits) score 0, which is how a home NEWS2 behaves in
+  practice. NEWS2 is not validated under 16 years; the paediatric slice shows it only for
+  completeness.
 - Heart failure: weight gain > 2 kg in 3 days (ESC 2021 heart-failure guideline patient advice;
   sensitivity ~9–20 % in Zhang et al., Eur J Heart Fail 2009;11:420–7).
 - One threshold per vital sign, at the usual home follow-up alarm limits (SpO2 < 92 %,
@@ -61,8 +64,12 @@ NEWS2_CHANNELS = ("respiratory_rate", "spo2", ON_OXYGEN, "systolic_bp", "heart_r
 
 def latest_values(cohort: Cohort, patient: np.ndarray, time_s: np.ndarray,
                   channels: tuple[str, ...] = NEWS2_CHANNELS,
-                  lookback_s: int = LATEST_LOOKBACK_S) -> dict[str, np.ndarray]:
-    """Latest reading per channel at or before each time, within the lookback; NaN if none."""
+                  lookback_s: int = LATEST_LOOKBACK_S,
+                  times_out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Latest reading per channel at or before each time, within the lookback; NaN if none.
+
+    ``times_out``, when given, receives the time of each latest reading (-1 if none).
+    """
     r = cohort.readings
     out: dict[str, np.ndarray] = {}
     for ch in channels:
@@ -78,6 +85,8 @@ def latest_values(cohort: Cohort, patient: np.ndarray, time_s: np.ndarray,
         ok &= (p[safe] == patient) if len(p) else np.zeros(len(patient), bool)
         ok &= (t[safe] >= time_s - lookback_s) if len(t) else ok
         out[ch] = np.where(ok, v[safe] if len(v) else np.nan, np.nan)
+        if times_out is not None:
+            times_out[ch] = np.where(ok, t[safe] if len(t) else -1, -1)
     return out
 
 
@@ -113,6 +122,31 @@ def news2(values: dict[str, np.ndarray], scale2: np.ndarray) -> np.ndarray:
     return score.astype(np.float64)
 
 
+def news2_rule_engine(values: dict[str, np.ndarray], times: dict[str, np.ndarray],
+                      time_s: np.ndarray, age_years: np.ndarray,
+                      scale2: np.ndarray) -> np.ndarray | None:
+    """NEWS2 from the shipped rule sets of models/rules (``news2``, ``news2-scale2``), or None
+    when the rule engine is not available."""
+    try:
+        from models.rules import ReadingsBatch, evaluate_batch, load_rule_set
+    except ImportError:
+        return None
+    out = np.full(len(time_s), np.nan)
+    for rule_set, rows in (("news2", ~scale2), ("news2-scale2", scale2)):
+        idx = np.flatnonzero(rows)
+        if len(idx) == 0:
+            continue
+        series = {}
+        for ch in NEWS2_CHANNELS:
+            ok = ~np.isnan(values[ch][idx])
+            series[ch] = (np.flatnonzero(ok), times[ch][idx][ok], values[ch][idx][ok])
+        batch = ReadingsBatch.from_long(time_s[idx], age_years[idx], series)
+        result = evaluate_batch(load_rule_set(rule_set), batch)
+        score = next(v for k, v in result.scores.items() if k.startswith("news2"))
+        out[idx] = np.nan_to_num(score, nan=0.0)
+    return out
+
+
 @dataclass
 class BaselineScores:
     """Per-row scores (for AUROC) and alerts (for sensitivity/PPV) of each baseline."""
@@ -120,6 +154,7 @@ class BaselineScores:
     scores: dict[str, np.ndarray]
     alerts: dict[str, np.ndarray]
     applies: dict[str, np.ndarray]  # rows the rule is meant for (e.g. weight rule: HF only)
+    news2_source: str = "training/baselines.py"
 
 
 def baseline_scores(cohort: Cohort, X: np.ndarray, meta: object) -> BaselineScores:
@@ -127,9 +162,12 @@ def baseline_scores(cohort: Cohort, X: np.ndarray, meta: object) -> BaselineScor
     patient = np.asarray(meta["patient"])  # type: ignore[index]
     time_s = np.asarray(meta["time_s"])  # type: ignore[index]
     pathway = np.asarray(meta["pathway"])  # type: ignore[index]
-    values = latest_values(cohort, patient, time_s)
+    times: dict[str, np.ndarray] = {}
+    values = latest_values(cohort, patient, time_s, times_out=times)
     scale2 = np.array([p.hypercapnic for p in cohort.patients])[patient]
-    news = news2(values, scale2)
+    age = np.asarray(meta["age_years"])  # type: ignore[index]
+    engine = news2_rule_engine(values, times, time_s, age, scale2)
+    news = engine if engine is not None else news2(values, scale2)
     scores: dict[str, np.ndarray] = {"NEWS2 ≥ 5": news}
     alerts: dict[str, np.ndarray] = {"NEWS2 ≥ 5": news >= NEWS2_ALERT}
     everyone = np.ones(len(patient), dtype=bool)
@@ -148,4 +186,6 @@ def baseline_scores(cohort: Cohort, X: np.ndarray, meta: object) -> BaselineScor
     scores["Any single-vital threshold"] = any_vital.astype(np.float64)
     alerts["Any single-vital threshold"] = any_vital
     applies["Any single-vital threshold"] = everyone
-    return BaselineScores(scores, alerts, applies)
+    source = "models/rules (news2, news2-scale2)" if engine is not None else (
+        "training/baselines.py")
+    return BaselineScores(scores, alerts, applies, source)

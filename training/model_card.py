@@ -70,13 +70,13 @@ def slice_table(evaluation: dict[str, Any]) -> str:
     news2 = evaluation["baselines"].get("NEWS2 ≥ 5", {}).get("slices", {})
     tree = evaluation.get("challenger", {}).get("slices", {})
     lines = ["| slice | rows | positives | model AUROC [95 % CI] | model ECE | sensitivity | "
-             "alerts /100 pd | tree AUROC | NEWS2 AUROC |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "alerts /100 pd | events detected | tree AUROC | NEWS2 AUROC |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, fig in evaluation["model"]["slices"].items():
         lines.append(
             f"| {name} | {fig['rows']} | {fig['positives']} | {_f(fig['auroc'])} "
             f"{_f(fig.get('auroc_ci'))} | {_f(fig.get('ece'))} | {_f(fig['sensitivity'], 2)} | "
-            f"{_f(fig['alerts_per_100_patient_days'], 1)} | "
+            f"{_f(fig['alerts_per_100_patient_days'], 1)} | {_f(fig['event_sensitivity'], 2)} | "
             f"{_f(tree.get(name, {}).get('auroc'))} | {_f(news2.get(name, {}).get('auroc'))} |"
         )
     return "\n".join(lines)
@@ -195,7 +195,8 @@ logit and per-feature contributions that sum exactly to the logit.
 
 {performance_table(evaluation)}
 
-Sensitivity, PPV and alerts are per patient-day row at the alert threshold (rules: when they
+NEWS2 scored by: {evaluation.get("news2_source", "training/baselines.py")}. Sensitivity, PPV
+and alerts are per patient-day row at the alert threshold (rules: when they
 fire). "Events detected": share of deteriorations with at least one alert in the 72 h before
 onset; the warning time runs from the first such alert to onset.
 

@@ -60,7 +60,7 @@ class TrainConfig:
     """Everything that determines a trained model (logged as MLflow params)."""
 
     seed: int = SHIPPED_SEED
-    n_patients: int = 2500
+    n_patients: int = 5000
     days: int = 90
     name: str = MODEL_NAME
     stump: StumpConfig = field(default_factory=StumpConfig)
@@ -185,6 +185,7 @@ def evaluate_holdout(cohort: Any, X_test: np.ndarray, y_test: np.ndarray, meta_t
                 ScoreSpec(TREE_LABEL, p_tree, p_tree >= tree_threshold, True), y_test,
                 meta_test, seed)
         rules = baseline_scores(cohort, X_test, meta_test)
+        result["news2_source"] = rules.news2_source
         result["baselines"] = {}
         result["at_baseline_sensitivity"] = {}
         for name in rules.scores:

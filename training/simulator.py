@@ -678,13 +678,13 @@ def _simulate_patient(
         msg = _message_id(seed, key, t_i, "qr")
         t_abs = start_s + t_i
         answer_sets.append(AnswerSet(key, t_abs, questionnaire["id"], answers, msg))
-        derived: list[tuple[str, float]] = [(SYMPTOM_SCORE, round(score.symptom_score, 4))]
+        derived: list[tuple[str, float]] = [(SYMPTOM_SCORE, score.symptom_score)]
         if ON_OXYGEN in score.values:
             derived.append((ON_OXYGEN, float(bool(score.values[ON_OXYGEN]))))
         if CONSCIOUSNESS in score.values:
             derived.append((CONSCIOUSNESS, float(score.values[CONSCIOUSNESS] == "cvpu")))
-        for ch, v in derived:
-            emit(ch, np.array([t_i]), np.array([v]), [msg])
+        for ch, derived_value in derived:
+            emit(ch, np.array([t_i]), np.array([derived_value]), [msg])
 
     patient = SimPatient(
         key=key, pathway=profile.pathway, birth_date=birth, sex=sex, age_years=round(age, 2),

@@ -119,3 +119,15 @@ def test_model_card_has_every_section_and_is_in_governance(trained):
     assert (gov / "reliability.png").stat().st_size > 1000
     assert "home-followup-deterioration-1" in (root / "gov" / "README.md").read_text()
     json.dumps(outcome.evaluation, default=float)  # the results JSON is serialisable
+
+
+def test_shipped_build_is_bit_for_bit_reproducible(tmp_path):
+    config = TrainConfig(n_patients=60, days=25, seed=5, bootstrap=10, stump=TINY,
+                         challenger=False, reference_rows=200)
+    folders = [train_model(config, tmp_path / name, shipped=True, track=False,
+                           show_progress=False).artifact_dir for name in ("a", "b")]
+    for name in ("model.onnx", "manifest.json", "reference.npz", "model_card.md"):
+        assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name
+    manifest = Manifest.read(folders[0])
+    assert manifest.version == "shipped-seed5"
+    assert manifest.created == "2026-01-05T00:00:00+00:00"  # fixed: the cohort's start date
