@@ -376,6 +376,10 @@ def _assess(
 
     drifted = [f for f in features if f.drifted]
     n_tested = sum(f.score is not None for f in features)
+    if n_tested == 0:
+        # "ok" on nothing compared would be a false reassurance.
+        raise InsufficientDataError(
+            f"no feature has {config.min_values_per_feature} values on both sides to compare")
     share_drifted = len(drifted) / n_tested if n_tested else 0.0
     verdict: Verdict
     if prediction_drift or any(f.strong for f in drifted) or (
@@ -490,8 +494,13 @@ def _slices(
                 out.append(SliceVerdict(by, value, len(cur), len(ref), None, [], False, [],
                                         f"skipped: {len(cur)} rows < {config.min_slice_rows}"))
                 continue
-            core = _assess(_to_pandas(ref, raw_channels), _to_pandas(cur, raw_channels), config,
-                           raw_channels)
+            try:
+                core = _assess(_to_pandas(ref, raw_channels), _to_pandas(cur, raw_channels),
+                               config, raw_channels)
+            except InsufficientDataError as exc:
+                out.append(SliceVerdict(by, value, len(cur), len(ref), None, [], False, [],
+                                        f"skipped: {exc}"))
+                continue
             out.append(SliceVerdict(
                 by, value, len(cur), len(ref), core.verdict,
                 [f.feature for f in core.features if f.drifted], core.prediction_drift,

@@ -204,3 +204,23 @@ def test_large_windows_are_sampled_for_evidently_but_performance_uses_every_outc
     assert result.performance.n_outcomes == int(np.isfinite(current.outcome).sum())
     again = report(reference, current, config)
     assert again.json == result.json  # seeded sampling: the same window gives the same report
+
+
+def test_reference_without_scores_still_gives_feature_drift(reference, fast_config):
+    unscored = MonitoringFrame(X=reference.X, probability=np.full(len(reference), np.nan),
+                               pathway=reference.pathway, organisation=reference.organisation,
+                               scored_at=reference.scored_at)
+    result = report(unscored, simulate_window(N_CURRENT_PATIENTS, seed=45, spo2_offset=-3.0),
+                    fast_config)
+    assert result.prediction_drift_score is None and not result.prediction_drift
+    assert result.json["prediction_drift"]["score"] is None
+    assert result.drifted_features == ["spo2_pct_latest"]
+
+
+def test_nothing_comparable_is_no_verdict_rather_than_ok(reference, fast_config):
+    frame = simulate_window(N_CURRENT_PATIENTS, seed=46)
+    empty = MonitoringFrame(X=np.full_like(frame.X, np.nan), probability=frame.probability,
+                            pathway=frame.pathway, organisation=frame.organisation,
+                            scored_at=frame.scored_at)
+    with pytest.raises(InsufficientDataError, match="no feature"):
+        report(reference, empty, fast_config)
