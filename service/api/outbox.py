@@ -38,8 +38,8 @@ class OutboxPublic(BaseModel):
     entries: list[OutboxEntryPublic]
 
 
-def _utc(dt: datetime | None) -> datetime | None:
-    return None if dt is None else (dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+def _utc(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 @router.get("", name="list_outbox", response_model=OutboxPublic)
@@ -60,10 +60,12 @@ def list_outbox(request: Request, principal: CurrentPrincipal, session: ReadSess
     entries = [OutboxEntryPublic(
         id=e.id, created_at=_utc(e.created_at), patient_id=e.patient_id, item_id=e.item_id,
         event=e.event, state=e.state, attempts=e.attempts,
-        next_attempt_at=_utc(e.next_attempt_at), delivered_at=_utc(e.delivered_at),
+        next_attempt_at=_utc(e.next_attempt_at),
+        delivered_at=_utc(e.delivered_at) if e.delivered_at else None,
         last_error=e.last_error) for e in session.scalars(query)]
     oldest = session.scalar(select(OutboxEntry.created_at).where(OutboxEntry.state == "pending")
                             .order_by(OutboxEntry.id).limit(1))
     return OutboxPublic(endpoint_configured=request.app.state.settings.outbox_endpoint is not None,
-                        counts=counts_by_state(session), oldest_pending_at=_utc(oldest),
+                        counts=counts_by_state(session),
+                        oldest_pending_at=_utc(oldest) if oldest else None,
                         entries=entries)

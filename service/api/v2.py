@@ -198,8 +198,7 @@ def _with_nulls(data: list[Any]) -> np.ndarray:
     """JSON has no NaN: null stands for a missing feature."""
     try:
         raw = np.array(data, dtype=object)
-        missing = np.equal(raw, None)
-        raw[missing] = np.nan
+        raw[np.frompyfunc(lambda v: v is None, 1, 1)(raw).astype(bool)] = np.nan
         return raw.astype(np.float32)
     except (TypeError, ValueError) as exc:
         raise BadRequest(f"input '{INPUT_NAME}' data must be numbers (or null for missing), "
