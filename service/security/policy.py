@@ -21,6 +21,8 @@ C, M, P, I, A = (Role.CLINICIAN, Role.ML_ENGINEER, Role.COMPLIANCE,  # noqa: E74
 PUBLIC_ROUTES: frozenset[str] = frozenset({
     "healthz", "readyz", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect",
     "redoc_html", "fhir_metadata", "v2_live", "v2_ready",
+    # Evidently's JavaScript library that drift-report HTML loads (no data in it)
+    "evidently_library",
     # web sign-in, sign-out, language choice and the development issuer (service.web.auth)
     "web_home", "web_sign_in", "web_sign_in_start", "web_callback", "web_sign_out",
     "web_language", "web_dev_authorize", "web_dev_authorize_submit", "web_dev_token",
@@ -77,6 +79,15 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "search_audit_log": frozenset({P, A}),
     "audit_access_report": frozenset({P, A}),
     "verify_audit_log": frozenset({P, A}),
+    # drift monitoring: ML engineers and compliance run and read, only compliance signs off,
+    # administrators read; clinicians record outcomes (deterioration yes/no) for performance
+    "run_drift_report": frozenset({M, P}),
+    "list_drift_reports": frozenset({M, P, A}),
+    "get_drift_report": frozenset({M, P, A}),
+    "get_drift_report_html": frozenset({M, P, A}),
+    "sign_off_drift_report": frozenset({P}),
+    "list_drift_alerts": frozenset({M, P, A}),
+    "record_outcome": frozenset({C, A}),
     # web pages (service.web): each page as its API counterpart
     "web_worklist": frozenset({C, A}),
     "web_worklist_items": frozenset({C, A}),
