@@ -70,10 +70,12 @@ def create_app(settings: Settings | None = None, *,
 
     from service.api import cds_hooks, fhir, ops, outbox, pathways, patients, v2, worklist
     from service.api import models as models_api
+    from service.api import monitoring as monitoring_api
 
     # V2 first: the benchmarked inference path is matched before the other routes.
     for router in (v2.router, ops.router, patients.router, fhir.router, worklist.router,
-                   models_api.router, pathways.router, cds_hooks.router, outbox.router):
+                   models_api.router, pathways.router, cds_hooks.router, outbox.router,
+                   monitoring_api.router, monitoring_api.outcomes_router):
         app.include_router(router)
     install_security(app)  # audit trail, input guard, record guards, /api/v1/audit
     from service.web import install_web

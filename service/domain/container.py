@@ -8,6 +8,7 @@ from fastapi import FastAPI
 
 from service.db.engine import transaction
 from service.domain.ingestion import IngestionService
+from service.domain.monitoring import MonitoringService
 from service.domain.pathways import PathwayService
 from service.domain.patients import PatientService
 from service.domain.scoring import ScoringService
@@ -22,6 +23,7 @@ class Services:
     worklist: WorklistService
     scoring: ScoringService
     ingestion: IngestionService
+    monitoring: MonitoringService
 
 
 def build_services(app: FastAPI) -> Services:
@@ -34,4 +36,12 @@ def build_services(app: FastAPI) -> Services:
     scoring = ScoringService(state.models, pathways, worklist, state.metrics)
     ingestion = IngestionService(state.sessions, scoring, state.metrics,
                                  state.settings.scoring_enabled)
-    return Services(pathways, PatientService(pathways), worklist, scoring, ingestion)
+    from monitoring.config import DriftConfig
+
+    # Thresholds are configuration (TRIAGE_DRIFT_CONFIG: a JSON/TOML file or inline JSON), read
+    # once at startup, never on a request.
+    monitoring = MonitoringService(state.settings, state.metrics, state.models,
+                                   DriftConfig.from_env())
+    with state.sessions() as session:
+        monitoring.refresh_gauges(session)  # alerts survive a restart on /metrics
+    return Services(pathways, PatientService(pathways), worklist, scoring, ingestion, monitoring)
