@@ -161,10 +161,15 @@ def fit_tree_challenger(X_train: np.ndarray, y_train: np.ndarray, seed: int) -> 
 
 def tree_to_onnx(estimator: object) -> bytes:
     """The challenger as ONNX via skl2onnx (numeric features only: see DESIGN.md §7)."""
+    import warnings
+
     from skl2onnx import to_onnx
 
-    onx = to_onnx(estimator, np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32),
-                  options={id(estimator): {"zipmap": False}}, target_opset=17)
+    with warnings.catch_warnings():
+        # skl2onnx 1.20 passes booleans where onnx expects ints (onnx warns, result is right).
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="onnx")
+        onx = to_onnx(estimator, np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32),
+                      options={id(estimator): {"zipmap": False}}, target_opset=17)
     return bytes(onx.SerializeToString(deterministic=True))
 
 
