@@ -775,24 +775,31 @@ def _template_params(widgets: list[Any], template_params: Any) -> Any:
                            additional_graphs=additional)
 
 
+_VERDICT_NB = {"ok": "OK", "warning": "ADVARSEL", "drift": "DATADRIFT"}
+
+
 def _banner(payload: dict[str, Any]) -> str:
+    """Plain-words summary above Evidently's widgets, in English and Norwegian (bokmål)."""
     esc = html_lib.escape
-    flags = "".join(f"<li>{esc(f['text_en'])} / {esc(f['text_nb'])}</li>"
-                    for f in payload["data_quality"]) or "<li>none</li>"
+    flags = "".join(f"<li>{esc(f['text_en'])}<br><i>{esc(f['text_nb'])}</i></li>"
+                    for f in payload["data_quality"]) or "<li>none / ingen</li>"
     slices = "".join(
         f"<li>{esc(s['by'])} {esc(s['value'])}: {esc(str(s['verdict'] or s['reason']))}</li>"
         for s in payload["slices"])
     perf = payload["performance"]
-    perf_html = "<p>No outcomes recorded for this window: performance not computed.</p>"
+    perf_html = ("<p>No outcomes recorded for this window: performance not computed. / "
+                 "<i>Ingen registrerte utfall i perioden: ytelse er ikke beregnet.</i></p>")
     if perf:
         auc = "–" if perf["roc_auc"] is None else f"{perf['roc_auc']:.3f}"
         perf_html = (
             f"<p>Performance on {perf['n_outcomes']} known outcomes: AUROC {auc}, "
             f"Brier {perf['brier']:.3f}, calibration-in-the-large "
             f"{perf['calibration_in_the_large']:+.3f}. {esc(SYNTHETIC_NOTE)}</p>")
+    verdict = str(payload["verdict"])
     return (
-        '<section style="font-family: sans-serif; margin: 1em 2em">'
-        f"<h1>Drift report: {esc(payload['verdict'].upper())}</h1>"
+        '<section style="font-family: sans-serif; margin: 1em 2em" lang="en">'
+        f"<h1>Drift report: {esc(verdict.upper())} / "
+        f'<span lang="nb">{esc(_VERDICT_NB.get(verdict, verdict))}</span></h1>'
         f"<p>Window {esc(payload['window_start'])} – {esc(payload['window_end'])}; model "
         f"{esc(payload['model_version'])}; pathway {esc(str(payload['pathway'] or 'all'))}; "
         f"organisation {esc(str(payload['organisation'] or 'all'))}; "
@@ -802,6 +809,7 @@ def _banner(payload: dict[str, Any]) -> str:
         f"<p>Drifted features: {esc(', '.join(payload['drifted_features']) or 'none')}. "
         f"Prediction drift: {'yes' if payload['prediction_drift']['drifted'] else 'no'}. "
         f"Pathway mix changed: {'yes' if payload['pathway_mix']['drifted'] else 'no'}.</p>"
-        f"<h2>Data quality</h2><ul>{flags}</ul>"
-        f"<h2>Slices</h2><ul>{slices or '<li>none</li>'}</ul>{perf_html}</section>"
+        f'<h2>Data quality / <span lang="nb">Datakvalitet</span></h2><ul>{flags}</ul>'
+        f'<h2>Slices / <span lang="nb">Delgrupper</span></h2>'
+        f"<ul>{slices or '<li>none</li>'}</ul>{perf_html}</section>"
     )

@@ -21,7 +21,8 @@ def test_html_is_small_and_loads_evidently_from_the_configured_url(full_report):
     html = full_report.html
     assert len(html.encode()) < 3 * MB
     assert '<script src="/api/v1/monitoring/evidently.js"></script>' in html
-    assert "Drift report: OK" in html or "Drift report: WARNING" in html
+    assert "Drift report: OK / " in html or "Drift report: WARNING / ADVARSEL" in html
+    assert "Datakvalitet" in html
     assert full_report.report_key in html
     assert "synthetic data" in html  # performance is shown, so the caveat is too
 

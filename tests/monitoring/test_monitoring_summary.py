@@ -23,6 +23,8 @@ SIGNOFFS = [
     {"report_id": "r1", "decision": "escalated", "signed_by": "Kari Nordmann (compliance)",
      "signed_at": "2026-01-05T12:00:00Z",
      "comment": "Oximeter firmware | vendor ticket; patient 01015012345 affected\nsee log"},
+    {"report_id": "r3", "decision": "action-required", "signed_by": "Kari Nordmann",
+     "signed_at": "2026-02-01T08:00:00Z", "comment": "Weight scale vendor asked; owner: Ola"},
     {"report_id": "r2", "decision": "accepted", "signed_by": "Ola Nordmann",
      "signed_at": "2026-01-06T09:00:00Z", "comment": ""},
 ]
@@ -36,8 +38,8 @@ def test_summary_lists_reports_signoffs_and_open_items():
     assert "| DRIFT | spo2_pct_latest | 10.0 % of SpO2 values out of range 70–100 % |" in text
     assert "Escalated to ML engineering / Eskalert til ML-teamet" in text
     assert "Kari Nordmann (compliance) | 2026-01-05T12:00:00Z" in text
-    assert "**awaiting review**" in text  # r3
-    assert "2026-01-07T00:00:00Z heart-failure: WARNING, not signed off" in text
+    assert "Action required / Tiltak kreves" in text  # the service spells it action-required
+    assert "None: every warning or drift verdict of the month has a sign-off." in text
     assert "2025-12-31" not in text  # another month
 
 
@@ -61,3 +63,10 @@ def test_written_file_name(tmp_path):
     path = write_monthly_summary(REPORTS, SIGNOFFS, "2026-01", tmp_path / "governance")
     assert path.name == "drift-summary-2026-01.md"
     assert path.read_text(encoding="utf-8") == monthly_summary(REPORTS, SIGNOFFS, "2026-01")
+
+
+def test_unsigned_warnings_are_open_items():
+    text = monthly_summary(REPORTS, SIGNOFFS[:1], "2026-01")
+    assert "**awaiting review**" in text  # r2 (ok) and r3 (warning) have no sign-off here
+    assert "2026-01-07T00:00:00Z heart-failure: WARNING, not signed off" in text
+    assert "2026-01-06T00:00:00Z all: OK" not in text  # an ok verdict is not an open item
