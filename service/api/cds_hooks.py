@@ -32,6 +32,7 @@ from service.api.deps import ERRORS
 from service.db.tables import Assessment, Patient, WorklistItem
 from service.domain.worklist import ACTIVE_STATES
 from service.errors import BadRequest, NotFound, TriageError
+from service.fhir import outputs
 from service.identifiers import DNR_SYSTEM, FNR_SYSTEM
 from service.security.deps import CurrentPrincipal
 from service.security.principal import Principal, Role
@@ -40,7 +41,7 @@ router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], responses=ERRORS)
 
 SERVICE_ID = "home-followup-risk"
 HOOK = "patient-view"
-CODE_SYSTEM = "https://triage.example.org/fhir/CodeSystem"
+CODE_SYSTEM = outputs.CODE_SYSTEM
 SUMMARY_MAX_CHARS = 139  # the specification: "<140-character summary"
 # Triage level -> CDS Hooks indicator (info < warning < critical) and the words on the card.
 INDICATOR = {"red": "critical", "yellow": "warning", "green": "info"}
