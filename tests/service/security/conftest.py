@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -63,14 +64,31 @@ class LocalIssuer:
                           headers={"kid": kid, "typ": "at+jwt", **(headers or {})})
 
 
+@pytest.fixture(scope="session")
+def migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One migrated SQLite file; each test gets a copy (migrating costs most of a test's setup)."""
+    from service.db.engine import migrate
+
+    path = tmp_path_factory.mktemp("template") / "triage.db"
+    migrate(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
+def database_url(tmp_path: Any, migrated_template: Any) -> str:
+    target = tmp_path / "triage.db"
+    shutil.copyfile(migrated_template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture(scope="module")
 def issuer() -> LocalIssuer:
     local = LocalIssuer()
     local.add_key("key-1", "RS256")
     return local
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def jwks_url(issuer: LocalIssuer) -> Iterator[str]:
     """The issuer's JWKS over real HTTP on 127.0.0.1 (what PyJWKClient/httpx would fetch)."""
 
@@ -95,19 +113,24 @@ def jwks_url(issuer: LocalIssuer) -> Iterator[str]:
     server.server_close()
 
 
-@pytest.fixture
-def oidc_client(make_settings: Callable[..., Any], database_url: str, jwks_url: str
-                ) -> Iterator[Any]:
-    """The app in `oidc` mode against the local issuer."""
+@pytest.fixture(scope="module")
+def oidc_client(tmp_path_factory: pytest.TempPathFactory, artifact_dir: Any,
+                migrated_template: Any, jwks_url: str) -> Iterator[Any]:
+    """The app in `oidc` mode against the local issuer (one per module: tokens only)."""
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from service.db.engine import migrate
+    from service.config import Settings
 
-    settings = make_settings(database_url=database_url, auth_mode="oidc", oidc_issuer=ISSUER,
-                             oidc_jwks_url=jwks_url, oidc_audience=AUDIENCE)
-    migrate(settings.resolved_database_url)
+    var = tmp_path_factory.mktemp("oidc")
+    shutil.copyfile(migrated_template, var / "triage.db")
+    settings = Settings(var_dir=var, model_dir=artifact_dir, environment="test",
+                        database_url=f"sqlite:///{var / 'triage.db'}", drift_schedule_hours=0,
+                        auth_mode="oidc", oidc_issuer=ISSUER, oidc_jwks_url=jwks_url,
+                        oidc_audience=AUDIENCE)
     with TestClient(create_app(settings)) as client:
+        # Keys the tests add appear at once (the refetch rate limit has its own unit test).
+        client.app.state.verifier.jwks.min_refetch_interval_s = 0.0
         yield client
 
 

@@ -59,8 +59,8 @@ def test_valid_rs256_token_is_accepted(oidc_client: Any, issuer: LocalIssuer) ->
 @pytest.mark.parametrize("alg", ["ES256", "PS256"])
 def test_other_allowed_algorithms_are_accepted(oidc_client: Any, issuer: LocalIssuer, alg: str
                                                ) -> None:
-    issuer.add_key("key-2", alg)
-    assert _get(oidc_client, issuer.token("key-2")).status_code == 200
+    issuer.add_key(f"key-{alg}", alg)
+    assert _get(oidc_client, issuer.token(f"key-{alg}")).status_code == 200
 
 
 def test_alg_none_is_refused(oidc_client: Any, issuer: LocalIssuer) -> None:
@@ -161,15 +161,20 @@ def test_malformed_authorization_is_refused(oidc_client: Any, header: str) -> No
 
 def test_jwks_rotation_over_http(oidc_client: Any, issuer: LocalIssuer) -> None:
     """The issuer publishes a new key and later retires the old one; both are honoured."""
-    assert _get(oidc_client, issuer.token("key-1")).status_code == 200
+    issuer.add_key("old", "RS256")
+    assert _get(oidc_client, issuer.token("old")).status_code == 200
     cache = oidc_client.app.state.verifier.jwks
-    cache.min_refetch_interval_s = 0.0  # the test's "30 seconds later"
-    issuer.add_key("key-2", "RS256")
-    assert _get(oidc_client, issuer.token("key-2")).status_code == 200
-    issuer.published.remove("key-1")
+    before = issuer.requests
+    issuer.add_key("new", "RS256")  # an unknown kid makes the cache refetch
+    assert _get(oidc_client, issuer.token("new")).status_code == 200
+    assert issuer.requests == before + 1
+    issuer.published.remove("old")
+    assert _get(oidc_client, issuer.token("old")).status_code == 200  # cached until expiry
     cache.ttl_s = 0.0  # the cached set expires
-    _assert_refused(_get(oidc_client, issuer.token("key-1")), "unknown key id")
-    assert issuer.requests >= 3
+    try:
+        _assert_refused(_get(oidc_client, issuer.token("old")), "unknown key id")
+    finally:
+        cache.ttl_s = 600.0
 
 
 class FakeClock:
