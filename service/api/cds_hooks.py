@@ -100,6 +100,46 @@ class CdsRequest(BaseModel):
         return self
 
 
+# ---- response shapes (for the OpenAPI description; the builders below emit plain dicts) ----
+
+class CdsService(BaseModel):
+    hook: str
+    id: str
+    title: str
+    description: str
+    prefetch: dict[str, str]
+    usageRequirements: str
+
+
+class CdsDiscovery(BaseModel):
+    services: list[CdsService]
+
+
+class CardSource(BaseModel):
+    label: str
+    url: str | None = None
+    topic: dict[str, str] | None = None
+
+
+class CardLink(BaseModel):
+    label: str
+    url: str
+    type: Literal["absolute", "smart"]
+
+
+class Card(BaseModel):
+    uuid: str | None = None
+    summary: str = Field(max_length=139)
+    detail: str | None = Field(None, description="GitHub-flavoured Markdown")
+    indicator: Literal["info", "warning", "critical"]
+    source: CardSource
+    links: list[CardLink] | None = None
+
+
+class CdsResponse(BaseModel):
+    cards: list[Card]
+
+
 # ---- discovery ----------------------------------------------------------------------------
 
 def discovery_document() -> dict[str, Any]:
@@ -117,7 +157,8 @@ def discovery_document() -> dict[str, Any]:
     }]}
 
 
-@router.get("", name="cds_discovery", response_class=JSONResponse)
+@router.get("", name="cds_discovery", response_class=JSONResponse,
+            responses={200: {"model": CdsDiscovery}})
 def cds_discovery() -> JSONResponse:
     """CDS Hooks discovery: the services this server offers, with their prefetch templates."""
     return JSONResponse(discovery_document())
@@ -305,7 +346,7 @@ _CALL_BODY = {"requestBody": {"required": True, "content": {"application/json": 
 
 @router.post("/{service_id}", name="cds_service_call", response_class=JSONResponse,
              openapi_extra=_CALL_BODY,
-             responses={200: {"description": "{\"cards\": [...]}, possibly empty"},
+             responses={200: {"model": CdsResponse, "description": "Cards, possibly none"},
                         400: {"description": "Malformed request or wrong hook"},
                         404: {"description": "Unknown CDS service id"},
                         412: {"description": "The patient cannot be identified: send the "

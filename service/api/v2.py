@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from models.additive import INPUT_NAME, OUTPUT_NAMES
@@ -73,6 +74,46 @@ _INFER_BODY = {"requestBody": {"required": True, "content": {"application/json":
     }}}}}}
 
 
+# Response shapes for the OpenAPI description (the routes write JSON bytes directly).
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: dict[str, Any]
+
+
+class OutputTensor(TensorMetadata):
+    data: list[float] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class InferResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+    model_name: str
+    model_version: str
+    id: str | None = None
+    outputs: list[OutputTensor]
+    parameters: dict[str, Any]
+
+
+def _ok(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    return {200: {"model": model}, **_ERRORS}
+
+
 def _json(body: Any, status: int = 200) -> Response:
     raw = _encode_fast(body) if _encode_fast else json.dumps(body).encode()
     return Response(raw, status_code=status, media_type="application/json")
@@ -89,7 +130,7 @@ def _model(request: Request, name: str, version: str | None = None) -> OnnxRiskM
 
 # ---- health and metadata ------------------------------------------------------------------
 
-@router.get("", name="v2_server_metadata", responses=_ERRORS)
+@router.get("", name="v2_server_metadata", responses=_ok(ServerMetadata))
 def v2_server_metadata() -> Response:
     """Server metadata: name, version and protocol extensions."""
     return _json({"name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS})
@@ -123,14 +164,14 @@ def _metadata(model: OnnxRiskModel) -> dict[str, Any]:
     }
 
 
-@router.get("/models/{name}", name="v2_model_metadata", responses=_ERRORS)
+@router.get("/models/{name}", name="v2_model_metadata", responses=_ok(ModelMetadata))
 def v2_model_metadata(name: str, request: Request) -> Response:
     """Inputs and outputs with names, datatypes and shapes (-1 = any batch size)."""
     return _json(_metadata(_model(request, name)))
 
 
 @router.get("/models/{name}/versions/{version}", name="v2_model_version_metadata",
-            responses=_ERRORS)
+            responses=_ok(ModelMetadata))
 def v2_model_version_metadata(name: str, version: str, request: Request) -> Response:
     return _json(_metadata(_model(request, name, version)))
 
@@ -298,7 +339,7 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
                     headers={"Inference-Header-Content-Length": str(json_length)})
 
 
-@router.post("/models/{name}/infer", name="v2_infer", responses=_ERRORS,
+@router.post("/models/{name}/infer", name="v2_infer", responses=_ok(InferResponse),
              openapi_extra=_INFER_BODY)
 async def v2_infer(name: str, request: Request) -> Response:
     """Risk probability, logit and exact per-feature contributions for each row."""
@@ -306,7 +347,7 @@ async def v2_infer(name: str, request: Request) -> Response:
 
 
 @router.post("/models/{name}/versions/{version}/infer", name="v2_version_infer",
-             responses=_ERRORS, openapi_extra=_INFER_BODY)
+             responses=_ok(InferResponse), openapi_extra=_INFER_BODY)
 async def v2_version_infer(name: str, version: str, request: Request) -> Response:
     return await _infer(request, name, version)
 
