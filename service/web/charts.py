@@ -31,6 +31,7 @@ class Chart:
     points: list[tuple[int, float]]
     baseline: float | None
     thresholds: list[Threshold] = field(default_factory=list)
+    decimals: int = 1
     # geometry, filled by layout()
     polyline: str = ""
     dots: list[tuple[float, float]] = field(default_factory=list)

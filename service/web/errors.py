@@ -25,7 +25,10 @@ class ErrorPageResponder:
         if message["type"] == "http.response.start":
             status = message["status"]
             content_type = dict(message.get("headers", [])).get(b"content-type", b"")
-            if status >= 400 and content_type.startswith(b"application/json"):
+            accept = dict(self.scope.get("headers", [])).get(b"accept", b"")
+            # Browsers (Accept: text/html) get a page; programs keep the JSON error.
+            if (status >= 400 and content_type.startswith(b"application/json")
+                    and b"text/html" in accept):
                 self._start = message
                 return
         elif self._start is not None and message["type"] == "http.response.body":
@@ -39,9 +42,7 @@ class ErrorPageResponder:
         assert self._start is not None
         status = self._start["status"]
         cookies = [(k, v) for k, v in self._start.get("headers", []) if k == b"set-cookie"]
-        accept = dict(self.scope.get("headers", [])).get(b"accept", b"")
-        if status == 401 and b"text/html" in accept:
-            # A browser: send it to sign in. Programs keep the 401 and its WWW-Authenticate.
+        if status == 401:  # a browser: send it to sign in
             target = self.scope.get("path", "/web")
             query = self.scope.get("query_string", b"").decode("latin-1")
             nxt = target + (f"?{query}" if query else "")
@@ -50,10 +51,6 @@ class ErrorPageResponder:
                               "headers": [(b"location", location.encode("latin-1")),
                                           (b"content-length", b"0"), *cookies]})
             await self._send({"type": "http.response.body", "body": b""})
-            return
-        if status == 401:
-            await self._send(self._start)
-            await self._send({"type": "http.response.body", "body": b"".join(self._body)})
             return
         try:
             detail: Any = json.loads(b"".join(self._body) or b"{}").get("detail", "")

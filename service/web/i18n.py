@@ -83,6 +83,12 @@ class Translator:
         pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
         return format_decimal(round(value, decimals), format=pattern, locale=self.locale)
 
+    def plain(self, value: float) -> str:
+        """A number for a form field: no grouping, no trailing zeros ("37,5", "88")."""
+        from babel.numbers import format_decimal
+
+        return format_decimal(value, format="0.###", locale=self.locale)
+
     def percent(self, value: float | None, decimals: int = 0) -> str:
         from babel.numbers import format_percent
 

@@ -31,6 +31,9 @@ LEVELS = ("red", "yellow", "green")
 STATES = ("open", "acknowledged", "escalated", "resolved")
 ACTIONS = ("acknowledge", "escalate", "resolve")
 CHART_DAYS = (7, 14, 30)
+# Read as whole numbers at the bedside; the rest keep one decimal.
+WHOLE_NUMBER_SIGNALS = {"heart_rate": 0, "respiratory_rate": 0, "systolic_bp": 0,
+                        "diastolic_bp": 0}
 DAY_S = 86400
 
 
@@ -151,7 +154,8 @@ def _charts(t: Translator, session: Any, patient: Patient, doc: Any, days: int,
         order.append(SYMPTOM_SCORE)
     labels = level_labels(t)
     charts = []
-    for name in order + sorted(set(series) - set(order)):
+    # Numeric signals only: categorical answers (consciousness, on oxygen) are not trends.
+    for name in [n for n in order + sorted(set(series) - set(order)) if n in NUMERIC_SIGNALS]:
         points = series.get(name, [])
         shown = [(s, v) for s, v in points if s > start_s]
         thresholds = band_thresholds(doc, name, labels, age_years)
@@ -163,7 +167,8 @@ def _charts(t: Translator, session: Any, patient: Patient, doc: Any, days: int,
                       unit="/10" if name == SYMPTOM_SCORE else (
                           NUMERIC_SIGNALS[name].unit_display if name in NUMERIC_SIGNALS else ""),
                       start_s=start_s, end_s=end_s, points=shown,
-                      baseline=personal_baseline(points, end_s), thresholds=thresholds)
+                      baseline=personal_baseline(points, end_s), thresholds=thresholds,
+                      decimals=WHOLE_NUMBER_SIGNALS.get(name, 1))
         charts.append(layout(chart))
     return charts, end_s
 

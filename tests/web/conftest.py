@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,10 +47,47 @@ def sign_in(client: TestClient, role: str = "clinician", units: str = "",
     return back
 
 
+class WebEnv:
+    """One seeded app per test module: the cohort takes seconds to ingest."""
+
+    def __init__(self, settings: Any, client: TestClient, ids: dict[str, str]) -> None:
+        self.settings = settings
+        self.client = client
+        self.ids = ids
+
+    def headers(self, role: str, **kwargs: Any) -> dict[str, str]:
+        from service.security.principal import Role
+        from service.security.tokens import issue_dev_token
+
+        return {"Authorization": f"Bearer {issue_dev_token(self.settings, Role(role), **kwargs)}"}
+
+
+def make_settings_for(tmp: Path, artifact_dir: Path) -> Any:
+    from service.config import Settings
+
+    return Settings(var_dir=tmp / "var", model_dir=artifact_dir, environment="test",
+                    drift_schedule_hours=0, database_url=f"sqlite:///{tmp / 'web.db'}")
+
+
+@pytest.fixture(scope="module")
+def web_env(tmp_path_factory: pytest.TempPathFactory, artifact_dir: Path) -> Iterator[WebEnv]:
+    from service.app import create_app
+    from service.db.engine import migrate
+    from tests.web.seed import seed_cohort
+
+    settings = make_settings_for(tmp_path_factory.mktemp("web"), artifact_dir)
+    migrate(settings.resolved_database_url)
+    app = create_app(settings)
+    with TestClient(app, base_url="https://testserver", raise_server_exceptions=False) as client:
+        env = WebEnv(settings, client, {})
+        env.ids = seed_cohort(client, env.headers("integration"))
+        yield env
+
+
 @pytest.fixture
-def web(app: object) -> Iterator[TestClient]:
-    with TestClient(app, base_url="https://testserver") as c:  # type: ignore[arg-type]
-        yield c
+def web(web_env: WebEnv) -> TestClient:
+    web_env.client.cookies.clear()
+    return web_env.client
 
 
 @pytest.fixture
