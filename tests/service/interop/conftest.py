@@ -101,3 +101,41 @@ class LiveServer:
 def live_server(app: Any) -> Iterator[LiveServer]:
     with LiveServer(app) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def ro_settings(tmp_path_factory: pytest.TempPathFactory, artifact_dir: Any) -> Any:
+    """One migrated database per test module, for tests that only read (V2 needs no data)."""
+    from service.config import Settings
+    from service.db.engine import migrate
+
+    root = tmp_path_factory.mktemp("interop")
+    settings = Settings(var_dir=root / "var", model_dir=artifact_dir, environment="test",
+                        database_url=f"sqlite:///{root / 'triage.db'}", drift_schedule_hours=0)
+    migrate(settings.resolved_database_url)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def ro_client(ro_settings: Any) -> Iterator[Any]:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    with TestClient(create_app(ro_settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def ro_auth(ro_settings: Any) -> Callable[..., dict[str, str]]:
+    from service.security.principal import Role
+    from service.security.tokens import issue_dev_token
+
+    tokens: dict[str, str] = {}
+
+    def headers(role: str) -> dict[str, str]:
+        if role not in tokens:
+            tokens[role] = issue_dev_token(ro_settings, Role(role))
+        return {"Authorization": f"Bearer {tokens[role]}"}
+
+    return headers

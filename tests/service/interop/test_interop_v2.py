@@ -104,14 +104,14 @@ def features_input(data, shape=None, datatype="FP32"):
             "data": data}
 
 
-def test_nested_and_flat_data_and_nulls_give_the_same_answer(client, auth, reference):
-    headers = auth("integration")
+def test_nested_and_flat_data_and_nulls_give_the_same_answer(ro_client, ro_auth, reference):
+    headers = ro_auth("integration")
     X = sample_rows(3, seed=1)
     nested = [[None if math.isnan(v) else float(v) for v in row] for row in X]
     flat = [v for row in nested for v in row]
     answers = []
     for data in (nested, flat):
-        response = infer(client, headers, {"id": "x", "inputs": [features_input(
+        response = infer(ro_client, headers, {"id": "x", "inputs": [features_input(
             data, [3, N_FEATURES])]})
         assert response.status_code == 200, response.text
         body = response.json()
@@ -127,9 +127,9 @@ def test_nested_and_flat_data_and_nulls_give_the_same_answer(client, auth, refer
     assert contributions["shape"] == [3, N_FEATURES] and len(contributions["data"]) == 3 * 28
 
 
-def test_requested_outputs_only(client, auth):
+def test_requested_outputs_only(ro_client, ro_auth):
     body = {"inputs": [features_input([0.0] * N_FEATURES)], "outputs": [{"name": "probability"}]}
-    response = infer(client, auth("admin"), body)
+    response = infer(ro_client, ro_auth("admin"), body)
     assert response.status_code == 200
     assert [o["name"] for o in response.json()["outputs"]] == ["probability"]
 
@@ -145,45 +145,45 @@ def test_requested_outputs_only(client, auth):
     ({"inputs": [features_input([0.0] * 28)], "outputs": [{"name": "shap"}]}, "unknown output"),
     ([1, 2, 3], "JSON object"),
 ])
-def test_malformed_requests_get_400_with_the_protocol_error_shape(client, auth, body, message):
-    response = infer(client, auth("ml-engineer"), body)
+def test_malformed_requests_get_400_with_the_protocol_error_shape(ro_client, ro_auth, body, message):
+    response = infer(ro_client, ro_auth("ml-engineer"), body)
     assert response.status_code == 400
     assert set(response.json()) == {"error"} and message in response.json()["error"]
 
 
-def test_not_json_is_400(client, auth):
-    response = client.post(f"/v2/models/{MODEL}/infer", content=b"{not json",
-                           headers={**auth("ml-engineer"), "Content-Type": "application/json"})
+def test_not_json_is_400(ro_client, ro_auth):
+    response = ro_client.post(f"/v2/models/{MODEL}/infer", content=b"{not json",
+                           headers={**ro_auth("ml-engineer"), "Content-Type": "application/json"})
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
 
 
-def test_unknown_model_or_version_is_404(client, auth):
-    headers = auth("ml-engineer")
-    assert client.get("/v2/models/other", headers=headers).status_code == 404
-    assert client.get(f"/v2/models/{MODEL}/versions/9.9.9", headers=headers).status_code == 404
-    response = infer(client, headers, {"inputs": [features_input([0.0] * 28)]}, name="other")
+def test_unknown_model_or_version_is_404(ro_client, ro_auth):
+    headers = ro_auth("ml-engineer")
+    assert ro_client.get("/v2/models/other", headers=headers).status_code == 404
+    assert ro_client.get(f"/v2/models/{MODEL}/versions/9.9.9", headers=headers).status_code == 404
+    response = infer(ro_client, headers, {"inputs": [features_input([0.0] * 28)]}, name="other")
     assert response.status_code == 404 and "unknown model 'other'" in response.json()["error"]
 
 
-def test_health_is_public_the_rest_needs_the_right_role(client, auth):
-    assert client.get("/v2/health/live").json() == {"live": True}
-    assert client.get("/v2/health/ready").status_code == 200
-    assert client.get("/v2").status_code == 401
-    assert client.get(f"/v2/models/{MODEL}").status_code == 401
+def test_health_is_public_the_rest_needs_the_right_role(ro_client, ro_auth):
+    assert ro_client.get("/v2/health/live").json() == {"live": True}
+    assert ro_client.get("/v2/health/ready").status_code == 200
+    assert ro_client.get("/v2").status_code == 401
+    assert ro_client.get(f"/v2/models/{MODEL}").status_code == 401
     body = {"inputs": [features_input([0.0] * 28)]}
-    assert infer(client, {}, body).status_code == 401
-    assert infer(client, auth("clinician"), body).status_code == 403
-    assert infer(client, auth("compliance"), body).status_code == 403
+    assert infer(ro_client, {}, body).status_code == 401
+    assert infer(ro_client, ro_auth("clinician"), body).status_code == 403
+    assert infer(ro_client, ro_auth("compliance"), body).status_code == 403
     for role in ("ml-engineer", "integration", "admin"):
-        assert infer(client, auth(role), body).status_code == 200
+        assert infer(ro_client, ro_auth(role), body).status_code == 200
 
 
-def test_a_large_batch_is_scored_off_the_event_loop_with_the_same_result(client, auth,
+def test_a_large_batch_is_scored_off_the_event_loop_with_the_same_result(ro_client, ro_auth,
                                                                          reference):
     X = np.nan_to_num(sample_rows(1000, seed=2))
     body = {"inputs": [features_input(X.tolist(), [1000, N_FEATURES])],
             "outputs": [{"name": "probability"}]}
-    response = infer(client, auth("ml-engineer"), body)
+    response = infer(ro_client, ro_auth("ml-engineer"), body)
     assert response.status_code == 200
     np.testing.assert_allclose(response.json()["outputs"][0]["data"],
                                reference.predict(X).probability, rtol=1e-12)
