@@ -16,18 +16,18 @@ from tests.service.interop.conftest import FNRS, NOW, _birth_date
 FHIR = {"Accept": "application/fhir+json"}
 
 
-@pytest.fixture
-def scored(client, auth):
+@pytest.fixture(scope="module")
+def scored(ro_client, ro_auth):
     """Two patients; the first gets one assessment per reading (7), the second one."""
-    integration = auth("integration")
+    integration = ro_auth("integration")
     ids = []
     for i, readings in enumerate((7, 1)):
-        pid = enrol(client, auth("clinician"), identifier=FNRS[i],
+        pid = enrol(ro_client, ro_auth("clinician"), identifier=FNRS[i],
                     birth_date=_birth_date(FNRS[i]))["id"]
         for n in range(readings):
             when = NOW - timedelta(hours=readings - n)
             value = 85 if n == readings - 1 else 96
-            response = post_fhir(client, "/fhir/Observation",
+            response = post_fhir(ro_client, "/fhir/Observation",
                                  observation(pid, "spo2", value, when, f"q{i}-{n}"), integration)
             assert response.status_code == 201
         ids.append(pid)
@@ -58,10 +58,10 @@ def follow(client, headers, url):
     return pages, resources
 
 
-def test_count_and_next_links_page_through_everything_once(client, auth, scored):
-    headers = auth("integration")
+def test_count_and_next_links_page_through_everything_once(ro_client, ro_auth, scored):
+    headers = ro_auth("integration")
     pid = scored[0]
-    pages, resources = follow(client, headers, f"/fhir/RiskAssessment?subject=Patient/{pid}"
+    pages, resources = follow(ro_client, headers, f"/fhir/RiskAssessment?subject=Patient/{pid}"
                                                "&_count=3")
     assert [len(p.get("entry", [])) for p in pages] == [3, 3, 1]
     assert all(p["total"] == 7 for p in pages)
@@ -76,17 +76,17 @@ def test_count_and_next_links_page_through_everything_once(client, auth, scored)
     assert link(pages[-1], "next") is None and link(pages[0], "self")
 
 
-def test_subject_and_patient_narrow_the_search(client, auth, scored):
-    headers = auth("integration")
+def test_subject_and_patient_narrow_the_search(ro_client, ro_auth, scored):
+    headers = ro_auth("integration")
     first, second = scored
-    everything = search(client, headers, "/fhir/RiskAssessment")
+    everything = search(ro_client, headers, "/fhir/RiskAssessment")
     assert everything["total"] == 8
-    only_second = search(client, headers, f"/fhir/RiskAssessment?subject=Patient/{second}")
+    only_second = search(ro_client, headers, f"/fhir/RiskAssessment?subject=Patient/{second}")
     assert only_second["total"] == 1
     assert only_second["entry"][0]["resource"]["subject"]["reference"] == f"Patient/{second}"
-    tasks = search(client, headers, f"/fhir/Task?patient=Patient/{first}")
+    tasks = search(ro_client, headers, f"/fhir/Task?patient=Patient/{first}")
     assert {e["resource"]["for"]["reference"] for e in tasks["entry"]} == {f"Patient/{first}"}
-    issues = search(client, headers, f"/fhir/DetectedIssue?patient=Patient/{second}")
+    issues = search(ro_client, headers, f"/fhir/DetectedIssue?patient=Patient/{second}")
     assert all(e["resource"]["patient"]["reference"] == f"Patient/{second}"
                for e in issues.get("entry", []))
 
@@ -96,8 +96,8 @@ def test_subject_and_patient_narrow_the_search(client, auth, scored):
                                  "/fhir/Task?status=cancelled",
                                  "/fhir/RiskAssessment?_lastUpdated=yesterday",
                                  "/fhir/RiskAssessment?_count=0"])
-def test_bad_search_parameters_get_an_operation_outcome(client, auth, url):
-    response = client.get(url, headers={**auth("integration"), **FHIR})
+def test_bad_search_parameters_get_an_operation_outcome(ro_client, ro_auth, url):
+    response = ro_client.get(url, headers={**ro_auth("integration"), **FHIR})
     assert response.status_code in (400, 422)
     assert response.json()["resourceType"] == "OperationOutcome"
 
@@ -106,54 +106,54 @@ def stamp_of(resource) -> datetime:
     return datetime.fromisoformat(resource["meta"]["lastUpdated"])
 
 
-def test_last_updated_bounds_the_search(client, auth, scored):
-    headers = auth("integration")
+def test_last_updated_bounds_the_search(ro_client, ro_auth, scored):
+    headers = ro_auth("integration")
     pid = scored[0]
     base = f"/fhir/RiskAssessment?subject=Patient/{pid}"
-    _, everything = follow(client, headers, base)
+    _, everything = follow(ro_client, headers, base)
     stamps = sorted(stamp_of(r) for r in everything)
     middle = stamps[3]
     iso = middle.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    _, newer = follow(client, headers, f"{base}&_lastUpdated=ge{iso}")
+    _, newer = follow(ro_client, headers, f"{base}&_lastUpdated=ge{iso}")
     assert sorted(stamp_of(r) for r in newer) == stamps[3:]
-    _, older = follow(client, headers, f"{base}&_lastUpdated=lt{iso}")
+    _, older = follow(ro_client, headers, f"{base}&_lastUpdated=lt{iso}")
     assert sorted(stamp_of(r) for r in older) == stamps[:3]
 
 
-def test_last_updated_with_a_utc_offset_means_the_same_instant(client, auth, scored):
-    headers = auth("integration")
+def test_last_updated_with_a_utc_offset_means_the_same_instant(ro_client, ro_auth, scored):
+    headers = ro_auth("integration")
     pid = scored[0]
     base = f"/fhir/RiskAssessment?subject=Patient/{pid}"
-    _, everything = follow(client, headers, base)
+    _, everything = follow(ro_client, headers, base)
     stamps = sorted(stamp_of(r) for r in everything)
     oslo = stamps[3].astimezone(timezone(timedelta(hours=1))).isoformat()  # ...+01:00
-    _, newer = follow(client, headers, f"{base}&_lastUpdated=ge{oslo.replace('+', '%2B')}")
+    _, newer = follow(ro_client, headers, f"{base}&_lastUpdated=ge{oslo.replace('+', '%2B')}")
     assert sorted(stamp_of(r) for r in newer) == stamps[3:]
 
 
-def test_a_range_of_two_last_updated_values_survives_paging(client, auth, scored):
-    headers = auth("integration")
+def test_a_range_of_two_last_updated_values_survives_paging(ro_client, ro_auth, scored):
+    headers = ro_auth("integration")
     pid = scored[0]
-    _, everything = follow(client, headers, f"/fhir/RiskAssessment?subject=Patient/{pid}")
+    _, everything = follow(ro_client, headers, f"/fhir/RiskAssessment?subject=Patient/{pid}")
     stamps = sorted(stamp_of(r) for r in everything)
     low = stamps[1].astimezone(UTC).isoformat().replace("+00:00", "Z")
     high = stamps[5].astimezone(UTC).isoformat().replace("+00:00", "Z")
-    pages, found = follow(client, headers, f"/fhir/RiskAssessment?subject=Patient/{pid}"
+    pages, found = follow(ro_client, headers, f"/fhir/RiskAssessment?subject=Patient/{pid}"
                                            f"&_lastUpdated=ge{low}&_lastUpdated=lt{high}&_count=2")
     assert sorted(stamp_of(r) for r in found) == stamps[1:5]
     assert len(pages) == 2
 
 
-def test_task_paging_and_status(client, auth, scored):
-    headers = auth("integration")
-    pages, tasks = follow(client, headers, "/fhir/Task?status=requested&_count=1")
+def test_task_paging_and_status(ro_client, ro_auth, scored):
+    headers = ro_auth("integration")
+    pages, tasks = follow(ro_client, headers, "/fhir/Task?status=requested&_count=1")
     assert len(tasks) == pages[0]["total"] == len(pages) >= 1
     assert {t["status"] for t in tasks} == {"requested"}
     assert len({t["id"] for t in tasks}) == len(tasks)
 
 
-def test_capability_statement_says_what_the_searches_support(client):
-    response = client.get("/fhir/metadata", headers=FHIR)
+def test_capability_statement_says_what_the_searches_support(ro_client):
+    response = ro_client.get("/fhir/metadata", headers=FHIR)
     assert response.status_code == 200
     statement = CapabilityStatement.model_validate(response.json())
     assert statement.fhirVersion.startswith("4.") and statement.kind == "instance"
