@@ -1,6 +1,6 @@
 """A small cohort fed through the real ingestion API, and an app whose model has a reference.
 
-Seeded once per module (the ingestion is the slow part): two organisations, the second with a
+Seeded once per session (the ingestion is the slow part): two organisations, the second with a
 scale that sends pounds labelled as kilograms from day 4 (a device fault: data quality). Drift
 thresholds are the defaults except the window sizes, which a 12-patient cohort cannot meet.
 """
@@ -25,9 +25,10 @@ POUNDS_PER_KG = 2.20462
 N_PATIENTS = 12
 DAYS = 10
 SEED = 9  # three deteriorations among the 12 patients
-# Window sizes a 12-patient cohort can meet; every threshold stays the default.
+# Window sizes a 12-patient cohort can meet; every threshold stays the default. Evidently's HTML
+# takes most of a report's time, so only the tests about HTML turn it on.
 SMALL_WINDOWS = {"min_window_rows": 30, "min_slice_rows": 30, "min_values_per_feature": 10,
-                 "min_outcomes": 10}
+                 "min_outcomes": 10, "render_html": False}
 
 
 @pytest.fixture(scope="session")
@@ -115,25 +116,29 @@ def seed_cohort(client: TestClient, settings: Any, *, n_patients: int = N_PATIEN
     return cohort, ids, organisation_of
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def seeded(tmp_path_factory: pytest.TempPathFactory, drift_artifact: Path) -> Iterator[Seeded]:
+    """One seeded service for every test here (ingestion is the slow part); tests use their own
+    windows, so their reports and sign-offs do not meet."""
     from service.app import create_app
     from service.config import Settings
     from service.db.engine import migrate
 
     folder = tmp_path_factory.mktemp("drift-service")
+    # The schedule interval matters to the due check only: create_app starts no jobs by itself.
     settings = Settings(var_dir=folder / "var", model_dir=drift_artifact, environment="test",
                         database_url=f"sqlite:///{folder / 'triage.db'}",
-                        drift_schedule_hours=0, rescore_schedule_hours=0)
+                        drift_schedule_hours=24, rescore_schedule_hours=0)
     migrate(settings.resolved_database_url)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TRIAGE_DRIFT_CONFIG", json.dumps(SMALL_WINDOWS))
     app = create_app(settings)
+    client = TestClient(app)
+    with pytest.MonkeyPatch.context() as mp:  # read once at startup; must not leak to others
+        mp.setenv("TRIAGE_DRIFT_CONFIG", json.dumps(SMALL_WINDOWS))
+        client.__enter__()
     try:
-        with TestClient(app) as client:
-            loaded_from = datetime.now(UTC)
-            cohort, ids, organisation_of = seed_cohort(client, settings)
-            yield Seeded(client, app, settings, cohort, ids, organisation_of, loaded_from,
-                         datetime.now(UTC))
+        loaded_from = datetime.now(UTC)
+        cohort, ids, organisation_of = seed_cohort(client, settings)
+        yield Seeded(client, app, settings, cohort, ids, organisation_of, loaded_from,
+                     datetime.now(UTC))
     finally:
-        mp.undo()
+        client.__exit__(None, None, None)

@@ -49,7 +49,6 @@ def test_report_is_stored_with_index_row_and_files_and_is_idempotent(seeded: See
     assert body["sign_off"] is None
     folder = Path(seeded.settings.reports_dir) / "drift"
     assert (folder / f"{body['report_key']}.json").is_file()
-    assert (folder / f"{body['report_key']}.html").is_file()
 
     again = _run(seeded, 1, role="compliance")
     assert again.status_code == 200, again.text
@@ -71,8 +70,18 @@ def test_report_is_stored_with_index_row_and_files_and_is_idempotent(seeded: See
     assert report["n_current"] == stored
 
 
-def test_html_report_is_served_small_and_without_identifiers(seeded: Seeded) -> None:
-    report_id = _run(seeded, 2).json()["id"]
+def test_html_report_is_served_small_and_without_identifiers(
+        seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    service = seeded.app.state.services.monitoring
+    without_html = _run(seeded, 2).json()
+    missing = seeded.client.get(f"{REPORTS}/{without_html['id']}/html",
+                                headers=seeded.headers("compliance"))
+    assert missing.status_code == 404 and "no HTML" in missing.json()["detail"]
+    monkeypatch.setattr(service, "config", service.config.model_copy(update={
+        "render_html": True}))
+    report = _run(seeded, 9).json()
+    report_id = report["id"]
+    assert (Path(seeded.settings.reports_dir) / "drift" / f"{report['report_key']}.html").is_file()
     html = seeded.client.get(f"{REPORTS}/{report_id}/html", headers=seeded.headers("compliance"))
     assert html.status_code == 200
     assert html.headers["content-type"].startswith("text/html")
