@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -166,8 +167,8 @@ def demo(host: Annotated[str, typer.Option(help="Interface to listen on")] = "12
 
     settings = Settings()
     _migrate(settings)
-    server = uvicorn.Server(uvicorn.Config(build_app(settings), host=host, port=port,
-                                           log_config=None))
+    application = build_app(settings)
+    server = uvicorn.Server(uvicorn.Config(application, host=host, port=port, log_config=None))
     base_url = f"http://{host}:{port}"
 
     def feed() -> None:
@@ -196,20 +197,210 @@ def demo(host: Annotated[str, typer.Option(help="Interface to listen on")] = "12
                 f"  A clinician token, valid 8 hours:\n{clinician}",
                 "",
             ]))
+        if settings.drift_schedule_hours > 0:
+            _first_drift_run(application, base_url)
 
     threading.Thread(target=feed, name="demo-loader", daemon=True).start()
     server.run()
 
 
+# ---- triage drift: reports against the service's own store -----------------------------------
+
+drift_app = typer.Typer(help="Drift reports on the assessments in the service's database: run, "
+                        "list, sign off, export the monthly governance summary.",
+                        no_args_is_help=True)
+app.add_typer(drift_app, name="drift")
+
+
+def _monitoring_service(settings: Settings) -> Any:
+    """The service's MonitoringService without HTTP: the model from Settings, a fresh engine."""
+    from monitoring.config import DriftConfig
+    from service.db.engine import make_engine, make_session_factory
+    from service.domain.monitoring import MonitoringService
+    from service.model_registry import ModelRegistry
+    from service.observability import Metrics
+
+    models = ModelRegistry(settings, _champion_resolver)
+    models.load()
+    engine = make_engine(settings.resolved_database_url)
+    service = MonitoringService(settings, Metrics(), models, DriftConfig.from_env())
+    return service, engine, make_session_factory(engine)
+
+
+def _when(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC).replace(microsecond=0)
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@drift_app.command("run")
+def drift_run(days: Annotated[int, typer.Option(min=1, max=366, help="Window length in days")] = 7,
+              pathway: Annotated[str | None, typer.Option(help="Pathway id; all when left out")]
+              = None,
+              organisation: Annotated[str | None, typer.Option(help="Organisation number")]
+              = None,
+              end: Annotated[str | None, typer.Option(
+                  help="Window end (ISO, UTC unless an offset); default now")] = None,
+              by: Annotated[str, typer.Option(help="Who runs it (HPR number / user id)")]
+              = "cli") -> None:
+    """Run a drift report for the last DAYS on the service's database; prints verdict and id."""
+    from service.domain.monitoring import InsufficientWindow
+
+    settings = Settings()
+    _migrate(settings)
+    service, engine, sessions = _monitoring_service(settings)
+    window_end = _when(end)
+    try:
+        outcome = service.run_report(sessions, window_end - timedelta(days=days), window_end,
+                                     pathway, organisation, created_by=f"cli:{by}")
+    except InsufficientWindow as exc:
+        typer.echo(f"no report: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    report = outcome.report
+    typer.echo(f"verdict: {report['verdict']}")
+    typer.echo(f"report id: {report['id']}{'' if outcome.created else ' (already stored)'}")
+    typer.echo(f"drifted features: {', '.join(report['drifted_features']) or 'none'}")
+    for flag in report["data_quality"]:
+        typer.echo(f"data quality: {flag['text_en']}")
+
+
+@drift_app.command("list")
+def drift_list(pathway: Annotated[str | None, typer.Option(help="Pathway id")] = None,
+               limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
+    """Reports, newest first: id, window, scope, verdict and sign-off state."""
+    settings = Settings()
+    _migrate(settings)
+    service, engine, sessions = _monitoring_service(settings)
+    try:
+        with sessions() as session:
+            rows = service.list_reports(session, pathway=pathway, limit=limit)
+    finally:
+        engine.dispose()
+    for r in rows:
+        signed = r["sign_off"]["decision"] if r["sign_off"] else "awaiting review"
+        window = f"{r['window_start']:%Y-%m-%d %H:%M} – {r['window_end']:%Y-%m-%d %H:%M}"
+        typer.echo(f"{r['id']}  {window}  {r['pathway'] or 'all'}/{r['organisation'] or 'all'}"
+                   f"  {r['verdict'].upper()}  {signed}")
+    if not rows:
+        typer.echo("no drift reports")
+
+
+@drift_app.command("sign-off")
+def drift_sign_off(report_id: Annotated[str, typer.Argument(help="Report id (from list)")],
+                   decision: Annotated[str, typer.Option(
+                       help="accepted | action-required | escalated")],
+                   comment: Annotated[str, typer.Option(help="Why; never a patient's identity")],
+                   by: Annotated[str, typer.Option(help="The compliance officer's HPR number")],
+                   org: Annotated[str | None, typer.Option(help="Organisation number")] = None
+                   ) -> None:
+    """Development only: sign a report off as compliance officer BY (audited like the API)."""
+    from service.domain.monitoring import SIGN_OFF_DECISIONS
+    from service.errors import TriageError
+    from service.security.audit import AuditEvent, append_events
+    from service.security.principal import Role
+
+    settings = Settings()
+    if settings.environment == "production":
+        typer.echo("error: in production sign off through the API or the web page (a verified "
+                   "HelseID token names the signer)", err=True)
+        raise typer.Exit(2)
+    signer = by.strip()
+    if decision not in SIGN_OFF_DECISIONS or not signer or re.fullmatch(r"\d{11}", signer):
+        typer.echo(f"error: --decision must be one of {', '.join(SIGN_OFF_DECISIONS)} and --by "
+                   "an HPR number (never a fødselsnummer)", err=True)
+        raise typer.Exit(2)
+    _migrate(settings)
+    service, engine, sessions = _monitoring_service(settings)
+    from service.db.engine import transaction
+
+    status, error = 201, None
+    try:
+        with transaction(sessions) as session:
+            signoff = service.sign_off(session, report_id, decision, comment,
+                                       signed_by=signer, role=Role.COMPLIANCE.value)
+    except TriageError as exc:
+        status, error = exc.status_code, exc.message
+    append_events(engine, [AuditEvent(
+        datetime.now(UTC), signer[:64], Role.COMPLIANCE.value, org, None, "write",
+        f"CLI triage drift sign-off {report_id}"[:200], "audit-control", status)])
+    engine.dispose()
+    if error is not None:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"signed off: {signoff['decision']} by {signoff['signed_by']} at "
+               f"{signoff['signed_at']:%Y-%m-%dT%H:%M:%SZ} (sign-off {signoff['id']})")
+
+
+@drift_app.command("export-summary")
+def drift_export_summary(month: Annotated[str, typer.Option(help="YYYY-MM")],
+                         out: Annotated[Path, typer.Option(help="Folder")]
+                         = Path("governance/monitoring")) -> None:
+    """Write the month's reports and sign-offs as Markdown for governance/monitoring/."""
+    from service.errors import TriageError
+
+    settings = Settings()
+    _migrate(settings)
+    service, engine, sessions = _monitoring_service(settings)
+    try:
+        with sessions() as session:
+            path = service.export_summary(session, month, out)
+    except TriageError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    typer.echo(str(path))
+
+
+def _first_drift_run(application: Any, base_url: str) -> None:
+    """The demo's first scheduled drift run, as soon as its cohort is in (the schedule then
+    finds it fresh and waits a full interval)."""
+    from service.jobs import run_drift_schedule
+
+    try:
+        runs = run_drift_schedule(application)
+    except Exception:  # the demo keeps serving; the schedule retries at its next interval
+        log.exception("the demo's first drift report failed")
+        return
+    lines = ["Drift reports (schedule, last "
+             f"{application.state.settings.drift_window_days} days; synthetic data):"]
+    for r in runs:
+        scope = r.pathway or "all pathways"
+        lines.append(f"  {scope}: {r.verdict} (report {r.report_id})" if r.report_id
+                     else f"  {scope}: skipped, {r.skipped}")
+    lines.append(f"  Review and sign off: {base_url}/api/v1/monitoring/drift-reports "
+                 "(compliance token), or `triage drift list` / `triage drift sign-off`")
+    typer.echo("\n".join(lines))
+
+
 def _mount_job_commands() -> None:
-    # Training and monitoring commands join the top level (triage train, evaluate, promote, drift).
-    for module, attr in (("training.cli", "app"), ("monitoring.cli", "app"),
-                         ("service.security.cli", "app")):
+    # Training commands join the top level (triage train, evaluate, promote); monitoring's
+    # file-based report joins `triage drift` as `drift file` (the `drift` name is the group).
+    for module, attr in (("training.cli", "app"), ("service.security.cli", "app")):
         try:
             sub = getattr(__import__(module, fromlist=[attr]), attr)
         except ImportError:
             continue
         app.add_typer(sub)
+    try:
+        from monitoring.cli import register
+    except ImportError:
+        return
+    _mount_offline_drift(register(typer.Typer()), app, drift_app)
+
+
+def _mount_offline_drift(offline: typer.Typer, top: typer.Typer, drift: typer.Typer) -> None:
+    """monitoring's `drift` (a report from exported files) as `drift file`; `drift-summary`
+    (from JSON files) stays at the top level."""
+    for command in offline.registered_commands:
+        if command.name == "drift":
+            command.name = "file"
+            drift.registered_commands.append(command)
+        else:
+            top.registered_commands.append(command)
 
 
 def main() -> None:

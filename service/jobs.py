@@ -8,22 +8,29 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from service.app import BackgroundJob
 from service.config import Settings
 from service.db.engine import transaction
+from service.domain.monitoring import ScheduledRun
 
 log = logging.getLogger("triage.jobs")
 
 # Arbitrary constant naming the re-scoring job's PostgreSQL advisory lock, so that of N
 # replicas exactly one runs it.
 RESCORE_LOCK_ID = 0x7269_5343
+# The same for the drift-report schedule.
+DRIFT_LOCK_ID = 0x6472_6966
+# The first scheduled drift run waits this long after startup; `triage demo` runs one itself as
+# soon as its cohort is loaded.
+DRIFT_INITIAL_DELAY_S = 300.0
 
 
 def periodic(name: str, interval_s: float, work: Callable[[FastAPI], object],
@@ -69,9 +76,48 @@ def rescore_all(app: FastAPI) -> int:
     return count
 
 
-def default_background_jobs(settings: Settings) -> tuple[BackgroundJob, ...]:
+@contextlib.contextmanager
+def _session_lock(engine: Engine, lock_id: int) -> Iterator[bool]:
+    """A PostgreSQL advisory lock held for a whole job (not one transaction): True when held."""
+    if engine.dialect.name != "postgresql":
+        yield True  # SQLite means one process
+        return
+    with engine.connect() as conn:
+        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id})
+                    .scalar())
+        conn.commit()
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                conn.commit()
+
+
+def run_drift_schedule(app: FastAPI) -> list[ScheduledRun]:
+    """Drift reports for the last drift_window_days, overall and per pathway (one replica)."""
+    settings: Settings = app.state.settings
+    with _session_lock(app.state.engine, DRIFT_LOCK_ID) as held:
+        if not held:
+            log.info("scheduled drift reports: another replica is running them")
+            return []
+        runs = app.state.services.monitoring.run_schedule(
+            app.state.sessions, datetime.now(UTC), settings.drift_window_days,
+            min_interval=timedelta(hours=settings.drift_schedule_hours / 2))
+    stored = [r for r in runs if r.report_id]
+    log.info("scheduled drift reports: %d stored or found, %d skipped (not due, or too little "
+             "data)", len(stored), len(runs) - len(stored))
+    return runs
+
+
+def default_background_jobs(settings: Settings, *,
+                            drift_initial_delay_s: float = DRIFT_INITIAL_DELAY_S
+                            ) -> tuple[BackgroundJob, ...]:
     jobs: list[BackgroundJob] = []
     if settings.rescore_schedule_hours > 0:
         jobs.append(periodic("rescore", settings.rescore_schedule_hours * 3600, rescore_all,
                              initial_delay_s=60.0))
+    if settings.drift_schedule_hours > 0:
+        jobs.append(periodic("drift-reports", settings.drift_schedule_hours * 3600,
+                             run_drift_schedule, initial_delay_s=drift_initial_delay_s))
     return tuple(jobs)
