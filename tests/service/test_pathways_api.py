@@ -174,3 +174,16 @@ def test_override_with_expiry_in_the_past_is_refused(client, auth):
         "rule": "spo2-low", "thresholds": {"yellow": 86}, "reason": "habitual",
         "expires_at": (NOW - timedelta(days=1)).isoformat()})
     assert response.status_code == 422
+
+
+def test_a_published_change_appears_in_the_audit_log(client, auth):
+    clinician = auth("clinician", subject="hpr-7000007")
+    doc = current(client, clinician)
+    draft = {**doc["pathway"], "title_en": doc["pathway"]["title_en"] + " (audited)"}
+    assert client.put("/api/v1/pathways/copd", json={"pathway": draft, "reason": "audit"},
+                      headers=clinician).status_code == 201
+    rows = client.get("/api/v1/audit", headers=auth("compliance")).json()
+    rows = rows if isinstance(rows, list) else rows.get("entries", [])
+    writes = [r for r in rows if r["action"] == "write"
+              and r["resource"] == "PUT /api/v1/pathways/{pathway_id}"]
+    assert writes and writes[-1]["actor"] == "hpr-7000007" and writes[-1]["outcome"] == 201
