@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
 from service.db.engine import transaction
+from service.domain.container import Services
 from service.domain.monitoring import MonitoringService
 from service.security.deps import CurrentPrincipal
 
@@ -153,8 +154,8 @@ class OutcomePublic(BaseModel):
     recorded_at: datetime
 
 
-def _monitoring(services: Any) -> MonitoringService:
-    return services.monitoring  # type: ignore[no-any-return]
+def _monitoring(services: Services) -> MonitoringService:
+    return services.monitoring
 
 
 @router.post("/drift-reports", name="run_drift_report", status_code=201,
