@@ -369,8 +369,12 @@ def _first_drift_run(application: Any, base_url: str) -> None:
              f"{application.state.settings.drift_window_days} days; synthetic data):"]
     for r in runs:
         scope = r.pathway or "all pathways"
+        # "112 assessments scored by model … : at least 500 are needed …" -> "112 assessments"
+        why = (r.skipped or "").split(" scored by", 1)[0]
+        if r.skipped != "not due yet":
+            why += "; too few for a drift verdict"
         lines.append(f"  {scope}: {r.verdict} (report {r.report_id})" if r.report_id
-                     else f"  {scope}: skipped, {r.skipped}")
+                     else f"  {scope}: no verdict ({why})")
     lines.append(f"  Review and sign off: {base_url}/api/v1/monitoring/drift-reports "
                  "(compliance token), or `triage drift list` / `triage drift sign-off`")
     typer.echo("\n".join(lines))

@@ -123,3 +123,14 @@ def test_schedule_lock_admits_one_replica() -> None:
         assert after is True
     assert results == [True]
     engine.dispose()
+
+
+def test_demo_prints_its_first_drift_run(seeded: Seeded, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    from service.cli import _first_drift_run
+
+    _first_drift_run(seeded.app, "http://127.0.0.1:8000")
+    out = capsys.readouterr().out
+    assert "Drift reports (schedule, last 7 days; synthetic data):" in out
+    assert "all pathways: " in out and "copd: " in out
+    assert "http://127.0.0.1:8000/api/v1/monitoring/drift-reports" in out
