@@ -1,16 +1,15 @@
 """CDS Hooks patient-view latency for a patient with 30 days of home measurements.
 
-Run: ``python -m bench.bench_cds [--duration 5]``. Starts the service (uvicorn, one worker,
-SQLite) on 127.0.0.1, enrols one patient, sends 30 days of readings (SpO2, pulse, respiratory
-rate, temperature twice a day, then a deteriorating SpO2) through FHIR, and loads
-``POST /cds-services/home-followup-risk`` at concurrency 1 and 8 with the generator of
-bench_v2 (wrk, or the httpx fallback). Target (issue 6): p99 <= 50 ms at concurrency 8.
-Synthetic patient; the numbers are serving speed, not clinical performance.
+Run: ``python -m bench.bench_cds`` (or ``make bench``). Starts the service (one worker, SQLite,
+via bench/common.py) on 127.0.0.1, enrols one patient, sends 30 days of readings (SpO2, pulse,
+respiratory rate and temperature twice a day, SpO2 falling over the last three days) through
+FHIR, and loads ``POST /cds-services/home-followup-risk`` at concurrency 1 and 8 with the shared
+generator (wrk, or the httpx fallback). Target (issue 6): p99 <= 50 ms at concurrency 8.
+Synthetic patient; the figures are serving speed, not clinical performance.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import uuid
@@ -20,18 +19,21 @@ from typing import Any
 
 import httpx
 
-from bench.bench_v2 import (
-    Load,
+from bench.bench_v2 import measure
+from bench.common import (
+    SYNTHETIC_NOTE,
+    LoadResult,
     dev_token,
-    free_port,
-    load,
-    prepare_service,
-    serve,
-    table,
-    uvicorn_cmd,
+    machine_note,
+    markdown_table,
+    service_settings,
+    shipped_or_tiny_artifact,
+    start_service,
 )
-from models.artifact import SHIPPED_ARTIFACT_DIR
 from service.api.cds_hooks import SERVICE_ID
+
+TIME_LIMIT_S = 600
+DURATION_S = 8.0
 
 FNR = "15076500565"  # synthetic, valid check digits
 ORG = "983974899"  # the development organisation
@@ -84,44 +86,45 @@ def seed_patient(base_url: str, clinician: str, integration: str) -> str:
     return pid
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measurement")
-    parser.add_argument("--model-dir", type=Path, default=SHIPPED_ARTIFACT_DIR)
-    parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
-
-    results: dict[str, Load | str] = {}
+def main() -> None:
+    rows: list[tuple[str, LoadResult, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-cds-") as tmp:
         work = Path(tmp)
-        env = prepare_service(work, args.model_dir)
-        port = free_port()
-        with serve("ours", uvicorn_cmd("service.app:create_app", port), "/healthz", port, env,
-                   work) as ours:
-            pid = seed_patient(ours.base_url, dev_token(env, "clinician"),
-                               dev_token(env, "integration"))
+        artifact, artifact_note = shipped_or_tiny_artifact(work)
+        with start_service(work / "ours", artifact) as ours:
+            settings = service_settings(work / "ours" / "var", artifact)
+            pid = seed_patient(ours.base_url, dev_token(settings, "clinician"),
+                               dev_token(settings, "integration"))
             body = json.dumps({
                 "hookInstance": str(uuid.uuid4()), "hook": "patient-view",
-                "context": {"userId": "Practitioner/bench", "patientId": pid}}).encode()
-            headers = {"Authorization": f"Bearer {dev_token(env, 'integration')}",
+                "context": {"userId": "Practitioner/bench", "patientId": pid}})
+            headers = {"Authorization": f"Bearer {dev_token(settings, 'integration')}",
                        "Content-Type": "application/json"}
             url = f"{ours.base_url}/cds-services/{SERVICE_ID}"
             cards = httpx.post(url, content=body, headers=headers, timeout=30).json()["cards"]
             for c in (1, 8):
-                results[f"CDS patient-view, 30 days of data, c={c}"] = load(
-                    url, body, headers, c, args.duration, work)
+                rows.append((f"CDS patient-view, 30 days of data, c={c}",
+                             *measure(ours, url, body, headers, c, DURATION_S)))
 
-    print("CDS Hooks patient-view (one uvicorn worker, SQLite; synthetic patient)\n")
-    print(table(list(results.items())))
-    at8 = results["CDS patient-view, 30 days of data, c=8"]
+    print("## CDS Hooks patient-view\n")
+    print(f"{machine_note()} Model: {artifact_note}. {SYNTHETIC_NOTE}\n")
+    print(markdown_table(
+        ["measurement", "tool", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "requests", "errors"],
+        [(name, r.tool, f"{r.rps:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}", f"{cpu:.2f}",
+          f"{r.requests:,}", r.errors) for name, r, cpu in rows]))
+    at8 = rows[-1][1]
     print(f"\n- cards returned: {len(cards)} ({cards[0]['indicator'] if cards else 'none'})")
-    if isinstance(at8, Load):
-        print(f"- p99 at c=8 (target <= 50 ms): {at8.p99_ms:.1f} ms")
-    report = {"results": {k: v.__dict__ if isinstance(v, Load) else v
-                          for k, v in results.items()}, "cards": len(cards)}
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
-    return report
+    print(f"- p99 at c=8: {at8.p99_ms:.1f} ms (target <= 50 ms)")
+
+
+def smoke() -> None:
+    """The seeded history is what the FHIR parser accepts (120 readings a vital sign)."""
+    from service.fhir.parse import PARSERS
+
+    bundle = thirty_days("p-1", datetime(2026, 3, 1, tzinfo=UTC))
+    assert len(bundle["entry"]) == 240
+    parsed = PARSERS["Observation"](bundle["entry"][-1]["resource"], 1_900_000_000.0)
+    assert parsed.readings and parsed.subject.patient_id == "p-1"
 
 
 if __name__ == "__main__":

@@ -18,13 +18,14 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import Session, defer
 from starlette.concurrency import run_in_threadpool
 
 from models.artifact import MODEL_CARD_FILE
@@ -210,24 +211,36 @@ def resolve_patient(session: Session, principal: Principal, patient_id: str,
     return patient
 
 
+@cache
+def _card_queries() -> tuple[Select[Any], Select[Any]]:
+    """Built once: constructing statements costs more than running them on this hot path."""
+    latest = (select(Assessment).where(Assessment.patient_id == bindparam("patient_id"))
+              # the card needs the explanation, not the input snapshot or the long basis list
+              .options(defer(Assessment.features), defer(Assessment.basis))
+              .order_by(Assessment.created_at.desc(), Assessment.id.desc()).limit(1))
+    active = select(WorklistItem).where(WorklistItem.patient_id == bindparam("patient_id"),
+                                        WorklistItem.state.in_(ACTIVE_STATES))
+    return latest, active
+
+
 def load_card_inputs(session: Session, patient: Patient) -> CardInputs | None:
-    assessment = session.scalar(select(Assessment).where(Assessment.patient_id == patient.id)
-                                .order_by(Assessment.created_at.desc(), Assessment.id.desc())
-                                .limit(1))
+    latest, active = _card_queries()
+    assessment = session.scalar(latest, {"patient_id": patient.id})
     if assessment is None:
         return None
-    item = session.scalar(select(WorklistItem).where(WorklistItem.patient_id == patient.id,
-                                                     WorklistItem.state.in_(ACTIVE_STATES)))
-    return CardInputs(assessment, item)
+    return CardInputs(assessment, session.scalar(active, {"patient_id": patient.id}))
 
 
 def _fit(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
 
 
+_MD_ESCAPES = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|"})
+
+
 def _md(text: str) -> str:
     """Escape the Markdown characters that could turn a factor text into markup."""
-    return "".join("\\" + c if c in "\\`*_[]<>#|" else c for c in text)
+    return text.translate(_MD_ESCAPES)
 
 
 def _iso(dt: datetime) -> str:
