@@ -599,6 +599,9 @@ class MonitoringService:
     def record_outcome(session: Session, patient: Patient, occurred_at: datetime,
                        deteriorated: bool, source: str, recorded_by: str) -> dict[str, Any]:
         """An immutable outcome for a patient (a correction is a new row)."""
+        if _utc(occurred_at) > datetime.now(UTC) + timedelta(minutes=5):
+            raise InvalidInput("occurred_at lies in the future: record an outcome once it is "
+                               "known", location="occurred_at")
         outcome = Outcome(id=str(uuid.uuid4()), patient_id=patient.id,
                           occurred_at=_utc(occurred_at), deteriorated=deteriorated,
                           source=source, recorded_by=recorded_by[:64],

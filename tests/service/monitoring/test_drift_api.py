@@ -280,6 +280,10 @@ def test_outcomes_are_recorded_and_feed_performance(seeded: Seeded) -> None:
         "patient_id": pid, "deteriorated": True, "source": "x",
         "occurred_at": followed_up.isoformat()})
     assert refused.status_code == 404
+    future = seeded.client.post("/api/v1/outcomes", headers=clinician[seeded.organisation_of[0]],
+                                json={"patient_id": pid, "deteriorated": True, "source": "x",
+                                      "occurred_at": (followed_up + timedelta(days=2)).isoformat()})
+    assert future.status_code == 422 and "future" in future.json()["detail"]
     assert seeded.client.post("/api/v1/outcomes", headers=seeded.headers("compliance"), json={
         "patient_id": pid, "deteriorated": True, "source": "x",
         "occurred_at": followed_up.isoformat()}).status_code == 403
