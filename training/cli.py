@@ -83,6 +83,8 @@ def train(
     track: Annotated[bool, typer.Option(help="Log the run to MLflow.")] = True,
     tracking_uri: UriOpt = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 200,
+    challenger: Annotated[bool, typer.Option(
+        help="Also fit the tree-ensemble comparison model (about a fifth of the time).")] = True,
     governance: Annotated[bool, typer.Option(
         help="Also write the model card to governance/model-cards/.")] = True,
 ) -> None:
@@ -94,10 +96,12 @@ def train(
     config = TrainConfig(
         seed=SHIPPED_SEED if shipped else (seed if seed is not None else defaults.seed),
         n_patients=n_patients or defaults.n_patients, days=days or defaults.days, name=name,
-        bootstrap=bootstrap,
+        bootstrap=bootstrap, challenger=challenger,
     )
-    if shipped and (seed not in (None, SHIPPED_SEED) or n_patients or days):
-        raise typer.BadParameter("--shipped fixes seed, size and days; drop the other options")
+    if shipped and (seed not in (None, SHIPPED_SEED) or n_patients or days or not challenger
+                    or bootstrap != defaults.bootstrap):
+        raise typer.BadParameter("--shipped fixes seed, size, days, bootstrap and the "
+                                 "challenger (its model card shows them); drop the options")
     do_register = (not shipped) if register is None else register
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     artifact_dir = out or (None if shipped else var_dir() / "artifacts" / f"{name}-{stamp}")

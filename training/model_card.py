@@ -111,10 +111,12 @@ def render_model_card(*, name: str, version: str, created: str, config: dict[str
         f"- **{k}** (AUROC {v}): {SLICE_EXPLANATIONS.get(k, 'few positive rows; wide interval.')}"
         for k, v in low.items()
     ) or "- none"
+    from training.model_fit import monotonic_constraints
+
+    words = {1: "higher = more risk", -1: "lower = more risk", 0: "either"}
     features = "\n".join(
-        f"| `{f.name}` | {f.label_en} | {f.unit} | "
-        f"{ {1: 'higher = more risk', -1: 'lower = more risk', 0: 'either'}[f.risk_direction]} |"
-        for f in FEATURES
+        f"| `{f.name}` | {f.label_en} | {f.unit} | {words[direction]} |"
+        for f, direction in zip(FEATURES, monotonic_constraints(), strict=True)
     )
     wh = evaluation["at_baseline_sensitivity"]
     hf = wh.get("Weight gain > 2 kg in 3 days")

@@ -339,7 +339,8 @@ def train_model(
                 card = render_model_card(
                     name=config.name, version=version, created=created, config=config.params(),
                     training_data=training_data, evaluation=evaluation,
-                    code_version="(see MLflow run)" if shipped else git_version(),
+                    code_version=("the commit that added this artifact (rebuild: "
+                                  "`triage train --shipped`)") if shipped else git_version(),
                     run_id=None if shipped else run_id,
                 )
                 write_artifact(
@@ -355,6 +356,7 @@ def train_model(
                         "platt": {"scale": fitted.platt_scale, "shift": fitted.platt_shift},
                         "label": "deterioration needing hospital contact within 72 h",
                         "trained_on": "synthetic data only",
+                        **({"rebuild_command": "triage train --shipped"} if shipped else {}),
                     },
                     reference=reference_sample(X[tr], fitted.model, y[tr], meta[tr],
                                                config.reference_rows, config.seed),
