@@ -329,3 +329,20 @@ def test_report_json_on_disk_is_strict(seeded: Seeded) -> None:
     text = path.read_text(encoding="utf-8")
     assert "NaN" not in text
     assert json.loads(text)["report_key"] == body["report_key"]
+
+
+def test_concurrent_runs_of_one_window_store_one_report(seeded: Seeded) -> None:
+    """Two callers at once (two tabs, or the schedule and a person): one row, both see it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from service.db.tables import DriftReport
+
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(pool.map(lambda role: _run(seeded, 10, role=role),
+                                  ["ml-engineer", "compliance"]))
+    assert sorted(r.status_code for r in responses) == [200, 201]
+    assert responses[0].json()["id"] == responses[1].json()["id"]
+    with seeded.app.state.sessions() as session:
+        rows = session.scalars(select(DriftReport.id).where(
+            DriftReport.report_key == responses[0].json()["report_key"])).all()
+    assert len(rows) == 1
