@@ -215,6 +215,7 @@ def promote(
         raise typer.Exit(2) from exc
     typer.echo(f"{'PROMOTED' if result.promoted else 'NOT PROMOTED'} {name} v"
                f"{result.challenger_version} (champion was {result.champion_version}): "
-               f"{result.decision.reason}\nrecord {result.record_path}")
+               f"{result.decision.reason}\nrecord {result.record_path}; MLflow run "
+               f"{result.run_id}")
     if not result.promoted:
         raise typer.Exit(1)

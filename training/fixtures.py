@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from training.artifacts import reference_sample, write_artifact
 from training.datachecks import check_training_data, split_by_patient
+from training.evaluation import threshold_for_sensitivity
 from training.model_fit import (
     StumpConfig,
     check_parity,
@@ -35,8 +34,8 @@ def build_tiny_artifact(dest: Path, seed: int = 0, n_patients: int = 60, days: i
     parity = check_parity(fitted.reference_proba(X[test]), onnx_probability(onnx_bytes, X[test]),
                           "tiny additive model")
     p_val = fitted.model.predict_proba(X[val])
-    positives = np.sort(p_val[y[val] == 1])
-    alert = float(positives[int(0.2 * len(positives))]) if len(positives) else 0.5
+    alert = threshold_for_sensitivity(p_val, y[val], 0.5)
+    high = threshold_for_sensitivity(p_val, y[val], 0.25)
     return write_artifact(
         Path(dest),
         fitted.model,
@@ -46,7 +45,8 @@ def build_tiny_artifact(dest: Path, seed: int = 0, n_patients: int = 60, days: i
         metrics={"onnx_max_abs_diff": parity},
         training_data={"synthetic": True, "seed": seed, "n_patients": n_patients, "days": days,
                        "rows": counts},
-        extra={"alert_threshold": alert, "purpose": "tests only"},
+        extra={"alert_threshold": alert, "high_threshold": high, "purpose": "tests only",
+               "trained_on": "synthetic data only"},
         reference=reference_sample(X[train], fitted.model, y[train], meta[train], 500, seed),
         onnx_bytes=onnx_bytes,
     )

@@ -80,6 +80,7 @@ class PromotionResult:
     champion_version: str | None
     record_path: Path
     promoted: bool
+    run_id: str | None = None
 
 
 def _holdout(run_id: str, tmp: Path) -> dict[str, np.ndarray]:
@@ -154,7 +155,8 @@ def promote(name: str, tracking_uri: str | None = None, margins: GateMargins | N
     record_path = folder / f"{name}-v{challenger.version}-{now.replace(':', '')}.json"
     record_path.write_text(json.dumps(record, indent=2, default=float), encoding="utf-8")
     experiment_id = ensure_experiment(f"{name}-promotions", uri)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"promote v{challenger.version}"):
+    with mlflow.start_run(experiment_id=experiment_id,
+                          run_name=f"promote v{challenger.version}") as run:
         mlflow.log_params({"challenger_version": challenger.version,
                            "champion_version": record["champion_version"],
                            **{f"margin_{k}": v for k, v in record["margins"].items()}})
@@ -163,4 +165,4 @@ def promote(name: str, tracking_uri: str | None = None, margins: GateMargins | N
         mlflow.log_artifact(str(record_path), artifact_path="decision")
     return PromotionResult(decision, str(challenger.version),
                            str(champion.version) if champion is not None else None,
-                           record_path, promoted)
+                           record_path, promoted, run.info.run_id)

@@ -89,7 +89,7 @@ def test_promotion_gate_failure_is_recorded_and_champion_stays(registry):
     uri, root, _ = registry
     strict = GateMargins(auroc=-1.0)  # demands +1.0 AUROC: cannot pass
     result = promote(NAME, uri, margins=strict, record_dir=root / "records")
-    assert not result.promoted and result.challenger_version == "2"
+    assert not result.promoted and result.challenger_version == "2" and result.run_id
     assert "gate failed: AUROC" in result.decision.reason
     client = mlflow.MlflowClient(tracking_uri=uri)
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
