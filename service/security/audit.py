@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, event, insert, select, text
+from sqlalchemy import Engine, Table, event, insert, select, text
 from sqlalchemy.orm import Session
 
 from service.db.tables import AuditEntry, Patient
@@ -87,7 +87,7 @@ def append_events(engine: Engine, events: list[AuditEvent]) -> int:
     """Append events to the chain in one transaction, serialised across writers and replicas."""
     if not events:
         return 0
-    table = AuditEntry.__table__
+    table: Table = AuditEntry.__table__  # type: ignore[assignment]
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             # Take the write lock before reading the head, so two writers cannot chain onto it.
@@ -319,8 +319,9 @@ def build_events(*, method: str, route_path: str, status: int, principal: Princi
         if principal.guardian_proxy:
             purpose = f"{purpose}:guardian-proxy"
     resource = f"{method} {route_path}"
+    targets: list[str | None] = [*sorted(patient_ids)] or [None]
     return [AuditEvent(at, actor, role, organisation, pid, action, resource, purpose, status)
-            for pid in (sorted(patient_ids) or [None])]
+            for pid in targets]
 
 
 # ---- verification --------------------------------------------------------------------------
