@@ -302,6 +302,10 @@ class Cohort:
     # Per patient: onset times (s) and admission end times (s) of each deterioration.
     event_onset_s: list[np.ndarray]
     admission_end_s: list[np.ndarray]
+    # Per patient, for analysis and tests: (onset s, prodrome length s, strength) of each
+    # deterioration, and (start s, length s, strength) of each benign look-alike episode.
+    prodromes: list[list[tuple[int, float, float]]] = field(default_factory=list)
+    benign_episodes: list[list[tuple[int, float, float]]] = field(default_factory=list)
 
     def history(self) -> History:
         """Model channels, deduplicated by message id as idempotent ingestion stores them."""
@@ -464,16 +468,20 @@ def simulate_cohort(
                                   "message_id": []}
     answer_sets: list[AnswerSet] = []
     onsets_all: list[np.ndarray] = []
+    prodromes_all: list[list[tuple[int, float, float]]] = []
+    benign_all: list[list[tuple[int, float, float]]] = []
     admission_end_all: list[np.ndarray] = []
     for key in range(n_patients):
         pathway = pathways[key % len(pathways)]
         rng = np.random.default_rng(patient_seeds[key])
-        p, onsets_s, adm_end_s = _simulate_patient(
+        p, onsets_s, adm_end_s, episodes = _simulate_patient(
             key, PROFILES[pathway], questionnaires[pathway], rng, seed, start, start_s, days,
             cols, answer_sets,
         )
         patients.append(p)
         onsets_all.append(onsets_s)
+        prodromes_all.append(episodes[0])
+        benign_all.append(episodes[1])
         admission_end_all.append(adm_end_s)
 
     readings = Readings(
@@ -487,7 +495,7 @@ def simulate_cohort(
     readings = Readings(readings.patient[order], readings.channel[order], readings.time_s[order],
                         readings.value[order], readings.message_id[order])
     return Cohort(patients, readings, answer_sets, seed, start, days, onsets_all,
-                  admission_end_all)
+                  admission_end_all, prodromes_all, benign_all)
 
 
 def _simulate_patient(
@@ -501,7 +509,7 @@ def _simulate_patient(
     days: int,
     cols: dict[str, list[Any]],
     answer_sets: list[AnswerSet],
-) -> tuple[SimPatient, np.ndarray, np.ndarray]:
+) -> tuple[SimPatient, np.ndarray, np.ndarray, tuple[list[Any], list[Any]]]:
     # --- who ---------------------------------------------------------------------------------
     if profile.pathway == "paediatric":
         # Respiratory home follow-up is mostly for the youngest children (assumption).
@@ -692,7 +700,11 @@ def _simulate_patient(
         events=[start + timedelta(seconds=int(o - start_s)) for o in onsets_s],
         hypercapnic=hypercapnic, long_term_oxygen=ltot, follow_up_days=follow_up,
     )
-    return patient, onsets_s, adm_end_s
+    episodes = (
+        [(int(start_s + o), float(length), float(strength)) for o, length, strength in prodromes],
+        [(int(start_s + b), float(length), float(strength)) for b, length, strength in benign],
+    )
+    return patient, onsets_s, adm_end_s, episodes
 
 
 # ---------------------------------------------------------------------------------------------

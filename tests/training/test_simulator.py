@@ -142,3 +142,46 @@ def test_fhir_resources_are_valid_and_round_trip(small_cohort):
     Bundle.model_validate(bundles[0])
     assert bundles[0]["type"] == "batch"
     assert bundles[0]["entry"][0]["request"] == {"method": "POST", "url": "Observation"}
+
+
+def test_prodrome_statistics_per_pathway(small_cohort):
+    from training.simulator import PROFILES
+
+    lengths: dict[str, list[float]] = {}
+    strengths = []
+    for p in small_cohort.patients:
+        for _, length_s, strength in small_cohort.prodromes[p.key]:
+            lengths.setdefault(p.pathway, []).append(length_s / 86400)
+            strengths.append(strength)
+        assert len(small_cohort.prodromes[p.key]) == len(p.events)
+    assert set(lengths) == set(PATHWAYS)
+    for pathway, values in lengths.items():
+        lo, hi = PROFILES[pathway].prodrome_days
+        assert lo <= min(values) and max(values) <= hi, pathway
+        assert lo >= 1 and hi <= 7
+    strengths = np.array(strengths)
+    weak = (strengths < 0.25).mean()
+    assert 0.05 < weak < 0.35  # ~15 % nearly silent events, by design
+    assert strengths.max() > 1.2  # and some strong ones
+    assert sum(len(b) for b in small_cohort.benign_episodes) > len(small_cohort.patients) // 2
+
+
+def test_stronger_prodromes_move_vitals_more():
+    cohort = simulate_cohort(200, 60, seed=4, pathways=["copd"])
+    hist = cohort.history()
+    drops, strength = [], []
+    for p in cohort.patients:
+        for onset, _, s in cohort.prodromes[p.key]:
+            if onset > cohort.start_s + 60 * 86400 or onset - 15 * 86400 < cohort.start_s:
+                continue
+            X, _ = compute_features(hist, np.array([p.key]), np.array([onset - 1]),
+                                    np.array([p.age_years]))
+            drop = X[0, FEATURE_INDEX["spo2_pct_delta_baseline"]]
+            if np.isfinite(drop):
+                drops.append(drop)
+                strength.append(s)
+    drops, strength = np.array(drops), np.array(strength)
+    assert len(drops) > 30
+    strong, weak = drops[strength > np.median(strength)], drops[strength <= np.median(strength)]
+    assert strong.mean() < weak.mean() - 0.5  # SpO2 falls further in strong prodromes
+    assert np.corrcoef(strength, drops)[0, 1] < -0.3
