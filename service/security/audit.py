@@ -246,7 +246,8 @@ def note_patients(ids: Iterable[str]) -> None:
         ctx.patient_ids.update(i for i in ids if i)
 
 
-def _on_patient_loaded(target: Patient, _context: Any) -> None:
+def _on_patient_loaded(target: Patient, *_context: Any) -> None:
+    # "load" passes (target, context); "refresh" passes (target, context, attribute names).
     ctx = _current.get()
     if ctx is None:
         return

@@ -339,3 +339,22 @@ def test_verify_endpoint(client: Any, auth: Any, patient: dict[str, Any]) -> Non
         conn.execute(text("UPDATE audit_log SET actor = 'x' WHERE seq = 1"))
     broken = client.get("/api/v1/audit/verify", headers=auth("compliance")).json()
     assert not broken["ok"] and broken["bad_seq"] == 1
+
+
+def test_refreshing_a_patient_row_is_noted_not_an_error(client: Any, auth: Any,
+                                                         patient: dict[str, Any]) -> None:
+    from service.db.tables import Patient
+    from service.security.audit import AuditContext, _current
+
+    ctx = AuditContext()
+    token = _current.set(ctx)
+    try:
+        with Session(client.app.state.engine) as session:
+            row = session.get(Patient, patient["id"])
+            assert row is not None
+            session.refresh(row)
+            session.expire(row)
+            assert row.unit == "lungs"  # reloaded after expiry
+    finally:
+        _current.reset(token)
+    assert ctx.patient_ids == {patient["id"]}
