@@ -33,9 +33,14 @@ def test_tritonclient_drives_every_v2_endpoint(live_server, auth, reference):
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException
 
-    # The security input guard wants a JSON Content-Type on /v2/ (tritonclient sends none by
-    # default); the client's own `headers` argument supplies it.
-    headers = {**auth("ml-engineer"), "Content-Type": "application/json"}
+    # A fresh dict per call: tritonclient writes Inference-Header-Content-Length into the dict
+    # it is given. Otherwise its defaults throughout (no Content-Type, binary tensors).
+    token = auth("ml-engineer")["Authorization"]
+
+    def fresh() -> dict[str, str]:
+        return {"Authorization": token}
+
+    headers = fresh()
     client = httpclient.InferenceServerClient(url=live_server.url)
     try:
         assert client.is_server_live()  # public, as orchestrators probe it
@@ -56,12 +61,12 @@ def test_tritonclient_drives_every_v2_endpoint(live_server, auth, reference):
 
         X = sample_rows(5)
         expected = reference.predict(X)
-        for binary in (False, True):  # JSON outputs, and Triton's binary extension (its default)
+        for binary in (False, True):  # JSON tensors, and Triton's binary extension (its default)
             tensor = httpclient.InferInput("features", list(X.shape), "FP32")
-            tensor.set_data_from_numpy(X, binary_data=False)
+            tensor.set_data_from_numpy(X, binary_data=binary)
             wanted = [httpclient.InferRequestedOutput(n, binary_data=binary)
                       for n in ("probability", "logit", "contributions")]
-            result = client.infer(MODEL, [tensor], outputs=wanted, headers=headers,
+            result = client.infer(MODEL, [tensor], outputs=wanted, headers=fresh(),
                                   request_id="req-1")
             np.testing.assert_allclose(result.as_numpy("probability"), expected.probability,
                                        rtol=1e-12)
@@ -74,10 +79,10 @@ def test_tritonclient_drives_every_v2_endpoint(live_server, auth, reference):
             np.testing.assert_allclose(intercept + result.as_numpy("contributions").sum(axis=1),
                                        result.as_numpy("logit"), atol=1e-9)
 
-        # No outputs named: tritonclient asks for every output in binary.
+        # All defaults: binary input, and no outputs named, so every output comes back binary.
         tensor = httpclient.InferInput("features", list(X.shape), "FP32")
-        tensor.set_data_from_numpy(X, binary_data=False)
-        result = client.infer(MODEL, [tensor], headers=headers, model_version=VERSION)
+        tensor.set_data_from_numpy(X)
+        result = client.infer(MODEL, [tensor], headers=fresh(), model_version=VERSION)
         np.testing.assert_allclose(result.as_numpy("logit"), expected.logit, rtol=1e-12)
 
         with pytest.raises(InferenceServerException, match="unknown model"):
@@ -86,10 +91,16 @@ def test_tritonclient_drives_every_v2_endpoint(live_server, auth, reference):
             client.get_model_metadata(MODEL)
         with pytest.raises(InferenceServerException, match="may not call"):
             client.get_model_metadata(MODEL, headers=auth("clinician"))
+        with pytest.raises(InferenceServerException, match="may not call"):
+            client.infer(MODEL, [tensor], headers=auth("clinician"))
+        with pytest.raises(InferenceServerException, match="bearer token"):
+            client.infer(MODEL, [tensor])
+        with pytest.raises(InferenceServerException, match="no version"):
+            client.infer(MODEL, [tensor], headers=fresh(), model_version="9")
         bad = httpclient.InferInput("features", [1, 3], "FP32")
         bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32), binary_data=False)
         with pytest.raises(InferenceServerException, match=r"shape \[N, 28\]"):
-            client.infer(MODEL, [bad], headers=headers)
+            client.infer(MODEL, [bad], headers=fresh())
     finally:
         client.close()
 
@@ -220,3 +231,46 @@ def test_binary_size_must_match_the_shape():
                                      "parameters": {"binary_data_size": 28 * 4}}]}).encode()
     with pytest.raises(BadRequest, match="binary data"):
         parse_infer_request(header + bytes(28 * 4), str(len(header)))
+
+
+def test_inference_calls_are_audited_without_patient_data(ro_client, ro_auth):
+    from sqlalchemy import select
+
+    from service.db.tables import AuditEntry
+
+    body = {"inputs": [features_input([0.0] * N_FEATURES)]}
+    assert infer(ro_client, ro_auth("integration"), body).status_code == 200
+    assert infer(ro_client, ro_auth("clinician"), body).status_code == 403
+    assert ro_client.app.state.audit.flush()
+    with ro_client.app.state.sessions() as s:
+        rows = s.scalars(select(AuditEntry).where(
+            AuditEntry.resource == "POST /v2/models/{name}/infer")).all()
+    assert {(r.role, r.action, r.outcome, r.patient_id) for r in rows} >= {
+        ("integration", "write", 200, None), ("clinician", "refuse", 403, None)}
+
+
+def test_a_cached_token_is_verified_again_after_it_expires(ro_client, monkeypatch):
+    from service.api.v2 import V2InferFastPath
+
+    fast = V2InferFastPath(app=None)
+    state = ro_client.app.state
+    calls = []
+    real_verify = state.verifier.verify
+
+    def counting(token):
+        calls.append(token)
+        return real_verify(token)
+
+    monkeypatch.setattr(state.verifier, "verify", counting)
+    from service.security.principal import Role
+    from service.security.tokens import issue_dev_token
+
+    token = issue_dev_token(state.settings, Role.ML_ENGINEER, lifetime_s=3600)
+    headers = {b"authorization": f"Bearer {token}".encode()}
+    for _ in range(3):
+        fast._principal(state, headers)
+    assert len(calls) == 1  # verified once, then served from the cache
+    principal, _ = fast._tokens[token]
+    fast._tokens[token] = (principal, 0.0)  # as if its exp had passed
+    fast._principal(state, headers)
+    assert len(calls) == 2
