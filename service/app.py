@@ -81,5 +81,7 @@ def create_app(settings: Settings | None = None, *,
     from service.web import install_web
 
     install_web(app)  # web pages under /web: session cookie, CSRF, the same route × role gate
+    # V2 inference skips the routed stack (see V2InferFastPath: same auth, audit, limits).
+    app.add_middleware(v2.V2InferFastPath)
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, metrics=metrics)
     return app
