@@ -260,6 +260,8 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         body = body[:split]
     try:
         doc = _decode_fast(body)
+    except RecursionError as exc:  # the input guard does not cover this path: bound it here
+        raise BadRequest("JSON nesting is deeper than allowed") from exc
     except _DecodeError:
         try:  # the fast decoder is strict JSON; Python clients may send NaN literals
             doc = json.loads(body)

@@ -274,3 +274,12 @@ def test_a_cached_token_is_verified_again_after_it_expires(ro_client, monkeypatc
     fast._tokens[token] = (principal, 0.0)  # as if its exp had passed
     fast._principal(state, headers)
     assert len(calls) == 2
+
+
+def test_deeply_nested_json_is_400_not_a_crash(ro_client, ro_auth):
+    body = b'{"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 28], "data": ' + (
+        b"[" * 100_000 + b"1" + b"]" * 100_000 + b"}]}")
+    response = ro_client.post(f"/v2/models/{MODEL}/infer", content=body,
+                              headers={**ro_auth("ml-engineer"),
+                                       "Content-Type": "application/json"})
+    assert response.status_code == 400 and "deeper" in response.json()["error"]
