@@ -6,6 +6,7 @@ PostgreSQL tests run when TRIAGE_TEST_DATABASE_URL is set (CI sets it) and skip 
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,26 +24,36 @@ def artifact_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_handmade_artifact(tmp_path_factory.mktemp("artifact"))
 
 
-def reset_postgres(url: str) -> None:
+def _admin(sql: str) -> None:
     from sqlalchemy import create_engine, text
 
-    engine = create_engine(url)
+    assert POSTGRES_URL
+    engine = create_engine(POSTGRES_URL)
     with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+        conn.execute(text(sql))
     engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Both stores: the store tests run once on SQLite and once on PostgreSQL."""
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Both stores: the store tests run once on SQLite and once on PostgreSQL.
+
+    Each PostgreSQL test gets a schema of its own (via search_path), so concurrent test runs
+    against the same server never see each other's tables.
+    """
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'triage.db'}"
+        yield f"sqlite:///{tmp_path / 'triage.db'}"
+        return
     if not POSTGRES_URL:
         pytest.skip("PostgreSQL not configured: set TRIAGE_TEST_DATABASE_URL to run store tests "
                     "against it")
-    reset_postgres(POSTGRES_URL)
-    return POSTGRES_URL
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    _admin(f'CREATE SCHEMA "{schema}"')
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        _admin(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture

@@ -14,6 +14,12 @@ NEWS2_NORMAL = {"respiratory_rate": 18, "spo2": 97, "on_oxygen": False, "systoli
                 "heart_rate": 80, "consciousness": "alert", "temperature": 37.0}
 
 
+@pytest.fixture
+def settings(make_settings, any_database_url):
+    """These store tests run on SQLite and on PostgreSQL."""
+    return make_settings(database_url=any_database_url)
+
+
 def current(client, headers, pid="copd"):
     return client.get(f"/api/v1/pathways/{pid}", headers=headers).json()
 

@@ -14,6 +14,12 @@ NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 OTHER_FNR = "01017000027"  # valid synthetic numbers (classic check digits)
 
 
+@pytest.fixture
+def settings(make_settings, any_database_url):
+    """These store tests run on SQLite and on PostgreSQL."""
+    return make_settings(database_url=any_database_url)
+
+
 def feed_stable_then(client, headers, pid, last_spo2, days=10, prefix="m"):
     """Ten stable days of SpO2 96 % and heart rate 72, then one reading of ``last_spo2``."""
     for d in range(days, 0, -1):

@@ -1,4 +1,4 @@
-"""patients.pathway_options; assessments.rule_set_hash wide enough for "sha256:<hex>"
+"""patients.pathway_options; rule-set and pathway hashes wide enough for "sha256:<hex>"
 
 Revision ID: 0002_pathway_options
 Revises: 0001_initial
@@ -21,9 +21,15 @@ def upgrade() -> None:
     with op.batch_alter_table("assessments") as batch:
         batch.alter_column("rule_set_hash", type_=sa.String(length=80),
                            existing_type=sa.String(length=64), existing_nullable=False)
+    with op.batch_alter_table("pathway_versions") as batch:
+        batch.alter_column("content_hash", type_=sa.String(length=80),
+                           existing_type=sa.String(length=64), existing_nullable=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("pathway_versions") as batch:
+        batch.alter_column("content_hash", type_=sa.String(length=64),
+                           existing_type=sa.String(length=80), existing_nullable=False)
     with op.batch_alter_table("assessments") as batch:
         batch.alter_column("rule_set_hash", type_=sa.String(length=64),
                            existing_type=sa.String(length=80), existing_nullable=False)
