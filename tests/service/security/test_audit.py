@@ -28,6 +28,17 @@ from tests.helpers import FNR_ADULT, ORG, enrol, observation, post_fhir
 from tests.service.security.conftest import flush_audit, make_fnr
 
 
+def drop_append_only_triggers(engine: Any) -> None:
+    """What an administrator with DDL rights could do; the hash chain must still tell."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_change ON audit_log"))
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_update"))
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_log_no_delete"))
+
+
 def _rows(client: Any, **where: Any) -> list[AuditEntry]:
     flush_audit(client)
     with Session(client.app.state.engine) as session:
@@ -154,6 +165,16 @@ def chain(any_database_url: str) -> Any:
     engine.dispose()
 
 
+def test_database_refuses_plain_sql_changes(chain: Any) -> None:
+    from sqlalchemy.exc import DBAPIError
+
+    for statement in ("UPDATE audit_log SET actor = 'x' WHERE seq = 2",
+                      "DELETE FROM audit_log WHERE seq = 2"):
+        with pytest.raises(DBAPIError, match="append-only"), chain.begin() as conn:
+            conn.execute(text(statement))
+    assert _check(chain).ok
+
+
 def _check(engine: Any, expected_head: str | None = None) -> Any:
     with make_session_factory(engine)() as session:
         return verify_chain(session, expected_head)
@@ -165,6 +186,7 @@ def test_intact_chain_verifies(chain: Any) -> None:
 
 
 def test_edited_row_is_named(chain: Any) -> None:
+    drop_append_only_triggers(chain)
     with chain.begin() as conn:
         conn.execute(text("UPDATE audit_log SET actor = 'someone-else' WHERE seq = 4"))
     result = _check(chain)
@@ -173,6 +195,7 @@ def test_edited_row_is_named(chain: Any) -> None:
 
 
 def test_edited_row_with_recomputed_hash_is_caught_at_the_next_row(chain: Any) -> None:
+    drop_append_only_triggers(chain)
     with chain.begin() as conn:
         conn.execute(text("UPDATE audit_log SET outcome = 403, hash = :h WHERE seq = 6"),
                      {"h": "f" * 64})
@@ -181,6 +204,7 @@ def test_edited_row_with_recomputed_hash_is_caught_at_the_next_row(chain: Any) -
 
 
 def test_deleted_row_is_named(chain: Any) -> None:
+    drop_append_only_triggers(chain)
     with chain.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 5"))
     result = _check(chain)
@@ -190,6 +214,7 @@ def test_deleted_row_is_named(chain: Any) -> None:
 
 def test_deleted_newest_rows_need_a_recorded_head(chain: Any) -> None:
     head = _check(chain).head_hash
+    drop_append_only_triggers(chain)
     with chain.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq >= 9"))
     assert _check(chain).ok  # a shorter chain is still a chain ...
@@ -289,6 +314,7 @@ def test_cli_verify_detects_an_edited_row(database_url: str) -> None:
     runner = CliRunner()
     ok = runner.invoke(cli, ["audit", "verify", "--database-url", database_url])
     assert ok.exit_code == 0 and "intact: 5 rows" in ok.output
+    drop_append_only_triggers(engine)
     with engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET purpose = 'curiosity' WHERE seq = 3"))
     broken = runner.invoke(cli, ["audit", "verify", "--database-url", database_url])
@@ -335,6 +361,7 @@ def test_who_has_looked_at_my_record(client: Any, auth: Any, patient: dict[str, 
 def test_verify_endpoint(client: Any, auth: Any, patient: dict[str, Any]) -> None:
     ok = client.get("/api/v1/audit/verify", headers=auth("compliance")).json()
     assert ok["ok"] and ok["rows_checked"] >= 2
+    drop_append_only_triggers(client.app.state.engine)
     with client.app.state.engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET actor = 'x' WHERE seq = 1"))
     broken = client.get("/api/v1/audit/verify", headers=auth("compliance")).json()
