@@ -250,8 +250,10 @@ class DriftReport(Base):
 
 class DriftSignOff(Base):
     __tablename__ = "drift_signoffs"
+    __table_args__ = (Index("uq_drift_signoffs_report", "report_id", unique=True),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # Unique: one immutable sign-off per report (migration 0004).
     report_id: Mapped[str] = mapped_column(ForeignKey("drift_reports.id"), index=True)
     decision: Mapped[str] = mapped_column(String(32))  # accepted | action-required | escalated
     comment: Mapped[str] = mapped_column(Text)
