@@ -381,18 +381,16 @@ def _first_drift_run(application: Any, base_url: str) -> None:
 
 
 def _mount_job_commands() -> None:
-    # Training commands join the top level (triage train, evaluate, promote); monitoring's
-    # file-based report joins `triage drift` as `drift file` (the `drift` name is the group).
-    for module, attr in (("training.cli", "app"), ("service.security.cli", "app")):
-        try:
-            sub = getattr(__import__(module, fromlist=[attr]), attr)
-        except ImportError:
-            continue
-        app.add_typer(sub)
-    try:
-        from monitoring.cli import register
-    except ImportError:
-        return
+    """Training commands join the top level (triage train, evaluate, promote), the audit chain
+    check is `triage audit`, and monitoring's file-based report joins `triage drift` as
+    `drift file` (the `drift` name is the group). Imported here, not at module level, so that
+    `triage serve` never loads the training stack; a broken import fails loudly."""
+    from monitoring.cli import register
+    from service.security.cli import app as audit_app
+    from training.cli import app as training_app
+
+    app.add_typer(training_app)
+    app.add_typer(audit_app)
     _mount_offline_drift(register(typer.Typer()), app, drift_app)
 
 
