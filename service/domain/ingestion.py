@@ -7,8 +7,11 @@ Data, assessment, worklist update and outbox entry commit in one transaction.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +46,24 @@ class IngestionService:
         self.scoring = scoring
         self.metrics = metrics
         self.scoring_enabled = scoring_enabled
+        bind = sessions.kw.get("bind")
+        self._sqlite = bind is not None and bind.dialect.name == "sqlite"
+        # SQLite has one writer at a time. Writers queued on its lock poll with back-off sleeps
+        # (up to 100 ms each), so at concurrency 8 a request could wait seconds while the lock
+        # sat free; a lock in the process hands it on at once (PostgreSQL needs none).
+        self._write_lock: AbstractContextManager[object] = (
+            threading.Lock() if self._sqlite else nullcontext())
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """One write transaction; on SQLite it holds the database's write lock from its start."""
+        with self._write_lock, transaction(self.sessions) as session:
+            if self._sqlite:
+                # A batch's savepoints would otherwise begin as readers, and a reader that
+                # finds another connection committed since cannot become a writer: SQLite
+                # answers "database is locked" at once, which was a 500 under load.
+                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            yield session
 
     def parse(self, resource: Any, location_prefix: str = "") -> ParsedResource:
         if not isinstance(resource, dict):
@@ -112,7 +133,7 @@ class IngestionService:
     def ingest(self, principal: Principal, resource: Any) -> IngestOutcome:
         parsed = self.parse(resource)
         try:
-            with transaction(self.sessions) as session:
+            with self._writing() as session:
                 outcome, patient = self._store(session, principal, parsed)
                 if patient is not None:
                     outcome.assessment_id = self._score(session, {patient.id: patient}).get(
@@ -155,7 +176,7 @@ class IngestionService:
         parsed = [self.parse(self._entry_resource(e, i), f"Bundle.entry[{i}].resource.")
                   for i, e in enumerate(entries)]
         outcomes: list[IngestOutcome] = []
-        with transaction(self.sessions) as session:
+        with self._writing() as session:
             touched: dict[str, Patient] = {}
             for i, p in enumerate(parsed):
                 outcome, patient = self._store(session, principal, p, f"Bundle.entry[{i}].")
@@ -170,7 +191,7 @@ class IngestionService:
     def _batch(self, principal: Principal, entries: list[Any]) -> dict[str, Any]:
         results: list[dict[str, Any]] = []
         touched: dict[str, Patient] = {}
-        with transaction(self.sessions) as session:
+        with self._writing() as session:
             for i, entry in enumerate(entries):
                 try:
                     with session.begin_nested():  # a savepoint per entry
