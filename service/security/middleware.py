@@ -110,9 +110,30 @@ class AuditMiddleware:
                     writer = AuditWriter(engine, synchronous=self.synchronous)
                     writer.start()
                     app.state.audit = writer
+                    _register_audit_metrics(app)
             await send(message)
 
         await self.app(scope, lifespan_receive, lifespan_send)
+
+
+def _register_audit_metrics(app: Any) -> None:
+    """Backlog and write failures on /metrics: logging must never stop silently (Normen)."""
+    from prometheus_client import Gauge
+
+    metrics = getattr(app.state, "metrics", None)
+    if metrics is None or getattr(metrics, "audit_backlog", None) is not None:
+        return
+    metrics.audit_backlog = Gauge("triage_audit_backlog_events",
+                                  "Audit events accepted but not yet stored",
+                                  registry=metrics.registry)
+    # Read through app.state: a restarted lifespan replaces the writer, not the registry.
+    metrics.audit_backlog.set_function(
+        lambda: getattr(getattr(app.state, "audit", None), "backlog", 0))
+    metrics.audit_failures = Gauge("triage_audit_write_failures",
+                                   "Failed audit batch writes since start (each is retried)",
+                                   registry=metrics.registry)
+    metrics.audit_failures.set_function(
+        lambda: getattr(getattr(app.state, "audit", None), "failures", 0))
 
 
 def json_depth(raw: bytes) -> int:

@@ -385,3 +385,11 @@ def test_refreshing_a_patient_row_is_noted_not_an_error(client: Any, auth: Any,
     finally:
         _current.reset(token)
     assert ctx.patient_ids == {patient["id"]}
+
+
+def test_audit_backlog_and_failures_are_on_metrics(client: Any, auth: Any) -> None:
+    client.get("/api/v1/models", headers=auth("ml-engineer"))
+    flush_audit(client)
+    text_ = client.get("/metrics").text
+    assert "triage_audit_backlog_events 0.0" in text_
+    assert "triage_audit_write_failures 0.0" in text_
