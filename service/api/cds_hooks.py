@@ -35,7 +35,7 @@ from service.domain.worklist import ACTIVE_STATES
 from service.errors import BadRequest, NotFound, TriageError
 from service.fhir import outputs
 from service.identifiers import DNR_SYSTEM, FNR_SYSTEM
-from service.security.deps import CurrentPrincipal
+from service.security.deps import current_principal
 from service.security.principal import Principal, Role
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], responses=ERRORS)
@@ -364,9 +364,10 @@ _CALL_BODY = {"requestBody": {"required": True, "content": {"application/json": 
                         404: {"description": "Unknown CDS service id"},
                         412: {"description": "The patient cannot be identified: send the "
                                              "'patient' prefetch"}})
-async def cds_service_call(service_id: str, request: Request, principal: CurrentPrincipal
-                           ) -> JSONResponse:
+async def cds_service_call(service_id: str, request: Request) -> JSONResponse:
     """Cards for the patient in the chart (patient-view)."""
+    # Called, not injected: FastAPI runs a sync dependency in a worker thread, one more hop.
+    principal = current_principal(request)
     if service_id != SERVICE_ID:
         raise NotFound(f"no CDS service '{service_id}'; GET /cds-services lists '{SERVICE_ID}'")
     call = parse_cds_request(await request.body())
