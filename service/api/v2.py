@@ -7,9 +7,11 @@ the outputs are ``probability`` [-1], ``logit`` [-1] and ``contributions`` [-1, 
 additive terms: ``intercept + Σ contributions == logit``).
 
 JSON tensors (nested or flat ``data``) and Triton's binary tensor extension are both accepted.
-This path is benchmarked against ``mlflow models serve`` (bench/bench_v2.py), so it stays lean:
-no pydantic on the request, no thread hop, one reference to the loaded model per request.
-Errors answer ``{"error": "..."}`` (service.api.errors) with 400 or 404.
+Inference is benchmarked against ``mlflow models serve`` (bench/bench_v2.py), so it stays lean:
+no pydantic on the request, no thread hop for small bodies, one reference to the loaded model
+per request. create_app installs `V2InferFastPath`, which answers the infer calls before the
+routed stack; the infer routes below describe them in OpenAPI and serve them where the fast path
+is not installed. Errors answer ``{"error": "..."}`` with 400, 401, 403 or 404.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ _INFER_BODY = {"requestBody": {"required": True, "content": {"application/json":
     "properties": {
         "id": {"type": "string"},
         "inputs": {"type": "array", "items": {"type": "object",
-                                              "required": ["name", "shape", "datatype", "data"],
+                                              "required": ["name", "shape", "datatype"],
                                               "properties": {
                                                   "name": {"const": INPUT_NAME},
                                                   "shape": {"type": "array",
