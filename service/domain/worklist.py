@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
 from service.errors import Conflict, InvalidInput, NotFound
@@ -119,6 +119,9 @@ class WorklistService:
         query = (select(WorklistItem, Patient, Assessment)
                  .join(Patient, Patient.id == WorklistItem.patient_id)
                  .join(Assessment, Assessment.id == WorklistItem.assessment_id)
+                 # A list shows the explanation only: the feature snapshot and the basis (a
+                 # JSON list of resource ids, the largest column) are loaded when read.
+                 .options(defer(Assessment.features), defer(Assessment.basis))
                  .where(WorklistItem.state.in_(states)))
         if principal.role is not Role.ADMIN:
             query = query.where(WorklistItem.organisation == principal.organisation)
