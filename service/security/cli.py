@@ -32,3 +32,36 @@ def verify(database_url: Annotated[str | None, typer.Option(
     typer.echo(result.describe())
     if not result.ok:
         raise typer.Exit(1)
+
+
+@audit.command()
+def retention(policy: Annotated[str, typer.Option(
+                  help="JSON file: {category: days or null}; categories outbox_delivered, "
+                       "assessments, received_resources, worklist_events, audit_log")],
+              apply: Annotated[bool, typer.Option(
+                  help="Delete what may be deleted (default: only report)")] = False,
+              database_url: Annotated[str | None, typer.Option(
+                  help="SQLAlchemy URL; default: TRIAGE_DATABASE_URL or the SQLite default")]
+              = None) -> None:
+    """Report (and with --apply, carry out) the retention policy."""
+    from pathlib import Path
+
+    from service.config import Settings
+    from service.db.engine import make_engine, make_session_factory, transaction
+    from service.security.retention import RetentionPolicy, run_retention
+
+    try:
+        parsed = RetentionPolicy.from_file(Path(policy))
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    engine = make_engine(database_url or Settings().resolved_database_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            lines = run_retention(session, parsed, apply=apply)
+    finally:
+        engine.dispose()
+    for line in lines:
+        keep = "keep" if line.keep_days is None else f"{line.keep_days} d"
+        typer.echo(f"{line.category:<20} {keep:>8}  due {line.due:>7}  deleted {line.deleted:>7}"
+                   f"  {line.note}")

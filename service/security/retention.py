@@ -1,0 +1,94 @@
+"""Retention: configurable periods per kind of data, a dry-run plan, and the one deletion we do.
+
+Periods come from a JSON policy file the data controller owns (`triage audit retention --policy
+retention.json`); every period defaults to "keep". Record entries (assessments, readings, received
+resources, worklist history, audit rows) are only *counted* here: deleting them needs the
+controller's decision and an export to the archive first (governance/retention.md), so this job
+refuses to delete them. Delivered outbox messages are transport copies (the record copy is in
+DIPS and in `assessments`) and are deleted when their period has passed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from service.db.tables import (
+    Assessment,
+    AuditEntry,
+    IngestedResource,
+    OutboxEntry,
+    WorklistEvent,
+)
+
+# category -> (table, timestamp column, extra condition, may this job delete it?)
+_CATEGORIES: dict[str, tuple[Any, Any, Any, bool]] = {
+    "outbox_delivered": (OutboxEntry, OutboxEntry.created_at,
+                         OutboxEntry.state.in_(("delivered", "recorded")), True),
+    "assessments": (Assessment, Assessment.created_at, None, False),
+    "received_resources": (IngestedResource, IngestedResource.received_at, None, False),
+    "worklist_events": (WorklistEvent, WorklistEvent.at, None, False),
+    "audit_log": (AuditEntry, AuditEntry.at, None, False),
+}
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Days to keep each kind of data; None keeps it (the default for all)."""
+
+    outbox_delivered: int | None = None
+    assessments: int | None = None
+    received_resources: int | None = None
+    worklist_events: int | None = None
+    audit_log: int | None = None
+
+    @classmethod
+    def from_file(cls, path: Path) -> RetentionPolicy:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown retention categories: {sorted(unknown)}")
+        for key, value in data.items():
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{key}: a period is a whole number of days ≥ 1, or null")
+        return cls(**data)
+
+
+@dataclass
+class RetentionLine:
+    category: str
+    keep_days: int | None
+    due: int
+    deleted: int
+    note: str
+
+
+def run_retention(session: Session, policy: RetentionPolicy, *, apply: bool = False,
+                  now: datetime | None = None) -> list[RetentionLine]:
+    """Count what is past its period; with ``apply``, delete what this job may delete."""
+    now = now or datetime.now(UTC)
+    lines = []
+    for category, (table, stamp, condition, deletable) in _CATEGORIES.items():
+        days = getattr(policy, category)
+        if days is None:
+            lines.append(RetentionLine(category, None, 0, 0, "kept (no period set)"))
+            continue
+        where = [stamp < now - timedelta(days=days)]
+        if condition is not None:
+            where.append(condition)
+        due = session.scalar(select(func.count()).select_from(table).where(*where)) or 0
+        deleted = 0
+        if deletable and apply and due:
+            deleted = session.execute(delete(table).where(*where)).rowcount or 0
+        note = ("deleted" if deleted else "due" if deletable else
+                "record entries: export to the archive and delete on the controller's "
+                "decision; not deleted by this job")
+        lines.append(RetentionLine(category, days, due, deleted, note))
+    return lines
