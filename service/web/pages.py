@@ -31,6 +31,8 @@ LEVELS = ("red", "yellow", "green")
 STATES = ("open", "acknowledged", "escalated", "resolved")
 ACTIONS = ("acknowledge", "escalate", "resolve")
 CHART_DAYS = (7, 14, 30)
+PAGE_SIZE = 50  # worklist items shown before "show all"
+MAX_ITEMS = 500
 # Read as whole numbers at the bedside; the rest keep one decimal.
 WHOLE_NUMBER_SIGNALS = {"heart_rate": 0, "respiratory_rate": 0, "systolic_bp": 0,
                         "diastolic_bp": 0}
@@ -62,15 +64,23 @@ def _units(session: Any, principal: Principal) -> list[str]:
 
 
 def worklist_context(request: Request, principal: Principal, session: Any, services: Any,
-                     unit: str | None, level: str | None, state: str | None) -> dict[str, Any]:
+                     unit: str | None, level: str | None, state: str | None,
+                     show_all: bool = False) -> dict[str, Any]:
     states = (state,) if state in STATES else ACTIVE_STATES
+    # The most urgent PAGE_SIZE first; "show all" lists up to the API's default limit. One more
+    # row than shown tells whether there are more.
+    limit = MAX_ITEMS if show_all else PAGE_SIZE + 1
     rows = services.worklist.list_items(session, principal, unit or None, states,
-                                        level if level in LEVELS else None, 500)
-    items = [item_summary(*row) for row in rows]
+                                        level if level in LEVELS else None, limit)
+    more = not show_all and len(rows) > PAGE_SIZE
+    items = [item_summary(*row) for row in rows[:PAGE_SIZE if more else None]]
     filters = {"unit": unit or "", "level": level or "", "state": state or ""}
-    return {"items": items, "filters": filters, "units": _units(session, principal),
-            "levels": LEVELS, "states": STATES, "now": datetime.now(UTC),
-            "query": urlencode({k: v for k, v in filters.items() if v})}
+    query = {k: v for k, v in filters.items() if v}
+    return {"items": items, "more": more, "show_all": show_all, "filters": filters,
+            "units": _units(session, principal), "levels": LEVELS, "states": STATES,
+            "now": datetime.now(UTC), "query": urlencode({**query, **(
+                {"all": "1"} if show_all else {})}),
+            "all_query": urlencode({**query, "all": "1"})}
 
 
 @router.get("/worklist", name="web_worklist")
@@ -78,9 +88,10 @@ def web_worklist(request: Request, principal: CurrentPrincipal, session: ReadSes
                  services: ServicesDep,
                  unit: Annotated[str | None, Query(max_length=64)] = None,
                  level: Annotated[str | None, Query(max_length=16)] = None,
-                 state: Annotated[str | None, Query(max_length=16)] = None) -> Response:
+                 state: Annotated[str | None, Query(max_length=16)] = None,
+                 show_all: Annotated[bool, Query(alias="all")] = False) -> Response:
     """The prioritised worklist of the user's units."""
-    ctx = worklist_context(request, principal, session, services, unit, level, state)
+    ctx = worklist_context(request, principal, session, services, unit, level, state, show_all)
     return render(request, "worklist.html", {**ctx, "flashes": take_flashes(request)})
 
 
@@ -89,9 +100,10 @@ def web_worklist_items(request: Request, principal: CurrentPrincipal, session: R
                        services: ServicesDep,
                        unit: Annotated[str | None, Query(max_length=64)] = None,
                        level: Annotated[str | None, Query(max_length=16)] = None,
-                       state: Annotated[str | None, Query(max_length=16)] = None) -> Response:
+                       state: Annotated[str | None, Query(max_length=16)] = None,
+                       show_all: Annotated[bool, Query(alias="all")] = False) -> Response:
     """Only the list, for the page's quiet self-refresh."""
-    ctx = worklist_context(request, principal, session, services, unit, level, state)
+    ctx = worklist_context(request, principal, session, services, unit, level, state, show_all)
     return render(request, "_worklist_items.html", ctx)
 
 

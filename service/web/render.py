@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
@@ -62,19 +64,45 @@ def may(principal: Principal | None, route_name: str) -> bool:
     return principal is not None and principal.role in ROUTE_ROLES.get(route_name, frozenset())
 
 
+_PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
+def _route_paths(app: Any) -> dict[str, str]:
+    """Route name -> path template, built once per app (Starlette's url_for walks every route on
+    every call, which cost a second per worklist of 200 items)."""
+    paths = getattr(app.state, "web_route_paths", None)
+    if paths is None:
+        from service.security.policy import iter_routes
+
+        paths = {r.name: r.path for r in iter_routes(app) if r.name}
+        paths["web_static"] = "/web/static/{path:path}"
+        app.state.web_route_paths = paths
+    return paths
+
+
+def url_path(request: Request, name: str, **params: Any) -> str:
+    """The path of a named route, with its parameters quoted (for templates and redirects)."""
+    template = _route_paths(request.app)[name]
+
+    def value(match: re.Match[str]) -> str:
+        return quote(str(params[match.group(1)]), safe="/" if name == "web_static" else "")
+
+    return _PARAM.sub(value, template)
+
+
 def render(request: Request, template: str, context: dict[str, Any] | None = None,
            status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     t = translator(request)
     principal = principal_of(request)
     route = request.scope.get("route")
     current = getattr(route, "name", "")
-    nav = [(name, label, request.url_for(name).path) for name, label in NAV
+    nav = [(name, label, url_path(request, name)) for name, label in NAV
            if may(principal, name)]
     ctx: dict[str, Any] = {
         "request": request, "t": t, "_": t.gettext, "ngettext": t.ngettext, "lang": t.lang,
         "languages": LANGUAGES, "principal": principal, "csrf_token": csrf_token(request),
         "nav": nav, "current_route": current, "may": lambda name: may(principal, name),
-        "url": lambda name, **params: request.url_for(name, **params).path,
+        "url": lambda name, **params: url_path(request, name, **params),
     }
     ctx.update(context or {})
     body = environment().get_template(template).render(ctx)

@@ -287,3 +287,17 @@ def test_every_page_in_every_language_shows_no_message_ids(signed_in: Any, web_e
                 assert f'<html lang="{lang}">' in html
                 if lang != "en":
                     assert "Sign out" not in visible and "Skip to main content" not in visible
+
+
+def test_worklist_shows_the_most_urgent_first_then_all_on_request(signed_in: Any,
+                                                                 monkeypatch: Any) -> None:
+    from service.web import pages
+
+    monkeypatch.setattr(pages, "PAGE_SIZE", 2)
+    web = signed_in("clinician")
+    first = web.get("/web/worklist").text
+    assert len(re.findall(r'<li class="item ', first)) == 2
+    assert "De 2 mest hastende sakene" in first and "?all=1" in first
+    everything = web.get("/web/worklist?all=1").text
+    assert len(re.findall(r'<li class="item ', everything)) > 2
+    assert "Vis alle saker" not in everything
