@@ -88,6 +88,18 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (/proc/<pid>/stat), NaN if it is gone.
+
+    On a shared machine CPU time per request is steadier than wall-clock latency.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 @dataclass
 class Server:
     """A server under test in its own process group (so stop() ends exactly what it started)."""
@@ -108,6 +120,10 @@ class Server:
 
     def rss_mb(self) -> float:
         return rss_mb(self.serving_pid())
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system, all threads) the serving process has used so far."""
+        return cpu_s(self.serving_pid())
 
     def log_tail(self, chars: int = 2000) -> str:
         try:
