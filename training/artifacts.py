@@ -43,10 +43,12 @@ def reference_sample(X: np.ndarray, model: StepFunctionModel, y: np.ndarray, met
     idx = np.sort(rng.choice(n, size=min(max_rows, n), replace=False))
     features = np.asarray(X[idx], dtype=np.float32)
     logit = model.logit(features.astype(np.float64))
+    with np.errstate(over="ignore"):  # a very negative logit overflows exp: probability 0
+        probability = (1.0 / (1.0 + np.exp(-logit))).astype(np.float32)
     return {
         "features": features,
         "feature_names": np.asarray(FEATURE_NAMES),
-        "probability": (1.0 / (1.0 + np.exp(-logit))).astype(np.float32),
+        "probability": probability,
         "logit": logit.astype(np.float32),
         "label": np.asarray(y)[idx].astype(np.int8),
         "pathway": np.asarray(meta["pathway"])[idx].astype(str),
