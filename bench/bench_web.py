@@ -32,9 +32,14 @@ def _app(tmp: Path) -> tuple[Any, Any]:
     from service.config import Settings
     from service.db.engine import migrate
 
-    settings = Settings(var_dir=tmp / "var", model_dir=SHIPPED_ARTIFACT_DIR, environment="test",
-                        drift_schedule_hours=0, database_url=f"sqlite:///{tmp / 'bench.db'}",
-                        log_json=True)
+    settings = Settings(
+        var_dir=tmp / "var",
+        model_dir=SHIPPED_ARTIFACT_DIR,
+        environment="test",
+        drift_schedule_hours=0,
+        database_url=f"sqlite:///{tmp / 'bench.db'}",
+        log_json=True,
+    )
     migrate(settings.resolved_database_url)
     return settings, create_app(settings)
 
@@ -55,16 +60,28 @@ def seed_open_items(client: Any, integration: dict[str, str], n: int, now: datet
     rng = np.random.default_rng(11)
     for i in range(n):
         birth = date(1940 + i % 40, 1 + i % 12, 1 + i % 28)
-        body = {"identifier": synthetic_fnr(birth, rng), "birth_date": birth.isoformat(),
-                "sex": "female" if i % 2 else "male", "pathway": "copd", "organisation": ORG,
-                "unit": UNIT}
+        body = {
+            "identifier": synthetic_fnr(birth, rng),
+            "birth_date": birth.isoformat(),
+            "sex": "female" if i % 2 else "male",
+            "pathway": "copd",
+            "organisation": ORG,
+            "unit": UNIT,
+        }
         response = client.post("/api/v1/patients", json=body, headers=integration)
         assert response.status_code == 201, response.text
         pid = response.json()["id"]
-        entries = [observation(pid, "spo2", float(86 + (i + k) % 6), now - timedelta(hours=6 * k),
-                               f"bench-{i}-{k}") for k in range(4)]
-        entries += [observation(pid, "heart_rate", float(80 + i % 30), now - timedelta(hours=1),
-                                f"bench-{i}-hr")]
+        entries = [
+            observation(
+                pid, "spo2", float(86 + (i + k) % 6), now - timedelta(hours=6 * k), f"bench-{i}-{k}"
+            )
+            for k in range(4)
+        ]
+        entries += [
+            observation(
+                pid, "heart_rate", float(80 + i % 30), now - timedelta(hours=1), f"bench-{i}-hr"
+            )
+        ]
         post_bundle(client, integration, entries)
 
 
@@ -87,10 +104,17 @@ def timed_gets(client: Any, path: str, n: int, warmup: int = 3) -> list[float]:
 def _row(name: str, ms: list[float], target: float, measure: str) -> list[object]:
     ordered = sorted(ms)
     p50 = statistics.median(ordered)
-    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
     value = p99 if measure == "p99" else p50
-    return [name, len(ms), f"{p50:.1f}", f"{p99:.1f}", f"{ordered[-1]:.1f}",
-            f"{measure} ≤ {target:.0f}", "yes" if value <= target else "NO"]
+    return [
+        name,
+        len(ms),
+        f"{p50:.1f}",
+        f"{p99:.1f}",
+        f"{ordered[-1]:.1f}",
+        f"{measure} ≤ {target:.0f}",
+        "yes" if value <= target else "NO",
+    ]
 
 
 def run(n_items: int, n_requests: int) -> tuple[list[list[object]], int]:
@@ -113,11 +137,21 @@ def run(n_items: int, n_requests: int) -> tuple[list[list[object]], int]:
             everything = timed_gets(c, "/web/worklist?all=1", n_requests)
             patient = timed_gets(c, f"/web/patients/{ids['red']}?days=30", n_requests)
             shown = min(items, PAGE_SIZE)
-            rows = [_row(f"worklist page ({items} open items, {shown} most urgent shown)",
-                         worklist, WORKLIST_TARGET_P99_MS, "p99"),
-                    _row(f"worklist page, show all ({items} items)", everything,
-                         WORKLIST_TARGET_P99_MS, "p99"),
-                    _row("patient page (30 days)", patient, PATIENT_TARGET_MS, "p99")]
+            rows = [
+                _row(
+                    f"worklist page ({items} open items, {shown} most urgent shown)",
+                    worklist,
+                    WORKLIST_TARGET_P99_MS,
+                    "p99",
+                ),
+                _row(
+                    f"worklist page, show all ({items} items)",
+                    everything,
+                    WORKLIST_TARGET_P99_MS,
+                    "p99",
+                ),
+                _row("patient page (30 days)", patient, PATIENT_TARGET_MS, "p99"),
+            ]
     return rows, items
 
 
@@ -125,10 +159,11 @@ def main(n_items: int = 200, n_requests: int = 100) -> None:
     started = time.perf_counter()
     rows, _ = run(n_items, n_requests)
     print("## Web pages: server time (in-process, full middleware stack)\n")
-    print(markdown_table(["page", "requests", "p50 ms", "p99 ms", "max ms", "target",
-                          "met"], rows))
-    print(f"\nSequential requests, one process, SQLite; {time.perf_counter() - started:.0f} s "
-          f"including seeding. {SYNTHETIC_NOTE}")
+    print(markdown_table(["page", "requests", "p50 ms", "p99 ms", "max ms", "target", "met"], rows))
+    print(
+        f"\nSequential requests, one process, SQLite; {time.perf_counter() - started:.0f} s "
+        f"including seeding. {SYNTHETIC_NOTE}"
+    )
 
 
 def smoke() -> None:

@@ -27,11 +27,17 @@ from service.web.render import render, translator
 router = APIRouter(prefix="/web", include_in_schema=False)
 
 # Rule fields a clinician edits as numbers (windows, counts), besides bands and thresholds.
-NUMBER_FIELDS = ("window_hours", "window_days", "gap_hours", "min_readings", "count", "days",
-                 "min_points")
+NUMBER_FIELDS = (
+    "window_hours",
+    "window_days",
+    "gap_hours",
+    "min_readings",
+    "count",
+    "days",
+    "min_points",
+)
 BAND_BOUNDS = ("gt", "ge", "lt", "le")
-DRY_RUN_VALUES = ("spo2", "heart_rate", "respiratory_rate", "temperature", "systolic_bp",
-                  "weight")
+DRY_RUN_VALUES = ("spo2", "heart_rate", "respiratory_rate", "temperature", "systolic_bp", "weight")
 SIGN_OFF_DECISIONS = ("accepted", "action-required", "escalated")
 
 
@@ -39,13 +45,15 @@ SIGN_OFF_DECISIONS = ("accepted", "action-required", "escalated")
 
 
 @router.get("/pathways", name="web_pathways")
-def web_pathways(request: Request, principal: CurrentPrincipal, session: ReadSession,
-                 services: ServicesDep) -> Response:
+def web_pathways(
+    request: Request, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
+) -> Response:
     pathways = []
     for pid in sorted(services.pathways.known_in(session)):
         version, doc, doc_hash = services.pathways.current(session, pid)
-        pathways.append({"id": pid, "version": version, "doc": doc, "hash": doc_hash,
-                         "rules": len(doc.rules)})
+        pathways.append(
+            {"id": pid, "version": version, "doc": doc, "hash": doc_hash, "rules": len(doc.rules)}
+        )
     return render(request, "pathways.html", {"pathways": pathways})
 
 
@@ -97,51 +105,92 @@ def draft_from_form(body: dict[str, Any], form: FormData) -> dict[str, Any]:
     return draft
 
 
-def _pathway_context(request: Request, principal: Principal, session: Any, services: Any,
-                     pathway_id: str, draft: dict[str, Any] | None = None) -> dict[str, Any]:
+def _pathway_context(
+    request: Request,
+    principal: Principal,
+    session: Any,
+    services: Any,
+    pathway_id: str,
+    draft: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     from models.rules.describe import describe_pathway
 
     if pathway_id not in services.pathways.known_in(session):
         raise NotFound(f"pathway '{pathway_id}' not found")
     version, doc, doc_hash = services.pathways.current(session, pathway_id)
-    row = session.scalar(select(PathwayVersion).where(
-        PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == version))
+    row = session.scalar(
+        select(PathwayVersion).where(
+            PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == version
+        )
+    )
     body = dict(row.body) if row is not None else {}
     editable = principal.role in (Role.CLINICIAN, Role.ADMIN) and services.pathways.may_edit(
-        principal, doc)
+        principal, doc
+    )
     patients = []
     if editable:
-        query = select(Patient).where(Patient.pathway_id == pathway_id).order_by(
-            Patient.created_at).limit(50)
+        query = (
+            select(Patient)
+            .where(Patient.pathway_id == pathway_id)
+            .order_by(Patient.created_at)
+            .limit(50)
+        )
         if principal.role is not Role.ADMIN:
             query = query.where(Patient.organisation == principal.organisation)
             if principal.units is not None:
                 query = query.where(Patient.unit.in_(principal.units))
         from service.identifiers import mask
 
-        patients = [{"id": p.id, "label": f"{mask(p.identifier_value)} · {p.unit}"}
-                    for p in session.scalars(query)]
-    return {"pathway_id": pathway_id, "version": version, "doc": doc, "hash": doc_hash,
-            "body": draft if draft is not None else body, "stored": body,
-            "described": describe_pathway(doc), "editable": editable,
-            "history": services.pathways.versions(session, pathway_id),
-            "levels": [lv.id for lv in doc.levels], "level_labels": level_labels(
-                translator(request)), "number_fields": NUMBER_FIELDS,
-            "band_bounds": BAND_BOUNDS, "dry_run_values": DRY_RUN_VALUES,
-            "patients": patients, "errors": {}, "other_problems": [], "dry_run": None,
-            "form": {}, "validated": False}
+        patients = [
+            {"id": p.id, "label": f"{mask(p.identifier_value)} · {p.unit}"}
+            for p in session.scalars(query)
+        ]
+    return {
+        "pathway_id": pathway_id,
+        "version": version,
+        "doc": doc,
+        "hash": doc_hash,
+        "body": draft if draft is not None else body,
+        "stored": body,
+        "described": describe_pathway(doc),
+        "editable": editable,
+        "history": services.pathways.versions(session, pathway_id),
+        "levels": [lv.id for lv in doc.levels],
+        "level_labels": level_labels(translator(request)),
+        "number_fields": NUMBER_FIELDS,
+        "band_bounds": BAND_BOUNDS,
+        "dry_run_values": DRY_RUN_VALUES,
+        "patients": patients,
+        "errors": {},
+        "other_problems": [],
+        "dry_run": None,
+        "form": {},
+        "validated": False,
+    }
 
 
 @router.get("/pathways/{pathway_id}", name="web_pathway")
-def web_pathway(request: Request, pathway_id: str, principal: CurrentPrincipal,
-                session: ReadSession, services: ServicesDep) -> Response:
+def web_pathway(
+    request: Request,
+    pathway_id: str,
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    services: ServicesDep,
+) -> Response:
     """Rules as sentences, the editing form, dry run and the version history."""
     ctx = _pathway_context(request, principal, session, services, pathway_id)
     return render(request, "pathway.html", {**ctx, "flashes": take_flashes(request)})
 
 
-def _dry_run(request: Request, principal: Principal, session: Any, services: Any,
-             pathway_id: str, draft: dict[str, Any], form: FormData) -> dict[str, Any]:
+def _dry_run(
+    request: Request,
+    principal: Principal,
+    session: Any,
+    services: Any,
+    pathway_id: str,
+    draft: dict[str, Any],
+    form: FormData,
+) -> dict[str, Any]:
     """The same dry run as POST /api/v1/rules/evaluate, for the draft and for the version in force."""
     from service.api.pathways import EvaluateBody, evaluate_rules
 
@@ -157,19 +206,32 @@ def _dry_run(request: Request, principal: Principal, session: Any, services: Any
         values["consciousness"] = "cvpu" if form.get("dry/consciousness") == "cvpu" else "alert"
     age = _coerce(str(form.get("dry/age_years") or ""))
     age_years = float(age) if isinstance(age, float | int) else None
-    common: dict[str, Any] = {"values": values, "patient_id": patient_id,
-                              "age_years": age_years if patient_id is None else None}
-    proposed = evaluate_rules(EvaluateBody(pathway=draft, **common), session, principal,
-                              services)
-    current = evaluate_rules(EvaluateBody(pathway=pathway_id, **common), session, principal,
-                             services)
-    return {"proposed": proposed, "current": current, "patient_id": patient_id,
-            "values": values or {}, "age_years": age_years}
+    common: dict[str, Any] = {
+        "values": values,
+        "patient_id": patient_id,
+        "age_years": age_years if patient_id is None else None,
+    }
+    proposed = evaluate_rules(EvaluateBody(pathway=draft, **common), session, principal, services)
+    current = evaluate_rules(
+        EvaluateBody(pathway=pathway_id, **common), session, principal, services
+    )
+    return {
+        "proposed": proposed,
+        "current": current,
+        "patient_id": patient_id,
+        "values": values or {},
+        "age_years": age_years,
+    }
 
 
 @router.post("/pathways/{pathway_id}", name="web_pathway_edit")
-async def web_pathway_edit(request: Request, pathway_id: str, principal: CurrentPrincipal,
-                           session: ReadSession, services: ServicesDep) -> Response:
+async def web_pathway_edit(
+    request: Request,
+    pathway_id: str,
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    services: ServicesDep,
+) -> Response:
     """Validate, dry-run or publish the edited pathway (publish asks for a reason)."""
     t = translator(request)
     form = await request.form()
@@ -187,22 +249,31 @@ async def web_pathway_edit(request: Request, pathway_id: str, principal: Current
     for p in problems:
         path = p.get("path", "")
         target = next((f for f in fields if f == path), None) or next(
-            (f for f in fields if path.startswith(f + "/")), None)
+            (f for f in fields if path.startswith(f + "/")), None
+        )
         if target:
             errors[target] = (errors.get(target, "") + " " + p["message"]).strip()
         else:
             other.append(p)
-    ctx.update(body=draft, errors=errors, other_problems=other, validated=True,
-               form={"reason": str(form.get("reason") or ""),
-                     "dry_patient": str(form.get("dry_patient") or ""),
-                     **{k: str(v) for k, v in form.items() if k.startswith("dry/")}})
+    ctx.update(
+        body=draft,
+        errors=errors,
+        other_problems=other,
+        validated=True,
+        form={
+            "reason": str(form.get("reason") or ""),
+            "dry_patient": str(form.get("dry_patient") or ""),
+            **{k: str(v) for k, v in form.items() if k.startswith("dry/")},
+        },
+    )
     status = 200
     if problems:
         status = 422
     elif intent == "dry-run":
         try:
-            ctx["dry_run"] = _dry_run(request, principal, session, services, pathway_id, draft,
-                                      form)
+            ctx["dry_run"] = _dry_run(
+                request, principal, session, services, pathway_id, draft, form
+            )
         except TriageError as exc:
             ctx["other_problems"] = [{"path": exc.location or "", "message": exc.message}]
             status = 422
@@ -212,22 +283,28 @@ async def web_pathway_edit(request: Request, pathway_id: str, principal: Current
     elif intent == "publish":
         reason = str(form.get("reason") or "").strip()
         if len(reason) < 3:
-            ctx["errors"]["reason"] = t.gettext("Say why you change the pathway (at least 3 "
-                                                "characters).")
+            ctx["errors"]["reason"] = t.gettext(
+                "Say why you change the pathway (at least 3 characters)."
+            )
             status = 422
         else:
             try:
                 with transaction(request.app.state.sessions) as tx:
                     result = services.pathways.publish(tx, principal, pathway_id, draft, reason)
             except InvalidInput as exc:
-                ctx["other_problems"] = [{"path": k, "message": v}
-                                         for k, v in problems_by_field(exc).items()]
+                ctx["other_problems"] = [
+                    {"path": k, "message": v} for k, v in problems_by_field(exc).items()
+                ]
                 status = 422
             else:
-                flash(request, "success", t.gettext("Version {version} published.",
-                                                    version=result["version"]))
-                return RedirectResponse(request.url_for("web_pathway", pathway_id=pathway_id)
-                                        .path + "#history", 303)
+                flash(
+                    request,
+                    "success",
+                    t.gettext("Version {version} published.", version=result["version"]),
+                )
+                return RedirectResponse(
+                    request.url_for("web_pathway", pathway_id=pathway_id).path + "#history", 303
+                )
     return render(request, "pathway.html", {**ctx, "flashes": []}, status_code=status)
 
 
@@ -269,8 +346,9 @@ def _model_card(request: Request) -> tuple[str | None, str]:
             try:
                 from markdown_it import MarkdownIt
 
-                return MarkdownIt("commonmark", {"html": False}).enable("table").render(
-                    text), str(path)
+                return MarkdownIt("commonmark", {"html": False}).enable("table").render(text), str(
+                    path
+                )
             except ImportError:  # not a declared dependency yet: show the text as it is
                 from markupsafe import escape
 
@@ -288,8 +366,10 @@ def _aliases(request: Request) -> list[dict[str, str]]:
 
         client = MlflowClient(tracking_uri=settings.mlflow_tracking_uri)
         model = client.get_registered_model(settings.model_name)
-        return [{"alias": a, "version": str(v)} for a, v in sorted(
-            (getattr(model, "aliases", None) or {}).items())]
+        return [
+            {"alias": a, "version": str(v)}
+            for a, v in sorted((getattr(model, "aliases", None) or {}).items())
+        ]
     except Exception:  # registry down or model not registered: the page still shows the rest
         return [{"alias": "?", "version": "registry unavailable"}]
 
@@ -300,15 +380,24 @@ def web_models(request: Request, principal: CurrentPrincipal) -> Response:
 
     model = _describe(request)
     card_html, card_path = _model_card(request)
-    return render(request, "models.html", {
-        "model": model, "loaded_at": datetime.fromtimestamp(model.loaded_at, UTC),
-        "aliases": _aliases(request), "card_html": card_html, "card_path": card_path,
-        "flashes": take_flashes(request)})
+    return render(
+        request,
+        "models.html",
+        {
+            "model": model,
+            "loaded_at": datetime.fromtimestamp(model.loaded_at, UTC),
+            "aliases": _aliases(request),
+            "card_html": card_html,
+            "card_path": card_path,
+            "flashes": take_flashes(request),
+        },
+    )
 
 
 @router.post("/models/reload", name="web_models_reload")
-async def web_models_reload(request: Request, principal: CurrentPrincipal,
-                            confirm: Annotated[str, Form(max_length=8)] = "") -> Response:
+async def web_models_reload(
+    request: Request, principal: CurrentPrincipal, confirm: Annotated[str, Form(max_length=8)] = ""
+) -> Response:
     """Reload the model through the same function as POST /api/v1/models/reload."""
     from service.api.models import reload_models
 
@@ -321,8 +410,13 @@ async def web_models_reload(request: Request, principal: CurrentPrincipal,
     except TriageError as exc:
         flash(request, "error", exc.message)
     else:
-        flash(request, "success", t.gettext("Model reloaded: {name} {version}.",
-                                            name=result.name, version=result.version))
+        flash(
+            request,
+            "success",
+            t.gettext(
+                "Model reloaded: {name} {version}.", name=result.name, version=result.version
+            ),
+        )
     return RedirectResponse(request.url_for("web_models").path, 303)
 
 
@@ -336,27 +430,44 @@ def _monitoring(request: Request) -> Any:
 
 def _report_dict(row: DriftReport, signoff: DriftSignOff | None) -> dict[str, Any]:
     """The API's report shape, read from the tables (used only without the monitoring service)."""
-    return {"id": row.id, "window_start": row.window_start, "window_end": row.window_end,
-            "model_version": row.model_version, "pathway": row.pathway,
-            "verdict": row.verdict, "drifted_features": list(row.drifted_features or []),
-            "created_at": row.created_at, "created_by": row.created_by,
-            "sign_off": None if signoff is None else {
-                "decision": signoff.decision, "comment": signoff.comment,
-                "signed_by": signoff.signed_by, "role": signoff.role,
-                "signed_at": signoff.signed_at}}
+    return {
+        "id": row.id,
+        "window_start": row.window_start,
+        "window_end": row.window_end,
+        "model_version": row.model_version,
+        "pathway": row.pathway,
+        "verdict": row.verdict,
+        "drifted_features": list(row.drifted_features or []),
+        "created_at": row.created_at,
+        "created_by": row.created_by,
+        "sign_off": None
+        if signoff is None
+        else {
+            "decision": signoff.decision,
+            "comment": signoff.comment,
+            "signed_by": signoff.signed_by,
+            "role": signoff.role,
+            "signed_at": signoff.signed_at,
+        },
+    }
 
 
 def _first_signoff(session: Any, report_id: str) -> DriftSignOff | None:
-    return session.scalar(select(DriftSignOff).where(DriftSignOff.report_id == report_id)
-                          .order_by(DriftSignOff.signed_at).limit(1))
+    return session.scalar(
+        select(DriftSignOff)
+        .where(DriftSignOff.report_id == report_id)
+        .order_by(DriftSignOff.signed_at)
+        .limit(1)
+    )
 
 
 def _reports(request: Request, session: Any) -> list[dict[str, Any]]:
     service = _monitoring(request)
     if service is not None:
         return list(service.list_reports(session, limit=100))
-    rows = list(session.scalars(select(DriftReport).order_by(
-        DriftReport.created_at.desc()).limit(100)))
+    rows = list(
+        session.scalars(select(DriftReport).order_by(DriftReport.created_at.desc()).limit(100))
+    )
     return [_report_dict(r, _first_signoff(session, r.id)) for r in rows]
 
 
@@ -382,45 +493,73 @@ def _html_path(request: Request, session: Any, report_id: str) -> Path | None:
 
 
 @router.get("/monitoring", name="web_monitoring")
-def web_monitoring(request: Request, principal: CurrentPrincipal, session: ReadSession
-                   ) -> Response:
-    return render(request, "monitoring.html", {"reports": _reports(request, session),
-                                               "flashes": take_flashes(request)})
+def web_monitoring(request: Request, principal: CurrentPrincipal, session: ReadSession) -> Response:
+    return render(
+        request,
+        "monitoring.html",
+        {"reports": _reports(request, session), "flashes": take_flashes(request)},
+    )
 
 
-def _drift_page(request: Request, session: Any, report_id: str, errors: dict[str, str],
-                form: dict[str, str], flashes: list[dict[str, str]], status: int = 200
-                ) -> Response:
-    return render(request, "drift_report.html", {
-        "report": _report(request, session, report_id),
-        "html_ok": _html_path(request, session, report_id) is not None,
-        "decisions": SIGN_OFF_DECISIONS, "flashes": flashes, "errors": errors, "form": form},
-        status_code=status)
+def _drift_page(
+    request: Request,
+    session: Any,
+    report_id: str,
+    errors: dict[str, str],
+    form: dict[str, str],
+    flashes: list[dict[str, str]],
+    status: int = 200,
+) -> Response:
+    return render(
+        request,
+        "drift_report.html",
+        {
+            "report": _report(request, session, report_id),
+            "html_ok": _html_path(request, session, report_id) is not None,
+            "decisions": SIGN_OFF_DECISIONS,
+            "flashes": flashes,
+            "errors": errors,
+            "form": form,
+        },
+        status_code=status,
+    )
 
 
 @router.get("/monitoring/drift-reports/{report_id}", name="web_drift_report")
-def web_drift_report(request: Request, report_id: str, principal: CurrentPrincipal,
-                     session: ReadSession) -> Response:
+def web_drift_report(
+    request: Request, report_id: str, principal: CurrentPrincipal, session: ReadSession
+) -> Response:
     return _drift_page(request, session, report_id, {}, {}, take_flashes(request))
 
 
 @router.get("/monitoring/drift-reports/{report_id}/html", name="web_drift_report_html")
-def web_drift_report_html(request: Request, report_id: str, principal: CurrentPrincipal,
-                          session: ReadSession) -> Response:
+def web_drift_report_html(
+    request: Request, report_id: str, principal: CurrentPrincipal, session: ReadSession
+) -> Response:
     """The Evidently HTML, framed in a sandbox (its scripts run without our origin)."""
     path = _html_path(request, session, report_id)
     if path is None:
         raise NotFound("the report's HTML file is missing")
-    return FileResponse(path, media_type="text/html", headers={
-        "Content-Security-Policy": "sandbox allow-scripts; frame-ancestors 'self'",
-        "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        path,
+        media_type="text/html",
+        headers={
+            "Content-Security-Policy": "sandbox allow-scripts; frame-ancestors 'self'",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 @router.post("/monitoring/drift-reports/{report_id}/sign-off", name="web_drift_sign_off")
-def web_drift_sign_off(request: Request, report_id: str, principal: CurrentPrincipal,
-                       session: ReadSession,
-                       decision: Annotated[str, Form(max_length=32)] = "",
-                       comment: Annotated[str, Form(max_length=4000)] = "") -> Response:
+def web_drift_sign_off(
+    request: Request,
+    report_id: str,
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    decision: Annotated[str, Form(max_length=32)] = "",
+    comment: Annotated[str, Form(max_length=4000)] = "",
+) -> Response:
     """Sign a drift report off: a new record entry, once (sign-offs are never edited)."""
     t = translator(request)
     errors: dict[str, str] = {}
@@ -433,8 +572,14 @@ def web_drift_sign_off(request: Request, report_id: str, principal: CurrentPrinc
             with transaction(request.app.state.sessions) as tx:
                 service = _monitoring(request)
                 if service is not None:
-                    service.sign_off(tx, report_id, decision, comment, signed_by=principal.subject,
-                                     role=principal.role.value)
+                    service.sign_off(
+                        tx,
+                        report_id,
+                        decision,
+                        comment,
+                        signed_by=principal.subject,
+                        role=principal.role.value,
+                    )
                 else:
                     if tx.get(DriftReport, report_id) is None:
                         raise NotFound(f"drift report {report_id} not found")
@@ -442,18 +587,27 @@ def web_drift_sign_off(request: Request, report_id: str, principal: CurrentPrinc
                         from service.errors import Conflict
 
                         raise Conflict("this report was already signed off")
-                    tx.add(DriftSignOff(id=str(uuid.uuid4()), report_id=report_id,
-                                        decision=decision, comment=comment.strip(),
-                                        signed_by=principal.subject, role=principal.role.value,
-                                        signed_at=datetime.now(UTC)))
+                    tx.add(
+                        DriftSignOff(
+                            id=str(uuid.uuid4()),
+                            report_id=report_id,
+                            decision=decision,
+                            comment=comment.strip(),
+                            signed_by=principal.subject,
+                            role=principal.role.value,
+                            signed_at=datetime.now(UTC),
+                        )
+                    )
         except NotFound:
             raise
         except TriageError as exc:
             errors[exc.location if exc.location in ("decision", "comment") else "comment"] = (
-                exc.message)
+                exc.message
+            )
     if errors:
-        return _drift_page(request, session, report_id, errors,
-                           {"decision": decision, "comment": comment}, [], 422)
+        return _drift_page(
+            request, session, report_id, errors, {"decision": decision, "comment": comment}, [], 422
+        )
     flash(request, "success", t.gettext("Sign-off recorded."))
     return RedirectResponse(request.url_for("web_drift_report", report_id=report_id).path, 303)
 
@@ -475,12 +629,16 @@ def _parse_local(value: str | None) -> datetime | None:
 
 
 @router.get("/audit", name="web_audit")
-def web_audit(request: Request, principal: CurrentPrincipal, session: ReadSession,
-              patient: Annotated[str | None, Query(max_length=44)] = None,
-              user: Annotated[str | None, Query(max_length=64)] = None,
-              since: Annotated[str | None, Query(alias="from", max_length=32)] = None,
-              until: Annotated[str | None, Query(alias="to", max_length=32)] = None,
-              offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> Response:
+def web_audit(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    patient: Annotated[str | None, Query(max_length=44)] = None,
+    user: Annotated[str | None, Query(max_length=64)] = None,
+    since: Annotated[str | None, Query(alias="from", max_length=32)] = None,
+    until: Annotated[str | None, Query(alias="to", max_length=32)] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> Response:
     """Audit search by patient, user and time, through the API's own search function."""
     from service.api.audit import search_audit_log
 
@@ -488,22 +646,39 @@ def web_audit(request: Request, principal: CurrentPrincipal, session: ReadSessio
     page = None
     t = translator(request)
     try:
-        page = search_audit_log(request, session, patient=patient or None, user=user or None,
-                                since=_parse_local(since), until=_parse_local(until),
-                                action=None, limit=100, offset=offset)
+        page = search_audit_log(
+            request,
+            session,
+            patient=patient or None,
+            user=user or None,
+            since=_parse_local(since),
+            until=_parse_local(until),
+            action=None,
+            limit=100,
+            offset=offset,
+        )
     except InvalidInput as exc:
-        errors[exc.location or "patient"] = (t.gettext("Enter a patient id (Patient/<id>).")
-                                             if exc.location == "patient" else
-                                             t.gettext("Enter a date and time."))
-    filters = {"patient": patient or "", "user": user or "", "from": since or "",
-               "to": until or ""}
-    return render(request, "audit.html", {"page": page, "filters": filters, "errors": errors,
-                                          "offset": offset}, status_code=422 if errors else 200)
+        errors[exc.location or "patient"] = (
+            t.gettext("Enter a patient id (Patient/<id>).")
+            if exc.location == "patient"
+            else t.gettext("Enter a date and time.")
+        )
+    filters = {"patient": patient or "", "user": user or "", "from": since or "", "to": until or ""}
+    return render(
+        request,
+        "audit.html",
+        {"page": page, "filters": filters, "errors": errors, "offset": offset},
+        status_code=422 if errors else 200,
+    )
 
 
 @router.get("/audit/access-report.csv", name="web_audit_export")
-def web_audit_export(request: Request, principal: CurrentPrincipal, session: ReadSession,
-                     patient: Annotated[str, Query(max_length=44)]) -> Response:
+def web_audit_export(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    patient: Annotated[str, Query(max_length=44)],
+) -> Response:
     """A patient's access log as CSV (pasientjournalloven § 18), from the API's report."""
     from service.api.audit import audit_access_report
 
@@ -512,10 +687,25 @@ def web_audit_export(request: Request, principal: CurrentPrincipal, session: Rea
     writer = csv.writer(buffer, delimiter=";")
     writer.writerow(["time", "who", "role", "organisation", "what", "purpose", "outcome"])
     for line in report.accesses:
-        writer.writerow([line.at.isoformat(), line.who, line.role, line.organisation or "",
-                         line.what, line.purpose, line.outcome])
+        writer.writerow(
+            [
+                line.at.isoformat(),
+                line.who,
+                line.role,
+                line.organisation or "",
+                line.what,
+                line.purpose,
+                line.outcome,
+            ]
+        )
     writer.writerow([])
     writer.writerow(["refused_attempts", report.refused_attempts])
     name = f"access-log-{report.patient_id}.csv"
-    return Response(buffer.getvalue(), media_type="text/csv; charset=utf-8", headers={
-        "Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"})
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )

@@ -32,8 +32,12 @@ DEV_CLIENT_ID = "triage-web"
 CODE_LIFETIME_S = 60
 # Roles a person can sign in with on the pages (integration clients are systems, not people).
 PERSON_ROLES = (Role.CLINICIAN, Role.ML_ENGINEER, Role.COMPLIANCE, Role.ADMIN)
-HOME_BY_ROLE = {Role.CLINICIAN: "web_worklist", Role.ADMIN: "web_worklist",
-                Role.ML_ENGINEER: "web_models", Role.COMPLIANCE: "web_monitoring"}
+HOME_BY_ROLE = {
+    Role.CLINICIAN: "web_worklist",
+    Role.ADMIN: "web_worklist",
+    Role.ML_ENGINEER: "web_models",
+    Role.COMPLIANCE: "web_monitoring",
+}
 
 
 def _settings(request: Request) -> Any:
@@ -86,13 +90,17 @@ async def _endpoints(request: Request) -> dict[str, str]:
     """authorize/token endpoints: our dev issuer, or the OIDC issuer's discovery document."""
     settings = _settings(request)
     if settings.auth_mode == "dev":
-        return {"authorization_endpoint": str(request.url_for("web_dev_authorize")),
-                "token_endpoint": "http://dev-issuer.internal/web/dev-issuer/token",
-                "client_id": DEV_CLIENT_ID, "scope": "openid"}
+        return {
+            "authorization_endpoint": str(request.url_for("web_dev_authorize")),
+            "token_endpoint": "http://dev-issuer.internal/web/dev-issuer/token",
+            "client_id": DEV_CLIENT_ID,
+            "scope": "openid",
+        }
     client_id = getattr(settings, "oidc_client_id", None)
     if not (settings.oidc_issuer and client_id):
-        raise BadRequest("web sign-in is not configured (TRIAGE_OIDC_ISSUER and "
-                         "TRIAGE_OIDC_CLIENT_ID)")
+        raise BadRequest(
+            "web sign-in is not configured (TRIAGE_OIDC_ISSUER and TRIAGE_OIDC_CLIENT_ID)"
+        )
     cached = getattr(request.app.state, "web_oidc_metadata", None)
     if cached is None:
         import httpx
@@ -103,8 +111,12 @@ async def _endpoints(request: Request) -> dict[str, str]:
             response.raise_for_status()
             cached = request.app.state.web_oidc_metadata = response.json()
     scope = getattr(settings, "oidc_web_scope", None) or "openid profile"
-    return {"authorization_endpoint": cached["authorization_endpoint"],
-            "token_endpoint": cached["token_endpoint"], "client_id": client_id, "scope": scope}
+    return {
+        "authorization_endpoint": cached["authorization_endpoint"],
+        "token_endpoint": cached["token_endpoint"],
+        "client_id": client_id,
+        "scope": scope,
+    }
 
 
 def _client(request: Request, endpoints: dict[str, str]) -> Any:
@@ -119,10 +131,15 @@ def _client(request: Request, endpoints: dict[str, str]) -> Any:
         kwargs["transport"] = httpx.ASGITransport(app=request.app)
     secret = getattr(settings, "oidc_client_secret", None)
     return AsyncOAuth2Client(
-        client_id=endpoints["client_id"], client_secret=secret,
+        client_id=endpoints["client_id"],
+        client_secret=secret,
         token_endpoint_auth_method="client_secret_post" if secret else "none",
-        scope=endpoints["scope"], redirect_uri=str(request.url_for("web_callback")),
-        code_challenge_method="S256", timeout=5.0, **kwargs)
+        scope=endpoints["scope"],
+        redirect_uri=str(request.url_for("web_callback")),
+        code_challenge_method="S256",
+        timeout=5.0,
+        **kwargs,
+    )
 
 
 @router.get("", name="web_home")
@@ -136,33 +153,37 @@ def web_home(request: Request) -> Response:
 
 
 @router.get("/sign-in", name="web_sign_in")
-def web_sign_in(request: Request, next: Annotated[str | None, Query(max_length=500)] = None
-                ) -> Response:
+def web_sign_in(
+    request: Request, next: Annotated[str | None, Query(max_length=500)] = None
+) -> Response:
     user = get_session(request).get("user")
     return render(request, "sign_in.html", {"next": _safe_next(next), "user": user})
 
 
 @router.get("/sign-in/start", name="web_sign_in_start")
-async def web_sign_in_start(request: Request,
-                            next: Annotated[str | None, Query(max_length=500)] = None
-                            ) -> Response:
+async def web_sign_in_start(
+    request: Request, next: Annotated[str | None, Query(max_length=500)] = None
+) -> Response:
     """Begin the authorization-code flow: state and PKCE verifier go into the session."""
     from authlib.common.security import generate_token
 
     endpoints = await _endpoints(request)
     verifier = generate_token(64)
     async with _client(request, endpoints) as client:
-        url, state = client.create_authorization_url(endpoints["authorization_endpoint"],
-                                                     code_verifier=verifier)
-    get_session(request)["oauth"] = {"state": state, "verifier": verifier,
-                                     "next": _safe_next(next)}
+        url, state = client.create_authorization_url(
+            endpoints["authorization_endpoint"], code_verifier=verifier
+        )
+    get_session(request)["oauth"] = {"state": state, "verifier": verifier, "next": _safe_next(next)}
     return RedirectResponse(url, 303)
 
 
 @router.get("/callback", name="web_callback")
-async def web_callback(request: Request, code: Annotated[str, Query(max_length=4000)] = "",
-                       state: Annotated[str, Query(max_length=200)] = "",
-                       error: Annotated[str | None, Query(max_length=200)] = None) -> Response:
+async def web_callback(
+    request: Request,
+    code: Annotated[str, Query(max_length=4000)] = "",
+    state: Annotated[str, Query(max_length=200)] = "",
+    error: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
     """The issuer sends the browser back here: check state, exchange the code, verify the token."""
     session = get_session(request)
     pending = session.pop("oauth", None)
@@ -173,18 +194,23 @@ async def web_callback(request: Request, code: Annotated[str, Query(max_length=4
     endpoints = await _endpoints(request)
     async with _client(request, endpoints) as client:
         try:
-            token = await client.fetch_token(endpoints["token_endpoint"], code=code,
-                                             code_verifier=pending["verifier"])
+            token = await client.fetch_token(
+                endpoints["token_endpoint"], code=code, code_verifier=pending["verifier"]
+            )
         except Exception as exc:  # authlib raises OAuthError, httpx network errors
             raise Unauthorised("the issuer refused the sign-in code") from exc
     access_token = str(token.get("access_token", ""))
     principal = request.app.state.verifier.verify(access_token)  # as the API verifies
     session.clear()  # a fresh session (and CSRF token) after sign-in: no session fixation
     session["token"] = access_token
-    session["user"] = {"subject": principal.subject, "role": principal.role.value,
-                       "name": principal.display_name or principal.subject}
-    target = pending.get("next") or request.url_for(
-        HOME_BY_ROLE.get(principal.role, "web_sign_in")).path
+    session["user"] = {
+        "subject": principal.subject,
+        "role": principal.role.value,
+        "name": principal.display_name or principal.subject,
+    }
+    target = (
+        pending.get("next") or request.url_for(HOME_BY_ROLE.get(principal.role, "web_sign_in")).path
+    )
     return RedirectResponse(target, 303)
 
 
@@ -196,8 +222,11 @@ def web_sign_out(request: Request) -> Response:
 
 
 @router.post("/language", name="web_language")
-def web_language(request: Request, lang: Annotated[str, Form(max_length=8)],
-                 next: Annotated[str | None, Form(max_length=500)] = None) -> Response:
+def web_language(
+    request: Request,
+    lang: Annotated[str, Form(max_length=8)],
+    next: Annotated[str | None, Form(max_length=500)] = None,
+) -> Response:
     """Remember the chosen language in a cookie (a year) and go back to the page."""
     if lang not in LANGUAGES:
         raise BadRequest(f"unknown language '{lang}'", location="lang")
@@ -215,9 +244,14 @@ def _dev_only(request: Request) -> None:
         raise TriageError("the development issuer is switched off")
 
 
-def _check_authorize_params(request: Request, response_type: str, client_id: str,
-                            redirect_uri: str, code_challenge: str,
-                            code_challenge_method: str) -> None:
+def _check_authorize_params(
+    request: Request,
+    response_type: str,
+    client_id: str,
+    redirect_uri: str,
+    code_challenge: str,
+    code_challenge_method: str,
+) -> None:
     if response_type != "code":
         raise BadRequest("response_type must be 'code'", location="response_type")
     if client_id != DEV_CLIENT_ID:
@@ -229,21 +263,30 @@ def _check_authorize_params(request: Request, response_type: str, client_id: str
 
 
 @router.get("/dev-issuer/authorize", name="web_dev_authorize")
-def web_dev_authorize(request: Request,
-                      response_type: Annotated[str, Query(max_length=20)] = "",
-                      client_id: Annotated[str, Query(max_length=100)] = "",
-                      redirect_uri: Annotated[str, Query(max_length=500)] = "",
-                      state: Annotated[str, Query(max_length=200)] = "",
-                      code_challenge: Annotated[str, Query(max_length=200)] = "",
-                      code_challenge_method: Annotated[str, Query(max_length=10)] = "",
-                      scope: Annotated[str, Query(max_length=200)] = "") -> Response:
+def web_dev_authorize(
+    request: Request,
+    response_type: Annotated[str, Query(max_length=20)] = "",
+    client_id: Annotated[str, Query(max_length=100)] = "",
+    redirect_uri: Annotated[str, Query(max_length=500)] = "",
+    state: Annotated[str, Query(max_length=200)] = "",
+    code_challenge: Annotated[str, Query(max_length=200)] = "",
+    code_challenge_method: Annotated[str, Query(max_length=10)] = "",
+    scope: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
     """The local issuer's sign-in page: pick a role (development only)."""
     _dev_only(request)
-    _check_authorize_params(request, response_type, client_id, redirect_uri, code_challenge,
-                            code_challenge_method)
-    params = {"response_type": response_type, "client_id": client_id,
-              "redirect_uri": redirect_uri, "state": state, "code_challenge": code_challenge,
-              "code_challenge_method": code_challenge_method, "scope": scope}
+    _check_authorize_params(
+        request, response_type, client_id, redirect_uri, code_challenge, code_challenge_method
+    )
+    params = {
+        "response_type": response_type,
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": code_challenge_method,
+        "scope": scope,
+    }
     return render(request, "dev_issuer.html", {"params": params, "roles": PERSON_ROLES})
 
 
@@ -262,30 +305,43 @@ def web_dev_authorize_submit(
 ) -> Response:
     """Issue a one-time code for the chosen role and send the browser back to the client."""
     _dev_only(request)
-    _check_authorize_params(request, response_type, client_id, redirect_uri, code_challenge,
-                            code_challenge_method)
+    _check_authorize_params(
+        request, response_type, client_id, redirect_uri, code_challenge, code_challenge_method
+    )
     if role not in {r.value for r in PERSON_ROLES}:
         raise BadRequest("choose one of the offered roles", location="role")
     unit_list = [u.strip() for u in units.split(",") if u.strip()][:20]
-    code = _code_serializer(request).dumps({
-        "role": role, "units": unit_list, "subject": subject.strip()[:64] or None,
-        "challenge": code_challenge, "redirect_uri": redirect_uri, "client_id": client_id})
+    code = _code_serializer(request).dumps(
+        {
+            "role": role,
+            "units": unit_list,
+            "subject": subject.strip()[:64] or None,
+            "challenge": code_challenge,
+            "redirect_uri": redirect_uri,
+            "client_id": client_id,
+        }
+    )
     query = urlencode({"code": code, "state": state})
     return RedirectResponse(f"{redirect_uri}?{query}", 303)
 
 
 def _token_error(error: str, description: str) -> JSONResponse:
-    return JSONResponse({"error": error, "error_description": description}, 400,
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        400,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.post("/dev-issuer/token", name="web_dev_token")
-def web_dev_token(request: Request,
-                  grant_type: Annotated[str, Form(max_length=40)] = "",
-                  code: Annotated[str, Form(max_length=4000)] = "",
-                  redirect_uri: Annotated[str, Form(max_length=500)] = "",
-                  client_id: Annotated[str, Form(max_length=100)] = "",
-                  code_verifier: Annotated[str, Form(max_length=200)] = "") -> Response:
+def web_dev_token(
+    request: Request,
+    grant_type: Annotated[str, Form(max_length=40)] = "",
+    code: Annotated[str, Form(max_length=4000)] = "",
+    redirect_uri: Annotated[str, Form(max_length=500)] = "",
+    client_id: Annotated[str, Form(max_length=100)] = "",
+    code_verifier: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
     """OAuth 2.0 token endpoint of the local issuer (RFC 6749 § 4.1.3 with RFC 7636 PKCE)."""
     from service.security.tokens import issue_dev_token
 
@@ -296,17 +352,33 @@ def web_dev_token(request: Request,
         claims = _code_serializer(request).loads(code, max_age=CODE_LIFETIME_S)
     except BadSignature:
         return _token_error("invalid_grant", "the code is invalid or expired")
-    if not isinstance(claims, dict) or claims.get("client_id") != client_id or claims.get(
-            "redirect_uri") != redirect_uri:
+    if (
+        not isinstance(claims, dict)
+        or claims.get("client_id") != client_id
+        or claims.get("redirect_uri") != redirect_uri
+    ):
         return _token_error("invalid_grant", "the code was issued to another client")
-    if not code_verifier or not hmac.compare_digest(_s256(code_verifier),
-                                                    str(claims.get("challenge"))):
+    if not code_verifier or not hmac.compare_digest(
+        _s256(code_verifier), str(claims.get("challenge"))
+    ):
         return _token_error("invalid_grant", "PKCE verification failed")
     if not _used_codes(request).claim(code):
         return _token_error("invalid_grant", "the code was already used")
     settings = _settings(request)
     lifetime_s = 8 * 3600
-    token = issue_dev_token(settings, Role(claims["role"]), units=claims.get("units") or None,
-                            subject=claims.get("subject"), lifetime_s=lifetime_s)
-    return JSONResponse({"access_token": token, "token_type": "Bearer", "expires_in": lifetime_s,
-                         "scope": f"triage/{claims['role']}"}, headers={"Cache-Control": "no-store"})
+    token = issue_dev_token(
+        settings,
+        Role(claims["role"]),
+        units=claims.get("units") or None,
+        subject=claims.get("subject"),
+        lifetime_s=lifetime_s,
+    )
+    return JSONResponse(
+        {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": lifetime_s,
+            "scope": f"triage/{claims['role']}",
+        },
+        headers={"Cache-Control": "no-store"},
+    )

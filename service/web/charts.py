@@ -59,8 +59,7 @@ def _nice_range(lo: float, hi: float) -> tuple[float, float, float]:
     span = hi - lo
     raw = span / 4
     magnitude = 10 ** len(str(int(raw))) / 10 if raw >= 1 else 0.1
-    step = min((s * magnitude for s in (1, 2, 2.5, 5, 10) if s * magnitude >= raw),
-               default=raw)
+    step = min((s * magnitude for s in (1, 2, 2.5, 5, 10) if s * magnitude >= raw), default=raw)
     start = (lo // step) * step
     end = -(-hi // step) * step
     return start, end, step
@@ -83,52 +82,74 @@ def layout(chart: Chart) -> Chart:
 
     chart.dots = [(x(t), y(v)) for t, v in chart.points]
     chart.polyline = " ".join(f"{a},{b}" for a, b in chart.dots)
-    ticks, v = [], lo
+    ticks: list[tuple[float, float]] = []
+    v = lo
     while v <= hi + 1e-9 and len(ticks) < 12:
         ticks.append((y(v), round(v, 6)))
         v += step
     chart.y_ticks = ticks
     days = max(1, round(span_s / 86400))
     every = 1 if days <= 7 else (2 if days <= 14 else 5)
-    chart.x_ticks = [(x(chart.end_s - d * 86400), chart.end_s - d * 86400)
-                     for d in range(0, days + 1, every)]
+    chart.x_ticks = [
+        (x(chart.end_s - d * 86400), chart.end_s - d * 86400) for d in range(0, days + 1, every)
+    ]
     chart.baseline_y = y(chart.baseline) if chart.baseline is not None else None
     for th in chart.thresholds:
         th.y = y(th.value)
-    chart.plot = {"left": PAD_LEFT, "top": PAD_TOP, "right": PAD_LEFT + plot_w,
-                  "bottom": PAD_TOP + plot_h, "width": plot_w, "height": plot_h}
+    chart.plot = {
+        "left": PAD_LEFT,
+        "top": PAD_TOP,
+        "right": PAD_LEFT + plot_w,
+        "bottom": PAD_TOP + plot_h,
+        "width": plot_w,
+        "height": plot_h,
+    }
     return chart
 
 
 def _band_level(bands: Any, value: float) -> str | None:
     for band in bands:
-        if ((band.gt is None or value > band.gt) and (band.ge is None or value >= band.ge)
-                and (band.lt is None or value < band.lt) and (band.le is None or value <= band.le)):
+        if (
+            (band.gt is None or value > band.gt)
+            and (band.ge is None or value >= band.ge)
+            and (band.lt is None or value < band.lt)
+            and (band.le is None or value <= band.le)
+        ):
             return band.level
     return None
 
 
-def band_thresholds(doc: Any, measurement: str, level_labels: dict[str, str],
-                    age_years: float | None = None) -> list[Threshold]:
+def band_thresholds(
+    doc: Any, measurement: str, level_labels: dict[str, str], age_years: float | None = None
+) -> list[Threshold]:
     """Where the pathway's bands rules on this measurement step up to a more urgent level."""
     ranks = {lv.id: i for i, lv in enumerate(getattr(doc, "levels", ()))}
     eps = 1e-6
     seen: dict[float, Threshold] = {}
     for rule in getattr(doc, "rules", ()):
-        if getattr(rule, "type", None) != "bands" or getattr(rule, "measurement", None) != (
-                measurement) or not getattr(rule, "enabled", True):
+        if (
+            getattr(rule, "type", None) != "bands"
+            or getattr(rule, "measurement", None) != (measurement)
+            or not getattr(rule, "enabled", True)
+        ):
             continue
         for table in rule.all_tables():
             a_from = getattr(table, "age_from_years", None) or 0
             a_below = getattr(table, "age_below_years", None)
-            if getattr(table, "on_oxygen", None) or (age_years is not None and not (
-                    a_from <= age_years and (a_below is None or age_years < a_below))):
+            if getattr(table, "on_oxygen", None) or (
+                age_years is not None
+                and not (a_from <= age_years and (a_below is None or age_years < a_below))
+            ):
                 continue  # the table for the patient's age, on air, is the one drawn
             for band in table.bands:
                 if band.level is None:
                     continue
-                edges = [(band.lt, band.lt), (band.le, (band.le or 0) + eps),
-                         (band.ge, (band.ge or 0) - eps), (band.gt, band.gt)]
+                edges = [
+                    (band.lt, band.lt),
+                    (band.le, (band.le or 0) + eps),
+                    (band.ge, (band.ge or 0) - eps),
+                    (band.gt, band.gt),
+                ]
                 for edge, outside in edges:
                     if edge is None:
                         continue
@@ -136,7 +157,9 @@ def band_thresholds(doc: Any, measurement: str, level_labels: dict[str, str],
                     if ranks.get(neighbour or "", -1) < ranks.get(band.level, 0):
                         current = seen.get(float(edge))
                         if current is None or ranks.get(band.level, 0) > ranks.get(
-                                current.level, 0):
+                            current.level, 0
+                        ):
                             seen[float(edge)] = Threshold(
-                                float(edge), band.level, level_labels.get(band.level, band.level))
+                                float(edge), band.level, level_labels.get(band.level, band.level)
+                            )
     return sorted(seen.values(), key=lambda t: t.value)

@@ -27,8 +27,11 @@ class ErrorPageResponder:
             content_type = dict(message.get("headers", [])).get(b"content-type", b"")
             accept = dict(self.scope.get("headers", [])).get(b"accept", b"")
             # Browsers (Accept: text/html) get a page; programs keep the JSON error.
-            if (status >= 400 and content_type.startswith(b"application/json")
-                    and b"text/html" in accept):
+            if (
+                status >= 400
+                and content_type.startswith(b"application/json")
+                and b"text/html" in accept
+            ):
                 self._start = message
                 return
         elif self._start is not None and message["type"] == "http.response.body":
@@ -47,9 +50,17 @@ class ErrorPageResponder:
             query = self.scope.get("query_string", b"").decode("latin-1")
             nxt = target + (f"?{query}" if query else "")
             location = f"/web/sign-in?next={quote(nxt, safe='')}"
-            await self._send({"type": "http.response.start", "status": 303,
-                              "headers": [(b"location", location.encode("latin-1")),
-                                          (b"content-length", b"0"), *cookies]})
+            await self._send(
+                {
+                    "type": "http.response.start",
+                    "status": 303,
+                    "headers": [
+                        (b"location", location.encode("latin-1")),
+                        (b"content-length", b"0"),
+                        *cookies,
+                    ],
+                }
+            )
             await self._send({"type": "http.response.body", "body": b""})
             return
         try:
@@ -59,8 +70,9 @@ class ErrorPageResponder:
         from service.web.render import render
 
         request = Request(self.scope)
-        response = render(request, "error.html", {"status": status, "detail": str(detail)},
-                          status_code=status)
+        response = render(
+            request, "error.html", {"status": status, "detail": str(detail)}, status_code=status
+        )
         raw = [(k, v) for k, v in response.raw_headers if k != b"set-cookie"] + cookies
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
         await self._send({"type": "http.response.body", "body": response.body})

@@ -7,9 +7,10 @@ themselves so a test can check that every language has every key.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ class Translator:
         pattern = "#,##0" + ("." + "0" * decimals if decimals else "") + " %"
         return format_percent(value, format=pattern, locale=self.locale)
 
-    def datetime(self, value: datetime | None) -> str:
+    def datetime(self, value: dt.datetime | None) -> str:
         from babel.dates import format_datetime
 
         if value is None:
@@ -105,7 +106,7 @@ class Translator:
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return format_datetime(aware, "short", tzinfo=OSLO, locale=self.locale)
 
-    def date(self, value: datetime | None) -> str:
+    def date(self, value: dt.datetime | None) -> str:
         from babel.dates import format_date
 
         if value is None:
@@ -113,20 +114,20 @@ class Translator:
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return format_date(aware.astimezone(OSLO), "medium", locale=self.locale)
 
-    def iso(self, value: datetime | None) -> str:
+    def iso(self, value: dt.datetime | None) -> str:
         if value is None:
             return ""
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return aware.astimezone(OSLO).isoformat(timespec="minutes")
 
-    def since(self, value: datetime | None, now: datetime | None = None) -> str:
+    def since(self, value: dt.datetime | None, now: dt.datetime | None = None) -> str:
         """Time since ``value`` in words ("3 timer", "2 døgn")."""
         from babel.dates import format_timedelta
 
         if value is None:
             return "–"
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-        delta = (now or datetime.now(UTC)) - aware
+        delta = (now or dt.datetime.now(UTC)) - aware
         return format_timedelta(delta, threshold=1.5, locale=self.locale)
 
     def pick(self, nb: str | None, en: str | None) -> str:
@@ -134,14 +135,15 @@ class Translator:
         return (nb if self.content_lang == "nb" else en) or nb or en or ""
 
     def datetime_s(self, epoch_s: int | float) -> str:
-        return self.datetime(datetime.fromtimestamp(epoch_s, UTC))
+        return self.datetime(dt.datetime.fromtimestamp(epoch_s, UTC))
 
     def date_short(self, epoch_s: int | float) -> str:
         """Day and month for chart axes ("25.11.")."""
         from babel.dates import format_skeleton
 
-        return format_skeleton("dM", datetime.fromtimestamp(epoch_s, UTC).astimezone(OSLO),
-                               locale=self.locale)
+        return format_skeleton(
+            "dM", dt.datetime.fromtimestamp(epoch_s, UTC).astimezone(OSLO), locale=self.locale
+        )
 
 
 def dynamic_messages() -> list[str]:
@@ -156,8 +158,17 @@ def dynamic_messages() -> list[str]:
         "language": LANGUAGES,
         "sex": ("female", "male", "other", "unknown"),
         "decided": ("rules", "model", "rules+model", "none"),
-        "rule": ("bands", "category", "baseline_deviation", "change", "consecutive",
-                 "questionnaire", "missed", "score", "combination"),
+        "rule": (
+            "bands",
+            "category",
+            "baseline_deviation",
+            "change",
+            "consecutive",
+            "questionnaire",
+            "missed",
+            "score",
+            "combination",
+        ),
         "field": NUMBER_FIELDS,
         "op": (">", ">=", "<", "<="),
         "bound": BAND_BOUNDS,

@@ -22,8 +22,8 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-                               "script-src 'self'; frame-src 'self'; frame-ancestors 'self'; "
-                               "form-action 'self' http: https:; base-uri 'none'",
+    "script-src 'self'; frame-src 'self'; frame-ancestors 'self'; "
+    "form-action 'self' http: https:; base-uri 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
@@ -39,9 +39,13 @@ NAV: tuple[tuple[str, str], ...] = (
 
 @cache
 def environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)),
-                      autoescape=select_autoescape(["html", "svg"]), trim_blocks=True,
-                      lstrip_blocks=True, auto_reload=False)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)),
+        autoescape=select_autoescape(["html", "svg"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
     return env
 
 
@@ -90,18 +94,30 @@ def url_path(request: Request, name: str, **params: Any) -> str:
     return _PARAM.sub(value, template)
 
 
-def render(request: Request, template: str, context: dict[str, Any] | None = None,
-           status_code: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
     t = translator(request)
     principal = principal_of(request)
     route = request.scope.get("route")
     current = getattr(route, "name", "")
-    nav = [(name, label, url_path(request, name)) for name, label in NAV
-           if may(principal, name)]
+    nav = [(name, label, url_path(request, name)) for name, label in NAV if may(principal, name)]
     ctx: dict[str, Any] = {
-        "request": request, "t": t, "_": t.gettext, "ngettext": t.ngettext, "lang": t.lang,
-        "languages": LANGUAGES, "principal": principal, "csrf_token": csrf_token(request),
-        "nav": nav, "current_route": current, "may": lambda name: may(principal, name),
+        "request": request,
+        "t": t,
+        "_": t.gettext,
+        "ngettext": t.ngettext,
+        "lang": t.lang,
+        "languages": LANGUAGES,
+        "principal": principal,
+        "csrf_token": csrf_token(request),
+        "nav": nav,
+        "current_route": current,
+        "may": lambda name: may(principal, name),
         "url": lambda name, **params: url_path(request, name, **params),
     }
     ctx.update(context or {})

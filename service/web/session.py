@@ -36,13 +36,16 @@ def _serializer(secret: str) -> URLSafeTimedSerializer:
 
 
 def session_cookie_header(value: str, max_age_s: int) -> bytes:
-    return (f"{SESSION_COOKIE}={value}; Path={WEB_PREFIX}; Max-Age={max_age_s}; HttpOnly; "
-            f"Secure; SameSite=Lax").encode("latin-1")
+    return (
+        f"{SESSION_COOKIE}={value}; Path={WEB_PREFIX}; Max-Age={max_age_s}; HttpOnly; "
+        f"Secure; SameSite=Lax"
+    ).encode("latin-1")
 
 
 def lang_cookie_header(lang: str) -> str:
-    return (f"{LANG_COOKIE}={lang}; Path=/; Max-Age={365 * 24 * 3600}; HttpOnly; Secure; "
-            f"SameSite=Lax")
+    return (
+        f"{LANG_COOKIE}={lang}; Path=/; Max-Age={365 * 24 * 3600}; HttpOnly; Secure; SameSite=Lax"
+    )
 
 
 def get_session(request: Request) -> dict[str, Any]:
@@ -76,10 +79,14 @@ async def check_csrf(request: Request) -> None:
             form = await request.form()
             value = form.get(CSRF_FIELD)
             sent = value if isinstance(value, str) else None
-    if not (isinstance(expected, str) and sent
-            and hmac.compare_digest(expected.encode(), sent.encode())):
-        raise BadRequest("the form is out of date or did not come from this site (CSRF check); "
-                         "reload the page and try again", location=CSRF_FIELD)
+    if not (
+        isinstance(expected, str) and sent and hmac.compare_digest(expected.encode(), sent.encode())
+    ):
+        raise BadRequest(
+            "the form is out of date or did not come from this site (CSRF check); "
+            "reload the page and try again",
+            location=CSRF_FIELD,
+        )
 
 
 def _cookies(scope: Scope) -> dict[str, str]:
@@ -101,8 +108,11 @@ class WebSessionMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or not (path == WEB_PREFIX or path.startswith(WEB_PREFIX + "/")
-                                           ) or path.startswith(STATIC_PREFIX):
+        if (
+            scope["type"] != "http"
+            or not (path == WEB_PREFIX or path.startswith(WEB_PREFIX + "/"))
+            or path.startswith(STATIC_PREFIX)
+        ):
             await self.app(scope, receive, send)
             return
         cookies = _cookies(scope)
@@ -139,8 +149,9 @@ class WebSessionMiddleware:
                     headers = list(message.get("headers", []))
                     if current:
                         value = self.serializer.dumps(current)
-                        headers.append((b"set-cookie", session_cookie_header(
-                            value, SESSION_MAX_AGE_S)))
+                        headers.append(
+                            (b"set-cookie", session_cookie_header(value, SESSION_MAX_AGE_S))
+                        )
                     else:
                         headers.append((b"set-cookie", session_cookie_header("", 0)))
                     message = {**message, "headers": headers}

@@ -31,8 +31,7 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def sign_in(client: TestClient, role: str = "clinician", units: str = "",
-            subject: str = "") -> Any:
+def sign_in(client: TestClient, role: str = "clinician", units: str = "", subject: str = "") -> Any:
     """The whole authorization-code + PKCE flow against the development issuer."""
     start = client.get("/web/sign-in/start", follow_redirects=False)
     assert start.status_code == 303, start.text
@@ -65,8 +64,13 @@ class WebEnv:
 def make_settings_for(tmp: Path, artifact_dir: Path) -> Any:
     from service.config import Settings
 
-    return Settings(var_dir=tmp / "var", model_dir=artifact_dir, environment="test",
-                    drift_schedule_hours=0, database_url=f"sqlite:///{tmp / 'web.db'}")
+    return Settings(
+        var_dir=tmp / "var",
+        model_dir=artifact_dir,
+        environment="test",
+        drift_schedule_hours=0,
+        database_url=f"sqlite:///{tmp / 'web.db'}",
+    )
 
 
 @pytest.fixture(scope="module")

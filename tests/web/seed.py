@@ -19,15 +19,34 @@ UNIT = "lungs"
 
 
 def _bundle(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": r, "request": {"method": "POST", "url": r["resourceType"]}} for r in entries]}
+    return {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
+            for r in entries
+        ],
+    }
 
 
-def _enrol(client: Any, headers: dict[str, str], birth: date, seed: int, pathway: str = "copd",
-           **extra: Any) -> str:
+def _enrol(
+    client: Any,
+    headers: dict[str, str],
+    birth: date,
+    seed: int,
+    pathway: str = "copd",
+    **extra: Any,
+) -> str:
     ident = synthetic_fnr(birth, np.random.default_rng(seed))
-    body = {"identifier": ident, "birth_date": birth.isoformat(), "sex": "female",
-            "pathway": pathway, "organisation": ORG, "unit": UNIT, **extra}
+    body = {
+        "identifier": ident,
+        "birth_date": birth.isoformat(),
+        "sex": "female",
+        "pathway": pathway,
+        "organisation": ORG,
+        "unit": UNIT,
+        **extra,
+    }
     response = client.post("/api/v1/patients", json=body, headers=headers)
     assert response.status_code == 201, response.text
     return str(response.json()["id"])
@@ -39,16 +58,18 @@ def post_bundle(client: Any, integration: dict[str, str], entries: list[dict[str
     Retrying is safe: ingestion is idempotent on each resource's identifier."""
     body = json.dumps(_bundle(entries))
     for attempt in range(6):
-        response = client.post("/fhir", content=body,
-                               headers={**integration, "Content-Type": "application/fhir+json"})
+        response = client.post(
+            "/fhir", content=body, headers={**integration, "Content-Type": "application/fhir+json"}
+        )
         if response.status_code != 500:
             break
         time.sleep(0.05 * (attempt + 1))
     assert response.status_code == 200, response.text[:500]
 
 
-def seed_cohort(client: Any, integration: dict[str, str], days: int = 30,
-                end: datetime | None = None) -> dict[str, str]:
+def seed_cohort(
+    client: Any, integration: dict[str, str], days: int = 30, end: datetime | None = None
+) -> dict[str, str]:
     """Three COPD patients (falling SpO2 → red, mild fever → yellow, stable) and a 14-year-old
     on the paediatric pathway who keeps information from her parents. Returns name -> id."""
     end = (end or datetime.now(UTC)).replace(microsecond=0)
@@ -57,8 +78,14 @@ def seed_cohort(client: Any, integration: dict[str, str], days: int = 30,
         "red": _enrol(client, integration, date(1948, 3, 1), 1),
         "yellow": _enrol(client, integration, date(1956, 6, 12), 2),
         "stable": _enrol(client, integration, date(1961, 9, 30), 3),
-        "teen": _enrol(client, integration, date(today.year - 14, 2, 10), 4,
-                       pathway="paediatric", confidential_to_guardians=True),
+        "teen": _enrol(
+            client,
+            integration,
+            date(today.year - 14, 2, 10),
+            4,
+            pathway="paediatric",
+            confidential_to_guardians=True,
+        ),
     }
     rng = np.random.default_rng(7)
     for name, pid in ids.items():
@@ -78,14 +105,22 @@ def seed_cohort(client: Any, integration: dict[str, str], days: int = 30,
                     heart += 10
                 key = f"{name}-{d}-{hour}"
                 entries.append(observation(pid, "spo2", round(float(spo2), 1), when, f"{key}-s"))
-                entries.append(observation(pid, "heart_rate", round(float(heart)), when,
-                                           f"{key}-h"))
+                entries.append(
+                    observation(pid, "heart_rate", round(float(heart)), when, f"{key}-h")
+                )
                 if hour == 8:
-                    entries.append(observation(pid, "temperature", round(float(temp), 1), when,
-                                               f"{key}-t"))
-                    entries.append(observation(pid, "respiratory_rate",
-                                               round(float(16 + rng.normal(0, 1))), when,
-                                               f"{key}-r"))
+                    entries.append(
+                        observation(pid, "temperature", round(float(temp), 1), when, f"{key}-t")
+                    )
+                    entries.append(
+                        observation(
+                            pid,
+                            "respiratory_rate",
+                            round(float(16 + rng.normal(0, 1))),
+                            when,
+                            f"{key}-r",
+                        )
+                    )
                     if name != "teen" and d % 3 == 0:
                         entries.append(questionnaire_response(pid, when, f"{key}-q"))
             post_bundle(client, integration, entries)

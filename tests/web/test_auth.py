@@ -50,8 +50,13 @@ def _code_and_fields(web: Any) -> tuple[str, dict[str, str]]:
 
 def test_token_endpoint_checks_the_verifier_and_single_use(web: Any) -> None:
     code, fields = _code_and_fields(web)
-    body = {"grant_type": "authorization_code", "code": code, "client_id": fields["client_id"],
-            "redirect_uri": fields["redirect_uri"], "code_verifier": "x" * 50}
+    body = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "client_id": fields["client_id"],
+        "redirect_uri": fields["redirect_uri"],
+        "code_verifier": "x" * 50,
+    }
     wrong = web.post("/web/dev-issuer/token", data=body)
     assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
     assert "PKCE" in wrong.json()["error_description"]
@@ -78,8 +83,9 @@ def test_worklist_action_without_csrf_changes_nothing(signed_in: Any, web_env: A
     web = signed_in("clinician")
     items = web.get("/api/v1/worklist", headers=web_env.headers("clinician")).json()
     item = items[-1]
-    response = web.post(f"/web/worklist/{item['id']}/escalate", data={"note": "x"},
-                        follow_redirects=False)
+    response = web.post(
+        f"/web/worklist/{item['id']}/escalate", data={"note": "x"}, follow_redirects=False
+    )
     assert response.status_code == 400
     after = web.get("/api/v1/worklist", headers=web_env.headers("clinician")).json()
     assert {i["id"]: i["state"] for i in after}[item["id"]] == item["state"]
@@ -122,13 +128,28 @@ def test_next_parameter_cannot_redirect_off_site(web: Any) -> None:
 def test_pages_follow_the_route_role_table(signed_in: Any, web_env: Any) -> None:
     patient = web_env.ids["red"]
     expected = {
-        "clinician": {"/web/worklist": 200, f"/web/patients/{patient}": 200,
-                      "/web/pathways/copd": 200, "/web/models": 403, "/web/audit": 403,
-                      "/web/monitoring": 403},
-        "ml-engineer": {"/web/worklist": 403, f"/web/patients/{patient}": 403,
-                        "/web/models": 200, "/web/monitoring": 200, "/web/audit": 403},
-        "compliance": {"/web/worklist": 403, f"/web/patients/{patient}": 403,
-                       "/web/monitoring": 200, "/web/audit": 200, "/web/models": 200},
+        "clinician": {
+            "/web/worklist": 200,
+            f"/web/patients/{patient}": 200,
+            "/web/pathways/copd": 200,
+            "/web/models": 403,
+            "/web/audit": 403,
+            "/web/monitoring": 403,
+        },
+        "ml-engineer": {
+            "/web/worklist": 403,
+            f"/web/patients/{patient}": 403,
+            "/web/models": 200,
+            "/web/monitoring": 200,
+            "/web/audit": 403,
+        },
+        "compliance": {
+            "/web/worklist": 403,
+            f"/web/patients/{patient}": 403,
+            "/web/monitoring": 200,
+            "/web/audit": 200,
+            "/web/models": 200,
+        },
     }
     for role, pages in expected.items():
         web = signed_in(role)
@@ -145,8 +166,9 @@ def test_nav_shows_only_allowed_pages(signed_in: Any) -> None:
     assert "/web/models" in nav and "/web/worklist" not in nav and "/web/audit" not in nav
 
 
-def test_clinician_scoped_to_a_unit_cannot_open_another_units_patient(signed_in: Any,
-                                                                       web_env: Any) -> None:
+def test_clinician_scoped_to_a_unit_cannot_open_another_units_patient(
+    signed_in: Any, web_env: Any
+) -> None:
     web = signed_in("clinician", units="heart")
     assert web.get(f"/web/patients/{web_env.ids['red']}").status_code == 404
     assert "Ingen pasienter trenger oppfølging" in web.get("/web/worklist").text

@@ -28,17 +28,30 @@ AXE_JS = CACHE / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = ROOT / "test-artifacts" / "web"
 DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
 def _run(cmd: list[str], timeout_s: float) -> bool:
     try:
-        return subprocess.run(cmd, capture_output=True, timeout=timeout_s,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-                              ).returncode == 0
+        return (
+            subprocess.run(
+                cmd,
+                capture_output=True,
+                timeout=timeout_s,
+                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -60,8 +73,19 @@ def ensure_axe() -> str | None:
     if shutil.which("npm") is None:
         return "npm is not installed (needed for axe-core)"
     CACHE.mkdir(parents=True, exist_ok=True)
-    _run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(CACHE),
-          "axe-core@4"], 300)
+    _run(
+        [
+            "npm",
+            "install",
+            "--no-save",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(CACHE),
+            "axe-core@4",
+        ],
+        300,
+    )
     return None if AXE_JS.exists() else "npm could not install axe-core"
 
 
@@ -86,8 +110,9 @@ def browser_deps() -> None:
 
 
 @pytest.fixture(scope="session")
-def server(browser_deps: None, tmp_path_factory: pytest.TempPathFactory,
-           artifact_dir: Path) -> Iterator[Server]:
+def server(
+    browser_deps: None, tmp_path_factory: pytest.TempPathFactory, artifact_dir: Path
+) -> Iterator[Server]:
     import httpx
 
     from service.db.engine import migrate
@@ -100,15 +125,35 @@ def server(browser_deps: None, tmp_path_factory: pytest.TempPathFactory,
     settings = make_settings_for(tmp, artifact_dir)
     migrate(settings.resolved_database_url)
     port = _free_port()
-    env = {**os.environ, "TRIAGE_VAR_DIR": str(settings.var_dir),
-           "TRIAGE_DATABASE_URL": settings.resolved_database_url,
-           "TRIAGE_MODEL_DIR": str(artifact_dir), "TRIAGE_ENVIRONMENT": "test",
-           "TRIAGE_DRIFT_SCHEDULE_HOURS": "0", "TRIAGE_LOG_JSON": "true"}
+    env = {
+        **os.environ,
+        "TRIAGE_VAR_DIR": str(settings.var_dir),
+        "TRIAGE_DATABASE_URL": settings.resolved_database_url,
+        "TRIAGE_MODEL_DIR": str(artifact_dir),
+        "TRIAGE_ENVIRONMENT": "test",
+        "TRIAGE_DRIFT_SCHEDULE_HOURS": "0",
+        "TRIAGE_LOG_JSON": "true",
+    }
     log = (tmp / "server.log").open("w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app", "--host",
-         "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "service.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -147,18 +192,28 @@ def browser(server: Server) -> Iterator[Any]:
 def new_page(browser: Any, server: Server, *, zoom_400: bool = False) -> Any:
     # 400 % zoom of a 1280 px window is a 320 CSS-pixel viewport (WCAG 2.1 reflow, 1.4.10).
     viewport = {"width": 320, "height": 256} if zoom_400 else {"width": 1280, "height": 900}
-    context = browser.new_context(base_url=server.base_url, viewport=viewport,
-                                  device_scale_factor=2 if zoom_400 else 1, bypass_csp=True,
-                                  locale="nb-NO", timezone_id="Europe/Oslo",
-                                  reduced_motion="reduce")
+    context = browser.new_context(
+        base_url=server.base_url,
+        viewport=viewport,
+        device_scale_factor=2 if zoom_400 else 1,
+        bypass_csp=True,
+        locale="nb-NO",
+        timezone_id="Europe/Oslo",
+        reduced_motion="reduce",
+    )
     return context.new_page()
 
 
 def sign_in(page: Any, role: str = "clinician") -> None:
     page.goto("/web/sign-in")
     page.get_by_role("link", name="Logg inn").click()
-    page.get_by_label({"clinician": "Kliniker", "ml-engineer": "ML-ingeniør",
-                       "compliance": "Personvern og etterlevelse"}[role]).check()
+    page.get_by_label(
+        {
+            "clinician": "Kliniker",
+            "ml-engineer": "ML-ingeniør",
+            "compliance": "Personvern og etterlevelse",
+        }[role]
+    ).check()
     page.get_by_role("button", name="Logg inn").click()
     page.wait_for_url("**/web/**")
     assert "/web/sign-in" not in page.url and "/dev-issuer/" not in page.url
@@ -167,23 +222,35 @@ def sign_in(page: Any, role: str = "clinician") -> None:
 def axe_violations(page: Any) -> list[dict[str, Any]]:
     page.add_script_tag(path=str(AXE_JS))
     result = page.evaluate(
-        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}})",
-        WCAG_TAGS)
-    return [{"id": v["id"], "impact": v["impact"], "help": v["help"],
-             "nodes": [n["target"] for n in v["nodes"][:5]]} for v in result["violations"]]
+        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}})", WCAG_TAGS
+    )
+    return [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"][:5]],
+        }
+        for v in result["violations"]
+    ]
 
 
 def _pages(server: Server) -> dict[str, list[tuple[str, str]]]:
     ids = server.ids
     return {
-        "clinician": [("worklist", "/web/worklist"),
-                      ("patient", f"/web/patients/{ids['red']}?days=14"),
-                      ("patient-teen", f"/web/patients/{ids['teen']}"),
-                      ("pathways", "/web/pathways"), ("pathway-editor", "/web/pathways/copd"),
-                      ("forbidden", "/web/models")],
+        "clinician": [
+            ("worklist", "/web/worklist"),
+            ("patient", f"/web/patients/{ids['red']}?days=14"),
+            ("patient-teen", f"/web/patients/{ids['teen']}"),
+            ("pathways", "/web/pathways"),
+            ("pathway-editor", "/web/pathways/copd"),
+            ("forbidden", "/web/models"),
+        ],
         "ml-engineer": [("models", "/web/models")],
-        "compliance": [("monitoring", "/web/monitoring"),
-                       ("audit", f"/web/audit?patient={ids['red']}")],
+        "compliance": [
+            ("monitoring", "/web/monitoring"),
+            ("audit", f"/web/audit?patient={ids['red']}"),
+        ],
     }
 
 
@@ -212,7 +279,8 @@ def test_every_page_has_no_wcag_violations_and_reflows(browser: Any, server: Ser
                 page.screenshot(path=str(ARTIFACTS / f"{name}-{suffix}.png"), full_page=True)
                 if zoom:
                     overflow = page.evaluate(
-                        "() => document.documentElement.scrollWidth - window.innerWidth")
+                        "() => document.documentElement.scrollWidth - window.innerWidth"
+                    )
                     if overflow > 1:
                         failures[f"{name}@400%"] = f"scrolls sideways by {overflow}px"
                 elif violations := axe_violations(page):
@@ -235,12 +303,14 @@ def _small_copy(source: Path, target: Path) -> None:
 
 
 def _focus_is_visible(page: Any) -> bool:
-    return bool(page.evaluate("""() => {
+    return bool(
+        page.evaluate("""() => {
         const el = document.activeElement;
         if (!el || el === document.body) return false;
         const s = getComputedStyle(el);
         return s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;
-    }"""))
+    }""")
+    )
 
 
 def tab_to(page: Any, predicate: str, limit: int = 120) -> None:
@@ -249,7 +319,8 @@ def tab_to(page: Any, predicate: str, limit: int = 120) -> None:
         page.keyboard.press("Tab")
         if page.evaluate(f"() => ({predicate})(document.activeElement)"):
             assert _focus_is_visible(page), "focus indicator not visible on " + page.evaluate(
-                "() => document.activeElement.outerHTML.slice(0, 200)")
+                "() => document.activeElement.outerHTML.slice(0, 200)"
+            )
             return
     raise AssertionError(f"never reached an element matching {predicate}")
 
@@ -290,8 +361,10 @@ def test_keyboard_only_round(browser: Any, server: Server) -> None:
 def test_axe_check_can_fail(browser: Any, server: Server) -> None:
     """The axe harness itself: a page with known WCAG failures must report them."""
     page = new_page(browser, server)
-    page.set_content('<html><body><img src="x.png"><a href="#"></a>'
-                     '<p style="color:#aaa;background:#fff">faint</p></body></html>')
+    page.set_content(
+        '<html><body><img src="x.png"><a href="#"></a>'
+        '<p style="color:#aaa;background:#fff">faint</p></body></html>'
+    )
     found = {v["id"] for v in axe_violations(page)}
     assert {"image-alt", "link-name", "html-has-lang", "color-contrast"} <= found
     page.context.close()

@@ -22,7 +22,8 @@ def used_messages() -> set[str]:
     env = Environment(extensions=["jinja2.ext.i18n"])
     for path in sorted((WEB / "templates").glob("*.html")):
         for _line, _func, message in env.extract_translations(
-                path.read_text(encoding="utf-8"), gettext_functions=("_", "gettext", "ngettext")):
+            path.read_text(encoding="utf-8"), gettext_functions=("_", "gettext", "ngettext")
+        ):
             values = message if isinstance(message, tuple) else (message,)
             keys |= {m for m in values if isinstance(m, str)}
     for path in sorted(WEB.glob("*.py")):
@@ -59,8 +60,11 @@ def test_translations_keep_their_placeholders(lang: str) -> None:
 def test_norwegian_is_translated_not_copied() -> None:
     nb, nn = catalogue("nb"), catalogue("nn")
     assert nb["Sign out"] == "Logg ut" and nn["Not signed in"] == "Ikkje logga inn"
-    same = [k for k in nb if nb[k] == k and not k.startswith(("SHA", "Alias", "Status"))
-            and re.search(r"[a-z]{4}", k)]
+    same = [
+        k
+        for k in nb
+        if nb[k] == k and not k.startswith(("SHA", "Alias", "Status")) and re.search(r"[a-z]{4}", k)
+    ]
     assert len(same) < 12, same
 
 

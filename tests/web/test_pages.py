@@ -22,8 +22,12 @@ def test_worklist_in_priority_order_with_level_as_icon_and_text(signed_in: Any) 
     assert levels and levels[0] == "red"
     order = {"red": 0, "yellow": 1, "green": 2}
     assert [order[lv] for lv in levels] == sorted(order[lv] for lv in levels)
-    badge = re.search(r'<span class="level level-red">(.*?)</span></span>|'
-                      r'<span class="level level-red">.*?</span> Rød', html, re.S)
+    badge = re.search(
+        r'<span class="level level-red">(.*?)</span></span>|'
+        r'<span class="level level-red">.*?</span> Rød',
+        html,
+        re.S,
+    )
     assert badge, "red level badge with icon and text"
     assert "▲" in html and "Rød" in html
     first = text_of(html.split('<li class="item', 2)[1])
@@ -43,29 +47,33 @@ def test_worklist_filters_and_kind_empty_state(signed_in: Any) -> None:
     assert "item-yellow" in fragment.text
 
 
-def test_acknowledge_from_the_page_uses_the_worklist_service(signed_in: Any, web_env: Any
-                                                             ) -> None:
+def test_acknowledge_from_the_page_uses_the_worklist_service(signed_in: Any, web_env: Any) -> None:
     web = signed_in("clinician")
     api = web_env.headers("clinician")
     items = web.get("/api/v1/worklist", headers=api).json()
     item = next(i for i in items if i["state"] == "open" and i["level"] == "yellow")
     token = csrf_of(web.get("/web/worklist").text)
-    done = web.post(f"/web/worklist/{item['id']}/acknowledge",
-                    data={"csrf_token": token, "note": "Ringt pasienten", "back": "/web/worklist"},
-                    follow_redirects=False)
+    done = web.post(
+        f"/web/worklist/{item['id']}/acknowledge",
+        data={"csrf_token": token, "note": "Ringt pasienten", "back": "/web/worklist"},
+        follow_redirects=False,
+    )
     assert done.status_code == 303 and done.headers["location"] == "/web/worklist"
     page = web.get("/web/worklist").text
     assert "Saken er kvittert." in page
     after = {i["id"]: i for i in web.get("/api/v1/worklist", headers=api).json()}
     assert after[item["id"]]["state"] == "acknowledged"
     assert after[item["id"]]["acknowledged_by"] == "dev-clinician"
-    again = web.post(f"/web/worklist/{item['id']}/acknowledge",
-                     data={"csrf_token": token, "back": "/web/worklist"})
+    again = web.post(
+        f"/web/worklist/{item['id']}/acknowledge",
+        data={"csrf_token": token, "back": "/web/worklist"},
+    )
     assert "Saken kunne ikke endres" in again.text  # illegal transition told, not a crash
 
 
 def test_patient_page_charts_have_text_alternatives_tables_baseline_and_thresholds(
-        signed_in: Any, web_env: Any) -> None:
+    signed_in: Any, web_env: Any
+) -> None:
     web = signed_in("clinician")
     html = web.get(f"/web/patients/{web_env.ids['red']}?days=14").text
     svgs = re.findall(r"<svg[^>]*role=\"img\"[^>]*aria-labelledby=\"([^\"]+)\"", html)
@@ -98,22 +106,38 @@ def test_personal_threshold_form_validates_and_saves(signed_in: Any, web_env: An
     web = signed_in("clinician")
     pid = web_env.ids["stable"]
     token = csrf_of(web.get(f"/web/patients/{pid}").text)
-    bad = web.post(f"/web/patients/{pid}/overrides",
-                   data={"csrf_token": token, "rule": "spo2-low-twice", "threshold_yellow": "abc",
-                         "reason": "x", "expires": "2001-01-01"})
+    bad = web.post(
+        f"/web/patients/{pid}/overrides",
+        data={
+            "csrf_token": token,
+            "rule": "spo2-low-twice",
+            "threshold_yellow": "abc",
+            "reason": "x",
+            "expires": "2001-01-01",
+        },
+    )
     assert bad.status_code == 422
     assert 'id="ov-yellow-error"' in bad.text and 'id="ov-reason-error"' in bad.text
     assert 'id="ov-expires-error"' in bad.text and 'aria-invalid="true"' in bad.text
     expires = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
-    ok = web.post(f"/web/patients/{pid}/overrides",
-                  data={"csrf_token": token, "rule": "spo2-low-twice", "threshold_yellow": "88",
-                        "reason": "Kjent KOLS, habituell SpO2 89-91 %", "expires": expires},
-                  follow_redirects=False)
+    ok = web.post(
+        f"/web/patients/{pid}/overrides",
+        data={
+            "csrf_token": token,
+            "rule": "spo2-low-twice",
+            "threshold_yellow": "88",
+            "reason": "Kjent KOLS, habituell SpO2 89-91 %",
+            "expires": expires,
+        },
+        follow_redirects=False,
+    )
     assert ok.status_code == 303, ok.text[:2000]
-    listed = web.get(f"/api/v1/patients/{pid}/overrides",
-                     headers=web_env.headers("clinician")).json()
+    listed = web.get(
+        f"/api/v1/patients/{pid}/overrides", headers=web_env.headers("clinician")
+    ).json()
     assert listed[0]["rule"] == "spo2-low-twice" and listed[0]["body"]["thresholds"] == {
-        "yellow": 88.0}
+        "yellow": 88.0
+    }
     page = web.get(f"/web/patients/{pid}").text
     assert "Kjent KOLS" in page and "Aktiv" in page
 
@@ -126,8 +150,9 @@ def test_pathway_editor_problem_next_to_its_field(signed_in: Any) -> None:
     fields = dict(re.findall(r'name="(/rules/[^"]+)" value="([^"]*)"', page))
     fields = {k: unescape(v) for k, v in fields.items()}
     name = next(k for k in fields if k.endswith("/window_hours"))
-    response = web.post("/web/pathways/copd", data={**fields, name: "-5", "csrf_token": token,
-                                                     "intent": "validate"})
+    response = web.post(
+        "/web/pathways/copd", data={**fields, name: "-5", "csrf_token": token, "intent": "validate"}
+    )
     assert response.status_code == 422
     field_id = re.search(rf'id="([^"]+)" name="{re.escape(name)}"', response.text).group(1)
     assert f'id="{field_id}-error"' in response.text
@@ -138,27 +163,37 @@ def test_pathway_dry_run_and_publish_with_reason(signed_in: Any, web_env: Any) -
     web = signed_in("clinician")
     page = web.get("/web/pathways/copd").text
     token = csrf_of(page)
-    fields = {k: unescape(v) for k, v in
-              re.findall(r'name="(/rules/[^"]+)" value="([^"]*)"', page)}
+    fields = {k: unescape(v) for k, v in re.findall(r'name="(/rules/[^"]+)" value="([^"]*)"', page)}
     enabled = re.findall(r'name="(/rules/\d+/enabled)" checked', page)
     fields.update({k: "on" for k in enabled})
     red_edge = next(k for k in fields if k.endswith("/bands/0/lt") and fields[k] == "88")
     yellow_edge = red_edge.replace("/bands/0/lt", "/bands/1/ge")
     base = {**fields, red_edge: "90", yellow_edge: "90", "csrf_token": token}
-    dry = web.post("/web/pathways/copd", data={**base, "intent": "dry-run", "dry/spo2": "89",
-                                               "dry/heart_rate": "80", "dry/age_years": "70"})
+    dry = web.post(
+        "/web/pathways/copd",
+        data={
+            **base,
+            "intent": "dry-run",
+            "dry/spo2": "89",
+            "dry/heart_rate": "80",
+            "dry/age_years": "70",
+        },
+    )
     assert dry.status_code == 200, text_of(dry.text.split("<main", 1)[1])[-3000:]
     result = dry.text.split('class="dry-result"', 1)[1]
     assert "level-yellow" in result.split("</td>", 2)[0] + result.split("</td>", 2)[1]
     assert "level-red" in result
     no_reason = web.post("/web/pathways/copd", data={**base, "intent": "publish", "reason": ""})
     assert no_reason.status_code == 422 and 'id="reason-error"' in no_reason.text
-    published = web.post("/web/pathways/copd", data={**base, "intent": "publish",
-                                                      "reason": "SpO2 red below 90 locally"},
-                         follow_redirects=False)
+    published = web.post(
+        "/web/pathways/copd",
+        data={**base, "intent": "publish", "reason": "SpO2 red below 90 locally"},
+        follow_redirects=False,
+    )
     assert published.status_code == 303, text_of(published.text)[:1500]
-    versions = web.get("/api/v1/pathways/copd/versions",
-                       headers=web_env.headers("clinician")).json()
+    versions = web.get(
+        "/api/v1/pathways/copd/versions", headers=web_env.headers("clinician")
+    ).json()
     assert versions[0]["reason"] == "SpO2 red below 90 locally"
     assert versions[0]["author"] == "dev-clinician" and versions[0]["changes"]
     history = web.get("/web/pathways/copd").text.split('id="history"', 1)[1]
@@ -169,8 +204,10 @@ def test_pathway_page_is_read_only_for_ml_engineers(signed_in: Any) -> None:
     web = signed_in("ml-engineer")
     page = web.get("/web/pathways/copd").text
     assert "Gjeldende regler" in page and "intent" not in page
-    assert web.post("/web/pathways/copd", data={"csrf_token": csrf_of(page)},
-                    headers=HTML).status_code == 403
+    assert (
+        web.post("/web/pathways/copd", data={"csrf_token": csrf_of(page)}, headers=HTML).status_code
+        == 403
+    )
 
 
 def test_models_page_and_reload_with_confirmation(signed_in: Any) -> None:
@@ -201,12 +238,24 @@ def test_monitoring_lists_reports_and_signs_off(signed_in: Any, web_env: Any) ->
     engine = make_engine(web_env.settings.resolved_database_url)
     now = datetime.now(UTC)
     with transaction(make_session_factory(engine)) as session:
-        session.add(DriftReport(
-            id=report_id, report_key=f"test-{report_id}", window_start=now - timedelta(days=7),
-            window_end=now, model_version="0.0.1", pathway="copd", organisation=None,
-            verdict="drift", drifted_features=["spo2_pct_latest"], summary={},
-            json_path=str(html_path.with_suffix(".json")), html_path=str(html_path),
-            created_at=now, created_by="test"))
+        session.add(
+            DriftReport(
+                id=report_id,
+                report_key=f"test-{report_id}",
+                window_start=now - timedelta(days=7),
+                window_end=now,
+                model_version="0.0.1",
+                pathway="copd",
+                organisation=None,
+                verdict="drift",
+                drifted_features=["spo2_pct_latest"],
+                summary={},
+                json_path=str(html_path.with_suffix(".json")),
+                html_path=str(html_path),
+                created_at=now,
+                created_by="test",
+            )
+        )
     engine.dispose()
     if "Ingen driftrapporter" not in page:
         assert "<table>" in page
@@ -217,18 +266,31 @@ def test_monitoring_lists_reports_and_signs_off(signed_in: Any, web_env: Any) ->
     framed = web.get(f"/web/monitoring/drift-reports/{report_id}/html")
     assert framed.status_code == 200 and "sandbox" in framed.headers["content-security-policy"]
     token = csrf_of(detail)
-    bad = web.post(f"/web/monitoring/drift-reports/{report_id}/sign-off",
-                   data={"csrf_token": token, "decision": "", "comment": ""})
+    bad = web.post(
+        f"/web/monitoring/drift-reports/{report_id}/sign-off",
+        data={"csrf_token": token, "decision": "", "comment": ""},
+    )
     assert bad.status_code == 422 and 'id="decision-error"' in bad.text
-    ok = web.post(f"/web/monitoring/drift-reports/{report_id}/sign-off",
-                  data={"csrf_token": token, "decision": "action-required",
-                        "comment": "Retrain with the autumn cohort"}, follow_redirects=False)
+    ok = web.post(
+        f"/web/monitoring/drift-reports/{report_id}/sign-off",
+        data={
+            "csrf_token": token,
+            "decision": "action-required",
+            "comment": "Retrain with the autumn cohort",
+        },
+        follow_redirects=False,
+    )
     assert ok.status_code == 303
     assert "Tiltak kreves" in web.get("/web/monitoring").text
     ml = signed_in("ml-engineer")
-    assert ml.post(f"/web/monitoring/drift-reports/{report_id}/sign-off",
-                   data={"csrf_token": csrf_of(ml.get("/web/monitoring").text)},
-                   headers=HTML).status_code == 403
+    assert (
+        ml.post(
+            f"/web/monitoring/drift-reports/{report_id}/sign-off",
+            data={"csrf_token": csrf_of(ml.get("/web/monitoring").text)},
+            headers=HTML,
+        ).status_code
+        == 403
+    )
 
 
 def test_audit_search_and_access_log_export(signed_in: Any, web_env: Any) -> None:
@@ -250,32 +312,51 @@ def test_audit_search_and_access_log_export(signed_in: Any, web_env: Any) -> Non
 def test_language_choice_is_remembered(signed_in: Any) -> None:
     web = signed_in("clinician")
     token = csrf_of(web.get("/web/worklist").text)
-    switched = web.post("/web/language", data={"csrf_token": token, "lang": "en",
-                                               "next": "/web/worklist"}, follow_redirects=False)
+    switched = web.post(
+        "/web/language",
+        data={"csrf_token": token, "lang": "en", "next": "/web/worklist"},
+        follow_redirects=False,
+    )
     assert switched.status_code == 303 and switched.headers["location"] == "/web/worklist"
     assert "triage_lang=en" in switched.headers["set-cookie"]
     english = web.get("/web/worklist").text
     assert '<html lang="en">' in english and "Worklist" in english and "Top factors" in english
-    nn = web.post("/web/language", data={"csrf_token": token, "lang": "nn", "next": "/web/worklist"},
-                  follow_redirects=False)
+    nn = web.post(
+        "/web/language",
+        data={"csrf_token": token, "lang": "nn", "next": "/web/worklist"},
+        follow_redirects=False,
+    )
     assert nn.status_code == 303, nn.text[:300]
     nynorsk = web.get("/web/worklist").text
     assert '<html lang="nn">' in nynorsk and "Viktigaste faktorar" in nynorsk
     refused = web.post("/web/language", data={"csrf_token": token, "lang": "de"})
     assert refused.status_code == 400
-    assert "evil" not in web.post("/web/language", data={
-        "csrf_token": token, "lang": "nb", "next": "https://evil.example/"},
-        follow_redirects=False).headers["location"]
+    assert (
+        "evil"
+        not in web.post(
+            "/web/language",
+            data={"csrf_token": token, "lang": "nb", "next": "https://evil.example/"},
+            follow_redirects=False,
+        ).headers["location"]
+    )
 
 
 def test_every_page_in_every_language_shows_no_message_ids(signed_in: Any, web_env: Any) -> None:
     """A key missing from a catalogue would show as its id ("level:red") or in English."""
-    pages = {"clinician": ["/web/worklist", f"/web/patients/{web_env.ids['red']}",
-                           f"/web/patients/{web_env.ids['teen']}", "/web/pathways",
-                           "/web/pathways/copd"],
-             "compliance": ["/web/monitoring", "/web/audit?user=dev-clinician", "/web/models"]}
-    ids = re.compile(r"\b(role|level|state|language|sex|decided|rule|field|op|bound|measurement"
-                     r"|change|verdict|decision|audit):[a-z_+>=<-]+\b")
+    pages = {
+        "clinician": [
+            "/web/worklist",
+            f"/web/patients/{web_env.ids['red']}",
+            f"/web/patients/{web_env.ids['teen']}",
+            "/web/pathways",
+            "/web/pathways/copd",
+        ],
+        "compliance": ["/web/monitoring", "/web/audit?user=dev-clinician", "/web/models"],
+    }
+    ids = re.compile(
+        r"\b(role|level|state|language|sex|decided|rule|field|op|bound|measurement"
+        r"|change|verdict|decision|audit):[a-z_+>=<-]+\b"
+    )
     for role, paths in pages.items():
         web = signed_in(role)
         for lang in ("nb", "nn", "en"):
@@ -289,8 +370,9 @@ def test_every_page_in_every_language_shows_no_message_ids(signed_in: Any, web_e
                     assert "Sign out" not in visible and "Skip to main content" not in visible
 
 
-def test_worklist_shows_the_most_urgent_first_then_all_on_request(signed_in: Any,
-                                                                 monkeypatch: Any) -> None:
+def test_worklist_shows_the_most_urgent_first_then_all_on_request(
+    signed_in: Any, monkeypatch: Any
+) -> None:
     from service.web import pages
 
     monkeypatch.setattr(pages, "PAGE_SIZE", 2)
