@@ -182,7 +182,6 @@ def evaluate(
 
         uri = use_tracking(tracking_uri)
         exp = ensure_experiment(f"{risk.name}-evaluation", uri)
-        evaluation["parity"] = {"additive": 0.0}
         with mlflow.start_run(experiment_id=exp, run_name=f"evaluate {risk.version}") as run:
             mlflow.log_params({"model": model, "model_version": risk.version, "seed": seed,
                                "n_patients": n_patients, "days": days})

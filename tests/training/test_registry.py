@@ -115,3 +115,19 @@ def test_promotion_gate_pass_moves_champion(registry, tmp_path):
 def test_resolve_champion_without_one_fails_clearly(tmp_path):
     with pytest.raises(RegistryError, match="no version with alias 'champion'"):
         resolve_champion(f"sqlite:///{tmp_path / 'empty.db'}", "nothing-here", tmp_path / "x")
+
+
+def test_evaluate_command_resolves_a_registry_alias(registry, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from training.cli import app
+
+    uri, _, _ = registry
+    monkeypatch.setenv("TRIAGE_VAR_DIR", str(tmp_path / "var"))
+    result = CliRunner().invoke(app, [
+        "evaluate", "--model", f"models:/{NAME}@champion", "--tracking-uri", uri,
+        "--n-patients", "40", "--days", "21", "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    assert "synthetic cohort seed 4242: AUROC" in result.output
+    runs = mlflow.search_runs(experiment_names=[f"{NAME}-evaluation"])
+    assert len(runs) == 1 and "metrics.test_auroc" in runs.columns
