@@ -368,3 +368,20 @@ def test_axe_check_can_fail(browser: Any, server: Server) -> None:
     found = {v["id"] for v in axe_violations(page)}
     assert {"image-alt", "link-name", "html-has-lang", "color-contrast"} <= found
     page.context.close()
+
+
+def test_worklist_refresh_keeps_focus_and_scroll(browser: Any, server: Server) -> None:
+    page = new_page(browser, server)
+    sign_in(page)
+    page.goto("/web/worklist")
+    page.set_viewport_size({"width": 1280, "height": 400})
+    page.evaluate("() => { document.getElementById('worklist-region').dataset.marker = 'x';"
+                  " document.querySelector('#worklist-region .count').textContent = 'old'; }")
+    page.focus("#f-level")
+    page.evaluate("() => window.scrollTo(0, 300)")
+    page.evaluate("async () => await window.triageRefreshWorklist()")
+    assert page.evaluate("() => document.querySelector('#worklist-region .count').textContent"
+                         ) != "old"  # the list was fetched again
+    assert page.evaluate("() => document.activeElement.id") == "f-level"
+    assert page.evaluate("() => window.scrollY") == 300
+    page.context.close()

@@ -16,20 +16,22 @@
     if (region.querySelector("details[open]")) { return true; }
     return false;
   }
-  function refresh() {
-    if (document.hidden || busy()) { return; }
-    fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+  function refresh(force) {
+    if (!force && (document.hidden || busy())) { return; }
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
       .then(function (r) {
         if (r.redirected || r.status === 401) { window.location.reload(); return null; }
         return r.ok ? r.text() : null;
       })
       .then(function (html) {
-        if (html === null || busy()) { return; }
+        if (html === null || (!force && busy())) { return; }
         var x = window.scrollX, y = window.scrollY;
         region.innerHTML = html;
         window.scrollTo(x, y);
       })
       .catch(function () { /* offline for a moment: the next round tries again */ });
   }
-  window.setInterval(refresh, seconds * 1000);
+  window.setInterval(function () { refresh(false); }, seconds * 1000);
+  // For tests and for a "refresh now" control: returns when the list has been replaced.
+  window.triageRefreshWorklist = function () { return refresh(true); };
 })();
