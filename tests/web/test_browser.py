@@ -375,13 +375,17 @@ def test_worklist_refresh_keeps_focus_and_scroll(browser: Any, server: Server) -
     sign_in(page)
     page.goto("/web/worklist")
     page.set_viewport_size({"width": 1280, "height": 400})
-    page.evaluate("() => { document.getElementById('worklist-region').dataset.marker = 'x';"
-                  " document.querySelector('#worklist-region .count').textContent = 'old'; }")
+    page.evaluate(
+        "() => { document.getElementById('worklist-region').dataset.marker = 'x';"
+        " document.querySelector('#worklist-region .count').textContent = 'old'; }"
+    )
     page.focus("#f-level")
     page.evaluate("() => window.scrollTo(0, 300)")
     page.evaluate("async () => await window.triageRefreshWorklist()")
-    assert page.evaluate("() => document.querySelector('#worklist-region .count').textContent"
-                         ) != "old"  # the list was fetched again
+    assert (
+        page.evaluate("() => document.querySelector('#worklist-region .count').textContent")
+        != "old"
+    )  # the list was fetched again
     assert page.evaluate("() => document.activeElement.id") == "f-level"
     assert page.evaluate("() => window.scrollY") == 300
     page.context.close()
