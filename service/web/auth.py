@@ -27,6 +27,8 @@ from service.web.render import render
 from service.web.session import get_session, lang_cookie_header
 
 router = APIRouter(prefix="/web", include_in_schema=False)
+# The bare address `make run` prints leads to the pages.
+root_router = APIRouter(include_in_schema=False)
 
 DEV_CLIENT_ID = "triage-web"
 CODE_LIFETIME_S = 60
@@ -140,6 +142,11 @@ def _client(request: Request, endpoints: dict[str, str]) -> Any:
         timeout=5.0,
         **kwargs,
     )
+
+
+@root_router.get("/", name="web_root")
+def web_root() -> Response:
+    return RedirectResponse("/web", 303)
 
 
 @router.get("", name="web_home")

@@ -172,3 +172,10 @@ def test_clinician_scoped_to_a_unit_cannot_open_another_units_patient(
     web = signed_in("clinician", units="heart")
     assert web.get(f"/web/patients/{web_env.ids['red']}").status_code == 404
     assert "Ingen pasienter trenger oppfølging" in web.get("/web/worklist").text
+
+
+def test_the_bare_address_leads_to_the_pages(web: Any) -> None:
+    root = web.get("/", headers=HTML, follow_redirects=False)
+    assert root.status_code == 303 and root.headers["location"] == "/web"
+    home = web.get("/web", headers=HTML, follow_redirects=False)
+    assert home.headers["location"] == "/web/sign-in"
