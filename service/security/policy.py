@@ -24,7 +24,7 @@ PUBLIC_ROUTES: frozenset[str] = frozenset({
     # Evidently's JavaScript library that drift-report HTML loads (no data in it)
     "evidently_library",
     # web sign-in, sign-out, language choice and the development issuer (service.web.auth)
-    "web_home", "web_sign_in", "web_sign_in_start", "web_callback", "web_sign_out",
+    "web_root", "web_home", "web_sign_in", "web_sign_in_start", "web_callback", "web_sign_out",
     "web_language", "web_dev_authorize", "web_dev_authorize_submit", "web_dev_token",
 })
 # Who may scrape /metrics when it is not public.
