@@ -67,10 +67,14 @@ class FeatureDef:
     risk_direction: int
 
 
-def _vital(channel: str, stem: str, unit: str, nb: str, en: str, up: int) -> list[FeatureDef]:
-    """The four features of a vital sign; ``up`` is the risk direction of a rising value."""
+def _vital(channel: str, stem: str, unit: str, nb: str, en: str, up: int,
+           latest_up: int = 0) -> list[FeatureDef]:
+    """The four features of a vital sign; ``up`` is the risk direction of a rising value.
+
+    ``latest_up`` constrains the latest value itself; most vitals are risky at both ends (0).
+    """
     return [
-        FeatureDef(f"{stem}_latest", channel, "latest", unit, nb, en, 0),
+        FeatureDef(f"{stem}_latest", channel, "latest", unit, nb, en, latest_up),
         FeatureDef(
             f"{stem}_delta_baseline", channel, "delta_baseline", unit,
             f"{nb}, avvik fra personlig baseline", f"{en}, deviation from personal baseline", up,
@@ -87,7 +91,10 @@ def _vital(channel: str, stem: str, unit: str, nb: str, en: str, up: int) -> lis
 
 
 FEATURES: tuple[FeatureDef, ...] = (
-    *_vital("spo2", "spo2_pct", "%", "SpO2", "SpO2", -1),
+    # A lower latest SpO2 never lowers the risk: NEWS2's SpO2 scale 1 is monotone (RCP 2017).
+    # Unconstrained, a model learns that very low single readings are often oximeter artefacts
+    # and discounts them, which no clinician would accept (found by the behavioural tests).
+    *_vital("spo2", "spo2_pct", "%", "SpO2", "SpO2", -1, latest_up=-1),
     *_vital("heart_rate", "heart_rate_bpm", "/min", "Puls", "Heart rate", +1),
     *_vital("respiratory_rate", "respiratory_rate_per_min", "/min", "Respirasjonsfrekvens",
             "Respiratory rate", +1),

@@ -50,15 +50,9 @@ def as_float32_exact(X: np.ndarray) -> np.ndarray:
     return np.asarray(X, dtype=np.float32).astype(np.float64)
 
 
-# Constraints beyond FeatureDef.risk_direction (which leaves every "latest" value free). A lower
-# latest SpO2 must never lower the risk: NEWS2's SpO2 scale 1 is monotone (RCP 2017). Without
-# this, the model learns that very low single readings are often oximeter artefacts and
-# discounts them, which no clinician would accept (found by the behavioural tests).
-MONOTONIC_OVERRIDES = {"spo2_pct_latest": -1}
-
-
 def monotonic_constraints() -> list[int]:
-    return [MONOTONIC_OVERRIDES.get(f.name, f.risk_direction) for f in FEATURES]
+    """One constraint per feature, from the single feature definition (FeatureDef.risk_direction)."""
+    return [f.risk_direction for f in FEATURES]
 
 
 def stumps_to_step_function(estimator: object) -> StepFunctionModel:
