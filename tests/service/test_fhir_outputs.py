@@ -96,7 +96,7 @@ def test_detected_issue_from_fired_rules_parses(client, auth, scored_patient):
 
 def test_confidential_patient_is_marked_restricted(client, auth):
     clinician = auth("clinician")
-    pid = enrol(client, clinician, identifier="01011050081", birth_date="2010-01-01",
+    pid = enrol(client, clinician, identifier="01011250013", birth_date="2012-01-01",
                 pathway="paediatric", confidential_to_guardians=True)["id"]
     post_fhir(client, "/fhir/Observation", observation(pid, "spo2", 85, NOW, "c1"),
               auth("integration"))
