@@ -107,9 +107,15 @@ class PatientService:
 
     @staticmethod
     def get_visible(session: Session, principal: Principal, patient_id: str) -> Patient:
-        """The patient, or 404 when it does not exist or lies outside the caller's units."""
+        """The patient, or 404 when it does not exist or lies outside what the caller may see.
+
+        Every role but admin is confined to its own organisation; clinicians also to their
+        units. Not 403: a caller must not learn that a record exists elsewhere.
+        """
         patient = session.get(Patient, patient_id)
-        if patient is None or (principal.role in (Role.CLINICIAN,)
-                               and not principal.may_see_unit(patient.organisation, patient.unit)):
+        if patient is None or (principal.role is not Role.ADMIN and (
+                patient.organisation != principal.organisation
+                or (principal.role is Role.CLINICIAN
+                    and not principal.may_see_unit(patient.organisation, patient.unit)))):
             raise NotFound(f"Patient/{patient_id} not found")
         return patient

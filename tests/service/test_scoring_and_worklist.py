@@ -217,3 +217,16 @@ def test_cohort_rescoring_equals_one_at_a_time(client, auth):
             r["rule"] for r in singles[pid].explanation["rules"]]
     hours = batch.features[26]  # hours_since_last_measurement_h
     assert hours == pytest.approx(30.0)
+
+
+def test_other_organisations_cannot_see_a_patient_whatever_their_role(client, auth):
+    pid = enrol(client, auth("clinician"))["id"]
+    for role in ("clinician", "admin"):
+        status = client.get(f"/api/v1/patients/{pid}",
+                            headers=auth(role, organisation="974557746")).status_code
+        assert status == (200 if role == "admin" else 404)
+    cds = client.post("/cds-services/home-followup-risk", headers=auth(
+        "integration", organisation="974557746"), json={
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "hook": "patient-view",
+        "context": {"userId": "Practitioner/1", "patientId": pid}})
+    assert cds.status_code in (200, 412) and not cds.json().get("cards")
