@@ -389,3 +389,80 @@ def test_worklist_refresh_keeps_focus_and_scroll(browser: Any, server: Server) -
     assert page.evaluate("() => document.activeElement.id") == "f-level"
     assert page.evaluate("() => window.scrollY") == 300
     page.context.close()
+
+
+def _insert_drift_report(settings: Any) -> str:
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from service.db.engine import make_engine, make_session_factory, transaction
+    from service.db.tables import DriftReport
+
+    report_id = str(uuid.uuid4())
+    html = settings.var_dir / "reports" / f"{report_id}.html"
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(
+        "<!DOCTYPE html><html lang='en'><head><title>Drift</title></head>"
+        "<body><h1>Evidently report</h1></body></html>"
+    )
+    engine = make_engine(settings.resolved_database_url)
+    now = datetime.now(UTC)
+    with transaction(make_session_factory(engine)) as session:
+        session.add(
+            DriftReport(
+                id=report_id,
+                report_key=f"browser-{report_id}",
+                window_start=now - timedelta(days=7),
+                window_end=now,
+                model_version="0.0.1",
+                pathway="copd",
+                organisation=None,
+                verdict="warning",
+                drifted_features=["spo2_pct_latest"],
+                summary={},
+                json_path=str(html.with_suffix(".json")),
+                html_path=str(html),
+                created_at=now,
+                created_by="browser-test",
+            )
+        )
+    engine.dispose()
+    return report_id
+
+
+def test_error_states_have_no_wcag_violations(browser: Any, server: Server) -> None:
+    """Forms showing problems next to their fields, and the drift report with its frame."""
+    failures: dict[str, Any] = {}
+    page = new_page(browser, server)
+    sign_in(page, "clinician")
+    page.goto(f"/web/patients/{server.ids['stable']}")
+    page.fill("#ov-yellow", "abc")
+    page.fill("#ov-reason", "x")
+    page.get_by_role("button", name="Lagre personlig grense").click()
+    page.wait_for_selector("#ov-yellow-error")
+    page.screenshot(path=str(ARTIFACTS / "patient-override-errors-1280.png"), full_page=True)
+    failures["override-errors"] = axe_violations(page)
+    page.goto("/web/pathways/copd")
+    window = page.locator("input[name$='/window_hours']").first
+    window.fill("-5")
+    page.get_by_role("button", name="Se etter feil").click()
+    page.wait_for_selector(".field-error")
+    page.screenshot(path=str(ARTIFACTS / "pathway-errors-1280.png"), full_page=True)
+    failures["pathway-errors"] = axe_violations(page)
+    page.context.close()
+    report_id = _insert_drift_report(server.settings)
+    page = new_page(browser, server)
+    sign_in(page, "compliance")
+    page.goto("/web/monitoring")
+    failures["monitoring-with-report"] = axe_violations(page)
+    page.goto(f"/web/monitoring/drift-reports/{report_id}")
+    page.get_by_text("Vis rapporten på denne siden").click()  # the embedded Evidently frame
+    page.wait_for_selector("iframe.evidently")
+    failures["drift-report"] = axe_violations(page)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Godkjenn").click()
+    assert page.locator("#decision-error").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "drift-report-1280.png"), full_page=True)
+    failures["drift-report-errors"] = axe_violations(page)
+    page.context.close()
+    assert not {k: v for k, v in failures.items() if v}, failures
