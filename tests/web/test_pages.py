@@ -383,3 +383,23 @@ def test_worklist_shows_the_most_urgent_first_then_all_on_request(
     everything = web.get("/web/worklist?all=1").text
     assert len(re.findall(r'<li class="item ', everything)) > 2
     assert "Vis alle saker" not in everything
+
+
+def test_pathway_dry_run_on_a_chosen_patient(signed_in: Any, web_env: Any) -> None:
+    web = signed_in("clinician")
+    page = web.get("/web/pathways/copd").text
+    assert web_env.ids["red"] in page  # offered in the patient chooser
+    fields = {k: unescape(v) for k, v in re.findall(r'name="(/rules/[^"]+)" value="([^"]*)"', page)}
+    fields.update({k: "on" for k in re.findall(r'name="(/rules/\d+/enabled)" checked', page)})
+    dry = web.post(
+        "/web/pathways/copd",
+        data={
+            **fields,
+            "csrf_token": csrf_of(page),
+            "intent": "dry-run",
+            "dry_patient": web_env.ids["red"],
+        },
+    )
+    assert dry.status_code == 200, text_of(dry.text)[-1500:]
+    result = dry.text.split('class="dry-result"', 1)[1]
+    assert result.count("level-red") == 2  # no change: the same level now and with the draft
