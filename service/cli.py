@@ -180,7 +180,11 @@ def demo(host: Annotated[str, typer.Option(help="Interface to listen on")] = "12
                 pass
             time.sleep(0.2)
         counts = load_demo_cohort(base_url, settings, patients, days)
-        clinician = issue_dev_token(settings, Role.CLINICIAN)
+        # Development tokens for every role, valid 8 hours, also kept in var/ for copy-paste.
+        tokens = {role.value: issue_dev_token(settings, role) for role in Role}
+        token_file = settings.var_dir / "dev-tokens.txt"
+        token_file.write_text("".join(f"{r}\t{t}\n" for r, t in tokens.items()))
+        token_file.chmod(0o600)
         typer.echo(
             "\n".join([
                 "",
@@ -192,9 +196,9 @@ def demo(host: Annotated[str, typer.Option(help="Interface to listen on")] = "12
                 f"  API docs:       {base_url}/docs",
                 f"  Worklist (API): curl -H 'Authorization: Bearer $TOKEN' "
                 f"{base_url}/api/v1/worklist",
-                "  A token for another role: .venv/bin/triage token --role clinician|ml-engineer|"
-                "compliance|integration|admin",
-                f"  A clinician token, valid 8 hours:\n{clinician}",
+                "  Tokens (development issuer, valid 8 hours; also in "
+                f"{token_file}; new ones: .venv/bin/triage token --role <role>):",
+                *(f"    {role:<12} {token}" for role, token in tokens.items()),
                 "",
             ]))
         if settings.drift_schedule_hours > 0:
