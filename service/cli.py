@@ -4,6 +4,7 @@ the training and monitoring commands (train, evaluate, promote, drift …)."""
 from __future__ import annotations
 
 import json
+import os
 import logging
 import re
 import threading
@@ -183,8 +184,9 @@ def demo(host: Annotated[str, typer.Option(help="Interface to listen on")] = "12
         # Development tokens for every role, valid 8 hours, also kept in var/ for copy-paste.
         tokens = {role.value: issue_dev_token(settings, role) for role in Role}
         token_file = settings.var_dir / "dev-tokens.txt"
-        token_file.write_text("".join(f"{r}\t{t}\n" for r, t in tokens.items()))
-        token_file.chmod(0o600)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable
+        with os.fdopen(fd, "w") as fh:
+            fh.write("".join(f"{r}\t{t}\n" for r, t in tokens.items()))
         typer.echo(
             "\n".join([
                 "",
