@@ -4,8 +4,8 @@ the training and monitoring commands (train, evaluate, promote, drift …)."""
 from __future__ import annotations
 
 import json
-import os
 import logging
+import os
 import re
 import threading
 import time
