@@ -466,3 +466,30 @@ def test_error_states_have_no_wcag_violations(browser: Any, server: Server) -> N
     failures["drift-report-errors"] = axe_violations(page)
     page.context.close()
     assert not {k: v for k, v in failures.items() if v}, failures
+
+
+def test_text_at_200_percent_and_forced_colours(browser: Any, server: Server) -> None:
+    """Browser text size 200 % (rem-based layout) keeps everything in the window; forced colours
+    (Windows high contrast) keep levels readable: screenshots for review."""
+    page = new_page(browser, server)
+    sign_in(page)
+    overflow = {}
+    for name, path in (
+        ("worklist", "/web/worklist"),
+        ("patient", f"/web/patients/{server.ids['red']}"),
+        ("pathway-editor", "/web/pathways/copd"),
+    ):
+        page.goto(path)
+        page.add_style_tag(content="html { font-size: 200% !important; }")
+        page.screenshot(path=str(ARTIFACTS / f"{name}-text200.png"), full_page=False)
+        wide = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        if wide > 1:
+            overflow[name] = wide
+    page.emulate_media(forced_colors="active")
+    page.goto("/web/worklist")
+    assert page.evaluate("() => matchMedia('(forced-colors: active)').matches")
+    page.screenshot(path=str(ARTIFACTS / "worklist-forced-colours.png"), full_page=False)
+    badge_text = page.locator(".level").first.inner_text()
+    assert "Rød" in badge_text  # the level is in words, not only in colour
+    page.context.close()
+    assert not overflow, overflow
