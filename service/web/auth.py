@@ -20,7 +20,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from service.errors import BadRequest, TriageError, Unauthorised
+from service.errors import BadRequest, NotFound, Unauthorised
 from service.security.principal import Role
 from service.web.i18n import LANGUAGES
 from service.web.render import render
@@ -108,7 +108,8 @@ async def _endpoints(request: Request) -> dict[str, str]:
         import httpx
 
         url = settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration"
-        async with httpx.AsyncClient(timeout=5.0) as client:
+        transport = getattr(request.app.state, "web_oidc_transport", None)
+        async with httpx.AsyncClient(timeout=5.0, transport=transport) as client:
             response = await client.get(url)
             response.raise_for_status()
             cached = request.app.state.web_oidc_metadata = response.json()
@@ -131,6 +132,11 @@ def _client(request: Request, endpoints: dict[str, str]) -> Any:
 
         # The local issuer lives in this very app: exchange the code in-process.
         kwargs["transport"] = httpx.ASGITransport(app=request.app)
+    else:
+        # Tests hand in a transport that plays the issuer; production uses the network.
+        transport = getattr(request.app.state, "web_oidc_transport", None)
+        if transport is not None:
+            kwargs["transport"] = transport
     secret = getattr(settings, "oidc_client_secret", None)
     return AsyncOAuth2Client(
         client_id=endpoints["client_id"],
@@ -248,7 +254,7 @@ def web_language(
 
 def _dev_only(request: Request) -> None:
     if _settings(request).auth_mode != "dev" or _settings(request).environment == "production":
-        raise TriageError("the development issuer is switched off")
+        raise NotFound("the development issuer is switched off")
 
 
 def _check_authorize_params(
