@@ -100,6 +100,9 @@ def _value_text(f: FeatureDef, value: float, ctx: dict[str, float | None], lang:
     nb = lang == "nb"
     if f.kind == "missed_days":
         n = int(value)
+        if n == 0:
+            return ("målinger hvert døgn de siste 3 døgnene" if nb
+                    else "measurements on each of the last 3 days")
         return (f"ingen målinger {n} av de siste 3 døgnene" if nb
                 else f"no measurements on {n} of the last 3 days")
     if f.kind == "hours_since":

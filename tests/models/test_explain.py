@@ -53,3 +53,12 @@ def test_norwegian_numbers_use_decimal_comma():
     e = explain(x, c, 0.0, 0.9, 0.7, {}, None)
     assert e.top(1)[0].text_nb == "Kroppstemperatur steg 1,5 °C siste døgn"
     assert e.top(1)[0].text_en == "Body temperature rose 1.5 °C in 1 day"
+
+
+def test_no_missed_days_reads_as_adherence_not_as_a_missing_count():
+    x = _row(missed_measurement_days_3d=0)
+    c = np.zeros(N_FEATURES)
+    c[FEATURE_INDEX["missed_measurement_days_3d"]] = -0.3
+    top = explain(x, c, 0.0, -0.3, 0.4, {}, None).top(1)[0]
+    assert top.text_en == "Measurements on each of the last 3 days"
+    assert top.text_nb == "Målinger hvert døgn de siste 3 døgnene"
