@@ -197,14 +197,17 @@ def start_process(
 
 
 def service_settings_env(var_dir: Path, model_dir: Path) -> dict[str, str]:
-    """Environment for our service: its own var dir and SQLite file, no scheduled drift job."""
+    """Environment for our service: its own var dir and SQLite file, no scheduled jobs."""
     return {
         "TRIAGE_VAR_DIR": str(var_dir),
         "TRIAGE_DATABASE_URL": f"sqlite:///{(var_dir / 'triage.db').resolve()}",
         "TRIAGE_MODEL_DIR": str(model_dir),
         "TRIAGE_ENVIRONMENT": "development",
-        # The scheduled drift report would compete for the two cores mid-measurement.
+        # Scheduled jobs would land mid-measurement: the drift report competes for the two
+        # cores, and the cohort re-scoring (60 s after start) holds SQLite's write lock for its
+        # whole run. bench_scoring measures re-scoring on its own.
         "TRIAGE_DRIFT_SCHEDULE_HOURS": "0",
+        "TRIAGE_RESCORE_SCHEDULE_HOURS": "0",
     }
 
 
@@ -241,6 +244,7 @@ def service_settings(var_dir: Path, model_dir: Path) -> Any:
         model_dir=model_dir,
         environment="development",
         drift_schedule_hours=0,
+        rescore_schedule_hours=0,
     )
 
 
