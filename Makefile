@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean model
+.PHONY: install run test lint typecheck bench clean model browser-deps
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ bench: $(STAMP)
 ## Rebuild the shipped default model artifact bit-for-bit from its seed.
 model: $(STAMP)
 	$(BIN)/triage train --shipped
+
+## Debian's Chromium and axe-core for the browser tests (the tests also try this themselves).
+browser-deps:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+	test -f tests/web/.cache/node_modules/axe-core/axe.min.js || npm install --no-save --no-audit --no-fund --prefix tests/web/.cache axe-core@4
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .coverage

@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     """Expected `aud` (the API resource name registered in HelseID)."""
     oidc_jwks_url: str | None = None
     """JWKS endpoint of the issuer; keys are cached and refreshed on an unknown kid."""
+    oidc_client_id: str | None = None
+    """The web pages' OIDC client id (authorization code flow with PKCE) at the issuer."""
+    oidc_client_secret: str | None = None
+    """Its client secret, where the issuer uses one (HelseID wants private_key_jwt instead)."""
+    oidc_web_scope: str = "openid profile"
+    """Scopes the web sign-in asks for, besides the role scope."""
     oidc_clock_skew_s: int = 30
     """Tolerance for exp/nbf between our clock and the issuer's."""
     public_metrics: bool = True

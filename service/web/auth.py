@@ -98,7 +98,7 @@ async def _endpoints(request: Request) -> dict[str, str]:
             "client_id": DEV_CLIENT_ID,
             "scope": "openid",
         }
-    client_id = getattr(settings, "oidc_client_id", None)
+    client_id = settings.oidc_client_id
     if not (settings.oidc_issuer and client_id):
         raise BadRequest(
             "web sign-in is not configured (TRIAGE_OIDC_ISSUER and TRIAGE_OIDC_CLIENT_ID)"
@@ -113,7 +113,7 @@ async def _endpoints(request: Request) -> dict[str, str]:
             response = await client.get(url)
             response.raise_for_status()
             cached = request.app.state.web_oidc_metadata = response.json()
-    scope = getattr(settings, "oidc_web_scope", None) or "openid profile"
+    scope = settings.oidc_web_scope
     return {
         "authorization_endpoint": cached["authorization_endpoint"],
         "token_endpoint": cached["token_endpoint"],
@@ -137,7 +137,7 @@ def _client(request: Request, endpoints: dict[str, str]) -> Any:
         transport = getattr(request.app.state, "web_oidc_transport", None)
         if transport is not None:
             kwargs["transport"] = transport
-    secret = getattr(settings, "oidc_client_secret", None)
+    secret = settings.oidc_client_secret
     return AsyncOAuth2Client(
         client_id=endpoints["client_id"],
         client_secret=secret,
