@@ -49,12 +49,12 @@ def test_schedule_job_runs_once_per_scope_then_waits(seeded: Seeded) -> None:
 
 
 def _past_a_second_boundary(seeded: Seeded) -> None:
+    """Sleep into the next whole second: everything seeded is then older than the window end,
+    and each caller gets a window (and so a report key) of its own."""
     import time
 
-    wait = (seeded.loaded_until.replace(microsecond=0) + timedelta(seconds=1)
-            - datetime.now(UTC)).total_seconds()
-    if wait > 0:
-        time.sleep(wait + 0.01)
+    assert datetime.now(UTC) >= seeded.loaded_until
+    time.sleep(1.01 - datetime.now(UTC).microsecond / 1e6)
 
 
 def test_schedule_skips_small_windows_and_logs_it(seeded: Seeded, caplog: pytest.LogCaptureFixture,
