@@ -193,3 +193,28 @@ def test_a_published_change_appears_in_the_audit_log(client, auth):
     writes = [r for r in rows if r["action"] == "write"
               and r["resource"] == "PUT /api/v1/pathways/{pathway_id}"]
     assert writes and writes[-1]["actor"] == "hpr-7000007" and writes[-1]["outcome"] == 201
+
+
+def test_a_new_pathway_by_configuration_alone_runs_end_to_end(client, auth):
+    """A kidney-failure pathway: published as data, a patient enrolled on it, a reading scored."""
+    clinician = auth("clinician")
+    heart_failure = current(client, clinician, "heart-failure")["pathway"]
+    draft = {**heart_failure, "id": "kidney-failure", "version": 1,
+             "title_nb": "Nyresvikt", "title_en": "Kidney failure",
+             "rules": [rule for rule in heart_failure["rules"]
+                       if rule.get("measurement") in ("weight", "systolic_bp", "spo2")]}
+    checked = client.post("/api/v1/pathways/validate", json=draft, headers=clinician).json()
+    assert checked == {"valid": True, "problems": []}
+    created = client.put("/api/v1/pathways/kidney-failure",
+                         json={"pathway": draft, "reason": "new patient group"}, headers=clinician)
+    assert created.status_code == 201, created.text
+    assert created.json()["version"] == 1
+    pid = enrol(client, clinician, pathway="kidney-failure")["id"]
+    post_fhir(client, "/fhir/Observation", observation(pid, "spo2", 84, NOW, "k1"),
+              auth("integration"))
+    [assessment] = client.get(f"/api/v1/patients/{pid}/assessments", headers=clinician).json()
+    assert assessment["pathway_id"] == "kidney-failure" and assessment["pathway_version"] == 1
+    assert assessment["level"] == "red"
+    assert any(r["level"] == "red" for r in assessment["explanation"]["rules"])
+    listed = {p["id"] for p in client.get("/api/v1/pathways", headers=clinician).json()}
+    assert "kidney-failure" in listed
