@@ -14,6 +14,8 @@ url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_o
 
 
 def run() -> None:
+    if not url:
+        raise RuntimeError("no database URL: pass -x url=... or set sqlalchemy.url")
     engine = create_engine(url)
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=Base.metadata,

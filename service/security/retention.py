@@ -86,7 +86,8 @@ def run_retention(session: Session, policy: RetentionPolicy, *, apply: bool = Fa
         due = session.scalar(select(func.count()).select_from(table).where(*where)) or 0
         deleted = 0
         if deletable and apply and due:
-            deleted = session.execute(delete(table).where(*where)).rowcount or 0
+            result: Any = session.execute(delete(table).where(*where))
+            deleted = result.rowcount or 0  # a CursorResult for DML
         note = ("deleted" if deleted else "due" if deletable else
                 "record entries: export to the archive and delete on the controller's "
                 "decision; not deleted by this job")
