@@ -230,3 +230,17 @@ def test_other_organisations_cannot_see_a_patient_whatever_their_role(client, au
         "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "hook": "patient-view",
         "context": {"userId": "Practitioner/1", "patientId": pid}})
     assert cds.status_code in (200, 412) and not cds.json().get("cards")
+
+
+def test_scheduled_rescoring_commits_in_chunks_with_one_reference_time(client, auth):
+    from service.jobs import rescore_all
+
+    clinician, integration = auth("clinician"), auth("integration")
+    a = enrol(client, clinician)["id"]
+    b = enrol(client, clinician, identifier=OTHER_FNR, birth_date="1970-01-01")["id"]
+    feed_stable_then(client, integration, a, 86, prefix="a")
+    feed_stable_then(client, integration, b, 95, prefix="b")
+    assert rescore_all(client.app, chunk=1) == 2  # two transactions of one patient each
+    scheduled = [x for pid in (a, b) for x in assessments(client, pid) if x.trigger == "schedule"]
+    assert len(scheduled) == 2
+    assert len({x.as_of for x in scheduled}) == 1
