@@ -31,13 +31,16 @@ def patient_reference(patient: Patient) -> dict[str, Any]:
                                               "value": patient.identifier_value}}
 
 
-def basis_reference(resource_id: str, resource_type: str, body: dict[str, Any] | None
+def basis_reference(resource_id: str, resource_type: str, idempotency_key: str
                     ) -> dict[str, Any]:
-    """A logical reference by the sender's own identifier (VKP's), else by our receipt id."""
-    for ident in (body or {}).get("identifier") or []:
-        if isinstance(ident, dict) and ident.get("system") and ident.get("value"):
-            return {"type": resource_type,
-                    "identifier": {"system": ident["system"], "value": ident["value"]}}
+    """A logical reference by the sender's own identifier (VKP's), else by our receipt id.
+
+    The idempotency key already holds "<type>|<system>|<value>" of the sender's identifier
+    ("<type>|id|…" or "<type>|sha256|…" when it had none), so no stored body is parsed here.
+    """
+    _, system, value = [*idempotency_key.split("|", 2), "", ""][:3]
+    if system and value and system not in ("id", "sha256"):
+        return {"type": resource_type, "identifier": {"system": system, "value": value}}
     return {"type": resource_type,
             "identifier": {"system": RECEIVED_IDENTIFIER_SYSTEM, "value": resource_id}}
 

@@ -37,10 +37,11 @@ class OutboxWriter:
             assessment = session.get(Assessment, item.assessment_id)
         assert patient is not None and assessment is not None
         received = session.execute(
-            select(IngestedResource.id, IngestedResource.resource_type, IngestedResource.body)
+            select(IngestedResource.id, IngestedResource.resource_type,
+                   IngestedResource.idempotency_key)
             .where(IngestedResource.id.in_(assessment.basis))).all() if assessment.basis else []
         by_id = {r.id: r for r in received}
-        basis = [basis_reference(rid, by_id[rid].resource_type, by_id[rid].body)
+        basis = [basis_reference(rid, by_id[rid].resource_type, by_id[rid].idempotency_key)
                  for rid in assessment.basis if rid in by_id]
         now = datetime.now(UTC)
         session.add(OutboxEntry(

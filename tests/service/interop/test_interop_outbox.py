@@ -262,3 +262,21 @@ def fake_bundle(message_id: str, patient: str, item: str) -> dict[str, Any]:
             "entry": [{"fullUrl": f"urn:uuid:{item}", "resource": task,
                        "request": {"method": "PUT",
                                    "url": f"Task?identifier={system}|{item}"}}]}
+
+
+@pytest.mark.parametrize("key, expected_system, expected_value", [
+    ("Observation|urn:oid:2.16.578.1.12.4.1.7.1|vkp-0001", "urn:oid:2.16.578.1.12.4.1.7.1",
+     "vkp-0001"),
+    ("QuestionnaireResponse|urn:oid:2.16.578.1.12.4.1.7.2|hn-7|x", "urn:oid:2.16.578.1.12.4.1.7.2",
+     "hn-7|x"),
+    ("Observation|id|abc", None, "received-1"),
+    ("Observation|sha256|0f0f", None, "received-1"),
+])
+def test_basis_is_referenced_by_the_senders_identifier_from_the_idempotency_key(
+        key, expected_system, expected_value):
+    from service.outbox.bundle import RECEIVED_IDENTIFIER_SYSTEM, basis_reference
+
+    ref = basis_reference("received-1", key.split("|")[0], key)
+    assert ref["type"] == key.split("|")[0]
+    assert ref["identifier"] == {"system": expected_system or RECEIVED_IDENTIFIER_SYSTEM,
+                                 "value": expected_value}
