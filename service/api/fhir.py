@@ -173,6 +173,17 @@ def _page(request: Request, query: Any, session: Any, count: int, offset: int
     return rows, total, next_url
 
 
+def _assessment_search(principal: Principal, patient_id: str | None,
+                       last_updated: list[str] | None) -> Any:
+    """Assessments with their patients the caller may see, newest first (stable paging)."""
+    query: Any = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
+    query = _visible_patients(query, principal)
+    if patient_id:
+        query = query.where(Assessment.patient_id == patient_id)
+    return query.where(*_last_updated(last_updated, Assessment.created_at)).order_by(
+        Assessment.created_at.desc(), Assessment.id)
+
+
 @router.get("/RiskAssessment", name="fhir_search_risk_assessment", response_class=JSONResponse,
             responses=_FHIR_ERRORS)
 def fhir_search_risk_assessment(
@@ -183,13 +194,7 @@ def fhir_search_risk_assessment(
     offset: int = Query(0, alias="_offset", ge=0, le=10_000_000),
 ) -> JSONResponse:
     """The patient's risk assessments, newest first."""
-    pid = _patient_id(subject, "subject")
-    query: Any = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
-    query = _visible_patients(query, principal).order_by(Assessment.created_at.desc(),
-                                                         Assessment.id)
-    if pid:
-        query = query.where(Assessment.patient_id == pid)
-    query = query.where(*_last_updated(last_updated, Assessment.created_at))
+    query = _assessment_search(principal, _patient_id(subject, "subject"), last_updated)
     rows, total, next_url = _page(request, query, session, count, offset)
     basis_ids = {b for a, _ in rows for b in a.basis}
     types = dict(session.execute(select(IngestedResource.id, IngestedResource.resource_type)
@@ -242,13 +247,8 @@ def fhir_search_detected_issue(
     offset: int = Query(0, alias="_offset", ge=0, le=10_000_000),
 ) -> JSONResponse:
     """Threshold alerts (fired rules) from the patient's assessments, newest first."""
-    pid = _patient_id(patient, "patient")
-    query: Any = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
-    query = _visible_patients(query, principal).where(Assessment.level != "green")
-    if pid:
-        query = query.where(Assessment.patient_id == pid)
-    query = query.where(*_last_updated(last_updated, Assessment.created_at)).order_by(
-        Assessment.created_at.desc(), Assessment.id)
+    query = _assessment_search(principal, _patient_id(patient, "patient"), last_updated).where(
+        Assessment.level != "green")
     rows, _, next_url = _page(request, query, session, count, offset)
     resources = [issue for a, p in rows for issue in outputs.detected_issues(a, p)]
     return _fhir(outputs.searchset(resources, str(request.url), None, next_url))
