@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -569,35 +568,11 @@ def web_drift_sign_off(
         errors["comment"] = t.gettext("Write a comment (at least 3 characters).")
     if not errors:
         try:
+            # The one sign-off path: the monitoring service checks, locks and records it.
             with transaction(request.app.state.sessions) as tx:
-                service = _monitoring(request)
-                if service is not None:
-                    service.sign_off(
-                        tx,
-                        report_id,
-                        decision,
-                        comment,
-                        signed_by=principal.subject,
-                        role=principal.role.value,
-                    )
-                else:
-                    if tx.get(DriftReport, report_id) is None:
-                        raise NotFound(f"drift report {report_id} not found")
-                    if _first_signoff(tx, report_id) is not None:
-                        from service.errors import Conflict
-
-                        raise Conflict("this report was already signed off")
-                    tx.add(
-                        DriftSignOff(
-                            id=str(uuid.uuid4()),
-                            report_id=report_id,
-                            decision=decision,
-                            comment=comment.strip(),
-                            signed_by=principal.subject,
-                            role=principal.role.value,
-                            signed_at=datetime.now(UTC),
-                        )
-                    )
+                request.app.state.services.monitoring.sign_off(
+                    tx, report_id, decision, comment, signed_by=principal.subject,
+                    role=principal.role.value)
         except NotFound:
             raise
         except TriageError as exc:
