@@ -423,12 +423,12 @@ async def web_models_reload(
 
 
 def _monitoring(request: Request) -> Any:
-    """The drift-report service (service.domain.monitoring) when the app has one."""
-    return getattr(request.app.state.services, "monitoring", None)
+    """The drift-report service (service.domain.monitoring)."""
+    return request.app.state.services.monitoring
 
 
 def _report_dict(row: DriftReport, signoff: DriftSignOff | None) -> dict[str, Any]:
-    """The API's report shape, read from the tables (used only without the monitoring service)."""
+    """The API's report shape from the index row alone (when the report's JSON file is gone)."""
     return {
         "id": row.id,
         "window_start": row.window_start,
@@ -461,26 +461,17 @@ def _first_signoff(session: Any, report_id: str) -> DriftSignOff | None:
 
 
 def _reports(request: Request, session: Any) -> list[dict[str, Any]]:
-    service = _monitoring(request)
-    if service is not None:
-        return list(service.list_reports(session, limit=100))
-    rows = list(
-        session.scalars(select(DriftReport).order_by(DriftReport.created_at.desc()).limit(100))
-    )
-    return [_report_dict(r, _first_signoff(session, r.id)) for r in rows]
+    return list(_monitoring(request).list_reports(session, limit=100))
 
 
 def _report(request: Request, session: Any, report_id: str) -> dict[str, Any]:
     row = session.get(DriftReport, report_id)
     if row is None:
         raise NotFound(f"drift report {report_id} not found")
-    service = _monitoring(request)
-    if service is not None:
-        try:
-            return dict(service.get_report(session, report_id))
-        except NotFound:  # the JSON file is gone; the index row still says what it found
-            pass
-    return _report_dict(row, _first_signoff(session, report_id))
+    try:
+        return dict(_monitoring(request).get_report(session, report_id))
+    except NotFound:  # the JSON file is gone; the index row still says what it found
+        return _report_dict(row, _first_signoff(session, report_id))
 
 
 def _html_path(request: Request, session: Any, report_id: str) -> Path | None:

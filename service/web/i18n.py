@@ -148,27 +148,20 @@ class Translator:
 
 def dynamic_messages() -> list[str]:
     """Message ids the templates build from data ("level:" ~ level …); the catalogue test uses them."""
+    from models.rules import RULE_TYPES
+    from service.security.principal import Role
     from service.web.admin import BAND_BOUNDS, DRY_RUN_VALUES, NUMBER_FIELDS, SIGN_OFF_DECISIONS
     from service.web.render import NAV
 
     families: dict[str, tuple[str, ...]] = {
-        "role": ("clinician", "ml-engineer", "compliance", "integration", "admin"),
+        # From their single definitions: a new role or rule type without a message fails the test.
+        "role": tuple(role.value for role in Role),
         "level": ("red", "yellow", "green"),
         "state": ("open", "acknowledged", "escalated", "resolved"),
         "language": LANGUAGES,
         "sex": ("female", "male", "other", "unknown"),
         "decided": ("rules", "model", "rules+model", "none"),
-        "rule": (
-            "bands",
-            "category",
-            "baseline_deviation",
-            "change",
-            "consecutive",
-            "questionnaire",
-            "missed",
-            "score",
-            "combination",
-        ),
+        "rule": RULE_TYPES,
         "field": NUMBER_FIELDS,
         "op": (">", ">=", "<", "<="),
         "bound": BAND_BOUNDS,
