@@ -36,19 +36,6 @@ def _body_spec(description: str) -> dict[str, Any]:
         FHIR_JSON: {"schema": schema}, "application/json": {"schema": schema}}}}
 
 
-def _json_depth_ok(value: Any, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return False
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
-    return True
-
-
 async def read_fhir_json(request: Request) -> Any:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in ACCEPTED_TYPES:
@@ -58,8 +45,7 @@ async def read_fhir_json(request: Request) -> Any:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
-    if not _json_depth_ok(data, request.app.state.settings.max_json_depth):
-        raise BadRequest("JSON nesting is deeper than allowed")
+    # Nesting depth and size were already limited by the input guard (service.security).
     return data
 
 
