@@ -54,19 +54,31 @@ def _synthetic_people(n: int) -> list[str]:
     return out
 
 
-def _observation(patient_id: str, value: float, when: datetime, message_id: str
-                 ) -> dict[str, Any]:
+def _observation(patient_id: str, value: float, when: datetime, message_id: str) -> dict[str, Any]:
     return {
-        "resourceType": "Observation", "status": "final",
+        "resourceType": "Observation",
+        "status": "final",
         "meta": {"profile": ["http://hl7.no/fhir/vkp/StructureDefinition/VkpObservation"]},
         "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.7.1", "value": message_id}],
-        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                  "observation-category", "code": "vital-signs"}]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": "http://loinc.org", "code": "2708-6"}]},
         "subject": {"reference": f"Patient/{patient_id}"},
         "effectiveDateTime": when.isoformat(),
-        "valueQuantity": {"value": value, "unit": "%", "system": "http://unitsofmeasure.org",
-                          "code": "%"},
+        "valueQuantity": {
+            "value": value,
+            "unit": "%",
+            "system": "http://unitsofmeasure.org",
+            "code": "%",
+        },
     }
 
 
@@ -93,14 +105,20 @@ class Setup:
         self.mode = mode
         var = workdir / mode.replace(" ", "-")
         var.mkdir(parents=True, exist_ok=True)
-        settings = Settings(var_dir=var, model_dir=artifact, environment="test", log_json=True,
-                            drift_schedule_hours=0,
-                            database_url=f"sqlite:///{var / 'triage.db'}")
+        settings = Settings(
+            var_dir=var,
+            model_dir=artifact,
+            environment="test",
+            log_json=True,
+            drift_schedule_hours=0,
+            database_url=f"sqlite:///{var / 'triage.db'}",
+        )
         migrate(settings.resolved_database_url)
         self.app = create_app(settings)
         self.integration = {
             "Authorization": "Bearer " + issue_dev_token(settings, Role.INTEGRATION),
-            "Content-Type": "application/fhir+json"}
+            "Content-Type": "application/fhir+json",
+        }
         self.clinician = {"Authorization": "Bearer " + issue_dev_token(settings, Role.CLINICIAN)}
         self.client = TestClient(self.app)
         self.client.__enter__()
@@ -113,11 +131,20 @@ class Setup:
             self.app.state.audit = AuditWriter(self.app.state.engine, synchronous=True)
         self.ids = []
         for fnr in _synthetic_people(patients):
-            r = self.client.post("/api/v1/patients", headers=self.integration,
-                                 content=json.dumps({
-                                     "identifier": fnr, "birth_date": "1965-07-15",
-                                     "sex": "female", "pathway": "copd", "organisation": ORG,
-                                     "unit": "lungs"}))
+            r = self.client.post(
+                "/api/v1/patients",
+                headers=self.integration,
+                content=json.dumps(
+                    {
+                        "identifier": fnr,
+                        "birth_date": "1965-07-15",
+                        "sex": "female",
+                        "pathway": "copd",
+                        "organisation": ORG,
+                        "unit": "lungs",
+                    }
+                ),
+            )
             r.raise_for_status()
             self.ids.append(r.json()["id"])
         self.scoring: list[float] = []
@@ -128,8 +155,14 @@ class Setup:
     def score_once(self, i: int, start: datetime, record: bool) -> None:
         import json
 
-        body = json.dumps(_observation(self.ids[i % len(self.ids)], 97 - (i % 9),
-                                       start + timedelta(minutes=i), f"bench-{i}"))
+        body = json.dumps(
+            _observation(
+                self.ids[i % len(self.ids)],
+                97 - (i % 9),
+                start + timedelta(minutes=i),
+                f"bench-{i}",
+            )
+        )
         t0 = time.perf_counter()
         r = self.client.post("/fhir/Observation", content=body, headers=self.integration)
         elapsed = (time.perf_counter() - t0) * 1000
@@ -173,8 +206,12 @@ def run(workdir: Path, artifact: Path, requests: int, patients: int) -> list[Set
 def _row(setup: Setup, key: str, baseline: float) -> list[object]:
     values = getattr(setup, key)
     median = statistics.median(values)
-    return [setup.mode, f"{median:.2f}", f"{_percentile(values, 0.95):.2f}",
-            f"{median / baseline:.2f}×"]
+    return [
+        setup.mode,
+        f"{median:.2f}",
+        f"{_percentile(values, 0.95):.2f}",
+        f"{median / baseline:.2f}×",
+    ]
 
 
 def main(requests: int = 300, patients: int = 50) -> None:
@@ -184,16 +221,28 @@ def main(requests: int = 300, patients: int = 50) -> None:
         results = run(workdir, artifact, requests, patients)
     base_scoring = statistics.median(results[0].scoring)
     base_worklist = statistics.median(results[0].worklist)
-    print(f"## Audit log cost on the scoring path ({requests} POST /fhir/Observation, "
-          f"{patients} patients, SQLite WAL, in-process)\n")
-    print(markdown_table(["mode", "median ms", "p95 ms", "median vs off"],
-                         [_row(r, "scoring", base_scoring) for r in results]))
+    print(
+        f"## Audit log cost on the scoring path ({requests} POST /fhir/Observation, "
+        f"{patients} patients, SQLite WAL, in-process)\n"
+    )
+    print(
+        markdown_table(
+            ["mode", "median ms", "p95 ms", "median vs off"],
+            [_row(r, "scoring", base_scoring) for r in results],
+        )
+    )
     print(f"\n## Worklist read: {results[0].shown} patients shown, one audit row each\n")
-    print(markdown_table(["mode", "median ms", "p95 ms", "median vs off"],
-                         [_row(r, "worklist", base_worklist) for r in results]))
+    print(
+        markdown_table(
+            ["mode", "median ms", "p95 ms", "median vs off"],
+            [_row(r, "worklist", base_worklist) for r in results],
+        )
+    )
     queued = results[2]
-    print(f"\nQueued mode: the backlog left when the load stopped drained in "
-          f"{queued.drain_ms:.0f} ms.")
+    print(
+        f"\nQueued mode: the backlog left when the load stopped drained in "
+        f"{queued.drain_ms:.0f} ms."
+    )
     print(f"\n{SYNTHETIC_NOTE} {machine_note()}")
 
 

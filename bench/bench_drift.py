@@ -36,13 +36,20 @@ def simulated_frame(model: OnnxRiskModel, rows: int, seed: int) -> MonitoringFra
     X, y, meta = snapshot_dataset(cohort, history)
     X, y, meta = X[:rows], y[:rows], meta.iloc[:rows]
     patient, time_s = meta["patient"].to_numpy(), meta["time_s"].to_numpy()
-    _, context = compute_features(history, patient, time_s, meta["age_years"].to_numpy(),
-                                  first_reading_s=np.full(len(patient), cohort.start_s))
+    _, context = compute_features(
+        history,
+        patient,
+        time_s,
+        meta["age_years"].to_numpy(),
+        first_reading_s=np.full(len(patient), cohort.start_s),
+    )
     return MonitoringFrame(
-        X=X, probability=model.predict(X).probability,
+        X=X,
+        probability=model.predict(X).probability,
         pathway=meta["pathway"].to_numpy(dtype=str),
         organisation=np.asarray(ORGANISATIONS)[patient % len(ORGANISATIONS)],
-        scored_at=time_s, outcome=y.astype(np.float64),
+        scored_at=time_s,
+        outcome=y.astype(np.float64),
         raw={ch: context.latest[:, CHANNEL_INDEX[ch]] for ch in HISTORY_CHANNELS},
     )
 
@@ -52,21 +59,32 @@ def _run_report(reference: MonitoringFrame, current: MonitoringFrame) -> dict[st
     from monitoring.drift import run_drift_report
 
     started = time.perf_counter()
-    result = run_drift_report(reference, current, DriftConfig(), window_start=0,
-                              window_end=2_000_000_000, model_version="bench", pathway=None,
-                              organisation=None)
-    return {"seconds": time.perf_counter() - started, "verdict": result.verdict,
-            "html_bytes": len(result.html.encode()), "slices": len(result.slices),
-            "drifted": result.drifted_features}
+    result = run_drift_report(
+        reference,
+        current,
+        DriftConfig(),
+        window_start=0,
+        window_end=2_000_000_000,
+        model_version="bench",
+        pathway=None,
+        organisation=None,
+    )
+    return {
+        "seconds": time.perf_counter() - started,
+        "verdict": result.verdict,
+        "html_bytes": len(result.html.encode()),
+        "slices": len(result.slices),
+        "drifted": result.drifted_features,
+    }
 
 
-def _report_in_child(reference: MonitoringFrame, current: MonitoringFrame,
-                     out: mp.Queue) -> None:  # type: ignore[type-arg]
+def _report_in_child(reference: MonitoringFrame, current: MonitoringFrame, out: mp.Queue) -> None:  # type: ignore[type-arg]
     out.put(_run_report(reference, current))
 
 
-def _latencies_ms(model: OnnxRiskModel, X: np.ndarray, stop: threading.Event | None,
-                  count: int = 400) -> np.ndarray:
+def _latencies_ms(
+    model: OnnxRiskModel, X: np.ndarray, stop: threading.Event | None, count: int = 400
+) -> np.ndarray:
     """Single-row predictions, as the ingestion path scores, until ``stop`` (or ``count``)."""
     times = []
     i = 0
@@ -81,8 +99,10 @@ def _latencies_ms(model: OnnxRiskModel, X: np.ndarray, stop: threading.Event | N
 
 
 def _describe(name: str, ms: np.ndarray) -> str:
-    return (f"{name:<34} n={len(ms):>5}  p50={np.percentile(ms, 50):6.2f} ms  "
-            f"p99={np.percentile(ms, 99):6.2f} ms  max={ms.max():7.2f} ms")
+    return (
+        f"{name:<34} n={len(ms):>5}  p50={np.percentile(ms, 50):6.2f} ms  "
+        f"p99={np.percentile(ms, 99):6.2f} ms  max={ms.max():7.2f} ms"
+    )
 
 
 def main() -> None:
@@ -99,13 +119,17 @@ def main() -> None:
         started = time.perf_counter()
         reference = simulated_frame(model, args.reference_rows, seed=1000)
         current = simulated_frame(model, args.current_rows, seed=2000)
-        print(f"data: {len(current)} current rows, {len(reference)} reference rows "
-              f"(simulated and scored in {time.perf_counter() - started:.1f} s; synthetic)")
+        print(
+            f"data: {len(current)} current rows, {len(reference)} reference rows "
+            f"(simulated and scored in {time.perf_counter() - started:.1f} s; synthetic)"
+        )
 
         _run_report(reference.take(np.arange(2000)), current.take(np.arange(2000)))  # warm-up
         result = _run_report(reference, current)
-        print(f"report: {result['seconds']:.1f} s (target ≤ 60 s), verdict {result['verdict']}, "
-              f"HTML {int(result['html_bytes']) / 1e6:.2f} MB, {result['slices']} slices")
+        print(
+            f"report: {result['seconds']:.1f} s (target ≤ 60 s), verdict {result['verdict']}, "
+            f"HTML {int(result['html_bytes']) / 1e6:.2f} MB, {result['slices']} slices"
+        )
         if args.skip_latency:
             return
 
@@ -118,12 +142,15 @@ def main() -> None:
         in_thread = _run_report(reference, current)
         stop.set()
         scorer.join()
-        print(_describe("report in a thread (same process)", samples[0])
-              + f"  [report {in_thread['seconds']:.1f} s]")
+        print(
+            _describe("report in a thread (same process)", samples[0])
+            + f"  [report {in_thread['seconds']:.1f} s]"
+        )
 
         queue: mp.Queue = mp.get_context("spawn").Queue()  # type: ignore[type-arg]
-        child = mp.get_context("spawn").Process(target=_report_in_child,
-                                                args=(reference, current, queue))
+        child = mp.get_context("spawn").Process(
+            target=_report_in_child, args=(reference, current, queue)
+        )
         stop = threading.Event()
         samples = []
         scorer = threading.Thread(target=lambda: samples.append(_latencies_ms(model, X, stop)))
@@ -133,8 +160,10 @@ def main() -> None:
         child.join()
         stop.set()
         scorer.join()
-        print(_describe("report in a separate process", samples[0])
-              + f"  [report {in_process['seconds']:.1f} s incl. imports in the child]")
+        print(
+            _describe("report in a separate process", samples[0])
+            + f"  [report {in_process['seconds']:.1f} s incl. imports in the child]"
+        )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,11 @@ class StepFunctionModel:
         contrib = np.empty(X.shape, dtype=np.float64)
         bins = self.bins(X)
         for j, vals in enumerate(self.values):
-            contrib[:, j] = np.where(np.isnan(X[:, j]), self.missing_values[j],
-                                     vals[np.minimum(bins[:, j], len(vals) - 1)])
+            contrib[:, j] = np.where(
+                np.isnan(X[:, j]),
+                self.missing_values[j],
+                vals[np.minimum(bins[:, j], len(vals) - 1)],
+            )
         return contrib
 
     def logit(self, X: np.ndarray) -> np.ndarray:
@@ -116,8 +119,9 @@ class StepFunctionModel:
             helper.make_node("Where", ["is_missing", "missing_slot", "bin"], ["slot"]),
             helper.make_node("Add", ["slot", "slot_offsets"], ["flat_index"]),
             helper.make_node("Gather", ["table_flat", "flat_index"], ["contributions"], axis=0),
-            helper.make_node("ReduceSum", ["contributions", "axis_features"], ["sum_contrib"],
-                             keepdims=0),
+            helper.make_node(
+                "ReduceSum", ["contributions", "axis_features"], ["sum_contrib"], keepdims=0
+            ),
             helper.make_node("Add", ["sum_contrib", "intercept"], ["logit"]),
             helper.make_node("Sigmoid", ["logit"], ["probability"]),
         ]
@@ -128,8 +132,9 @@ class StepFunctionModel:
             [
                 helper.make_tensor_value_info("probability", TensorProto.DOUBLE, ["N"]),
                 helper.make_tensor_value_info("logit", TensorProto.DOUBLE, ["N"]),
-                helper.make_tensor_value_info("contributions", TensorProto.DOUBLE,
-                                              ["N", n_features]),
+                helper.make_tensor_value_info(
+                    "contributions", TensorProto.DOUBLE, ["N", n_features]
+                ),
             ],
             initializer=inits,
         )

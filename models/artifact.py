@@ -57,8 +57,20 @@ class Manifest:
         except json.JSONDecodeError as exc:
             raise ArtifactError(f"{path} is not valid JSON: {exc}") from exc
         known = {k: raw.pop(k) for k in list(raw) if k in cls.__dataclass_fields__}
-        missing = [k for k in ("name", "version", "kind", "sha256", "feature_spec_hash",
-                               "feature_names", "intercept", "created") if k not in known]
+        missing = [
+            k
+            for k in (
+                "name",
+                "version",
+                "kind",
+                "sha256",
+                "feature_spec_hash",
+                "feature_names",
+                "intercept",
+                "created",
+            )
+            if k not in known
+        ]
         if missing:
             raise ArtifactError(f"{path} lacks required fields: {', '.join(missing)}")
         known.setdefault("extra", {}).update(raw)

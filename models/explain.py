@@ -36,9 +36,14 @@ class Factor:
         return "raises" if self.contribution > 0 else "lowers"
 
     def as_dict(self) -> dict[str, object]:
-        return {"feature": self.feature, "contribution": round(self.contribution, 6),
-                "value": self.value, "direction": self.direction,
-                "text_nb": self.text_nb, "text_en": self.text_en}
+        return {
+            "feature": self.feature,
+            "contribution": round(self.contribution, 6),
+            "value": self.value,
+            "direction": self.direction,
+            "text_nb": self.text_nb,
+            "text_en": self.text_en,
+        }
 
 
 @dataclass
@@ -85,15 +90,24 @@ def _missing_text(f: FeatureDef, ctx: dict[str, float | None], lang: str) -> str
     if f.kind == "latest":
         if since is None:
             return f"ingen {label} målt" if lang == "nb" else f"no {label} measured"
-        return (f"ingen {label} siste {_days(since, lang)}" if lang == "nb"
-                else f"no {label} for {_days(since, lang)}")
+        return (
+            f"ingen {label} siste {_days(since, lang)}"
+            if lang == "nb"
+            else f"no {label} for {_days(since, lang)}"
+        )
     if f.kind == "delta_baseline":
-        return (f"{label}: personlig baseline ikke etablert ennå" if lang == "nb"
-                else f"{label}: personal baseline not yet established")
+        return (
+            f"{label}: personlig baseline ikke etablert ennå"
+            if lang == "nb"
+            else f"{label}: personal baseline not yet established"
+        )
     window = "1 døgn" if f.kind == "change_1d" else "3 døgn"
     window_en = "1 day" if f.kind == "change_1d" else "3 days"
-    return (f"{label}: ingen måling å sammenligne med for {window} siden" if lang == "nb"
-            else f"{label}: no reading from {window_en} ago to compare with")
+    return (
+        f"{label}: ingen måling å sammenligne med for {window} siden"
+        if lang == "nb"
+        else f"{label}: no reading from {window_en} ago to compare with"
+    )
 
 
 def _value_text(f: FeatureDef, value: float, ctx: dict[str, float | None], lang: str) -> str:
@@ -101,13 +115,22 @@ def _value_text(f: FeatureDef, value: float, ctx: dict[str, float | None], lang:
     if f.kind == "missed_days":
         n = int(value)
         if n == 0:
-            return ("målinger hvert døgn de siste 3 døgnene" if nb
-                    else "measurements on each of the last 3 days")
-        return (f"ingen målinger {n} av de siste 3 døgnene" if nb
-                else f"no measurements on {n} of the last 3 days")
+            return (
+                "målinger hvert døgn de siste 3 døgnene"
+                if nb
+                else "measurements on each of the last 3 days"
+            )
+        return (
+            f"ingen målinger {n} av de siste 3 døgnene"
+            if nb
+            else f"no measurements on {n} of the last 3 days"
+        )
     if f.kind == "hours_since":
-        return (f"siste måling for {_days(value, lang)} siden" if nb
-                else f"last measurement {_days(value, lang)} ago")
+        return (
+            f"siste måling for {_days(value, lang)} siden"
+            if nb
+            else f"last measurement {_days(value, lang)} ago"
+        )
     if f.kind == "age_band":
         band = AGE_BAND_LABELS[int(value)] if 0 <= int(value) < len(AGE_BAND_LABELS) else "?"
         return f"aldersgruppe {band} år" if nb else f"age group {band} years"
@@ -127,14 +150,20 @@ def _value_text(f: FeatureDef, value: float, ctx: dict[str, float | None], lang:
     if f.kind == "delta_baseline":
         latest, base = ctx.get("latest"), ctx.get("baseline")
         where = ("over" if value > 0 else "under") if nb else ("above" if value > 0 else "below")
-        text = (f"{label} {amount} {where} personlig baseline" if nb
-                else f"{label} {amount} {where} personal baseline")
+        text = (
+            f"{label} {amount} {where} personlig baseline"
+            if nb
+            else f"{label} {amount} {where} personal baseline"
+        )
         if latest is not None and base is not None:
             vs = "mot" if nb else "vs"
             text += f" ({_num(latest, lang)} {unit} {vs} {_num(base, lang)} {unit})"
         return text
-    window = ("siste døgn" if nb else "in 1 day") if f.kind == "change_1d" else (
-        "siste 3 døgn" if nb else "in 3 days")
+    window = (
+        ("siste døgn" if nb else "in 1 day")
+        if f.kind == "change_1d"
+        else ("siste 3 døgn" if nb else "in 3 days")
+    )
     if shown == "0":
         return f"{label} uendret {window}" if nb else f"{label} unchanged {window}"
     verb = ("steg" if value > 0 else "falt") if nb else ("rose" if value > 0 else "fell")

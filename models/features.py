@@ -67,8 +67,9 @@ class FeatureDef:
     risk_direction: int
 
 
-def _vital(channel: str, stem: str, unit: str, nb: str, en: str, up: int,
-           latest_up: int = 0) -> list[FeatureDef]:
+def _vital(
+    channel: str, stem: str, unit: str, nb: str, en: str, up: int, latest_up: int = 0
+) -> list[FeatureDef]:
     """The four features of a vital sign; ``up`` is the risk direction of a rising value.
 
     ``latest_up`` constrains the latest value itself; most vitals are risky at both ends (0).
@@ -76,16 +77,31 @@ def _vital(channel: str, stem: str, unit: str, nb: str, en: str, up: int,
     return [
         FeatureDef(f"{stem}_latest", channel, "latest", unit, nb, en, latest_up),
         FeatureDef(
-            f"{stem}_delta_baseline", channel, "delta_baseline", unit,
-            f"{nb}, avvik fra personlig baseline", f"{en}, deviation from personal baseline", up,
+            f"{stem}_delta_baseline",
+            channel,
+            "delta_baseline",
+            unit,
+            f"{nb}, avvik fra personlig baseline",
+            f"{en}, deviation from personal baseline",
+            up,
         ),
         FeatureDef(
-            f"{stem}_change_1d", channel, "change_1d", unit,
-            f"{nb}, endring siste døgn", f"{en}, change over 1 day", up,
+            f"{stem}_change_1d",
+            channel,
+            "change_1d",
+            unit,
+            f"{nb}, endring siste døgn",
+            f"{en}, change over 1 day",
+            up,
         ),
         FeatureDef(
-            f"{stem}_change_3d", channel, "change_3d", unit,
-            f"{nb}, endring siste 3 døgn", f"{en}, change over 3 days", up,
+            f"{stem}_change_3d",
+            channel,
+            "change_3d",
+            unit,
+            f"{nb}, endring siste 3 døgn",
+            f"{en}, change over 3 days",
+            up,
         ),
     ]
 
@@ -96,26 +112,86 @@ FEATURES: tuple[FeatureDef, ...] = (
     # and discounts them, which no clinician would accept (found by the behavioural tests).
     *_vital("spo2", "spo2_pct", "%", "SpO2", "SpO2", -1, latest_up=-1),
     *_vital("heart_rate", "heart_rate_bpm", "/min", "Puls", "Heart rate", +1),
-    *_vital("respiratory_rate", "respiratory_rate_per_min", "/min", "Respirasjonsfrekvens",
-            "Respiratory rate", +1),
+    *_vital(
+        "respiratory_rate",
+        "respiratory_rate_per_min",
+        "/min",
+        "Respirasjonsfrekvens",
+        "Respiratory rate",
+        +1,
+    ),
     *_vital("temperature", "temperature_c", "°C", "Temperatur", "Temperature", +1),
-    *_vital("systolic_bp", "systolic_bp_mmhg", "mmHg", "Systolisk blodtrykk",
-            "Systolic blood pressure", -1),
-    FeatureDef("weight_kg_delta_baseline", "weight", "delta_baseline", "kg",
-               "Vekt, avvik fra personlig baseline", "Weight, deviation from personal baseline", +1),
-    FeatureDef("weight_kg_change_1d", "weight", "change_1d", "kg",
-               "Vektendring siste døgn", "Weight change over 1 day", +1),
-    FeatureDef("weight_kg_change_3d", "weight", "change_3d", "kg",
-               "Vektendring siste 3 døgn", "Weight change over 3 days", +1),
-    FeatureDef("symptom_score_latest", SYMPTOM_SCORE, "latest", "points",
-               "Symptomskår (0–10)", "Symptom score (0–10)", +1),
-    FeatureDef("symptom_score_change_3d", SYMPTOM_SCORE, "change_3d", "points",
-               "Symptomskår, endring siste 3 døgn", "Symptom score, change over 3 days", +1),
-    FeatureDef("missed_measurement_days_3d", None, "missed_days", "days",
-               "Dager uten målinger siste 3 døgn", "Days without measurements in the last 3 days",
-               +1),
-    FeatureDef("hours_since_last_measurement_h", None, "hours_since", "h",
-               "Timer siden siste måling", "Hours since last measurement", +1),
+    *_vital(
+        "systolic_bp",
+        "systolic_bp_mmhg",
+        "mmHg",
+        "Systolisk blodtrykk",
+        "Systolic blood pressure",
+        -1,
+    ),
+    FeatureDef(
+        "weight_kg_delta_baseline",
+        "weight",
+        "delta_baseline",
+        "kg",
+        "Vekt, avvik fra personlig baseline",
+        "Weight, deviation from personal baseline",
+        +1,
+    ),
+    FeatureDef(
+        "weight_kg_change_1d",
+        "weight",
+        "change_1d",
+        "kg",
+        "Vektendring siste døgn",
+        "Weight change over 1 day",
+        +1,
+    ),
+    FeatureDef(
+        "weight_kg_change_3d",
+        "weight",
+        "change_3d",
+        "kg",
+        "Vektendring siste 3 døgn",
+        "Weight change over 3 days",
+        +1,
+    ),
+    FeatureDef(
+        "symptom_score_latest",
+        SYMPTOM_SCORE,
+        "latest",
+        "points",
+        "Symptomskår (0–10)",
+        "Symptom score (0–10)",
+        +1,
+    ),
+    FeatureDef(
+        "symptom_score_change_3d",
+        SYMPTOM_SCORE,
+        "change_3d",
+        "points",
+        "Symptomskår, endring siste 3 døgn",
+        "Symptom score, change over 3 days",
+        +1,
+    ),
+    FeatureDef(
+        "missed_measurement_days_3d",
+        None,
+        "missed_days",
+        "days",
+        "Dager uten målinger siste 3 døgn",
+        "Days without measurements in the last 3 days",
+        +1,
+    ),
+    FeatureDef(
+        "hours_since_last_measurement_h",
+        None,
+        "hours_since",
+        "h",
+        "Timer siden siste måling",
+        "Hours since last measurement",
+        +1,
+    ),
     FeatureDef("age_band", None, "age_band", "band", "Aldersgruppe", "Age band", 0),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
@@ -136,8 +212,7 @@ def feature_spec() -> dict[str, object]:
         },
         "age_band_edges_years": list(AGE_BAND_EDGES_YEARS),
         "features": [
-            {"name": f.name, "channel": f.channel, "kind": f.kind, "unit": f.unit}
-            for f in FEATURES
+            {"name": f.name, "channel": f.channel, "kind": f.kind, "unit": f.unit} for f in FEATURES
         ],
     }
 
@@ -163,8 +238,9 @@ class History:
         kept = [r for r in rows if r[1] in CHANNEL_INDEX]
         return cls(
             patient=np.fromiter((r[0] for r in kept), dtype=np.int64, count=len(kept)),
-            channel=np.fromiter((CHANNEL_INDEX[r[1]] for r in kept), dtype=np.int64,
-                                count=len(kept)),
+            channel=np.fromiter(
+                (CHANNEL_INDEX[r[1]] for r in kept), dtype=np.int64, count=len(kept)
+            ),
             time_s=np.fromiter((r[2] for r in kept), dtype=np.int64, count=len(kept)),
             value=np.fromiter((r[3] for r in kept), dtype=np.float64, count=len(kept)),
         )
@@ -191,7 +267,8 @@ class FeatureContext:
                 "latest": clean(self.latest[i, c]),
                 "baseline": clean(self.baseline[i, c]),
                 "hours_since_last": (
-                    None if self.last_time_s[i, c] < 0
+                    None
+                    if self.last_time_s[i, c] < 0
                     else float((self.as_of_s[i] - self.last_time_s[i, c]) / HOUR_S)
                 ),
             }
@@ -214,8 +291,9 @@ def _ragged_median(values: np.ndarray, starts: np.ndarray, stops: np.ndarray) ->
         return out
     idx_starts, idx_lengths = starts[nonempty], lengths[nonempty]
     segment = np.repeat(np.arange(len(idx_starts)), idx_lengths)
-    offsets = np.arange(idx_lengths.sum()) - np.repeat(np.cumsum(idx_lengths) - idx_lengths,
-                                                       idx_lengths)
+    offsets = np.arange(idx_lengths.sum()) - np.repeat(
+        np.cumsum(idx_lengths) - idx_lengths, idx_lengths
+    )
     gathered = values[np.repeat(idx_starts, idx_lengths) + offsets]
     order = np.lexsort((gathered, segment))
     sorted_vals = gathered[order]
@@ -256,8 +334,11 @@ def compute_features(
     span = np.int64(1) << np.int64(40)
     key = g_sorted * span + t_sorted
     sentinel_first = np.argsort(key, kind="stable")  # the sentinel sorts first (group -1)
-    key, t_sorted, v_sorted = key[sentinel_first], t_sorted[sentinel_first], v_sorted[
-        sentinel_first]
+    key, t_sorted, v_sorted = (
+        key[sentinel_first],
+        t_sorted[sentinel_first],
+        v_sorted[sentinel_first],
+    )
 
     q_groups = query_patient[:, None] * n_ch + np.arange(n_ch)[None, :]  # [n_q, n_ch]
     group_start = np.searchsorted(key, q_groups * span, side="left")
@@ -307,8 +388,9 @@ def compute_features(
     last_any = last_time_any.max(axis=1)
     has_any = last_any >= 0
     hours = np.where(has_any, (t - last_any) / HOUR_S, np.nan)
-    X[:, FEATURE_INDEX["hours_since_last_measurement_h"]] = np.minimum(hours,
-                                                                       HOURS_SINCE_LAST_CAP_H)
+    X[:, FEATURE_INDEX["hours_since_last_measurement_h"]] = np.minimum(
+        hours, HOURS_SINCE_LAST_CAP_H
+    )
 
     if first_reading_s is None:
         first_per_patient = np.full(int(query_patient.max(initial=0)) + 1, _NEVER)
@@ -322,12 +404,12 @@ def compute_features(
         win_end = t - day * DAY_S
         win_start = win_end - DAY_S
         counted = win_start >= first_any  # days before enrolment are not "missed"
-        n_in = (upto(win_end) - np.searchsorted(
-            key, q_groups * span + win_start[:, None], side="right")).sum(axis=1)
+        n_in = (
+            upto(win_end) - np.searchsorted(key, q_groups * span + win_start[:, None], side="right")
+        ).sum(axis=1)
         missed += counted & (n_in == 0)
     X[:, FEATURE_INDEX["missed_measurement_days_3d"]] = np.where(has_any, missed, np.nan)
     X[:, FEATURE_INDEX["age_band"]] = age_band(np.asarray(age_years, dtype=np.float64))
 
-    context = FeatureContext(latest=latest, baseline=baseline, last_time_s=last_time_any,
-                             as_of_s=t)
+    context = FeatureContext(latest=latest, baseline=baseline, last_time_s=last_time_any, as_of_s=t)
     return X, context

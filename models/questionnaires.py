@@ -73,7 +73,7 @@ def questionnaire_by_url(url: str) -> dict[str, Any] | None:
     base, _, version = url.partition("|")
     if not base.startswith(CANONICAL_BASE):
         return None
-    questionnaire_id = base[len(CANONICAL_BASE):]
+    questionnaire_id = base[len(CANONICAL_BASE) :]
     if questionnaire_id not in QUESTIONNAIRE_IDS:
         return None
     questionnaire = load_questionnaire(questionnaire_id)
@@ -136,8 +136,9 @@ def score_answers(questionnaire: dict[str, Any], answers: dict[str, object]) -> 
             values[link_id] = answer
             continue
         code = _answer_code(link_id, answer)
-        options = [o["valueCoding"]["code"] for o in item.get("answerOption", [])
-                   if "valueCoding" in o]
+        options = [
+            o["valueCoding"]["code"] for o in item.get("answerOption", []) if "valueCoding" in o
+        ]
         if code not in options:
             raise ValueError(
                 f"answer '{code}' to '{link_id}' is not one of its options: {', '.join(options)}"

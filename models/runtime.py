@@ -59,9 +59,13 @@ class OnnxRiskModel:
                 str(self.folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise ArtifactError(f"onnxruntime cannot load {self.folder / MODEL_FILE}: {exc}") from exc
+            raise ArtifactError(
+                f"onnxruntime cannot load {self.folder / MODEL_FILE}: {exc}"
+            ) from exc
         outputs = {o.name for o in session.get_outputs()}
-        if [i.name for i in session.get_inputs()] != [INPUT_NAME] or not set(OUTPUT_NAMES) <= outputs:
+        if [i.name for i in session.get_inputs()] != [INPUT_NAME] or not set(
+            OUTPUT_NAMES
+        ) <= outputs:
             raise ArtifactError(
                 f"{self.folder / MODEL_FILE} must take '{INPUT_NAME}' and emit {OUTPUT_NAMES}"
             )

@@ -35,8 +35,10 @@ class Alert:
 
 def _scope(report: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "report_key": str(report["report_key"]), "model_version": str(report["model_version"]),
-        "pathway": report.get("pathway"), "organisation": report.get("organisation"),
+        "report_key": str(report["report_key"]),
+        "model_version": str(report["model_version"]),
+        "pathway": report.get("pathway"),
+        "organisation": report.get("organisation"),
     }
 
 
@@ -59,41 +61,66 @@ def alerts_from_report(report: Mapping[str, Any]) -> list[Alert]:
         names = ", ".join(drifted)
         word_en = "Data drift" if verdict == "drift" else "Possible data drift"
         word_nb = "Datadrift" if verdict == "drift" else "Mulig datadrift"
-        alerts.append(Alert(
-            "drift", "critical" if verdict == "drift" else "warning", **scope,
-            text_en=f"{word_en} in {len(drifted)} feature(s) ({where_en}): {names}",
-            text_nb=f"{word_nb} i {len(drifted)} variabel(er) ({where_nb}): {names}",
-            features=drifted))
+        alerts.append(
+            Alert(
+                "drift",
+                "critical" if verdict == "drift" else "warning",
+                **scope,
+                text_en=f"{word_en} in {len(drifted)} feature(s) ({where_en}): {names}",
+                text_nb=f"{word_nb} i {len(drifted)} variabel(er) ({where_nb}): {names}",
+                features=drifted,
+            )
+        )
     prediction = report.get("prediction_drift") or {}
     if prediction.get("drifted"):
-        cur, ref = prediction.get("mean_probability_current"), prediction.get(
-            "mean_probability_reference")
+        cur, ref = (
+            prediction.get("mean_probability_current"),
+            prediction.get("mean_probability_reference"),
+        )
         means = "" if cur is None or ref is None else f"; mean risk {ref:.3f} → {cur:.3f}"
-        alerts.append(Alert(
-            "prediction_drift", "critical", **scope,
-            text_en=f"The model's predictions drifted ({where_en}){means}",
-            text_nb=f"Modellens prediksjoner har drevet ({where_nb}){means}",
-            features=["probability"]))
+        alerts.append(
+            Alert(
+                "prediction_drift",
+                "critical",
+                **scope,
+                text_en=f"The model's predictions drifted ({where_en}){means}",
+                text_nb=f"Modellens prediksjoner har drevet ({where_nb}){means}",
+                features=["probability"],
+            )
+        )
     mix = report.get("pathway_mix") or {}
     if mix.get("drifted"):
-        alerts.append(Alert(
-            "pathway_mix", "warning", **scope,
-            text_en=f"The pathway mix changed ({where_en}): {mix.get('current')}",
-            text_nb=f"Fordelingen mellom forløp er endret ({where_nb}): {mix.get('current')}",
-            features=["pathway"]))
+        alerts.append(
+            Alert(
+                "pathway_mix",
+                "warning",
+                **scope,
+                text_en=f"The pathway mix changed ({where_en}): {mix.get('current')}",
+                text_nb=f"Fordelingen mellom forløp er endret ({where_nb}): {mix.get('current')}",
+                features=["pathway"],
+            )
+        )
     for flag in report.get("data_quality") or []:
         severity: Severity = "warning" if flag["kind"] == "missing" else "critical"
-        alerts.append(Alert(
-            "data_quality", severity, **scope,
-            text_en=f"Data quality ({where_en}): {flag['text_en']}",
-            text_nb=f"Datakvalitet ({where_nb}): {flag['text_nb']}",
-            features=[str(flag["column"])]))
+        alerts.append(
+            Alert(
+                "data_quality",
+                severity,
+                **scope,
+                text_en=f"Data quality ({where_en}): {flag['text_en']}",
+                text_nb=f"Datakvalitet ({where_nb}): {flag['text_nb']}",
+                features=[str(flag["column"])],
+            )
+        )
     alerts += _performance_alerts(report, scope, where_en, where_nb, config)
     return alerts
 
 
 def _performance_alerts(
-    report: Mapping[str, Any], scope: dict[str, Any], where_en: str, where_nb: str,
+    report: Mapping[str, Any],
+    scope: dict[str, Any],
+    where_en: str,
+    where_nb: str,
     config: Mapping[str, Any],
 ) -> list[Alert]:
     perf = report.get("performance")
@@ -104,21 +131,31 @@ def _performance_alerts(
     out = []
     auroc = perf.get("roc_auc")
     if auroc is not None and auroc < min_auroc:
-        out.append(Alert(
-            "performance", "critical", **scope,
-            text_en=f"AUROC {auroc:.3f} on {perf['n_outcomes']} known outcomes is below "
-            f"{min_auroc:.2f} ({where_en})",
-            text_nb=f"AUROC {auroc:.3f} på {perf['n_outcomes']} kjente utfall er under "
-            f"{min_auroc:.2f} ({where_nb})"))
+        out.append(
+            Alert(
+                "performance",
+                "critical",
+                **scope,
+                text_en=f"AUROC {auroc:.3f} on {perf['n_outcomes']} known outcomes is below "
+                f"{min_auroc:.2f} ({where_en})",
+                text_nb=f"AUROC {auroc:.3f} på {perf['n_outcomes']} kjente utfall er under "
+                f"{min_auroc:.2f} ({where_nb})",
+            )
+        )
     citl = float(perf["calibration_in_the_large"])
     ece = float(perf["expected_calibration_error"])
     if abs(citl) > max_cal or ece > max_cal:
-        out.append(Alert(
-            "performance", "warning", **scope,
-            text_en=f"Calibration off: observed minus predicted event rate {citl:+.3f}, "
-            f"expected calibration error {ece:.3f} (limit {max_cal:.2f}; {where_en})",
-            text_nb=f"Kalibreringen avviker: observert minus predikert hendelsesrate {citl:+.3f}, "
-            f"forventet kalibreringsfeil {ece:.3f} (grense {max_cal:.2f}; {where_nb})"))
+        out.append(
+            Alert(
+                "performance",
+                "warning",
+                **scope,
+                text_en=f"Calibration off: observed minus predicted event rate {citl:+.3f}, "
+                f"expected calibration error {ece:.3f} (limit {max_cal:.2f}; {where_en})",
+                text_nb=f"Kalibreringen avviker: observert minus predikert hendelsesrate {citl:+.3f}, "
+                f"forventet kalibreringsfeil {ece:.3f} (grense {max_cal:.2f}; {where_nb})",
+            )
+        )
     return out
 
 
@@ -134,28 +171,41 @@ def prometheus_samples(
 
     Labels carry pathway and organisation, never a patient; the service sets its gauges from these.
     """
-    base = {"pathway": str(report.get("pathway") or "all"),
-            "organisation": str(report.get("organisation") or "all"),
-            "model_version": str(report["model_version"])}
+    base = {
+        "pathway": str(report.get("pathway") or "all"),
+        "organisation": str(report.get("organisation") or "all"),
+        "model_version": str(report["model_version"]),
+    }
     samples = [(METRIC_VERDICT, dict(base), float(VERDICT_LEVEL[str(report["verdict"])]))]
     counts = Counter((a.kind, a.severity) for a in alerts)
     for kind in ("drift", "prediction_drift", "data_quality", "performance", "pathway_mix"):
         for severity in ("critical", "warning"):
-            samples.append((METRIC_ALERTS, {**base, "kind": kind, "severity": severity},
-                            float(counts.get((kind, severity), 0))))
+            samples.append(
+                (
+                    METRIC_ALERTS,
+                    {**base, "kind": kind, "severity": severity},
+                    float(counts.get((kind, severity), 0)),
+                )
+            )
     return samples
 
 
 def log_line(alert: Alert) -> str:
     """One structured line (logfmt) per alert; English text, no patient data."""
+
     def quote(value: object) -> str:
         text = str(value).replace("\\", "\\\\").replace('"', '\\"')
         return f'"{text}"'
 
     fields = {
-        "event": "drift_alert", "kind": alert.kind, "severity": alert.severity,
-        "report_key": alert.report_key, "model_version": alert.model_version,
-        "pathway": alert.pathway or "all", "organisation": alert.organisation or "all",
-        "features": ",".join(alert.features), "text": alert.text_en,
+        "event": "drift_alert",
+        "kind": alert.kind,
+        "severity": alert.severity,
+        "report_key": alert.report_key,
+        "model_version": alert.model_version,
+        "pathway": alert.pathway or "all",
+        "organisation": alert.organisation or "all",
+        "features": ",".join(alert.features),
+        "text": alert.text_en,
     }
     return " ".join(f"{k}={quote(v)}" for k, v in fields.items())

@@ -33,8 +33,15 @@ def _parse_time(value: str) -> datetime:
 
 
 def write_report(
-    reference: MonitoringFrame, current: MonitoringFrame, config: DriftConfig, out_dir: Path, *,
-    window_start: datetime, window_end: datetime, model_version: str, pathway: str | None,
+    reference: MonitoringFrame,
+    current: MonitoringFrame,
+    config: DriftConfig,
+    out_dir: Path,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    model_version: str,
+    pathway: str | None,
     organisation: str | None,
 ) -> tuple[Path, Path | None, dict[str, object]]:
     """Run a report and write ``<key>.json`` (+ ``<key>.html``) into ``out_dir``; idempotent."""
@@ -43,13 +50,22 @@ def write_report(
     if config.render_html and not config.html_standalone:
         # A report folder is opened from disk: load Evidently's bundle from beside the file.
         config = config.model_copy(update={"html_library_url": LIBRARY_FILE})
-    result = run_drift_report(reference, current, config, window_start=window_start,
-                              window_end=window_end, model_version=model_version,
-                              pathway=pathway, organisation=organisation)
+    result = run_drift_report(
+        reference,
+        current,
+        config,
+        window_start=window_start,
+        window_end=window_end,
+        model_version=model_version,
+        pathway=pathway,
+        organisation=organisation,
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{result.report_key}.json"
-    json_path.write_text(json.dumps(result.json, indent=2, ensure_ascii=False, sort_keys=True)
-                         + "\n", encoding="utf-8")
+    json_path.write_text(
+        json.dumps(result.json, indent=2, ensure_ascii=False, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
     html_path = None
     if result.html:
         html_path = out_dir / f"{result.report_key}.html"
@@ -72,23 +88,42 @@ def register(app: typer.Typer, demo_source: DemoSource | None = None) -> typer.T
         window_end: Annotated[str, typer.Option(help="ISO date/time (exclusive).")],
         pathway: Annotated[str | None, typer.Option(help="Pathway id; all when left out.")] = None,
         organisation: Annotated[str | None, typer.Option(help="Organisation number.")] = None,
-        current: Annotated[Path | None, typer.Option(
-            help="Scored rows exported by the service (.npz or .parquet).")] = None,
-        demo: Annotated[str | None, typer.Option(
-            help="Simulated window instead of --current: unchanged, population, device-spo2, "
-            "device-weight (needs the service CLI's simulator).")] = None,
+        current: Annotated[
+            Path | None,
+            typer.Option(help="Scored rows exported by the service (.npz or .parquet)."),
+        ] = None,
+        demo: Annotated[
+            str | None,
+            typer.Option(
+                help="Simulated window instead of --current: unchanged, population, device-spo2, "
+                "device-weight (needs the service CLI's simulator)."
+            ),
+        ] = None,
         seed: Annotated[int, typer.Option(help="Seed of the demo window.")] = 0,
-        artifact: Annotated[Path, typer.Option(
-            help="Model artifact folder with reference.npz.")] = SHIPPED_ARTIFACT_DIR,
-        reference: Annotated[Path | None, typer.Option(
-            help="Reference file instead of the artifact's reference.npz.")] = None,
-        model_version: Annotated[str | None, typer.Option(
-            help="Model version; read from the artifact manifest when left out.")] = None,
-        config: Annotated[Path | None, typer.Option(
-            help="Drift settings (.json/.toml); else TRIAGE_DRIFT_CONFIG or defaults.")] = None,
+        artifact: Annotated[
+            Path, typer.Option(help="Model artifact folder with reference.npz.")
+        ] = SHIPPED_ARTIFACT_DIR,
+        reference: Annotated[
+            Path | None,
+            typer.Option(help="Reference file instead of the artifact's reference.npz."),
+        ] = None,
+        model_version: Annotated[
+            str | None,
+            typer.Option(help="Model version; read from the artifact manifest when left out."),
+        ] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(
+                help="Drift settings (.json/.toml); else TRIAGE_DRIFT_CONFIG or defaults."
+            ),
+        ] = None,
         out: Annotated[Path, typer.Option(help="Output folder.")] = Path("var/drift-reports"),
-        fail_on: Annotated[str | None, typer.Option(
-            help="Exit with code 3 when the verdict is at least this (warning or drift).")] = None,
+        fail_on: Annotated[
+            str | None,
+            typer.Option(
+                help="Exit with code 3 when the verdict is at least this (warning or drift)."
+            ),
+        ] = None,
     ) -> None:
         """Compare a window of scored rows with the model's reference; write JSON and HTML."""
         settings = DriftConfig.from_file(config) if config else DriftConfig.from_env()
@@ -97,7 +132,8 @@ def register(app: typer.Typer, demo_source: DemoSource | None = None) -> typer.T
         if demo is not None:
             if demo_source is None:
                 raise typer.BadParameter(
-                    "--demo needs the simulator; run it as `triage drift` from the service CLI")
+                    "--demo needs the simulator; run it as `triage drift` from the service CLI"
+                )
             ref_frame, cur_frame = demo_source(demo, seed)
         else:
             assert current is not None
@@ -105,9 +141,16 @@ def register(app: typer.Typer, demo_source: DemoSource | None = None) -> typer.T
             ref_frame = read_frame(reference) if reference else load_reference(artifact)
         version = model_version or (Manifest.read(artifact).version if demo is None else "demo")
         json_path, html_path, payload = write_report(
-            ref_frame, cur_frame, settings, out, window_start=_parse_time(window_start),
-            window_end=_parse_time(window_end), model_version=version, pathway=pathway,
-            organisation=organisation)
+            ref_frame,
+            cur_frame,
+            settings,
+            out,
+            window_start=_parse_time(window_start),
+            window_end=_parse_time(window_end),
+            model_version=version,
+            pathway=pathway,
+            organisation=organisation,
+        )
         typer.echo(f"verdict: {payload['verdict']}")
         typer.echo(f"drifted features: {', '.join(payload['drifted_features']) or 'none'}")  # type: ignore[arg-type]
         for flag in payload["data_quality"]:  # type: ignore[attr-defined]
@@ -129,8 +172,12 @@ def register(app: typer.Typer, demo_source: DemoSource | None = None) -> typer.T
         """Write the monthly Markdown summary of reports and sign-offs for governance."""
         from monitoring.summary import write_monthly_summary
 
-        path = write_monthly_summary(json.loads(reports.read_text(encoding="utf-8")),
-                                     json.loads(signoffs.read_text(encoding="utf-8")), month, out)
+        path = write_monthly_summary(
+            json.loads(reports.read_text(encoding="utf-8")),
+            json.loads(signoffs.read_text(encoding="utf-8")),
+            month,
+            out,
+        )
         typer.echo(str(path))
 
     return app
@@ -138,8 +185,10 @@ def register(app: typer.Typer, demo_source: DemoSource | None = None) -> typer.T
 
 def make_app(demo_source: DemoSource | None = None) -> typer.Typer:
     """A stand-alone Typer app with the monitoring commands."""
-    return register(typer.Typer(help="Drift and performance reports with Evidently.",
-                                no_args_is_help=True), demo_source)
+    return register(
+        typer.Typer(help="Drift and performance reports with Evidently.", no_args_is_help=True),
+        demo_source,
+    )
 
 
 app = make_app()

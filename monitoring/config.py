@@ -26,16 +26,45 @@ CONFIG_ENV = "TRIAGE_DRIFT_CONFIG"
 
 # Evidently method names whose score is a p-value (drift when the score is BELOW the threshold);
 # every other method is a distance (drift when the score is at or above it).
-P_VALUE_METHODS = frozenset({
-    "ks", "chisquare", "z", "t_test", "mannw", "anderson", "cramer_von_mises", "fisher_exact",
-    "g_test", "epps_singleton", "empirical_mmd",
-})
+P_VALUE_METHODS = frozenset(
+    {
+        "ks",
+        "chisquare",
+        "z",
+        "t_test",
+        "mannw",
+        "anderson",
+        "cramer_von_mises",
+        "fisher_exact",
+        "g_test",
+        "epps_singleton",
+        "empirical_mmd",
+    }
+)
 NumericMethod = Literal[
-    "wasserstein", "ks", "psi", "kl_div", "jensenshannon", "hellinger", "energy_distance",
-    "anderson", "cramer_von_mises", "mannw", "t_test", "empirical_mmd", "epps_singleton",
+    "wasserstein",
+    "ks",
+    "psi",
+    "kl_div",
+    "jensenshannon",
+    "hellinger",
+    "energy_distance",
+    "anderson",
+    "cramer_von_mises",
+    "mannw",
+    "t_test",
+    "empirical_mmd",
+    "epps_singleton",
 ]
 CategoricalMethod = Literal[
-    "jensenshannon", "chisquare", "psi", "kl_div", "hellinger", "z", "g_test", "fisher_exact",
+    "jensenshannon",
+    "chisquare",
+    "psi",
+    "kl_div",
+    "hellinger",
+    "z",
+    "g_test",
+    "fisher_exact",
 ]
 
 # Clinically expected ranges in canonical units for adults and children in home follow-up. They
@@ -79,7 +108,8 @@ class DriftConfig(BaseModel):
         "tiny shift into drift on large windows the way p-value tests do.",
     )
     numeric_threshold: float = Field(
-        default=0.25, gt=0,
+        default=0.25,
+        gt=0,
         description="Drift when the numeric score reaches this (p-value: falls below). Higher "
         "than Evidently's 0.1 because rows are not independent: a patient is scored every day, "
         "so a window of 1200 rows holds ~400 patients' worth of information; 0.25 keeps "
@@ -89,7 +119,8 @@ class DriftConfig(BaseModel):
         default="jensenshannon", description="Evidently drift method for categorical features."
     )
     categorical_threshold: float = Field(
-        default=0.15, gt=0,
+        default=0.15,
+        gt=0,
         description="Jensen-Shannon distance for categorical features. Above Evidently's 0.1: "
         "with ~300 patients the age-band mix of unchanged windows reaches 0.10 by chance.",
     )
@@ -98,43 +129,55 @@ class DriftConfig(BaseModel):
     per_feature_threshold: dict[str, float] = Field(default_factory=dict)
 
     drift_share: float = Field(
-        default=0.25, gt=0, le=1,
+        default=0.25,
+        gt=0,
+        le=1,
         description="Share of tested features that must drift for the verdict 'drift'.",
     )
     warning_min_features: int = Field(
-        default=1, ge=1,
+        default=1,
+        ge=1,
         description="This many drifted features (below drift_share) give 'warning'.",
     )
     strong_drift_factor: float = Field(
-        default=2.0, gt=1,
+        default=2.0,
+        gt=1,
         description="One feature whose distance score reaches this multiple of its threshold is "
         "'drift' on its own (a device fault moves one feature a lot). Distance methods only.",
     )
 
     pathway_mix_threshold: float = Field(
-        default=0.1, gt=0,
+        default=0.1,
+        gt=0,
         description="Jensen-Shannon distance of the pathway mix (e.g. more heart failure) above "
         "which the report names it. A changed mix alone gives 'warning'; with drifted features "
         "it is 'drift' (the model serves another population than it was validated on).",
     )
     prediction_method: NumericMethod = "wasserstein"
     prediction_threshold: float = Field(
-        default=0.15, gt=0,
+        default=0.15,
+        gt=0,
         description="Drift of the model's probability; prediction drift is 'drift'.",
     )
 
     missing_rate_max_increase: float = Field(
-        default=0.15, ge=0, le=1,
+        default=0.15,
+        ge=0,
+        le=1,
         description="Flag a feature or measurement whose missing share rises this much (absolute) "
         "above the reference.",
     )
     out_of_range_max_share: float = Field(
-        default=0.02, ge=0, le=1,
+        default=0.02,
+        ge=0,
+        le=1,
         description="Flag a measurement or feature with more than this share outside its "
         "expected range (e.g. 10 % of SpO2 values out of range).",
     )
     implausible_max_share: float = Field(
-        default=0.0, ge=0, le=1,
+        default=0.0,
+        ge=0,
+        le=1,
         description="Share of values beyond the physiological limits in models.measurements "
         "tolerated (the service refuses those at ingestion, so any is a fault).",
     )
@@ -146,16 +189,19 @@ class DriftConfig(BaseModel):
     )
 
     min_window_rows: int = Field(
-        default=500, ge=1,
+        default=500,
+        ge=1,
         description="Fewer current rows than this: no verdict (InsufficientData). The default "
         "thresholds were set on windows of ~400 patients scored on 3 days (1200 rows).",
     )
     min_slice_rows: int = Field(
-        default=300, ge=1,
+        default=300,
+        ge=1,
         description="Slices smaller than this are skipped.",
     )
     min_values_per_feature: int = Field(
-        default=30, ge=2,
+        default=30,
+        ge=2,
         description="A feature with fewer non-missing values on either side is not tested.",
     )
     min_outcomes: int = Field(
@@ -163,22 +209,29 @@ class DriftConfig(BaseModel):
     )
     calibration_bins: int = Field(default=10, ge=2)
     min_auroc: float = Field(
-        default=0.70, ge=0, le=1,
+        default=0.70,
+        ge=0,
+        le=1,
         description="Alert when AUROC on known outcomes falls below this.",
     )
     max_calibration_error: float = Field(
-        default=0.05, ge=0, le=1,
+        default=0.05,
+        ge=0,
+        le=1,
         description="Alert when |observed − predicted| event rate (calibration-in-the-large) or "
         "the expected calibration error exceeds this.",
     )
     classification_threshold: float = Field(
-        default=0.5, gt=0, lt=1,
+        default=0.5,
+        gt=0,
+        lt=1,
         description="Probability at or above which a row counts as positive.",
     )
 
     slice_by: tuple[Literal["pathway", "organisation"], ...] = ("pathway", "organisation")
     max_rows: int = Field(
-        default=50_000, ge=100,
+        default=50_000,
+        ge=100,
         description="Larger datasets are sampled (seeded, without replacement) to this many rows "
         "before Evidently sees them, as Evidently advises for large data.",
     )
@@ -198,8 +251,10 @@ class DriftConfig(BaseModel):
     def _known_names(self) -> DriftConfig:
         features = set(FEATURE_NAMES)
         unknown = (
-            set(self.categorical_features) | set(self.per_feature_method)
-            | set(self.per_feature_threshold) | set(self.feature_ranges)
+            set(self.categorical_features)
+            | set(self.per_feature_method)
+            | set(self.per_feature_threshold)
+            | set(self.feature_ranges)
         ) - features
         if unknown:
             raise ValueError(f"unknown feature names in drift config: {sorted(unknown)}")

@@ -57,8 +57,10 @@ class MonitoringFrame:
         if unknown:
             raise ValueError(f"raw values for unknown channels {unknown}; known: {RAW_CHANNELS}")
         columns = {
-            "probability": self.probability, "pathway": self.pathway,
-            "organisation": self.organisation, "scored_at": self.scored_at,
+            "probability": self.probability,
+            "pathway": self.pathway,
+            "organisation": self.organisation,
+            "scored_at": self.scored_at,
             **({"outcome": self.outcome} if self.outcome is not None else {}),
             **{RAW_PREFIX + k: v for k, v in self.raw.items()},
         }
@@ -76,8 +78,11 @@ class MonitoringFrame:
     def take(self, rows: np.ndarray) -> MonitoringFrame:
         """The rows selected by a boolean mask or an index array."""
         return MonitoringFrame(
-            X=self.X[rows], probability=self.probability[rows], pathway=self.pathway[rows],
-            organisation=self.organisation[rows], scored_at=self.scored_at[rows],
+            X=self.X[rows],
+            probability=self.probability[rows],
+            pathway=self.pathway[rows],
+            organisation=self.organisation[rows],
+            scored_at=self.scored_at[rows],
             outcome=None if self.outcome is None else self.outcome[rows],
             raw={k: v[rows] for k, v in self.raw.items()},
         )
@@ -85,9 +90,12 @@ class MonitoringFrame:
     def to_npz(self, path: Path) -> None:
         """Write the exchange format the service exports and ``triage drift --current`` reads."""
         arrays: dict[str, np.ndarray] = {
-            "X": self.X, "feature_names": np.asarray(FEATURE_NAMES),
-            "probability": self.probability, "pathway": self.pathway,
-            "organisation": self.organisation, "scored_at": self.scored_at,
+            "X": self.X,
+            "feature_names": np.asarray(FEATURE_NAMES),
+            "probability": self.probability,
+            "pathway": self.pathway,
+            "organisation": self.organisation,
+            "scored_at": self.scored_at,
         }
         if self.outcome is not None:
             arrays["outcome"] = self.outcome
@@ -119,8 +127,11 @@ class MonitoringFrame:
             organisation=column("organisation", default="unknown"),  # type: ignore[arg-type]
             scored_at=scored_at,  # type: ignore[arg-type]
             outcome=outcome,
-            raw={ch: np.asarray(arrays[RAW_PREFIX + ch]) for ch in RAW_CHANNELS
-                 if RAW_PREFIX + ch in arrays},
+            raw={
+                ch: np.asarray(arrays[RAW_PREFIX + ch])
+                for ch in RAW_CHANNELS
+                if RAW_PREFIX + ch in arrays
+            },
         )
 
 

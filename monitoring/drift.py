@@ -161,17 +161,27 @@ def _epoch_s(iso: str) -> int:
 
 
 def report_key(
-    *, window_start: datetime | int | str, window_end: datetime | int | str, model_version: str,
-    pathway: str | None, organisation: str | None, reference_hash: str,
+    *,
+    window_start: datetime | int | str,
+    window_end: datetime | int | str,
+    model_version: str,
+    pathway: str | None,
+    organisation: str | None,
+    reference_hash: str,
 ) -> str:
     """Deterministic report id: same window, model, scope and reference give the same key."""
     canonical = json.dumps(
         {
-            "schema": REPORT_SCHEMA, "window_start": _iso_utc(window_start),
-            "window_end": _iso_utc(window_end), "model_version": model_version,
-            "pathway": pathway, "organisation": organisation, "reference": reference_hash,
+            "schema": REPORT_SCHEMA,
+            "window_start": _iso_utc(window_start),
+            "window_end": _iso_utc(window_end),
+            "model_version": model_version,
+            "pathway": pathway,
+            "organisation": organisation,
+            "reference": reference_hash,
         },
-        sort_keys=True, separators=(",", ":"),
+        sort_keys=True,
+        separators=(",", ":"),
     )
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
@@ -211,8 +221,10 @@ def _testable(column: str, ref: np.ndarray, cur: np.ndarray, config: DriftConfig
     """Why a column cannot be tested, or '' when it can."""
     ref_ok, cur_ok = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
     if len(ref_ok) < config.min_values_per_feature or len(cur_ok) < config.min_values_per_feature:
-        return (f"not tested: {len(cur_ok)} current and {len(ref_ok)} reference values "
-                f"(need {config.min_values_per_feature} each)")
+        return (
+            f"not tested: {len(cur_ok)} current and {len(ref_ok)} reference values "
+            f"(need {config.min_values_per_feature} each)"
+        )
     if np.unique(ref_ok).size < 2:
         return "not tested: constant in the reference"
     return ""
@@ -261,33 +273,55 @@ def _quality_checks(
     checks: list[_Check] = []
     for column in list(FEATURE_NAMES) + [RAW_PREFIX + c for c in raw_channels]:
         ref_missing = float(ref_df[column].isna().mean()) if len(ref_df) else 0.0
-        checks.append(_Check("missing", column,
-                             min(1.0, ref_missing + config.missing_rate_max_increase),
-                             ref_missing, None))
+        checks.append(
+            _Check(
+                "missing",
+                column,
+                min(1.0, ref_missing + config.missing_rate_max_increase),
+                ref_missing,
+                None,
+            )
+        )
     ranges: list[tuple[Literal["out_of_range", "implausible"], str, float, float, float]] = []
     for channel in raw_channels:
         if channel in config.expected_ranges:
             lo, hi = config.expected_ranges[channel]
-            ranges.append(("out_of_range", RAW_PREFIX + channel, lo, hi,
-                           config.out_of_range_max_share))
+            ranges.append(
+                ("out_of_range", RAW_PREFIX + channel, lo, hi, config.out_of_range_max_share)
+            )
         if channel in MEASUREMENTS:
             m = MEASUREMENTS[channel]
-            ranges.append(("implausible", RAW_PREFIX + channel, m.plausible_min, m.plausible_max,
-                           config.implausible_max_share))
+            ranges.append(
+                (
+                    "implausible",
+                    RAW_PREFIX + channel,
+                    m.plausible_min,
+                    m.plausible_max,
+                    config.implausible_max_share,
+                )
+            )
     for feature, (lo, hi) in config.feature_ranges.items():
         ranges.append(("out_of_range", feature, lo, hi, config.out_of_range_max_share))
     for kind, column, lo, hi, limit in ranges:
         ref_share, _ = _out_of_range_share(ref_df[column].to_numpy(dtype=np.float64), lo, hi)
-        checks.append(_Check(kind, column, limit, None if math.isnan(ref_share) else ref_share,
-                             (float(lo), float(hi))))
+        checks.append(
+            _Check(
+                kind,
+                column,
+                limit,
+                None if math.isnan(ref_share) else ref_share,
+                (float(lo), float(hi)),
+            )
+        )
     return checks
 
 
-def _flag_text(kind: str, column: str, share: float, count: int, ref: float | None,
-               config: DriftConfig) -> tuple[str, str]:
+def _flag_text(
+    kind: str, column: str, share: float, count: int, ref: float | None, config: DriftConfig
+) -> tuple[str, str]:
     """The flag in English and Norwegian (bokmål), e.g. "10.0 % of SpO2 values out of range"."""
     if column.startswith(RAW_PREFIX):
-        name = column[len(RAW_PREFIX):]
+        name = column[len(RAW_PREFIX) :]
         m = MEASUREMENTS.get(name)
         en = m.label_en if m else name.replace("_", " ")
         nb = m.label_nb if m else name.replace("_", " ")
@@ -304,14 +338,19 @@ def _flag_text(kind: str, column: str, share: float, count: int, ref: float | No
     ref_en = "" if ref is None else f" (reference {ref * 100:.1f} %)"
     ref_nb = "" if ref is None else f" (referanse {ref * 100:.1f} %)"
     if kind == "missing":
-        return (f"{pct} of {en} values missing{ref_en}",
-                f"{pct} av verdiene for {nb} mangler{ref_nb}")
+        return (
+            f"{pct} of {en} values missing{ref_en}",
+            f"{pct} av verdiene for {nb} mangler{ref_nb}",
+        )
     what_en = "outside physiological limits" if kind == "implausible" else "out of range"
-    what_nb = ("utenfor fysiologiske grenser" if kind == "implausible"
-               else "utenfor forventet område")
+    what_nb = (
+        "utenfor fysiologiske grenser" if kind == "implausible" else "utenfor forventet område"
+    )
     span = f"{lo:g}–{hi:g} {unit}".strip()
-    return (f"{pct} of {en} values {what_en} {span} ({count} values){ref_en}",
-            f"{pct} av verdiene for {nb} {what_nb} {span} ({count} verdier){ref_nb}")
+    return (
+        f"{pct} of {en} values {what_en} {span} ({count} values){ref_en}",
+        f"{pct} av verdiene for {nb} {what_nb} {span} ({count} verdier){ref_nb}",
+    )
 
 
 def _drift_score(
@@ -339,26 +378,45 @@ def _assess(
         n_cur, n_ref = int(np.isfinite(cur_v).sum()), int(np.isfinite(ref_v).sum())
         why = _testable(name, ref_v, cur_v, config)
         if why:
-            features.append(FeatureDrift(name, method, threshold, None, False, False, n_cur,
-                                         n_ref, why))
+            features.append(
+                FeatureDrift(name, method, threshold, None, False, False, n_cur, n_ref, why)
+            )
             continue
-        score, is_drifted = _drift_score(ref_df[name], cur_df[name], method, threshold,
-                                         name in config.categorical_features)
-        strong = is_drifted and method not in P_VALUE_METHODS and (
-            score >= config.strong_drift_factor * threshold)
-        features.append(FeatureDrift(name, method, threshold, score, is_drifted, strong, n_cur,
-                                     n_ref))
+        score, is_drifted = _drift_score(
+            ref_df[name], cur_df[name], method, threshold, name in config.categorical_features
+        )
+        strong = (
+            is_drifted
+            and method not in P_VALUE_METHODS
+            and (score >= config.strong_drift_factor * threshold)
+        )
+        features.append(
+            FeatureDrift(name, method, threshold, score, is_drifted, strong, n_cur, n_ref)
+        )
 
     prediction_score, prediction_drift = None, False
-    if not _testable("probability", ref_df["probability"].to_numpy(dtype=np.float64),
-                     cur_df["probability"].to_numpy(dtype=np.float64), config):
+    if not _testable(
+        "probability",
+        ref_df["probability"].to_numpy(dtype=np.float64),
+        cur_df["probability"].to_numpy(dtype=np.float64),
+        config,
+    ):
         prediction_score, prediction_drift = _drift_score(
-            ref_df["probability"], cur_df["probability"], config.prediction_method,
-            config.prediction_threshold, False)
+            ref_df["probability"],
+            cur_df["probability"],
+            config.prediction_method,
+            config.prediction_threshold,
+            False,
+        )
     mix_score, mix_drift = None, False
     if cur_df["pathway"].nunique() + ref_df["pathway"].nunique() > 2:
-        mix_score, mix_drift = _drift_score(ref_df["pathway"], cur_df["pathway"],
-                                            "jensenshannon", config.pathway_mix_threshold, True)
+        mix_score, mix_drift = _drift_score(
+            ref_df["pathway"],
+            cur_df["pathway"],
+            "jensenshannon",
+            config.pathway_mix_threshold,
+            True,
+        )
 
     flags: list[Flag] = []
     for check in _quality_checks(ref_df, config, raw_channels):
@@ -369,32 +427,49 @@ def _assess(
         else:
             share, count = _out_of_range_share(values, *check.bounds)
         if math.isfinite(share) and share > check.limit:
-            en, nb = _flag_text(check.kind, check.column, share, count, check.reference_share,
-                                config)
-            flags.append(Flag(check.kind, check.column.removeprefix(RAW_PREFIX), share,
-                              check.limit, check.reference_share, count, en, nb))
+            en, nb = _flag_text(
+                check.kind, check.column, share, count, check.reference_share, config
+            )
+            flags.append(
+                Flag(
+                    check.kind,
+                    check.column.removeprefix(RAW_PREFIX),
+                    share,
+                    check.limit,
+                    check.reference_share,
+                    count,
+                    en,
+                    nb,
+                )
+            )
 
     drifted = [f for f in features if f.drifted]
     n_tested = sum(f.score is not None for f in features)
     if n_tested == 0:
         # "ok" on nothing compared would be a false reassurance.
         raise InsufficientDataError(
-            f"no feature has {config.min_values_per_feature} values on both sides to compare")
+            f"no feature has {config.min_values_per_feature} values on both sides to compare"
+        )
     share_drifted = len(drifted) / n_tested if n_tested else 0.0
     verdict: Verdict
-    if prediction_drift or any(f.strong for f in drifted) or (
-            drifted and (share_drifted >= config.drift_share or mix_drift)):
+    if (
+        prediction_drift
+        or any(f.strong for f in drifted)
+        or (drifted and (share_drifted >= config.drift_share or mix_drift))
+    ):
         verdict = "drift"
     elif len(drifted) >= config.warning_min_features or mix_drift:
         verdict = "warning"
     else:
         verdict = "ok"
-    return _Core(features, prediction_score, prediction_drift, mix_score, mix_drift, flags,
-                 verdict)
+    return _Core(features, prediction_score, prediction_drift, mix_score, mix_drift, flags, verdict)
 
 
 def _evidently_report(
-    ref_df: pd.DataFrame, cur_df: pd.DataFrame, config: DriftConfig, raw_channels: list[str],
+    ref_df: pd.DataFrame,
+    cur_df: pd.DataFrame,
+    config: DriftConfig,
+    raw_channels: list[str],
     core: _Core,
 ) -> Any:
     """The same checks as an Evidently Report with test conditions: the people's view (HTML)."""
@@ -410,29 +485,45 @@ def _evidently_report(
     tested = [f.feature for f in core.features if f.score is not None]
     metrics: list[Any] = []
     if tested:
-        metrics.append(DriftedColumnsCount(
-            columns=tested,
-            per_column_method={f: config.method_for(f) for f in tested},
-            per_column_threshold={f: config.threshold_for(f) for f in tested},
-            drift_share=config.drift_share,
-            share_tests=[lt(config.drift_share)],
-        ))
-        metrics += [ValueDrift(column=f, method=config.method_for(f),
-                               threshold=config.threshold_for(f)) for f in tested]
+        metrics.append(
+            DriftedColumnsCount(
+                columns=tested,
+                per_column_method={f: config.method_for(f) for f in tested},
+                per_column_threshold={f: config.threshold_for(f) for f in tested},
+                drift_share=config.drift_share,
+                share_tests=[lt(config.drift_share)],
+            )
+        )
+        metrics += [
+            ValueDrift(column=f, method=config.method_for(f), threshold=config.threshold_for(f))
+            for f in tested
+        ]
     if core.prediction_score is not None:
-        metrics.append(ValueDrift(column="probability", method=config.prediction_method,
-                                  threshold=config.prediction_threshold))
+        metrics.append(
+            ValueDrift(
+                column="probability",
+                method=config.prediction_method,
+                threshold=config.prediction_threshold,
+            )
+        )
     if core.pathway_mix_score is not None:
-        metrics.append(ValueDrift(column="pathway", method="jensenshannon",
-                                  threshold=config.pathway_mix_threshold))
+        metrics.append(
+            ValueDrift(
+                column="pathway", method="jensenshannon", threshold=config.pathway_mix_threshold
+            )
+        )
     for check in _quality_checks(ref_df, config, raw_channels):
         if check.bounds is None:
-            metrics.append(MissingValueCount(column=check.column,
-                                             share_tests=[lte(check.limit)]))
+            metrics.append(MissingValueCount(column=check.column, share_tests=[lte(check.limit)]))
         else:
-            metrics.append(OutRangeValueCount(column=check.column, left=check.bounds[0],
-                                              right=check.bounds[1],
-                                              share_tests=[lte(check.limit)]))
+            metrics.append(
+                OutRangeValueCount(
+                    column=check.column,
+                    left=check.bounds[0],
+                    right=check.bounds[1],
+                    share_tests=[lte(check.limit)],
+                )
+            )
     definition = _data_definition(config, raw_channels)
     return Report(metrics, include_tests=True).run(
         Dataset.from_pandas(cur_df, data_definition=definition),
@@ -445,8 +536,10 @@ def _evidently_section(snapshot: Any) -> dict[str, Any]:
     return {
         "version": _evidently_version(),
         "metrics": [{"name": m["metric_name"], "value": m["value"]} for m in result["metrics"]],
-        "tests": [{"name": t["name"], "status": t["status"], "description": t["description"]}
-                  for t in result["tests"]],
+        "tests": [
+            {"name": t["name"], "status": t["status"], "description": t["description"]}
+            for t in result["tests"]
+        ],
     }
 
 
@@ -455,8 +548,14 @@ def _raw_channels(reference: MonitoringFrame, current: MonitoringFrame) -> list[
 
 
 def _scope(
-    reference: MonitoringFrame, current: MonitoringFrame, config: DriftConfig, *,
-    start_s: int, end_s: int, pathway: str | None, organisation: str | None,
+    reference: MonitoringFrame,
+    current: MonitoringFrame,
+    config: DriftConfig,
+    *,
+    start_s: int,
+    end_s: int,
+    pathway: str | None,
+    organisation: str | None,
 ) -> tuple[MonitoringFrame, MonitoringFrame, dict[str, Any]]:
     """Rows of the window and scope; the reference narrowed to the pathway when it can be."""
     mask = (current.scored_at >= start_s) & (current.scored_at < end_s)
@@ -472,12 +571,15 @@ def _scope(
             scope["reference_scope"] = f"pathway {pathway}"
         else:
             scope["reference_scope"] = (
-                f"all pathways (only {int(same.sum())} reference rows for pathway {pathway})")
+                f"all pathways (only {int(same.sum())} reference rows for pathway {pathway})"
+            )
     return reference, current.take(mask), scope
 
 
 def _slices(
-    reference: MonitoringFrame, current: MonitoringFrame, config: DriftConfig,
+    reference: MonitoringFrame,
+    current: MonitoringFrame,
+    config: DriftConfig,
     raw_channels: list[str],
 ) -> list[SliceVerdict]:
     out: list[SliceVerdict] = []
@@ -491,22 +593,47 @@ def _slices(
             ref_rows = ref_labels == value
             ref = reference.take(ref_rows) if ref_rows.sum() >= config.min_slice_rows else reference
             if len(cur) < config.min_slice_rows:
-                out.append(SliceVerdict(by, value, len(cur), len(ref), None, [], False, [],
-                                        f"skipped: {len(cur)} rows < {config.min_slice_rows}"))
+                out.append(
+                    SliceVerdict(
+                        by,
+                        value,
+                        len(cur),
+                        len(ref),
+                        None,
+                        [],
+                        False,
+                        [],
+                        f"skipped: {len(cur)} rows < {config.min_slice_rows}",
+                    )
+                )
                 continue
             try:
-                core = _assess(_to_pandas(ref, raw_channels), _to_pandas(cur, raw_channels),
-                               config, raw_channels)
+                core = _assess(
+                    _to_pandas(ref, raw_channels),
+                    _to_pandas(cur, raw_channels),
+                    config,
+                    raw_channels,
+                )
             except InsufficientDataError as exc:
-                out.append(SliceVerdict(by, value, len(cur), len(ref), None, [], False, [],
-                                        f"skipped: {exc}"))
+                out.append(
+                    SliceVerdict(
+                        by, value, len(cur), len(ref), None, [], False, [], f"skipped: {exc}"
+                    )
+                )
                 continue
-            out.append(SliceVerdict(
-                by, value, len(cur), len(ref), core.verdict,
-                [f.feature for f in core.features if f.drifted], core.prediction_drift,
-                [f"{f.kind}:{f.column}" for f in core.flags],
-                "" if ref is not reference else "compared with the whole reference",
-            ))
+            out.append(
+                SliceVerdict(
+                    by,
+                    value,
+                    len(cur),
+                    len(ref),
+                    core.verdict,
+                    [f.feature for f in core.features if f.drifted],
+                    core.prediction_drift,
+                    [f"{f.kind}:{f.column}" for f in core.flags],
+                    "" if ref is not reference else "compared with the whole reference",
+                )
+            )
     return out
 
 
@@ -529,16 +656,29 @@ def run_drift_report(
     """
     start_iso, end_iso = _iso_utc(window_start), _iso_utc(window_end)
     ref_hash = reference_hash(reference)
-    key = report_key(window_start=start_iso, window_end=end_iso, model_version=model_version,
-                     pathway=pathway, organisation=organisation, reference_hash=ref_hash)
+    key = report_key(
+        window_start=start_iso,
+        window_end=end_iso,
+        model_version=model_version,
+        pathway=pathway,
+        organisation=organisation,
+        reference_hash=ref_hash,
+    )
     reference, current, scope = _scope(
-        reference, current, config, start_s=_epoch_s(start_iso), end_s=_epoch_s(end_iso),
-        pathway=pathway, organisation=organisation)
+        reference,
+        current,
+        config,
+        start_s=_epoch_s(start_iso),
+        end_s=_epoch_s(end_iso),
+        pathway=pathway,
+        organisation=organisation,
+    )
     if len(current) < config.min_window_rows:
         raise InsufficientDataError(
             f"{len(current)} scored rows in the window {start_iso}–{end_iso}"
             f"{f' for pathway {pathway}' if pathway else ''}: at least {config.min_window_rows} "
-            "are needed for a drift verdict (DriftConfig.min_window_rows)")
+            "are needed for a drift verdict (DriftConfig.min_window_rows)"
+        )
     n_current, n_reference = len(current), len(reference)
     # Performance uses every known outcome; only the distribution comparison is sampled.
     performance, perf_snapshot = _performance(current, config)
@@ -571,15 +711,20 @@ def run_drift_report(
         "drifted_share": (len(drifted) / max(1, sum(f.score is not None for f in core.features))),
         "features": [asdict(f) for f in core.features],
         "prediction_drift": {
-            "drifted": core.prediction_drift, "score": core.prediction_score,
-            "method": config.prediction_method, "threshold": config.prediction_threshold,
+            "drifted": core.prediction_drift,
+            "score": core.prediction_score,
+            "method": config.prediction_method,
+            "threshold": config.prediction_threshold,
             "mean_probability_current": _nanmean(current.probability),
             "mean_probability_reference": _nanmean(reference.probability),
         },
         "pathway_mix": {
-            "drifted": core.pathway_mix_drift, "score": core.pathway_mix_score,
-            "method": "jensenshannon", "threshold": config.pathway_mix_threshold,
-            "current": _shares(current.pathway), "reference": _shares(reference.pathway),
+            "drifted": core.pathway_mix_drift,
+            "score": core.pathway_mix_score,
+            "method": "jensenshannon",
+            "threshold": config.pathway_mix_threshold,
+            "current": _shares(current.pathway),
+            "reference": _shares(reference.pathway),
         },
         "data_quality": [asdict(f) for f in core.flags],
         "performance": None if performance is None else asdict(performance),
@@ -593,21 +738,34 @@ def run_drift_report(
         payload["evidently"] = {
             "version": _evidently_version(),
             "note": "no Evidently Report rendered (render_html is off); scores come from the "
-                    "same Evidently stat tests",
+            "same Evidently stat tests",
         }
-    payload = json.loads(json.dumps(payload, default=_json_default, allow_nan=True),
-                         parse_constant=lambda _: None)
+    payload = json.loads(
+        json.dumps(payload, default=_json_default, allow_nan=True), parse_constant=lambda _: None
+    )
     html = ""
     if config.render_html:
-        html = render_html(payload, [snapshot] + ([perf_snapshot] if perf_snapshot else []),
-                           config)
+        html = render_html(payload, [snapshot] + ([perf_snapshot] if perf_snapshot else []), config)
     return DriftReportResult(
-        report_key=key, verdict=core.verdict, drifted_features=drifted, data_quality=core.flags,
-        prediction_drift=core.prediction_drift, performance=performance, slices=slices,
-        features=core.features, json=payload, html=html, window_start=start_iso,
-        window_end=end_iso, model_version=model_version, pathway=pathway,
-        organisation=organisation, reference_hash=ref_hash, n_current=n_current,
-        n_reference=n_reference, prediction_drift_score=core.prediction_score,
+        report_key=key,
+        verdict=core.verdict,
+        drifted_features=drifted,
+        data_quality=core.flags,
+        prediction_drift=core.prediction_drift,
+        performance=performance,
+        slices=slices,
+        features=core.features,
+        json=payload,
+        html=html,
+        window_start=start_iso,
+        window_end=end_iso,
+        model_version=model_version,
+        pathway=pathway,
+        organisation=organisation,
+        reference_hash=ref_hash,
+        n_current=n_current,
+        n_reference=n_reference,
+        prediction_drift_score=core.prediction_score,
     )
 
 
@@ -659,17 +817,23 @@ def _performance(current: MonitoringFrame, config: DriftConfig) -> tuple[Perform
     bins = _calibration_bins(y, p, config.calibration_bins)
     ece = sum(b.n * abs(b.observed_rate - b.mean_predicted) for b in bins) / y.size
     performance = Performance(
-        n_outcomes=int(y.size), n_positive=n_pos, prevalence=float(y.mean()),
+        n_outcomes=int(y.size),
+        n_positive=n_pos,
+        prevalence=float(y.mean()),
         threshold=config.classification_threshold,
         roc_auc=evidently_values.get("RocAuc"),
         accuracy=float((predicted == (y == 1)).mean()),
-        precision=precision, recall=recall,
+        precision=precision,
+        recall=recall,
         f1=2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         log_loss=float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))),
-        brier=float(np.mean((p - y) ** 2)), mean_predicted=float(p.mean()),
+        brier=float(np.mean((p - y) ** 2)),
+        mean_predicted=float(p.mean()),
         calibration_in_the_large=float(y.mean() - p.mean()),
-        calibration_intercept=intercept, calibration_slope=slope,
-        expected_calibration_error=float(ece), bins=bins,
+        calibration_intercept=intercept,
+        calibration_slope=slope,
+        expected_calibration_error=float(ece),
+        bins=bins,
     )
     return performance, snapshot
 
@@ -684,11 +848,13 @@ def _evidently_classification(
     df = pd.DataFrame({"outcome": y.astype(int), "probability": p})
     definition = DataDefinition(
         numerical_columns=["probability"],
-        classification=[BinaryClassification(target="outcome", prediction_probas="probability",
-                                             pos_label=1)],
+        classification=[
+            BinaryClassification(target="outcome", prediction_probas="probability", pos_label=1)
+        ],
     )
     snapshot = Report([ClassificationPreset(probas_threshold=threshold)]).run(
-        Dataset.from_pandas(df, data_definition=definition), None)
+        Dataset.from_pandas(df, data_definition=definition), None
+    )
     values: dict[str, float] = {}
     for metric in snapshot.dict()["metrics"]:
         kind = str(metric["config"]["type"]).rsplit(":", 1)[-1]
@@ -722,8 +888,15 @@ def _calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int) -> list[Calibra
     for b in range(n_bins):
         rows = which == b
         if rows.any():
-            bins.append(CalibrationBin(float(edges[b]), float(edges[b + 1]), int(rows.sum()),
-                                       float(p[rows].mean()), float(y[rows].mean())))
+            bins.append(
+                CalibrationBin(
+                    float(edges[b]),
+                    float(edges[b + 1]),
+                    int(rows.sum()),
+                    float(p[rows].mean()),
+                    float(y[rows].mean()),
+                )
+            )
     return bins
 
 
@@ -770,9 +943,11 @@ def _template_params(widgets: list[Any], template_params: Any) -> Any:
         for item in items
     }
     # A fixed dashboard id keeps the same report rendering to the same bytes.
-    return template_params(dashboard_id="drift_report",
-                           dashboard_info=DashboardInfo(name="Drift report", widgets=widgets),
-                           additional_graphs=additional)
+    return template_params(
+        dashboard_id="drift_report",
+        dashboard_info=DashboardInfo(name="Drift report", widgets=widgets),
+        additional_graphs=additional,
+    )
 
 
 _VERDICT_NB = {"ok": "OK", "warning": "ADVARSEL", "drift": "DATADRIFT"}
@@ -781,20 +956,29 @@ _VERDICT_NB = {"ok": "OK", "warning": "ADVARSEL", "drift": "DATADRIFT"}
 def _banner(payload: dict[str, Any]) -> str:
     """Plain-words summary above Evidently's widgets, in English and Norwegian (bokmål)."""
     esc = html_lib.escape
-    flags = "".join(f"<li>{esc(f['text_en'])}<br><i>{esc(f['text_nb'])}</i></li>"
-                    for f in payload["data_quality"]) or "<li>none / ingen</li>"
+    flags = (
+        "".join(
+            f"<li>{esc(f['text_en'])}<br><i>{esc(f['text_nb'])}</i></li>"
+            for f in payload["data_quality"]
+        )
+        or "<li>none / ingen</li>"
+    )
     slices = "".join(
         f"<li>{esc(s['by'])} {esc(s['value'])}: {esc(str(s['verdict'] or s['reason']))}</li>"
-        for s in payload["slices"])
+        for s in payload["slices"]
+    )
     perf = payload["performance"]
-    perf_html = ("<p>No outcomes recorded for this window: performance not computed. / "
-                 "<i>Ingen registrerte utfall i perioden: ytelse er ikke beregnet.</i></p>")
+    perf_html = (
+        "<p>No outcomes recorded for this window: performance not computed. / "
+        "<i>Ingen registrerte utfall i perioden: ytelse er ikke beregnet.</i></p>"
+    )
     if perf:
         auc = "–" if perf["roc_auc"] is None else f"{perf['roc_auc']:.3f}"
         perf_html = (
             f"<p>Performance on {perf['n_outcomes']} known outcomes: AUROC {auc}, "
             f"Brier {perf['brier']:.3f}, calibration-in-the-large "
-            f"{perf['calibration_in_the_large']:+.3f}. {esc(SYNTHETIC_NOTE)}</p>")
+            f"{perf['calibration_in_the_large']:+.3f}. {esc(SYNTHETIC_NOTE)}</p>"
+        )
     verdict = str(payload["verdict"])
     return (
         '<section style="font-family: sans-serif; margin: 1em 2em" lang="en">'

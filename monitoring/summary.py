@@ -43,15 +43,18 @@ def _decision(value: Any) -> str:
 def _flags(report: Mapping[str, Any]) -> str:
     flags = report.get("data_quality")
     if isinstance(flags, list):
-        return "; ".join(str(f.get("text_en", f)) if isinstance(f, Mapping) else str(f)
-                         for f in flags) or "none"
+        return (
+            "; ".join(str(f.get("text_en", f)) if isinstance(f, Mapping) else str(f) for f in flags)
+            or "none"
+        )
     if isinstance(flags, int):
         return f"{flags} flag(s)" if flags else "none"
     return "–"
 
 
-def monthly_summary(reports: list[dict[str, Any]], signoffs: list[dict[str, Any]],
-                    month: str) -> str:
+def monthly_summary(
+    reports: list[dict[str, Any]], signoffs: list[dict[str, Any]], month: str
+) -> str:
     """Markdown for one month (``YYYY-MM``): reports by window start, and their sign-offs.
 
     A report dict needs ``id`` or ``report_key``, ``window_start``, ``window_end``,
@@ -62,8 +65,10 @@ def monthly_summary(reports: list[dict[str, Any]], signoffs: list[dict[str, Any]
     """
     if not _MONTH.match(month):
         raise ValueError(f"month must look like 2026-01, got {month!r}")
-    in_month = sorted((r for r in reports if str(r.get("window_start", "")).startswith(month)),
-                      key=lambda r: (str(r["window_start"]), str(r.get("pathway") or "")))
+    in_month = sorted(
+        (r for r in reports if str(r.get("window_start", "")).startswith(month)),
+        key=lambda r: (str(r["window_start"]), str(r.get("pathway") or "")),
+    )
     by_report: dict[str, list[Mapping[str, Any]]] = {}
     s: Mapping[str, Any]
     for s in signoffs:
@@ -93,47 +98,82 @@ def monthly_summary(reports: list[dict[str, Any]], signoffs: list[dict[str, Any]
         ]
         for r in in_month:
             signed = by_report.get(_report_id(r), [])
-            status = (", ".join(_decision(s.get("decision")) for s in signed)
-                      or "**awaiting review**")
-            lines.append("| " + " | ".join(_cell(v) for v in (
-                f"{r['window_start']} – {r['window_end']}", r.get("pathway") or "all",
-                r.get("organisation") or "all", r.get("model_version"),
-                str(r.get("verdict")).upper(), ", ".join(r.get("drifted_features") or []) or "none",
-                _flags(r), status,
-            )) + " |")
+            status = (
+                ", ".join(_decision(s.get("decision")) for s in signed) or "**awaiting review**"
+            )
+            lines.append(
+                "| "
+                + " | ".join(
+                    _cell(v)
+                    for v in (
+                        f"{r['window_start']} – {r['window_end']}",
+                        r.get("pathway") or "all",
+                        r.get("organisation") or "all",
+                        r.get("model_version"),
+                        str(r.get("verdict")).upper(),
+                        ", ".join(r.get("drifted_features") or []) or "none",
+                        _flags(r),
+                        status,
+                    )
+                )
+                + " |"
+            )
         lines.append("")
 
     ids = {_report_id(r) for r in in_month}
     lines += ["## Sign-offs", ""]
     relevant = sorted(
         (s for rid, items in by_report.items() if rid in ids for s in items),
-        key=lambda s: str(s.get("signed_at")))
+        key=lambda s: str(s.get("signed_at")),
+    )
     if not relevant:
         lines += ["No sign-offs for these reports.", ""]
     else:
-        lines += ["| report | decision | signed by | signed at | comment |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "| report | decision | signed by | signed at | comment |",
+            "|---|---|---|---|---|",
+        ]
         for s in relevant:
-            lines.append("| " + " | ".join(_cell(v) for v in (
-                str(s.get("report_id") or s.get("report_key"))[:12], _decision(s.get("decision")),
-                s.get("signed_by"), s.get("signed_at"), s.get("comment"),
-            )) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    _cell(v)
+                    for v in (
+                        str(s.get("report_id") or s.get("report_key"))[:12],
+                        _decision(s.get("decision")),
+                        s.get("signed_by"),
+                        s.get("signed_at"),
+                        s.get("comment"),
+                    )
+                )
+                + " |"
+            )
         lines.append("")
 
-    open_items = [r for r in in_month
-                  if r.get("verdict") in ("drift", "warning") and not by_report.get(_report_id(r))]
+    open_items = [
+        r
+        for r in in_month
+        if r.get("verdict") in ("drift", "warning") and not by_report.get(_report_id(r))
+    ]
     lines += ["## Open items", ""]
     if open_items:
-        lines += [f"- {_cell(r['window_start'])} {_cell(r.get('pathway') or 'all')}: "
-                  f"{_cell(str(r.get('verdict')).upper())}, not signed off" for r in open_items]
+        lines += [
+            f"- {_cell(r['window_start'])} {_cell(r.get('pathway') or 'all')}: "
+            f"{_cell(str(r.get('verdict')).upper())}, not signed off"
+            for r in open_items
+        ]
     else:
         lines.append("None: every warning or drift verdict of the month has a sign-off.")
     lines.append("")
     return "\n".join(lines)
 
 
-def write_monthly_summary(reports: Iterable[dict[str, Any]], signoffs: Iterable[dict[str, Any]],
-                          month: str, folder: Path = SUMMARY_DIR) -> Path:
+def write_monthly_summary(
+    reports: Iterable[dict[str, Any]],
+    signoffs: Iterable[dict[str, Any]],
+    month: str,
+    folder: Path = SUMMARY_DIR,
+) -> Path:
     """Write ``drift-summary-YYYY-MM.md`` into ``folder`` and return its path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,12 @@ log = logging.getLogger("triage.app")
 BackgroundJob = Callable[[FastAPI], Any]
 
 
-def create_app(settings: Settings | None = None, *,
-               champion_resolver: ChampionResolver | None = None,
-               background_jobs: tuple[BackgroundJob, ...] = ()) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    champion_resolver: ChampionResolver | None = None,
+    background_jobs: tuple[BackgroundJob, ...] = (),
+) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     from service.outbox.sender import outbox_sender_job
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None, *,
         title="Home follow-up triage",
         version="0.1.0",
         summary="Risk scoring, explanations, pathway rules and a prioritised worklist for "
-                "digital home follow-up (FHIR R4, CDS Hooks, Open Inference Protocol).",
+        "digital home follow-up (FHIR R4, CDS Hooks, Open Inference Protocol).",
         lifespan=lifespan,
         dependencies=[Depends(authorize)],
     )
@@ -73,9 +76,19 @@ def create_app(settings: Settings | None = None, *,
     from service.api import monitoring as monitoring_api
 
     # V2 first: the benchmarked inference path is matched before the other routes.
-    for router in (v2.router, ops.router, patients.router, fhir.router, worklist.router,
-                   models_api.router, pathways.router, cds_hooks.router, outbox.router,
-                   monitoring_api.router, monitoring_api.outcomes_router):
+    for router in (
+        v2.router,
+        ops.router,
+        patients.router,
+        fhir.router,
+        worklist.router,
+        models_api.router,
+        pathways.router,
+        cds_hooks.router,
+        outbox.router,
+        monitoring_api.router,
+        monitoring_api.outcomes_router,
+    ):
         app.include_router(router)
     install_security(app)  # audit trail, input guard, record guards, /api/v1/audit
     from service.web import install_web

@@ -17,14 +17,21 @@ import typer
 
 from service.config import Settings
 
-app = typer.Typer(help="Triage and decision support for digital home follow-up.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="Triage and decision support for digital home follow-up.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 log = logging.getLogger("triage.cli")
 
 DEMO_SEED = 20261125
-DEMO_UNITS = {"copd": "lungepoliklinikk", "heart-failure": "hjertepoliklinikk",
-              "post-operative": "kirurgisk-poliklinikk", "oncology": "kreftpoliklinikk",
-              "paediatric": "barnepoliklinikk"}
+DEMO_UNITS = {
+    "copd": "lungepoliklinikk",
+    "heart-failure": "hjertepoliklinikk",
+    "post-operative": "kirurgisk-poliklinikk",
+    "oncology": "kreftpoliklinikk",
+    "paediatric": "barnepoliklinikk",
+}
 
 
 def _champion_resolver(uri: str, name: str, dest: Path) -> Path:
@@ -40,8 +47,11 @@ def build_app(settings: Settings | None = None) -> Any:
     from service.jobs import default_background_jobs
 
     settings = settings or Settings()
-    return create_app(settings, champion_resolver=_champion_resolver,
-                      background_jobs=default_background_jobs(settings))
+    return create_app(
+        settings,
+        champion_resolver=_champion_resolver,
+        background_jobs=default_background_jobs(settings),
+    )
 
 
 def _migrate(settings: Settings) -> None:
@@ -59,45 +69,57 @@ def migrate() -> None:
 
 
 @app.command()
-def serve(host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-          workers: Annotated[int, typer.Option(help="Worker processes (one ONNX thread each)")]
-          = 1) -> None:
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (one ONNX thread each)")] = 1,
+) -> None:
     """Serve the API (applies pending migrations first)."""
     import uvicorn
 
     settings = Settings()
     _migrate(settings)
     if workers > 1:
-        uvicorn.run("service.cli:build_app", factory=True, host=host, port=port,
-                    workers=workers, log_config=None)
+        uvicorn.run(
+            "service.cli:build_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+        )
     else:
         uvicorn.run(build_app(settings), host=host, port=port, log_config=None)
 
 
 @app.command()
-def token(role: Annotated[str, typer.Option(help="clinician | ml-engineer | compliance | "
-                                            "integration | admin")],
-          org: Annotated[str | None, typer.Option(help="Organisation number")] = None,
-          unit: Annotated[list[str] | None, typer.Option(help="Unit (repeat); none: every unit")]
-          = None,
-          subject: Annotated[str | None, typer.Option(help="HPR number / client id")] = None
-          ) -> None:
+def token(
+    role: Annotated[
+        str, typer.Option(help="clinician | ml-engineer | compliance | integration | admin")
+    ],
+    org: Annotated[str | None, typer.Option(help="Organisation number")] = None,
+    unit: Annotated[list[str] | None, typer.Option(help="Unit (repeat); none: every unit")] = None,
+    subject: Annotated[str | None, typer.Option(help="HPR number / client id")] = None,
+) -> None:
     """Development mode only: print a bearer token for a role."""
     from service.security.principal import Role
     from service.security.tokens import DEV_ORGANISATION, issue_dev_token
 
     settings = Settings()
     try:
-        typer.echo(issue_dev_token(settings, Role(role), org or DEV_ORGANISATION,
-                                   list(unit) if unit else None, subject))
+        typer.echo(
+            issue_dev_token(
+                settings, Role(role), org or DEV_ORGANISATION, list(unit) if unit else None, subject
+            )
+        )
     except (RuntimeError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
 
 
-def load_demo_cohort(base_url: str, settings: Settings, n_patients: int = 40, days: int = 21,
-                     seed: int = DEMO_SEED) -> dict[str, int]:
+def load_demo_cohort(
+    base_url: str, settings: Settings, n_patients: int = 40, days: int = 21, seed: int = DEMO_SEED
+) -> dict[str, int]:
     """Feed a synthetic cohort through the real HTTP API: enrol, then FHIR batch Bundles.
 
     Re-running is harmless: enrolment answers 409 for known patients and every message is
@@ -110,7 +132,8 @@ def load_demo_cohort(base_url: str, settings: Settings, n_patients: int = 40, da
     from training.simulator import cohort_to_fhir, fhir_bundles, simulate_cohort
 
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-        days=days)
+        days=days
+    )
     cohort = simulate_cohort(n_patients, days, seed, start=start)
     integration = issue_dev_token(settings, Role.INTEGRATION, DEV_ORGANISATION)
     headers = {"Authorization": f"Bearer {integration}"}
@@ -119,9 +142,14 @@ def load_demo_cohort(base_url: str, settings: Settings, n_patients: int = 40, da
     now_s = time.time()
     with httpx.Client(base_url=base_url, headers=headers, timeout=120) as http:
         for p in cohort.patients:
-            body = {"identifier": p.identifier, "birth_date": p.birth_date.isoformat(),
-                    "sex": p.sex, "pathway": p.pathway, "organisation": DEV_ORGANISATION,
-                    "unit": DEMO_UNITS.get(p.pathway, "hjemmeoppfolging")}
+            body = {
+                "identifier": p.identifier,
+                "birth_date": p.birth_date.isoformat(),
+                "sex": p.sex,
+                "pathway": p.pathway,
+                "organisation": DEV_ORGANISATION,
+                "unit": DEMO_UNITS.get(p.pathway, "hjemmeoppfolging"),
+            }
             r = http.post("/api/v1/patients", json=body)
             if r.status_code == 201:
                 counts["enrolled"] += 1
@@ -131,13 +159,17 @@ def load_demo_cohort(base_url: str, settings: Settings, n_patients: int = 40, da
                 raise RuntimeError(f"enrolment refused ({r.status_code}): {r.text[:200]}")
 
         def by_identifier(p: Any) -> dict[str, Any]:
-            return {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1",
-                                   "value": p.identifier}}
+            return {
+                "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": p.identifier}
+            }
 
         def retagged(resources: Any) -> Any:
             for resource in resources:
-                for ident in ([resource.get("identifier")] if isinstance(
-                        resource.get("identifier"), dict) else resource.get("identifier", [])):
+                for ident in (
+                    [resource.get("identifier")]
+                    if isinstance(resource.get("identifier"), dict)
+                    else resource.get("identifier", [])
+                ):
                     ident["value"] = f"{tag}-{ident['value']}"
                 when = resource.get("effectiveDateTime") or resource.get("authored")
                 if when and datetime.fromisoformat(when).timestamp() > now_s:
@@ -145,8 +177,11 @@ def load_demo_cohort(base_url: str, settings: Settings, n_patients: int = 40, da
                 yield resource
 
         for bundle in fhir_bundles(retagged(cohort_to_fhir(cohort, by_identifier)), 200):
-            r = http.post("/fhir", content=json.dumps(bundle),
-                          headers={"Content-Type": "application/fhir+json"})
+            r = http.post(
+                "/fhir",
+                content=json.dumps(bundle),
+                headers={"Content-Type": "application/fhir+json"},
+            )
             r.raise_for_status()
             for entry in r.json()["entry"]:
                 ok = entry["response"]["status"].startswith(("200", "201"))
@@ -155,10 +190,12 @@ def load_demo_cohort(base_url: str, settings: Settings, n_patients: int = 40, da
 
 
 @app.command()
-def demo(host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
-         port: Annotated[int, typer.Option(help="TCP port")] = 8000,
-         patients: Annotated[int, typer.Option(help="Synthetic patients to enrol")] = 40,
-         days: Annotated[int, typer.Option(help="Days of history per patient")] = 21) -> None:
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    patients: Annotated[int, typer.Option(help="Synthetic patients to enrol")] = 40,
+    days: Annotated[int, typer.Option(help="Days of history per patient")] = 21,
+) -> None:
     """Migrate, serve, and feed a synthetic demo cohort through the ingestion API."""
     import httpx
     import uvicorn
@@ -188,21 +225,24 @@ def demo(host: Annotated[str, typer.Option(help="Interface to listen on")] = "12
         with os.fdopen(fd, "w") as fh:
             fh.write("".join(f"{r}\t{t}\n" for r, t in tokens.items()))
         typer.echo(
-            "\n".join([
-                "",
-                "Demo cohort loaded (synthetic patients; not real data): "
-                f"{counts['enrolled']} enrolled ({counts['already_enrolled']} already), "
-                f"{counts['resources']} FHIR resources ingested, {counts['refused']} refused "
-                "(device artefacts the validation caught).",
-                f"  Web worklist:   {base_url}/",
-                f"  API docs:       {base_url}/docs",
-                f"  Worklist (API): curl -H 'Authorization: Bearer $TOKEN' "
-                f"{base_url}/api/v1/worklist",
-                "  Tokens (development issuer, valid 8 hours; also in "
-                f"{token_file}; new ones: .venv/bin/triage token --role <role>):",
-                *(f"    {role:<12} {token}" for role, token in tokens.items()),
-                "",
-            ]))
+            "\n".join(
+                [
+                    "",
+                    "Demo cohort loaded (synthetic patients; not real data): "
+                    f"{counts['enrolled']} enrolled ({counts['already_enrolled']} already), "
+                    f"{counts['resources']} FHIR resources ingested, {counts['refused']} refused "
+                    "(device artefacts the validation caught).",
+                    f"  Web worklist:   {base_url}/",
+                    f"  API docs:       {base_url}/docs",
+                    f"  Worklist (API): curl -H 'Authorization: Bearer $TOKEN' "
+                    f"{base_url}/api/v1/worklist",
+                    "  Tokens (development issuer, valid 8 hours; also in "
+                    f"{token_file}; new ones: .venv/bin/triage token --role <role>):",
+                    *(f"    {role:<12} {token}" for role, token in tokens.items()),
+                    "",
+                ]
+            )
+        )
         if settings.drift_schedule_hours > 0:
             _first_drift_run(application, base_url)
 
@@ -212,9 +252,11 @@ def demo(host: Annotated[str, typer.Option(help="Interface to listen on")] = "12
 
 # ---- triage drift: reports against the service's own store -----------------------------------
 
-drift_app = typer.Typer(help="Drift reports on the assessments in the service's database: run, "
-                        "list, sign off, export the monthly governance summary.",
-                        no_args_is_help=True)
+drift_app = typer.Typer(
+    help="Drift reports on the assessments in the service's database: run, "
+    "list, sign off, export the monthly governance summary.",
+    no_args_is_help=True,
+)
 app.add_typer(drift_app, name="drift")
 
 
@@ -241,15 +283,15 @@ def _when(value: str | None) -> datetime:
 
 
 @drift_app.command("run")
-def drift_run(days: Annotated[int, typer.Option(min=1, max=366, help="Window length in days")] = 7,
-              pathway: Annotated[str | None, typer.Option(help="Pathway id; all when left out")]
-              = None,
-              organisation: Annotated[str | None, typer.Option(help="Organisation number")]
-              = None,
-              end: Annotated[str | None, typer.Option(
-                  help="Window end (ISO, UTC unless an offset); default now")] = None,
-              by: Annotated[str, typer.Option(help="Who runs it (HPR number / user id)")]
-              = "cli") -> None:
+def drift_run(
+    days: Annotated[int, typer.Option(min=1, max=366, help="Window length in days")] = 7,
+    pathway: Annotated[str | None, typer.Option(help="Pathway id; all when left out")] = None,
+    organisation: Annotated[str | None, typer.Option(help="Organisation number")] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Window end (ISO, UTC unless an offset); default now")
+    ] = None,
+    by: Annotated[str, typer.Option(help="Who runs it (HPR number / user id)")] = "cli",
+) -> None:
     """Run a drift report for the last DAYS on the service's database; prints verdict and id."""
     from service.domain.monitoring import InsufficientWindow
 
@@ -258,8 +300,14 @@ def drift_run(days: Annotated[int, typer.Option(min=1, max=366, help="Window len
     service, engine, sessions = _monitoring_service(settings)
     window_end = _when(end)
     try:
-        outcome = service.run_report(sessions, window_end - timedelta(days=days), window_end,
-                                     pathway, organisation, created_by=f"cli:{by}")
+        outcome = service.run_report(
+            sessions,
+            window_end - timedelta(days=days),
+            window_end,
+            pathway,
+            organisation,
+            created_by=f"cli:{by}",
+        )
     except InsufficientWindow as exc:
         typer.echo(f"no report: {exc.message}", err=True)
         raise typer.Exit(2) from exc
@@ -274,8 +322,10 @@ def drift_run(days: Annotated[int, typer.Option(min=1, max=366, help="Window len
 
 
 @drift_app.command("list")
-def drift_list(pathway: Annotated[str | None, typer.Option(help="Pathway id")] = None,
-               limit: Annotated[int, typer.Option(min=1, max=1000)] = 20) -> None:
+def drift_list(
+    pathway: Annotated[str | None, typer.Option(help="Pathway id")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
     """Reports, newest first: id, window, scope, verdict and sign-off state."""
     settings = Settings()
     _migrate(settings)
@@ -288,20 +338,22 @@ def drift_list(pathway: Annotated[str | None, typer.Option(help="Pathway id")] =
     for r in rows:
         signed = r["sign_off"]["decision"] if r["sign_off"] else "awaiting review"
         window = f"{r['window_start']:%Y-%m-%d %H:%M} – {r['window_end']:%Y-%m-%d %H:%M}"
-        typer.echo(f"{r['id']}  {window}  {r['pathway'] or 'all'}/{r['organisation'] or 'all'}"
-                   f"  {r['verdict'].upper()}  {signed}")
+        typer.echo(
+            f"{r['id']}  {window}  {r['pathway'] or 'all'}/{r['organisation'] or 'all'}"
+            f"  {r['verdict'].upper()}  {signed}"
+        )
     if not rows:
         typer.echo("no drift reports")
 
 
 @drift_app.command("sign-off")
-def drift_sign_off(report_id: Annotated[str, typer.Argument(help="Report id (from list)")],
-                   decision: Annotated[str, typer.Option(
-                       help="accepted | action-required | escalated")],
-                   comment: Annotated[str, typer.Option(help="Why; never a patient's identity")],
-                   by: Annotated[str, typer.Option(help="The compliance officer's HPR number")],
-                   org: Annotated[str | None, typer.Option(help="Organisation number")] = None
-                   ) -> None:
+def drift_sign_off(
+    report_id: Annotated[str, typer.Argument(help="Report id (from list)")],
+    decision: Annotated[str, typer.Option(help="accepted | action-required | escalated")],
+    comment: Annotated[str, typer.Option(help="Why; never a patient's identity")],
+    by: Annotated[str, typer.Option(help="The compliance officer's HPR number")],
+    org: Annotated[str | None, typer.Option(help="Organisation number")] = None,
+) -> None:
     """Development only: sign a report off as compliance officer BY (audited like the API)."""
     from service.domain.monitoring import SIGN_OFF_DECISIONS
     from service.errors import TriageError
@@ -310,13 +362,19 @@ def drift_sign_off(report_id: Annotated[str, typer.Argument(help="Report id (fro
 
     settings = Settings()
     if settings.environment == "production":
-        typer.echo("error: in production sign off through the API or the web page (a verified "
-                   "HelseID token names the signer)", err=True)
+        typer.echo(
+            "error: in production sign off through the API or the web page (a verified "
+            "HelseID token names the signer)",
+            err=True,
+        )
         raise typer.Exit(2)
     signer = by.strip()
     if decision not in SIGN_OFF_DECISIONS or not signer or re.fullmatch(r"\d{11}", signer):
-        typer.echo(f"error: --decision must be one of {', '.join(SIGN_OFF_DECISIONS)} and --by "
-                   "an HPR number (never a fødselsnummer)", err=True)
+        typer.echo(
+            f"error: --decision must be one of {', '.join(SIGN_OFF_DECISIONS)} and --by "
+            "an HPR number (never a fødselsnummer)",
+            err=True,
+        )
         raise typer.Exit(2)
     _migrate(settings)
     service, engine, sessions = _monitoring_service(settings)
@@ -325,25 +383,42 @@ def drift_sign_off(report_id: Annotated[str, typer.Argument(help="Report id (fro
     status, error = 201, None
     try:
         with transaction(sessions) as session:
-            signoff = service.sign_off(session, report_id, decision, comment,
-                                       signed_by=signer, role=Role.COMPLIANCE.value)
+            signoff = service.sign_off(
+                session, report_id, decision, comment, signed_by=signer, role=Role.COMPLIANCE.value
+            )
     except TriageError as exc:
         status, error = exc.status_code, exc.message
-    append_events(engine, [AuditEvent(
-        datetime.now(UTC), signer[:64], Role.COMPLIANCE.value, org, None, "write",
-        f"CLI triage drift sign-off {report_id}"[:200], "audit-control", status)])
+    append_events(
+        engine,
+        [
+            AuditEvent(
+                datetime.now(UTC),
+                signer[:64],
+                Role.COMPLIANCE.value,
+                org,
+                None,
+                "write",
+                f"CLI triage drift sign-off {report_id}"[:200],
+                "audit-control",
+                status,
+            )
+        ],
+    )
     engine.dispose()
     if error is not None:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"signed off: {signoff['decision']} by {signoff['signed_by']} at "
-               f"{signoff['signed_at']:%Y-%m-%dT%H:%M:%SZ} (sign-off {signoff['id']})")
+    typer.echo(
+        f"signed off: {signoff['decision']} by {signoff['signed_by']} at "
+        f"{signoff['signed_at']:%Y-%m-%dT%H:%M:%SZ} (sign-off {signoff['id']})"
+    )
 
 
 @drift_app.command("export-summary")
-def drift_export_summary(month: Annotated[str, typer.Option(help="YYYY-MM")],
-                         out: Annotated[Path, typer.Option(help="Folder")]
-                         = Path("governance/monitoring")) -> None:
+def drift_export_summary(
+    month: Annotated[str, typer.Option(help="YYYY-MM")],
+    out: Annotated[Path, typer.Option(help="Folder")] = Path("governance/monitoring"),
+) -> None:
     """Write the month's reports and sign-offs as Markdown for governance/monitoring/."""
     from service.errors import TriageError
 
@@ -371,18 +446,25 @@ def _first_drift_run(application: Any, base_url: str) -> None:
     except Exception:  # the demo keeps serving; the schedule retries at its next interval
         log.exception("the demo's first drift report failed")
         return
-    lines = ["Drift reports (schedule, last "
-             f"{application.state.settings.drift_window_days} days; synthetic data):"]
+    lines = [
+        "Drift reports (schedule, last "
+        f"{application.state.settings.drift_window_days} days; synthetic data):"
+    ]
     for r in runs:
         scope = r.pathway or "all pathways"
         # "112 assessments scored by model … : at least 500 are needed …" -> "112 assessments"
         why = (r.skipped or "").split(" scored by", 1)[0]
         if r.skipped != "not due yet":
             why += "; too few for a drift verdict"
-        lines.append(f"  {scope}: {r.verdict} (report {r.report_id})" if r.report_id
-                     else f"  {scope}: no verdict ({why})")
-    lines.append(f"  Review and sign off: {base_url}/api/v1/monitoring/drift-reports "
-                 "(compliance token), or `triage drift list` / `triage drift sign-off`")
+        lines.append(
+            f"  {scope}: {r.verdict} (report {r.report_id})"
+            if r.report_id
+            else f"  {scope}: no verdict ({why})"
+        )
+    lines.append(
+        f"  Review and sign off: {base_url}/api/v1/monitoring/drift-reports "
+        "(compliance token), or `triage drift list` / `triage drift sign-off`"
+    )
     typer.echo("\n".join(lines))
 
 

@@ -11,8 +11,13 @@ class TriageError(Exception):
     status_code = 500
     code = "exception"  # FHIR OperationOutcome issue type
 
-    def __init__(self, message: str, *, location: str | None = None,
-                 problems: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: str | None = None,
+        problems: list[dict[str, str]] | None = None,
+    ) -> None:
         message = redact(message)  # a message quoting the input never carries a fødselsnummer
         super().__init__(message)
         self.message = message

@@ -33,8 +33,9 @@ DRIFT_LOCK_ID = 0x6472_6966
 DRIFT_INITIAL_DELAY_S = 300.0
 
 
-def periodic(name: str, interval_s: float, work: Callable[[FastAPI], object],
-             initial_delay_s: float = 5.0) -> BackgroundJob:
+def periodic(
+    name: str, interval_s: float, work: Callable[[FastAPI], object], initial_delay_s: float = 5.0
+) -> BackgroundJob:
     """A job that runs ``work(app)`` in a thread every ``interval_s`` until shutdown."""
 
     @asynccontextmanager
@@ -80,7 +81,8 @@ def rescore_all(app: FastAPI, chunk: int = RESCORE_CHUNK) -> int:
         for start in range(0, len(patient_ids), chunk):
             with transaction(app.state.sessions) as session:
                 count += app.state.services.scoring.rescore_cohort(
-                    session, as_of_s, patient_ids[start:start + chunk])
+                    session, as_of_s, patient_ids[start : start + chunk]
+                )
     log.info("scheduled re-scoring stored %d assessments", count)
     return count
 
@@ -92,8 +94,9 @@ def _session_lock(engine: Engine, lock_id: int) -> Iterator[bool]:
         yield True  # SQLite means one process
         return
     with engine.connect() as conn:
-        held = bool(conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id})
-                    .scalar())
+        held = bool(
+            conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id}).scalar()
+        )
         conn.commit()
         try:
             yield held
@@ -111,22 +114,37 @@ def run_drift_schedule(app: FastAPI) -> list[ScheduledRun]:
             log.info("scheduled drift reports: another replica is running them")
             return []
         runs = app.state.services.monitoring.run_schedule(
-            app.state.sessions, datetime.now(UTC), settings.drift_window_days,
-            min_interval=timedelta(hours=settings.drift_schedule_hours / 2))
+            app.state.sessions,
+            datetime.now(UTC),
+            settings.drift_window_days,
+            min_interval=timedelta(hours=settings.drift_schedule_hours / 2),
+        )
     stored = [r for r in runs if r.report_id]
-    log.info("scheduled drift reports: %d stored or found, %d skipped (not due, or too little "
-             "data)", len(stored), len(runs) - len(stored))
+    log.info(
+        "scheduled drift reports: %d stored or found, %d skipped (not due, or too little data)",
+        len(stored),
+        len(runs) - len(stored),
+    )
     return runs
 
 
-def default_background_jobs(settings: Settings, *,
-                            drift_initial_delay_s: float = DRIFT_INITIAL_DELAY_S
-                            ) -> tuple[BackgroundJob, ...]:
+def default_background_jobs(
+    settings: Settings, *, drift_initial_delay_s: float = DRIFT_INITIAL_DELAY_S
+) -> tuple[BackgroundJob, ...]:
     jobs: list[BackgroundJob] = []
     if settings.rescore_schedule_hours > 0:
-        jobs.append(periodic("rescore", settings.rescore_schedule_hours * 3600, rescore_all,
-                             initial_delay_s=60.0))
+        jobs.append(
+            periodic(
+                "rescore", settings.rescore_schedule_hours * 3600, rescore_all, initial_delay_s=60.0
+            )
+        )
     if settings.drift_schedule_hours > 0:
-        jobs.append(periodic("drift-reports", settings.drift_schedule_hours * 3600,
-                             run_drift_schedule, initial_delay_s=drift_initial_delay_s))
+        jobs.append(
+            periodic(
+                "drift-reports",
+                settings.drift_schedule_hours * 3600,
+                run_drift_schedule,
+                initial_delay_s=drift_initial_delay_s,
+            )
+        )
     return tuple(jobs)

@@ -57,7 +57,8 @@ class RequestGuard:
         route: Any = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         self.metrics.request_latency.labels(scope["method"], template, str(status)).observe(
-            time.perf_counter() - started)
+            time.perf_counter() - started
+        )
 
 
 async def _too_large(scope: Scope, send: Send, limit: int) -> None:
@@ -66,13 +67,23 @@ async def _too_large(scope: Scope, send: Send, limit: int) -> None:
     path: str = scope.get("path", "")
     message = f"request body exceeds {limit} bytes"
     if path.startswith("/fhir"):
-        body = {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "error", "code": "too-costly", "diagnostics": message}]}
+        body = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": "too-costly", "diagnostics": message}],
+        }
         media = b"application/fhir+json"
     else:
         body, media = {"detail": message}, b"application/json"
     raw = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", media), (b"content-length", str(len(raw)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", media),
+                (b"content-length", str(len(raw)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": raw})

@@ -33,8 +33,9 @@ class LoadedModel:
 
 
 class ModelRegistry:
-    def __init__(self, settings: Settings, champion_resolver: ChampionResolver | None = None
-                 ) -> None:
+    def __init__(
+        self, settings: Settings, champion_resolver: ChampionResolver | None = None
+    ) -> None:
         self.settings = settings
         self.champion_resolver = champion_resolver
         self._current: LoadedModel | None = None
@@ -55,8 +56,10 @@ class ModelRegistry:
         if not uri:
             return self.settings.model_dir, f"shipped:{self.settings.model_dir}"
         if self.champion_resolver is None:
-            raise ModelNotReady("TRIAGE_MLFLOW_TRACKING_URI is set but no registry resolver is "
-                                "configured; start the service with `triage serve`")
+            raise ModelNotReady(
+                "TRIAGE_MLFLOW_TRACKING_URI is set but no registry resolver is "
+                "configured; start the service with `triage serve`"
+            )
         dest = self.settings.var_dir / "models" / f"champion-{int(time.time() * 1000)}"
         folder = self.champion_resolver(uri, self.settings.model_name, dest)
         return folder, f"mlflow:models:/{self.settings.model_name}@champion"
@@ -68,6 +71,11 @@ class ModelRegistry:
             model = OnnxRiskModel(folder, self.settings.onnx_intra_op_threads).load()
             loaded = LoadedModel(model=model, source=source, loaded_at=time.time())
             previous, self._current = self._current, loaded
-            log.info("model %s %s loaded from %s (previous: %s)", model.name, model.version,
-                     source, previous.model.version if previous else "none")
+            log.info(
+                "model %s %s loaded from %s (previous: %s)",
+                model.name,
+                model.version,
+                source,
+                previous.model.version if previous else "none",
+            )
             return loaded

@@ -45,8 +45,9 @@ def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         yield f"sqlite:///{tmp_path / 'triage.db'}"
         return
     if not POSTGRES_URL:
-        pytest.skip("PostgreSQL not configured: set TRIAGE_TEST_DATABASE_URL to run store tests "
-                    "against it")
+        pytest.skip(
+            "PostgreSQL not configured: set TRIAGE_TEST_DATABASE_URL to run store tests against it"
+        )
     schema = f"t_{uuid.uuid4().hex[:16]}"
     _admin(f'CREATE SCHEMA "{schema}"')
     separator = "&" if "?" in POSTGRES_URL else "?"
@@ -67,8 +68,11 @@ def make_settings(tmp_path: Path, artifact_dir: Path) -> Callable[..., object]:
 
     def make(**overrides: object) -> Settings:
         values: dict[str, object] = {
-            "var_dir": tmp_path / "var", "model_dir": artifact_dir, "environment": "test",
-            "log_json": True, "drift_schedule_hours": 0,
+            "var_dir": tmp_path / "var",
+            "model_dir": artifact_dir,
+            "environment": "test",
+            "log_json": True,
+            "drift_schedule_hours": 0,
         }
         values.update(overrides)
         return Settings(**values)  # type: ignore[arg-type]
@@ -102,8 +106,12 @@ def auth(settings: object) -> Callable[..., dict[str, str]]:
     from service.security.principal import Role
     from service.security.tokens import DEV_ORGANISATION, issue_dev_token
 
-    def headers(role: str, organisation: str = DEV_ORGANISATION, units: list[str] | None = None,
-                subject: str | None = None) -> dict[str, str]:
+    def headers(
+        role: str,
+        organisation: str = DEV_ORGANISATION,
+        units: list[str] | None = None,
+        subject: str | None = None,
+    ) -> dict[str, str]:
         token = issue_dev_token(settings, Role(role), organisation, units, subject)  # type: ignore[arg-type]
         return {"Authorization": f"Bearer {token}"}
 

@@ -37,19 +37,38 @@ def build_handmade_artifact(dest: Path) -> Path:
     data = model.to_onnx("handmade")
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "model.onnx").write_bytes(data)
-    Manifest(name="handmade-test-model", version="0.0.1", kind="additive",
-             sha256=hashlib.sha256(data).hexdigest(), feature_spec_hash=feature_spec_hash(),
-             feature_names=list(FEATURE_NAMES), intercept=model.intercept,
-             created="2026-01-01T00:00:00Z",
-             training_data={"synthetic": True, "note": "hand-set for tests"}).write(dest)
+    Manifest(
+        name="handmade-test-model",
+        version="0.0.1",
+        kind="additive",
+        sha256=hashlib.sha256(data).hexdigest(),
+        feature_spec_hash=feature_spec_hash(),
+        feature_names=list(FEATURE_NAMES),
+        intercept=model.intercept,
+        created="2026-01-01T00:00:00Z",
+        training_data={"synthetic": True, "note": "hand-set for tests"},
+    ).write(dest)
     return dest
 
 
-def enrol(client: Any, headers: dict[str, str], identifier: str = FNR_ADULT,
-          pathway: str = "copd", unit: str = "lungs", birth_date: str = "1965-07-15",
-          **extra: Any) -> dict[str, Any]:
-    body = {"identifier": identifier, "birth_date": birth_date, "sex": "female",
-            "pathway": pathway, "organisation": ORG, "unit": unit, **extra}
+def enrol(
+    client: Any,
+    headers: dict[str, str],
+    identifier: str = FNR_ADULT,
+    pathway: str = "copd",
+    unit: str = "lungs",
+    birth_date: str = "1965-07-15",
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {
+        "identifier": identifier,
+        "birth_date": birth_date,
+        "sex": "female",
+        "pathway": pathway,
+        "organisation": ORG,
+        "unit": unit,
+        **extra,
+    }
     response = client.post("/api/v1/patients", json=body, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
@@ -64,8 +83,14 @@ _CODES = {
 }
 
 
-def observation(patient_id: str, measurement: str, value: float, when: datetime,
-                message_id: str, unit: str | None = None) -> dict[str, Any]:
+def observation(
+    patient_id: str,
+    measurement: str,
+    value: float,
+    when: datetime,
+    message_id: str,
+    unit: str | None = None,
+) -> dict[str, Any]:
     loinc, snomed, canonical_unit, display = _CODES[measurement]
     unit = unit or canonical_unit
     return {
@@ -73,50 +98,86 @@ def observation(patient_id: str, measurement: str, value: float, when: datetime,
         "meta": {"profile": [VKP_PROFILE]},
         "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.7.1", "value": message_id}],
         "status": "final",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-            "code": "vital-signs"}]}],
-        "code": {"coding": [{"system": "http://loinc.org", "code": loinc, "display": display},
-                            {"system": "http://snomed.info/sct", "code": snomed}]},
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {
+            "coding": [
+                {"system": "http://loinc.org", "code": loinc, "display": display},
+                {"system": "http://snomed.info/sct", "code": snomed},
+            ]
+        },
         "subject": {"reference": f"Patient/{patient_id}"},
         "effectiveDateTime": when.astimezone(UTC).isoformat(),
         "performer": [{"display": "Pasient"}],
         "device": {"display": "Nonin 3230 pulse oximeter"},
-        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org",
-                          "code": unit},
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
     }
 
 
-def blood_pressure(patient_id: str, systolic: float, diastolic: float, when: datetime,
-                   message_id: str) -> dict[str, Any]:
+def blood_pressure(
+    patient_id: str, systolic: float, diastolic: float, when: datetime, message_id: str
+) -> dict[str, Any]:
     def component(code: str, value: float) -> dict[str, Any]:
-        return {"code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-                "valueQuantity": {"value": value, "unit": "mmHg",
-                                  "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}}
+        return {
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+            "valueQuantity": {
+                "value": value,
+                "unit": "mmHg",
+                "system": "http://unitsofmeasure.org",
+                "code": "mm[Hg]",
+            },
+        }
 
     obs = observation(patient_id, "heart_rate", 0, when, message_id)
     del obs["valueQuantity"]
-    obs["code"] = {"coding": [{"system": "http://loinc.org", "code": "85354-9"},
-                              {"system": "http://snomed.info/sct", "code": "75367002"}]}
+    obs["code"] = {
+        "coding": [
+            {"system": "http://loinc.org", "code": "85354-9"},
+            {"system": "http://snomed.info/sct", "code": "75367002"},
+        ]
+    }
     obs["component"] = [component("8480-6", systolic), component("8462-4", diastolic)]
     return obs
 
 
 def post_fhir(client: Any, path: str, resource: dict[str, Any], headers: dict[str, str]) -> Any:
-    return client.post(path, content=json.dumps(resource),
-                       headers={**headers, "Content-Type": "application/fhir+json"})
+    return client.post(
+        path,
+        content=json.dumps(resource),
+        headers={**headers, "Content-Type": "application/fhir+json"},
+    )
 
 
-def questionnaire_response(patient_id: str, when: datetime, message_id: str,
-                           answers: dict[str, Any] | None = None) -> dict[str, Any]:
+def questionnaire_response(
+    patient_id: str, when: datetime, message_id: str, answers: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A Helsenorge-style answer to the COPD symptom questionnaire."""
-    answers = answers or {"dyspnoea": "moderate", "cough": "mild", "sputum_colour": "yellow",
-                          "sputum_volume": "more", "on_oxygen": False,
-                          "consciousness": "alert"}
+    answers = answers or {
+        "dyspnoea": "moderate",
+        "cough": "mild",
+        "sputum_colour": "yellow",
+        "sputum_volume": "more",
+        "on_oxygen": False,
+        "consciousness": "alert",
+    }
     items = []
     for link, value in answers.items():
-        answer = ({"valueBoolean": value} if isinstance(value, bool)
-                  else {"valueCoding": {"code": value}})
+        answer = (
+            {"valueBoolean": value} if isinstance(value, bool) else {"valueCoding": {"code": value}}
+        )
         items.append({"linkId": link, "answer": [answer]})
     return {
         "resourceType": "QuestionnaireResponse",

@@ -20,8 +20,16 @@ from models.artifact import (
 from models.features import FEATURE_NAMES, feature_spec_hash
 
 # Keys of reference.npz (documented for the monitoring job; no organisation or patient ids).
-REFERENCE_KEYS = ("features", "feature_names", "probability", "logit", "label", "pathway",
-                  "age_band", "sex")
+REFERENCE_KEYS = (
+    "features",
+    "feature_names",
+    "probability",
+    "logit",
+    "label",
+    "pathway",
+    "age_band",
+    "sex",
+)
 
 
 def write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -35,8 +43,9 @@ def write_npz_deterministic(path: Path, arrays: dict[str, np.ndarray]) -> None:
             zf.writestr(info, buffer.getvalue())
 
 
-def reference_sample(X: np.ndarray, model: StepFunctionModel, y: np.ndarray, meta: Any,
-                     max_rows: int, seed: int) -> dict[str, np.ndarray]:
+def reference_sample(
+    X: np.ndarray, model: StepFunctionModel, y: np.ndarray, meta: Any, max_rows: int, seed: int
+) -> dict[str, np.ndarray]:
     """A fixed random sample of training rows with predictions, for drift monitoring."""
     rng = np.random.default_rng(seed)
     n = len(X)

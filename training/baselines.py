@@ -40,8 +40,12 @@ class ThresholdRule:
     def fires(self, value: np.ndarray) -> np.ndarray:
         v = np.asarray(value, dtype=np.float64)
         with np.errstate(invalid="ignore"):
-            out = {"<": v < self.threshold, "<=": v <= self.threshold,
-                   ">": v > self.threshold, ">=": v >= self.threshold}[self.op]
+            out = {
+                "<": v < self.threshold,
+                "<=": v <= self.threshold,
+                ">": v > self.threshold,
+                ">=": v >= self.threshold,
+            }[self.op]
         return out & ~np.isnan(v)
 
     def score(self, value: np.ndarray) -> np.ndarray:
@@ -58,14 +62,25 @@ SINGLE_VITAL_RULES = (
     ThresholdRule("Temperature ≥ 38.0 °C", "temperature", ">=", 38.0),
     ThresholdRule("Systolic BP ≤ 90 mmHg", "systolic_bp", "<=", 90.0),
 )
-NEWS2_CHANNELS = ("respiratory_rate", "spo2", ON_OXYGEN, "systolic_bp", "heart_rate",
-                  CONSCIOUSNESS, "temperature")
+NEWS2_CHANNELS = (
+    "respiratory_rate",
+    "spo2",
+    ON_OXYGEN,
+    "systolic_bp",
+    "heart_rate",
+    CONSCIOUSNESS,
+    "temperature",
+)
 
 
-def latest_values(cohort: Cohort, patient: np.ndarray, time_s: np.ndarray,
-                  channels: tuple[str, ...] = NEWS2_CHANNELS,
-                  lookback_s: int = LATEST_LOOKBACK_S,
-                  times_out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+def latest_values(
+    cohort: Cohort,
+    patient: np.ndarray,
+    time_s: np.ndarray,
+    channels: tuple[str, ...] = NEWS2_CHANNELS,
+    lookback_s: int = LATEST_LOOKBACK_S,
+    times_out: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Latest reading per channel at or before each time, within the lookback; NaN if none.
 
     ``times_out``, when given, receives the time of each latest reading (-1 if none).
@@ -106,25 +121,43 @@ def news2(values: dict[str, np.ndarray], scale2: np.ndarray) -> np.ndarray:
     score = _bands(rr, [(-np.inf, 8, 3), (9, 11, 1), (12, 20, 0), (21, 24, 2), (25, np.inf, 3)])
     scale1_pts = _bands(spo2, [(-np.inf, 91, 3), (92, 93, 2), (94, 95, 1), (96, np.inf, 0)])
     scale2_air = _bands(spo2, [(-np.inf, 83, 3), (84, 85, 2), (86, 87, 1), (88, np.inf, 0)])
-    scale2_o2 = _bands(spo2, [(-np.inf, 83, 3), (84, 85, 2), (86, 87, 1), (88, 92, 0),
-                              (93, 94, 1), (95, 96, 2), (97, np.inf, 3)])
+    scale2_o2 = _bands(
+        spo2,
+        [
+            (-np.inf, 83, 3),
+            (84, 85, 2),
+            (86, 87, 1),
+            (88, 92, 0),
+            (93, 94, 1),
+            (95, 96, 2),
+            (97, np.inf, 3),
+        ],
+    )
     score = score + np.where(scale2, np.where(oxygen, scale2_o2, scale2_air), scale1_pts)
     score = score + np.where(oxygen, 2, 0)
-    score = score + _bands(values["systolic_bp"], [(-np.inf, 90, 3), (91, 100, 2),
-                                                   (101, 110, 1), (220, np.inf, 3)])
-    score = score + _bands(values["heart_rate"], [(-np.inf, 40, 3), (41, 50, 1), (91, 110, 1),
-                                                  (111, 130, 2), (131, np.inf, 3)])
+    score = score + _bands(
+        values["systolic_bp"], [(-np.inf, 90, 3), (91, 100, 2), (101, 110, 1), (220, np.inf, 3)]
+    )
+    score = score + _bands(
+        values["heart_rate"],
+        [(-np.inf, 40, 3), (41, 50, 1), (91, 110, 1), (111, 130, 2), (131, np.inf, 3)],
+    )
     score = score + np.where(np.nan_to_num(values[CONSCIOUSNESS], nan=0.0) > 0.5, 3, 0)
     # Temperature bands are on 0.1 °C edges: 35.0 | 35.1–36.0 | 36.1–38.0 | 38.1–39.0 | 39.1.
     temp = np.round(values["temperature"], 1)
-    score = score + _bands(temp, [(-np.inf, 35.0, 3), (35.05, 36.0, 1), (38.05, 39.0, 1),
-                                  (39.05, np.inf, 2)])
+    score = score + _bands(
+        temp, [(-np.inf, 35.0, 3), (35.05, 36.0, 1), (38.05, 39.0, 1), (39.05, np.inf, 2)]
+    )
     return score.astype(np.float64)
 
 
-def news2_rule_engine(values: dict[str, np.ndarray], times: dict[str, np.ndarray],
-                      time_s: np.ndarray, age_years: np.ndarray,
-                      scale2: np.ndarray) -> np.ndarray | None:
+def news2_rule_engine(
+    values: dict[str, np.ndarray],
+    times: dict[str, np.ndarray],
+    time_s: np.ndarray,
+    age_years: np.ndarray,
+    scale2: np.ndarray,
+) -> np.ndarray | None:
     """NEWS2 from the shipped rule sets of models/rules (``news2``, ``news2-scale2``), or None
     when the rule engine is not available."""
     try:
@@ -186,6 +219,7 @@ def baseline_scores(cohort: Cohort, X: np.ndarray, meta: object) -> BaselineScor
     scores["Any single-vital threshold"] = any_vital.astype(np.float64)
     alerts["Any single-vital threshold"] = any_vital
     applies["Any single-vital threshold"] = everyone
-    source = "models/rules (news2, news2-scale2)" if engine is not None else (
-        "training/baselines.py")
+    source = (
+        "models/rules (news2, news2-scale2)" if engine is not None else ("training/baselines.py")
+    )
     return BaselineScores(scores, alerts, applies, source)

@@ -9,12 +9,18 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(help="Model lifecycle: simulate, train, evaluate, promote (synthetic data).",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Model lifecycle: simulate, train, evaluate, promote (synthetic data).",
+    no_args_is_help=True,
+)
 
 NameOpt = Annotated[str, typer.Option(help="Registered model name.")]
-UriOpt = Annotated[str | None, typer.Option(
-    help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///<var>/mlflow.db).")]
+UriOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or sqlite:///<var>/mlflow.db)."
+    ),
+]
 
 
 def _write_results(kind: str, payload: dict[str, Any]) -> Path:
@@ -24,8 +30,9 @@ def _write_results(kind: str, payload: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     path = folder / f"{kind}-{stamp}.json"
-    path.write_text(json.dumps(payload, indent=2, default=float, ensure_ascii=False) + "\n",
-                    encoding="utf-8")
+    path.write_text(
+        json.dumps(payload, indent=2, default=float, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return path
 
 
@@ -53,40 +60,70 @@ def simulate(
         for bundle in fhir_bundles(cohort_to_fhir(cohort, reference), batch_size):
             fh.write(json.dumps(bundle, ensure_ascii=False) + "\n")
             n_bundles += 1
-    patients = [{"key": p.key, "identifier": p.identifier, "birth_date": p.birth_date.isoformat(),
-                 "sex": p.sex, "pathway": p.pathway, "events": [e.isoformat() for e in p.events]}
-                for p in cohort.patients]
+    patients = [
+        {
+            "key": p.key,
+            "identifier": p.identifier,
+            "birth_date": p.birth_date.isoformat(),
+            "sex": p.sex,
+            "pathway": p.pathway,
+            "events": [e.isoformat() for e in p.events],
+        }
+        for p in cohort.patients
+    ]
     (folder / "patients.json").write_text(json.dumps(patients, indent=1), encoding="utf-8")
-    summary = {"seed": seed, "n_patients": n_patients, "days": days, "bundles": n_bundles,
-               "readings": len(cohort.readings), "questionnaires": len(
-                   cohort.questionnaire_answers), "events": sum(len(p.events)
-                                                                for p in cohort.patients),
-               "folder": str(folder), "synthetic": True}
+    summary = {
+        "seed": seed,
+        "n_patients": n_patients,
+        "days": days,
+        "bundles": n_bundles,
+        "readings": len(cohort.readings),
+        "questionnaires": len(cohort.questionnaire_answers),
+        "events": sum(len(p.events) for p in cohort.patients),
+        "folder": str(folder),
+        "synthetic": True,
+    }
     results = _write_results("simulate", summary)
-    typer.echo(f"{n_bundles} bundles in {folder} (synthetic patients; ids are synthetic "
-               f"fødselsnummer, month+80); results {results}")
+    typer.echo(
+        f"{n_bundles} bundles in {folder} (synthetic patients; ids are synthetic "
+        f"fødselsnummer, month+80); results {results}"
+    )
 
 
 @app.command()
 def train(
-    shipped: Annotated[bool, typer.Option(
-        "--shipped", help="Rebuild the shipped default artifact (fixed seed, full size, "
-                          "models/artifacts/default, deterministic bytes).")] = False,
+    shipped: Annotated[
+        bool,
+        typer.Option(
+            "--shipped",
+            help="Rebuild the shipped default artifact (fixed seed, full size, "
+            "models/artifacts/default, deterministic bytes).",
+        ),
+    ] = False,
     n_patients: Annotated[int | None, typer.Option(help="Patients to simulate.")] = None,
     days: Annotated[int | None, typer.Option(help="Days of follow-up.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (shipped: 20261125).")] = None,
     name: NameOpt = "home-followup-deterioration",
     out: Annotated[Path | None, typer.Option(help="Artifact folder to write.")] = None,
-    register: Annotated[bool | None, typer.Option(
-        help="Register in the MLflow registry with alias 'challenger' (default: yes, except "
-             "for --shipped).")] = None,
+    register: Annotated[
+        bool | None,
+        typer.Option(
+            help="Register in the MLflow registry with alias 'challenger' (default: yes, except "
+            "for --shipped)."
+        ),
+    ] = None,
     track: Annotated[bool, typer.Option(help="Log the run to MLflow.")] = True,
     tracking_uri: UriOpt = None,
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 200,
-    challenger: Annotated[bool, typer.Option(
-        help="Also fit the tree-ensemble comparison model (about a fifth of the time).")] = True,
-    governance: Annotated[bool, typer.Option(
-        help="Also write the model card to governance/model-cards/.")] = True,
+    challenger: Annotated[
+        bool,
+        typer.Option(
+            help="Also fit the tree-ensemble comparison model (about a fifth of the time)."
+        ),
+    ] = True,
+    governance: Annotated[
+        bool, typer.Option(help="Also write the model card to governance/model-cards/.")
+    ] = True,
 ) -> None:
     """Train the additive model (+ tree challenger), evaluate against rules, write artifact."""
     from training.pipeline import SHIPPED_SEED, TrainConfig, train_model
@@ -95,27 +132,47 @@ def train(
     defaults = TrainConfig()
     config = TrainConfig(
         seed=SHIPPED_SEED if shipped else (seed if seed is not None else defaults.seed),
-        n_patients=n_patients or defaults.n_patients, days=days or defaults.days, name=name,
-        bootstrap=bootstrap, challenger=challenger,
+        n_patients=n_patients or defaults.n_patients,
+        days=days or defaults.days,
+        name=name,
+        bootstrap=bootstrap,
+        challenger=challenger,
     )
-    if shipped and (seed not in (None, SHIPPED_SEED) or n_patients or days or not challenger
-                    or bootstrap != defaults.bootstrap):
-        raise typer.BadParameter("--shipped fixes seed, size, days, bootstrap and the "
-                                 "challenger (its model card shows them); drop the options")
+    if shipped and (
+        seed not in (None, SHIPPED_SEED)
+        or n_patients
+        or days
+        or not challenger
+        or bootstrap != defaults.bootstrap
+    ):
+        raise typer.BadParameter(
+            "--shipped fixes seed, size, days, bootstrap and the "
+            "challenger (its model card shows them); drop the options"
+        )
     do_register = (not shipped) if register is None else register
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     artifact_dir = out or (None if shipped else var_dir() / "artifacts" / f"{name}-{stamp}")
     outcome = train_model(
-        config, artifact_dir, shipped=shipped, track=track, tracking_uri=tracking_uri,
+        config,
+        artifact_dir,
+        shipped=shipped,
+        track=track,
+        tracking_uri=tracking_uri,
         register=do_register and track,
         governance_dir=PROJECT_ROOT / "governance" / "model-cards" if governance else None,
     )
     t = outcome.evaluation["targets"]
     overall = outcome.evaluation["model"]["overall"]
-    payload = {"artifact": str(outcome.artifact_dir), "version": outcome.version,
-               "mlflow_run_id": outcome.run_id, "registered_version": outcome.registered_version,
-               "timings_s": outcome.timings_s, "config": config.params(),
-               "evaluation": outcome.evaluation, "synthetic": True}
+    payload = {
+        "artifact": str(outcome.artifact_dir),
+        "version": outcome.version,
+        "mlflow_run_id": outcome.run_id,
+        "registered_version": outcome.registered_version,
+        "timings_s": outcome.timings_s,
+        "config": config.params(),
+        "evaluation": outcome.evaluation,
+        "synthetic": True,
+    }
     results = _write_results("train", payload)
     typer.echo(
         f"model {name} {outcome.version} -> {outcome.artifact_dir}\n"
@@ -129,8 +186,9 @@ def train(
 
 @app.command()
 def evaluate(
-    model: Annotated[str, typer.Option(
-        help="Artifact folder, or models:/<name>@<alias> from the registry.")] = "shipped",
+    model: Annotated[
+        str, typer.Option(help="Artifact folder, or models:/<name>@<alias> from the registry.")
+    ] = "shipped",
     n_patients: Annotated[int, typer.Option(help="Patients in the fresh evaluation cohort.")] = 500,
     days: Annotated[int, typer.Option(help="Days of follow-up.")] = 60,
     seed: Annotated[int, typer.Option(help="Seed of the evaluation cohort.")] = 4242,
@@ -170,10 +228,12 @@ def evaluate(
         cohort = simulate_cohort(n_patients, days, seed)
         X, y, meta = snapshot_dataset(cohort)
         prob = risk.predict(X).probability
-        threshold = float((risk.manifest.extra if risk.manifest else {}).get(
-            "alert_threshold", 0.5))
-        evaluation = evaluate_holdout(cohort, X, y, meta, np.asarray(prob), threshold, seed,
-                                      bootstrap)
+        threshold = float(
+            (risk.manifest.extra if risk.manifest else {}).get("alert_threshold", 0.5)
+        )
+        evaluation = evaluate_holdout(
+            cohort, X, y, meta, np.asarray(prob), threshold, seed, bootstrap
+        )
     run_id = None
     if track:
         import mlflow
@@ -183,19 +243,35 @@ def evaluate(
         uri = use_tracking(tracking_uri)
         exp = ensure_experiment(f"{risk.name}-evaluation", uri)
         with mlflow.start_run(experiment_id=exp, run_name=f"evaluate {risk.version}") as run:
-            mlflow.log_params({"model": model, "model_version": risk.version, "seed": seed,
-                               "n_patients": n_patients, "days": days})
+            mlflow.log_params(
+                {
+                    "model": model,
+                    "model_version": risk.version,
+                    "seed": seed,
+                    "n_patients": n_patients,
+                    "days": days,
+                }
+            )
             mlflow.set_tags({"synthetic_data": "true"})
             mlflow.log_metrics(_flat_metrics(evaluation))
             run_id = run.info.run_id
-    results = _write_results("evaluate", {"model": model, "version": risk.version,
-                                          "mlflow_run_id": run_id, "evaluation": evaluation,
-                                          "synthetic": True})
+    results = _write_results(
+        "evaluate",
+        {
+            "model": model,
+            "version": risk.version,
+            "mlflow_run_id": run_id,
+            "evaluation": evaluation,
+            "synthetic": True,
+        },
+    )
     o, t = evaluation["model"]["overall"], evaluation["targets"]
-    typer.echo(f"{risk.name} {risk.version} on synthetic cohort seed {seed}: AUROC "
-               f"{o['auroc']:.3f} {o['auroc_ci']}, ECE {o['ece']:.3f}; best rule "
-               f"{t['best_rule']} {t['best_rule_auroc']:.3f}; MLflow run {run_id}; "
-               f"results {results}")
+    typer.echo(
+        f"{risk.name} {risk.version} on synthetic cohort seed {seed}: AUROC "
+        f"{o['auroc']:.3f} {o['auroc_ci']}, ECE {o['ece']:.3f}; best rule "
+        f"{t['best_rule']} {t['best_rule_auroc']:.3f}; MLflow run {run_id}; "
+        f"results {results}"
+    )
 
 
 @app.command()
@@ -212,9 +288,11 @@ def promote(
     except RegistryError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    typer.echo(f"{'PROMOTED' if result.promoted else 'NOT PROMOTED'} {name} v"
-               f"{result.challenger_version} (champion was {result.champion_version}): "
-               f"{result.decision.reason}\nrecord {result.record_path}; MLflow run "
-               f"{result.run_id}")
+    typer.echo(
+        f"{'PROMOTED' if result.promoted else 'NOT PROMOTED'} {name} v"
+        f"{result.challenger_version} (champion was {result.champion_version}): "
+        f"{result.decision.reason}\nrecord {result.record_path}; MLflow run "
+        f"{result.run_id}"
+    )
     if not result.promoted:
         raise typer.Exit(1)

@@ -41,8 +41,7 @@ def check_training_data(
         raise DataCheckError("feature columns are in another order than models/features.py")
     values = np.asarray(X, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != len(FEATURE_NAMES):
-        raise DataCheckError(f"expected a [rows, {len(FEATURE_NAMES)}] matrix, got "
-                             f"{values.shape}")
+        raise DataCheckError(f"expected a [rows, {len(FEATURE_NAMES)}] matrix, got {values.shape}")
     if np.isinf(values).any():
         cols = sorted({FEATURE_NAMES[j] for j in np.nonzero(np.isinf(values))[1]})
         raise DataCheckError(f"infinite values in {cols} (missing must be NaN, never ±inf)")
@@ -60,8 +59,7 @@ def check_training_data(
         if col not in meta:
             raise DataCheckError(f"metadata column '{col}' is missing")
         if meta[col].isna().any():
-            raise DataCheckError(f"metadata column '{col}' has {int(meta[col].isna().sum())} "
-                                 "nulls")
+            raise DataCheckError(f"metadata column '{col}' has {int(meta[col].isna().sum())} nulls")
 
     patients = np.asarray(meta["patient"])
     seen: dict[str, set[int]] = {}
@@ -76,7 +74,7 @@ def check_training_data(
             raise DataCheckError(f"split '{split}' has only one label class")
     names_ = list(seen)
     for i, a in enumerate(names_):
-        for b in names_[i + 1:]:
+        for b in names_[i + 1 :]:
             shared = seen[a] & seen[b]
             if shared:
                 raise DataCheckError(
@@ -86,8 +84,9 @@ def check_training_data(
     return counts
 
 
-def split_by_patient(meta: Any, seed: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-                     ) -> dict[str, np.ndarray]:
+def split_by_patient(
+    meta: Any, seed: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+) -> dict[str, np.ndarray]:
     """Boolean row masks train/validation/test; patients assigned whole, within each pathway."""
     rng = np.random.default_rng(seed)
     patients = np.asarray(meta["patient"])
@@ -99,7 +98,8 @@ def split_by_patient(meta: Any, seed: int, fractions: tuple[float, float, float]
         n_train = round(fractions[0] * len(keys))
         n_val = round(fractions[1] * len(keys))
         for i, k in enumerate(keys.tolist()):
-            assignment[k] = ("train" if i < n_train else "validation" if i < n_train + n_val
-                             else "test")
+            assignment[k] = (
+                "train" if i < n_train else "validation" if i < n_train + n_val else "test"
+            )
     split = np.array([assignment[k] for k in patients.tolist()])
     return {name: split == name for name in ("train", "validation", "test")}

@@ -39,8 +39,9 @@ def weighted_auroc(score: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
     return float(((neg_below + 0.5 * neg_in_group) * pos_in_group).sum() / (total_pos * total_neg))
 
 
-def weighted_average_precision(score: np.ndarray, y: np.ndarray,
-                               w: np.ndarray | None = None) -> float:
+def weighted_average_precision(
+    score: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
+) -> float:
     """Average precision (area under the step PR curve), tie groups handled as sklearn does."""
     score = np.asarray(score, dtype=np.float64)
     y = np.asarray(y).astype(bool)
@@ -74,8 +75,9 @@ def ece(prob: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS) -> float:
     return float(total)
 
 
-def reliability_curve(prob: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reliability_curve(
+    prob: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean predicted, observed rate, count) per equal-width bin."""
     prob, y = np.asarray(prob, dtype=np.float64), np.asarray(y, dtype=np.float64)
     bins = np.minimum((prob * n_bins).astype(int), n_bins - 1)
@@ -86,8 +88,9 @@ def reliability_curve(prob: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS
     return mean_p, rate, count
 
 
-def bootstrap_ci(score: np.ndarray, y: np.ndarray, patient: np.ndarray, seed: int,
-                 n_boot: int = N_BOOTSTRAP) -> dict[str, list[float]]:
+def bootstrap_ci(
+    score: np.ndarray, y: np.ndarray, patient: np.ndarray, seed: int, n_boot: int = N_BOOTSTRAP
+) -> dict[str, list[float]]:
     """95 % CIs of AUROC and AUPRC, resampling patients (rows of a patient move together).
 
     Sorted once; each resample only changes the row weights, so it costs O(rows).
@@ -133,8 +136,9 @@ def bootstrap_ci(score: np.ndarray, y: np.ndarray, patient: np.ndarray, seed: in
 def event_table(y: np.ndarray, meta: Any) -> tuple[np.ndarray, np.ndarray]:
     """Positive rows and the onset time (s) of the event each one precedes."""
     pos = np.flatnonzero(np.asarray(y) == 1)
-    onset = (np.asarray(meta["time_s"])[pos]
-             + np.round(np.asarray(meta["time_to_event_h"])[pos] * 3600)).astype(np.int64)
+    onset = (
+        np.asarray(meta["time_s"])[pos] + np.round(np.asarray(meta["time_to_event_h"])[pos] * 3600)
+    ).astype(np.int64)
     return pos, onset
 
 
@@ -194,8 +198,9 @@ class ScoreSpec:
     applies: np.ndarray | None = None
 
 
-def evaluate_scores(spec: ScoreSpec, y: np.ndarray, meta: Any, seed: int,
-                    with_ci: bool = True) -> dict[str, Any]:
+def evaluate_scores(
+    spec: ScoreSpec, y: np.ndarray, meta: Any, seed: int, with_ci: bool = True
+) -> dict[str, Any]:
     """Overall and per-slice figures for one scored system."""
     rows = np.ones(len(y), dtype=bool) if spec.applies is None else spec.applies
 
@@ -224,17 +229,22 @@ def evaluate_scores(spec: ScoreSpec, y: np.ndarray, meta: Any, seed: int,
     return result
 
 
-def comparison_at_baseline_sensitivity(prob: np.ndarray, y: np.ndarray, meta: Any,
-                                       baseline: dict[str, Any]) -> dict[str, float]:
+def comparison_at_baseline_sensitivity(
+    prob: np.ndarray, y: np.ndarray, meta: Any, baseline: dict[str, Any]
+) -> dict[str, float]:
     """Model alerts per 100 patient-days at the rule's row sensitivity."""
     target = float(baseline["overall"]["sensitivity"])
     thr = threshold_for_sensitivity(prob, y, target)
     op = operating_point(prob >= thr, y, meta)
-    return {"baseline_sensitivity": target, "threshold": thr,
-            "model_sensitivity": op["sensitivity"],
-            "model_alerts_per_100_patient_days": op["alerts_per_100_patient_days"],
-            "baseline_alerts_per_100_patient_days":
-                float(baseline["overall"]["alerts_per_100_patient_days"])}
+    return {
+        "baseline_sensitivity": target,
+        "threshold": thr,
+        "model_sensitivity": op["sensitivity"],
+        "model_alerts_per_100_patient_days": op["alerts_per_100_patient_days"],
+        "baseline_alerts_per_100_patient_days": float(
+            baseline["overall"]["alerts_per_100_patient_days"]
+        ),
+    }
 
 
 def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:

@@ -28,11 +28,15 @@ def build_tiny_artifact(dest: Path, seed: int = 0, n_patients: int = 60, days: i
     splits = split_by_patient(meta, seed)
     counts = check_training_data(X, y, meta, splits)
     train, val, test = splits["train"], splits["validation"], splits["test"]
-    fitted = fit_additive(X[train], y[train], X[val], y[val], seed,
-                          StumpConfig(max_iter=60, min_samples_leaf=10))
+    fitted = fit_additive(
+        X[train], y[train], X[val], y[val], seed, StumpConfig(max_iter=60, min_samples_leaf=10)
+    )
     onnx_bytes = fitted.model.to_onnx("tiny-test-model")
-    parity = check_parity(fitted.reference_proba(X[test]), onnx_probability(onnx_bytes, X[test]),
-                          "tiny additive model")
+    parity = check_parity(
+        fitted.reference_proba(X[test]),
+        onnx_probability(onnx_bytes, X[test]),
+        "tiny additive model",
+    )
     p_val = fitted.model.predict_proba(X[val])
     alert = threshold_for_sensitivity(p_val, y[val], 0.5)
     high = threshold_for_sensitivity(p_val, y[val], 0.25)
@@ -43,10 +47,19 @@ def build_tiny_artifact(dest: Path, seed: int = 0, n_patients: int = 60, days: i
         version=f"tiny-{seed}",
         created=TINY_CREATED,
         metrics={"onnx_max_abs_diff": parity},
-        training_data={"synthetic": True, "seed": seed, "n_patients": n_patients, "days": days,
-                       "rows": counts},
-        extra={"alert_threshold": alert, "high_threshold": high, "purpose": "tests only",
-               "trained_on": "synthetic data only"},
+        training_data={
+            "synthetic": True,
+            "seed": seed,
+            "n_patients": n_patients,
+            "days": days,
+            "rows": counts,
+        },
+        extra={
+            "alert_threshold": alert,
+            "high_threshold": high,
+            "purpose": "tests only",
+            "trained_on": "synthetic data only",
+        },
         reference=reference_sample(X[train], fitted.model, y[train], meta[train], 500, seed),
         onnx_bytes=onnx_bytes,
     )

@@ -58,8 +58,12 @@ class GateDecision:
         return [c for c in self.criteria if not c.passed]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "reason": self.reason,
-                "criteria": [asdict(c) for c in self.criteria], "margins": asdict(self.margins)}
+        return {
+            "passed": self.passed,
+            "reason": self.reason,
+            "criteria": [asdict(c) for c in self.criteria],
+            "margins": asdict(self.margins),
+        }
 
 
 def gate_metrics(prob: np.ndarray, y: np.ndarray, meta: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -70,14 +74,21 @@ def gate_metrics(prob: np.ndarray, y: np.ndarray, meta: dict[str, np.ndarray]) -
         values = np.asarray(meta[col]).astype(str)
         for v in sorted(set(values.tolist())):
             sel = values == v
-            slices[f"{col}={v}"] = {"auroc": weighted_auroc(prob[sel], y[sel]),
-                                    "positives": float(y[sel].sum())}
-    return {"auroc": weighted_auroc(prob, y), "ece": ece(prob, y), "brier": brier(prob, y),
-            "slices": slices}
+            slices[f"{col}={v}"] = {
+                "auroc": weighted_auroc(prob[sel], y[sel]),
+                "positives": float(y[sel].sum()),
+            }
+    return {
+        "auroc": weighted_auroc(prob, y),
+        "ece": ece(prob, y),
+        "brier": brier(prob, y),
+        "slices": slices,
+    }
 
 
-def apply_gate(champion: dict[str, Any], challenger: dict[str, Any],
-               margins: GateMargins | None = None) -> GateDecision:
+def apply_gate(
+    champion: dict[str, Any], challenger: dict[str, Any], margins: GateMargins | None = None
+) -> GateDecision:
     """Compare gate metrics; the reason names every failed criterion with its numbers."""
     m = margins or GateMargins()
     criteria: list[Criterion] = []
@@ -85,36 +96,64 @@ def apply_gate(champion: dict[str, Any], challenger: dict[str, Any],
     def at_least(name: str, champ: float, chall: float, margin: float) -> None:
         limit = champ - margin
         ok = bool(chall >= limit)
-        criteria.append(Criterion(name, champ, chall, limit, ok,
-                                  f"{name}: challenger {chall:.4f} "
-                                  f"{'≥' if ok else '<'} champion {champ:.4f} − {margin}"))
+        criteria.append(
+            Criterion(
+                name,
+                champ,
+                chall,
+                limit,
+                ok,
+                f"{name}: challenger {chall:.4f} "
+                f"{'≥' if ok else '<'} champion {champ:.4f} − {margin}",
+            )
+        )
 
     def at_most(name: str, champ: float | None, chall: float, limit: float, text: str) -> None:
         ok = bool(chall <= limit)
-        criteria.append(Criterion(name, champ, chall, limit, ok,
-                                  f"{name}: challenger {chall:.4f} {'≤' if ok else '>'} {text}"))
+        criteria.append(
+            Criterion(
+                name,
+                champ,
+                chall,
+                limit,
+                ok,
+                f"{name}: challenger {chall:.4f} {'≤' if ok else '>'} {text}",
+            )
+        )
 
     at_least("AUROC", champion["auroc"], challenger["auroc"], m.auroc)
-    at_most("ECE", champion["ece"], challenger["ece"], champion["ece"] + m.ece,
-            f"champion {champion['ece']:.4f} + {m.ece}")
+    at_most(
+        "ECE",
+        champion["ece"],
+        challenger["ece"],
+        champion["ece"] + m.ece,
+        f"champion {champion['ece']:.4f} + {m.ece}",
+    )
     at_most("ECE (absolute)", None, challenger["ece"], m.ece_max, f"{m.ece_max}")
-    at_most("Brier", champion["brier"], challenger["brier"], champion["brier"] + m.brier,
-            f"champion {champion['brier']:.4f} + {m.brier}")
+    at_most(
+        "Brier",
+        champion["brier"],
+        challenger["brier"],
+        champion["brier"] + m.brier,
+        f"champion {champion['brier']:.4f} + {m.brier}",
+    )
     for name, champ_slice in champion["slices"].items():
         chall_slice = challenger["slices"].get(name)
         if chall_slice is None:
             continue
         enough = min(champ_slice["positives"], chall_slice["positives"]) >= m.slice_min_positives
-        if not enough or not (np.isfinite(champ_slice["auroc"])
-                              and np.isfinite(chall_slice["auroc"])):
+        if not enough or not (
+            np.isfinite(champ_slice["auroc"]) and np.isfinite(chall_slice["auroc"])
+        ):
             continue
-        at_least(f"slice {name} AUROC", champ_slice["auroc"], chall_slice["auroc"],
-                 m.slice_auroc)
+        at_least(f"slice {name} AUROC", champ_slice["auroc"], chall_slice["auroc"], m.slice_auroc)
     failed = [c for c in criteria if not c.passed]
     if failed:
         reason = "gate failed: " + "; ".join(c.text for c in failed)
     else:
-        reason = (f"gate passed: all {len(criteria)} criteria met (AUROC "
-                  f"{challenger['auroc']:.4f} vs {champion['auroc']:.4f}, ECE "
-                  f"{challenger['ece']:.4f} vs {champion['ece']:.4f})")
+        reason = (
+            f"gate passed: all {len(criteria)} criteria met (AUROC "
+            f"{challenger['auroc']:.4f} vs {champion['auroc']:.4f}, ECE "
+            f"{challenger['ece']:.4f} vs {champion['ece']:.4f})"
+        )
     return GateDecision(not failed, reason, criteria, m)

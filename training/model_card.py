@@ -12,13 +12,13 @@ from models.features import FEATURES
 # Why a slice can fall behind, from how the simulator and the features work (for the card).
 SLICE_EXPLANATIONS = {
     "pathway=oncology": "neutropenic fever has a 1–3 day prodrome in the simulator (it rises "
-                        "within hours to days, Klastersky 2016), so rows 2–3 days before onset "
-                        "carry almost no signal under a 72 h label; chemotherapy days also "
-                        "raise fatigue and diarrhoea without an event.",
+    "within hours to days, Klastersky 2016), so rows 2–3 days before onset "
+    "carry almost no signal under a 72 h label; chemotherapy days also "
+    "raise fatigue and diarrhoea without an event.",
     "pathway=paediatric": "benign viral fevers are frequent and look like an early prodrome "
-                          "(fever and tachycardia); children's vitals vary more day to day.",
+    "(fever and tachycardia); children's vitals vary more day to day.",
     "pathway=post-operative": "post-operative recovery moves HR and pain for two weeks, so the "
-                              "personal baseline is still settling when infections start.",
+    "personal baseline is still settling when infections start.",
     "age_band=0": "all children; see pathway=paediatric (few rows, wide interval).",
     "age_band=1-4": "all children; see pathway=paediatric.",
     "age_band=5-11": "all children; see pathway=paediatric.",
@@ -53,13 +53,14 @@ def _row(name: str, fig: dict[str, Any], probability: bool) -> str:
 
 def performance_table(evaluation: dict[str, Any]) -> str:
     """Overall table: model, tree challenger and every rule baseline on the same hold-out."""
-    head = ("| system | rows | positives | AUROC [95 % CI] | AUPRC [95 % CI] | Brier | ECE | "
-            "sensitivity | PPV | alerts /100 patient-days | events detected | "
-            "median warning (h) |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = (
+        "| system | rows | positives | AUROC [95 % CI] | AUPRC [95 % CI] | Brier | ECE | "
+        "sensitivity | PPV | alerts /100 patient-days | events detected | "
+        "median warning (h) |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [head, _row("**Additive model (served)**", evaluation["model"]["overall"], True)]
     if "challenger" in evaluation:
-        lines.append(_row("Tree ensemble (comparison)", evaluation["challenger"]["overall"],
-                          True))
+        lines.append(_row("Tree ensemble (comparison)", evaluation["challenger"]["overall"], True))
     for name, res in evaluation["baselines"].items():
         scope = "" if res.get("rows_scope", "all") == "all" else " (heart-failure rows)"
         lines.append(_row(name + scope, res["overall"], False))
@@ -69,9 +70,11 @@ def performance_table(evaluation: dict[str, Any]) -> str:
 def slice_table(evaluation: dict[str, Any]) -> str:
     news2 = evaluation["baselines"].get("NEWS2 ≥ 5", {}).get("slices", {})
     tree = evaluation.get("challenger", {}).get("slices", {})
-    lines = ["| slice | rows | positives | model AUROC [95 % CI] | model ECE | sensitivity | "
-             "alerts /100 pd | events detected | tree AUROC | NEWS2 AUROC |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| slice | rows | positives | model AUROC [95 % CI] | model ECE | sensitivity | "
+        "alerts /100 pd | events detected | tree AUROC | NEWS2 AUROC |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, fig in evaluation["model"]["slices"].items():
         lines.append(
             f"| {name} | {fig['rows']} | {fig['positives']} | {_f(fig['auroc'])} "
@@ -86,31 +89,44 @@ def targets_table(evaluation: dict[str, Any]) -> str:
     t = evaluation["targets"]
     cmp = evaluation["at_baseline_sensitivity"]["NEWS2 ≥ 5"]
     gap_text = ", ".join(f"{k} ({v})" for k, v in t["slices_below_gap"].items()) or "none"
-    return "\n".join([
-        "| target (issue 3) | measured | met |",
-        "|---|---|---|",
-        f"| AUROC ≥ best full-cohort rule + 0.10 (best rule: {t['best_rule']}, "
-        f"{_f(t['best_rule_auroc'])}) | margin {_f(t['auroc_margin'])} | "
-        f"{_f(t['auroc_margin_met'])} |",
-        f"| at NEWS2 ≥ 5's sensitivity ({_f(cmp['baseline_sensitivity'], 2)}), at most half its "
-        f"alerts | model {_f(cmp['model_alerts_per_100_patient_days'], 1)} vs NEWS2 "
-        f"{_f(cmp['baseline_alerts_per_100_patient_days'], 1)} per 100 patient-days (ratio "
-        f"{_f(t['alert_ratio_at_news2_sensitivity'], 2)}) | {_f(t['alert_ratio_met'])} |",
-        f"| ECE ≤ 0.05 | {_f(t['ece'])} | {_f(t['ece_met'])} |",
-        f"| no slice more than 0.07 AUROC below overall | below: {gap_text} | "
-        f"{_f(t['slice_gap_met'])} |",
-    ])
+    return "\n".join(
+        [
+            "| target (issue 3) | measured | met |",
+            "|---|---|---|",
+            f"| AUROC ≥ best full-cohort rule + 0.10 (best rule: {t['best_rule']}, "
+            f"{_f(t['best_rule_auroc'])}) | margin {_f(t['auroc_margin'])} | "
+            f"{_f(t['auroc_margin_met'])} |",
+            f"| at NEWS2 ≥ 5's sensitivity ({_f(cmp['baseline_sensitivity'], 2)}), at most half its "
+            f"alerts | model {_f(cmp['model_alerts_per_100_patient_days'], 1)} vs NEWS2 "
+            f"{_f(cmp['baseline_alerts_per_100_patient_days'], 1)} per 100 patient-days (ratio "
+            f"{_f(t['alert_ratio_at_news2_sensitivity'], 2)}) | {_f(t['alert_ratio_met'])} |",
+            f"| ECE ≤ 0.05 | {_f(t['ece'])} | {_f(t['ece_met'])} |",
+            f"| no slice more than 0.07 AUROC below overall | below: {gap_text} | "
+            f"{_f(t['slice_gap_met'])} |",
+        ]
+    )
 
 
-def render_model_card(*, name: str, version: str, created: str, config: dict[str, Any],
-                      training_data: dict[str, Any], evaluation: dict[str, Any],
-                      code_version: str, run_id: str | None) -> str:
+def render_model_card(
+    *,
+    name: str,
+    version: str,
+    created: str,
+    config: dict[str, Any],
+    training_data: dict[str, Any],
+    evaluation: dict[str, Any],
+    code_version: str,
+    run_id: str | None,
+) -> str:
     """The model card as Markdown (sections of issue 3 §5)."""
     low = evaluation["targets"]["slices_below_gap"]
-    why = "\n".join(
-        f"- **{k}** (AUROC {v}): {SLICE_EXPLANATIONS.get(k, 'few positive rows; wide interval.')}"
-        for k, v in low.items()
-    ) or "- none"
+    why = (
+        "\n".join(
+            f"- **{k}** (AUROC {v}): {SLICE_EXPLANATIONS.get(k, 'few positive rows; wide interval.')}"
+            for k, v in low.items()
+        )
+        or "- none"
+    )
     from training.model_fit import monotonic_constraints
 
     words = {1: "higher = more risk", -1: "lower = more risk", 0: "either"}
@@ -121,11 +137,15 @@ def render_model_card(*, name: str, version: str, created: str, config: dict[str
     wh = evaluation["at_baseline_sensitivity"]
     hf = wh.get("Weight gain > 2 kg in 3 days")
     hf_line = (
-        f"On heart-failure rows, at the weight rule's sensitivity "
-        f"({_f(hf['baseline_sensitivity'], 2)}) the model raises "
-        f"{_f(hf['model_alerts_per_100_patient_days'], 1)} alerts per 100 patient-days against "
-        f"the rule's {_f(hf['baseline_alerts_per_100_patient_days'], 1)}."
-    ) if hf else ""
+        (
+            f"On heart-failure rows, at the weight rule's sensitivity "
+            f"({_f(hf['baseline_sensitivity'], 2)}) the model raises "
+            f"{_f(hf['model_alerts_per_100_patient_days'], 1)} alerts per 100 patient-days against "
+            f"the rule's {_f(hf['baseline_alerts_per_100_patient_days'], 1)}."
+        )
+        if hf
+        else ""
+    )
     rows = training_data["rows"]
     threshold = _f(evaluation["alert_threshold"], 4)
     parity = evaluation["parity"]["additive"]
@@ -164,16 +184,16 @@ and compliance officers (this card, drift reports).
 
 ## Training data
 
-Synthetic cohort from `training/simulator.py` (seed {training_data['seed']},
-{training_data['n_patients']} patients, {training_data['days']} days, pathways
-{", ".join(training_data['pathways'])}): personal baselines from published distributions,
+Synthetic cohort from `training/simulator.py` (seed {training_data["seed"]},
+{training_data["n_patients"]} patients, {training_data["days"]} days, pathways
+{", ".join(training_data["pathways"])}): personal baselines from published distributions,
 imperfect adherence, device artefacts (SpO2 misreads, weight in clothes, duplicate sends),
 prodromes of 1–7 days with pathway-specific changes of varying strength before each
 deterioration, and benign look-alike fluctuations. Rows: one per patient-day, at the day's
-newest reading or at the end of a day without readings (train {rows.get('train')},
-validation {rows.get('validation')}, test {rows.get('test')}; split by patient). Positive rate
-{_f(training_data['positive_rate'])}; {training_data['events']} deteriorations. Dataset sha256
-`{training_data['dataset_sha256'][:16]}…`. Sources of the parameters: `training/README.md`.
+newest reading or at the end of a day without readings (train {rows.get("train")},
+validation {rows.get("validation")}, test {rows.get("test")}; split by patient). Positive rate
+{_f(training_data["positive_rate"])}; {training_data["events"]} deteriorations. Dataset sha256
+`{training_data["dataset_sha256"][:16]}…`. Sources of the parameters: `training/README.md`.
 
 Limits: event rates are enriched; prodromes follow simple shapes; comorbidities do not change
 physiology beyond oxygen use and hypercapnia; no medication changes, no seasonal effects, no
@@ -181,8 +201,8 @@ device brand differences; the model has never seen a real patient.
 
 ## Model
 
-Boosted stumps (`HistGradientBoostingClassifier(max_depth=1)`, {config['stump_max_iter']}
-iterations, learning rate {config['stump_learning_rate']}) with monotonic constraints from the
+Boosted stumps (`HistGradientBoostingClassifier(max_depth=1)`, {config["stump_max_iter"]}
+iterations, learning rate {config["stump_learning_rate"]}) with monotonic constraints from the
 clinical risk direction of each feature, converted exactly to step functions, Platt-calibrated
 on the validation split and centred on the training data. The ONNX graph returns probability,
 logit and per-feature contributions that sum exactly to the logit.
@@ -242,8 +262,9 @@ manufacturer's conformity assessment.
 """
 
 
-def write_governance_card(folder: Path, name: str, version: str, card: str,
-                          images: dict[str, Path]) -> Path:
+def write_governance_card(
+    folder: Path, name: str, version: str, card: str, images: dict[str, Path]
+) -> Path:
     """Copy the card and its plots to governance/model-cards/<name>-<version>/ and index it."""
     target = Path(folder) / f"{name}-{version}"
     target.mkdir(parents=True, exist_ok=True)
@@ -251,9 +272,13 @@ def write_governance_card(folder: Path, name: str, version: str, card: str,
     for fname, src in images.items():
         shutil.copyfile(src, target / fname)
     cards = sorted(p.parent.name for p in Path(folder).glob("*/model_card.md"))
-    index = ["# Model cards", "",
-             "Generated by `triage train` for every trained or registered model version "
-             "(trained on synthetic data; see each card).", ""]
+    index = [
+        "# Model cards",
+        "",
+        "Generated by `triage train` for every trained or registered model version "
+        "(trained on synthetic data; see each card).",
+        "",
+    ]
     index += [f"- [{c}]({c}/model_card.md)" for c in cards]
     (Path(folder) / "README.md").write_text("\n".join(index) + "\n", encoding="utf-8")
     return target

@@ -77,8 +77,12 @@ def stumps_to_step_function(estimator: object) -> StepFunctionModel:
         if not (left["is_leaf"] and right["is_leaf"]):
             raise ValueError("only depth-1 trees (stumps) convert to an additive model")
         splits[int(root["feature_idx"])].append(
-            (float(root["num_threshold"]), float(left["value"]), float(right["value"]),
-             bool(root["missing_go_to_left"]))
+            (
+                float(root["num_threshold"]),
+                float(left["value"]),
+                float(right["value"]),
+                bool(root["missing_go_to_left"]),
+            )
         )
     thresholds: list[np.ndarray] = []
     values: list[np.ndarray] = []
@@ -147,8 +151,13 @@ def fit_tree_challenger(X_train: np.ndarray, y_train: np.ndarray, seed: int) -> 
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(
-        max_depth=3, max_iter=250, learning_rate=0.08, min_samples_leaf=40,
-        l2_regularization=1.0, monotonic_cst=monotonic_constraints(), early_stopping=False,
+        max_depth=3,
+        max_iter=250,
+        learning_rate=0.08,
+        min_samples_leaf=40,
+        l2_regularization=1.0,
+        monotonic_cst=monotonic_constraints(),
+        early_stopping=False,
         random_state=seed,
     ).fit(as_float32_exact(X_train), y_train)
 
@@ -162,8 +171,12 @@ def tree_to_onnx(estimator: object) -> bytes:
     with warnings.catch_warnings():
         # skl2onnx 1.20 passes booleans where onnx expects ints (onnx warns, result is right).
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="onnx")
-        onx = to_onnx(estimator, np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32),
-                      options={id(estimator): {"zipmap": False}}, target_opset=17)
+        onx = to_onnx(
+            estimator,
+            np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32),
+            options={id(estimator): {"zipmap": False}},
+            target_opset=17,
+        )
     return bytes(onx.SerializeToString(deterministic=True))
 
 
@@ -189,8 +202,9 @@ def onnx_probability(onnx_bytes: bytes, X: np.ndarray) -> np.ndarray:
     return out[:, 1] if out.ndim == 2 else out
 
 
-def check_parity(reference: np.ndarray, onnx_prob: np.ndarray, what: str,
-                 tolerance: float = PARITY_TOLERANCE) -> float:
+def check_parity(
+    reference: np.ndarray, onnx_prob: np.ndarray, what: str, tolerance: float = PARITY_TOLERANCE
+) -> float:
     """Max abs difference in probability; raises ParityError above the tolerance."""
     diff = float(np.max(np.abs(np.asarray(reference) - np.asarray(onnx_prob)), initial=0.0))
     if not diff <= tolerance:

@@ -118,21 +118,32 @@ def _flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, int | float) and np.isfinite(v):
                 out[f"{prefix}_{k}"] = float(v)
             elif isinstance(v, list) and len(v) == 2:
-                out[f"{prefix}_{k}_low"], out[f"{prefix}_{k}_high"] = (float(v[0]),
-                                                                       float(v[1]))
+                out[f"{prefix}_{k}_low"], out[f"{prefix}_{k}_high"] = (float(v[0]), float(v[1]))
 
     put("test", evaluation["model"]["overall"])
     for slice_name, figures in evaluation["model"]["slices"].items():
         safe = slice_name.replace("=", "_").replace("+", "plus").replace("-", "_")
-        out[f"slice_{safe}_auroc"] = float(figures["auroc"]) if np.isfinite(
-            figures["auroc"]) else -1.0
+        out[f"slice_{safe}_auroc"] = (
+            float(figures["auroc"]) if np.isfinite(figures["auroc"]) else -1.0
+        )
     if "challenger" in evaluation:
-        put("tree", {k: v for k, v in evaluation["challenger"]["overall"].items()
-                     if k in ("auroc", "auprc", "brier", "ece")})
+        put(
+            "tree",
+            {
+                k: v
+                for k, v in evaluation["challenger"]["overall"].items()
+                if k in ("auroc", "auprc", "brier", "ece")
+            },
+        )
     for i, (_name, res) in enumerate(evaluation["baselines"].items()):
-        put(f"baseline{i}", {k: v for k, v in res["overall"].items()
-                             if k in ("auroc", "sensitivity", "ppv",
-                                      "alerts_per_100_patient_days")})
+        put(
+            f"baseline{i}",
+            {
+                k: v
+                for k, v in res["overall"].items()
+                if k in ("auroc", "sensitivity", "ppv", "alerts_per_100_patient_days")
+            },
+        )
     for k, v in evaluation["targets"].items():
         if isinstance(v, bool) or (isinstance(v, int | float) and np.isfinite(v)):
             out[f"target_{k}"] = float(v)
@@ -152,8 +163,9 @@ def _targets(evaluation: dict[str, Any]) -> dict[str, Any]:
         for name, fig in evaluation["model"]["slices"].items()
         if np.isfinite(fig["auroc"]) and fig["auroc"] < model["auroc"] - TARGET_SLICE_GAP
     }
-    ratio = (cmp["model_alerts_per_100_patient_days"]
-             / max(cmp["baseline_alerts_per_100_patient_days"], 1e-9))
+    ratio = cmp["model_alerts_per_100_patient_days"] / max(
+        cmp["baseline_alerts_per_100_patient_days"], 1e-9
+    )
     return {
         "best_rule": best_name,
         "best_rule_auroc": best,
@@ -168,10 +180,18 @@ def _targets(evaluation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def evaluate_holdout(cohort: Any, X_test: np.ndarray, y_test: np.ndarray, meta_test: Any,
-                     p_test: np.ndarray, alert_threshold: float, seed: int, n_boot: int,
-                     p_tree: np.ndarray | None = None, tree_threshold: float | None = None,
-                     ) -> dict[str, Any]:
+def evaluate_holdout(
+    cohort: Any,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    meta_test: Any,
+    p_test: np.ndarray,
+    alert_threshold: float,
+    seed: int,
+    n_boot: int,
+    p_tree: np.ndarray | None = None,
+    tree_threshold: float | None = None,
+) -> dict[str, Any]:
     """Model, optional tree challenger and every rule baseline on the same hold-out rows."""
     from training import evaluation as ev
 
@@ -183,8 +203,11 @@ def evaluate_holdout(cohort: Any, X_test: np.ndarray, y_test: np.ndarray, meta_t
         result["model"] = evaluate_scores(spec, y_test, meta_test, seed)
         if p_tree is not None and tree_threshold is not None:
             result["challenger"] = evaluate_scores(
-                ScoreSpec(TREE_LABEL, p_tree, p_tree >= tree_threshold, True), y_test,
-                meta_test, seed)
+                ScoreSpec(TREE_LABEL, p_tree, p_tree >= tree_threshold, True),
+                y_test,
+                meta_test,
+                seed,
+            )
         rules = baseline_scores(cohort, X_test, meta_test)
         result["news2_source"] = rules.news2_source
         result["baselines"] = {}
@@ -193,12 +216,17 @@ def evaluate_holdout(cohort: Any, X_test: np.ndarray, y_test: np.ndarray, meta_t
             applies = rules.applies[name]
             res = evaluate_scores(
                 ScoreSpec(name, rules.scores[name], rules.alerts[name], False, applies),
-                y_test, meta_test, seed, with_ci=name in (PRIMARY_RULE, WEIGHT_RULE))
+                y_test,
+                meta_test,
+                seed,
+                with_ci=name in (PRIMARY_RULE, WEIGHT_RULE),
+            )
             res["rows_scope"] = "all" if applies.all() else "heart-failure"
             result["baselines"][name] = res
             sel = applies
             result["at_baseline_sensitivity"][name] = comparison_at_baseline_sensitivity(
-                p_test[sel], y_test[sel], meta_test[sel], res)
+                p_test[sel], y_test[sel], meta_test[sel], res
+            )
         result["alert_threshold"] = alert_threshold
     finally:
         ev.N_BOOTSTRAP = original
@@ -212,11 +240,13 @@ def _onnx_signature() -> Any:
 
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_FEATURES), "features")]),
-        outputs=Schema([
-            TensorSpec(np.dtype(np.float64), (-1,), "probability"),
-            TensorSpec(np.dtype(np.float64), (-1,), "logit"),
-            TensorSpec(np.dtype(np.float64), (-1, N_FEATURES), "contributions"),
-        ]),
+        outputs=Schema(
+            [
+                TensorSpec(np.dtype(np.float64), (-1,), "probability"),
+                TensorSpec(np.dtype(np.float64), (-1,), "logit"),
+                TensorSpec(np.dtype(np.float64), (-1, N_FEATURES), "contributions"),
+            ]
+        ),
     )
 
 
@@ -234,8 +264,20 @@ def train_model(
     """Run the whole training job; return where the artifact is and what was measured."""
     if shipped:
         artifact_dir = artifact_dir or SHIPPED_ARTIFACT_DIR
-    steps = _Steps(["simulate", "features", "data tests", "fit additive", "onnx parity",
-                    "challenger", "evaluate", "artifact", "mlflow"], show_progress)
+    steps = _Steps(
+        [
+            "simulate",
+            "features",
+            "data tests",
+            "fit additive",
+            "onnx parity",
+            "challenger",
+            "evaluate",
+            "artifact",
+            "mlflow",
+        ],
+        show_progress,
+    )
     try:
         with steps.step("simulate"):
             cohort = simulate_cohort(config.n_patients, config.days, config.seed)
@@ -250,8 +292,9 @@ def train_model(
         with steps.step("onnx parity"):
             onnx_bytes = fitted.model.to_onnx(config.name)
             p_test = onnx_probability(onnx_bytes, X[te])
-            parity = {"additive": check_parity(fitted.reference_proba(X[te]), p_test,
-                                               "additive model")}
+            parity = {
+                "additive": check_parity(fitted.reference_proba(X[te]), p_test, "additive model")
+            }
             p_val = onnx_probability(onnx_bytes, X[va])
             alert_threshold = threshold_for_sensitivity(p_val, y[va], config.alert_sensitivity)
             high_threshold = threshold_for_sensitivity(p_val, y[va], config.high_sensitivity)
@@ -263,13 +306,25 @@ def train_model(
                 p_tree = onnx_probability(tree_bytes, X[te])
                 parity["tree"] = check_parity(
                     tree.predict_proba(as_float32_exact(X[te]))[:, 1],  # type: ignore[attr-defined]
-                    p_tree, "tree challenger")
+                    p_tree,
+                    "tree challenger",
+                )
                 tree_threshold = threshold_for_sensitivity(
-                    onnx_probability(tree_bytes, X[va]), y[va], config.alert_sensitivity)
+                    onnx_probability(tree_bytes, X[va]), y[va], config.alert_sensitivity
+                )
         with steps.step("evaluate"):
-            evaluation = evaluate_holdout(cohort, X[te], y[te], meta[te], p_test,
-                                          alert_threshold, config.seed, config.bootstrap,
-                                          p_tree, tree_threshold)
+            evaluation = evaluate_holdout(
+                cohort,
+                X[te],
+                y[te],
+                meta[te],
+                p_test,
+                alert_threshold,
+                config.seed,
+                config.bootstrap,
+                p_tree,
+                tree_threshold,
+            )
             evaluation["parity"] = parity
             evaluation["rows"] = counts
             evaluation["synthetic"] = True
@@ -294,8 +349,9 @@ def train_model(
 
             uri = use_tracking(tracking_uri)
             experiment_id = ensure_experiment(config.name, uri)
-            mlflow_ctx = mlflow.start_run(experiment_id=experiment_id,
-                                          run_name="shipped" if shipped else "train")
+            mlflow_ctx = mlflow.start_run(
+                experiment_id=experiment_id, run_name="shipped" if shipped else "train"
+            )
             run_id = mlflow_ctx.info.run_id
         try:
             with steps.step("artifact"):
@@ -304,8 +360,10 @@ def train_model(
                     import onnx
 
                     info = mlflow.onnx.log_model(
-                        onnx.load_from_string(onnx_bytes), name="model",
-                        signature=_onnx_signature(), registered_model_name=config.name,
+                        onnx.load_from_string(onnx_bytes),
+                        name="model",
+                        signature=_onnx_signature(),
+                        registered_model_name=config.name,
                         save_as_external_data=False,
                     )
                     registered = str(info.registered_model_version)
@@ -315,8 +373,11 @@ def train_model(
                 else:
                     version = registered or f"dev-{data_hash[:10]}"
                     created = datetime.now(UTC).replace(microsecond=0).isoformat()
-                out = Path(artifact_dir) if artifact_dir else Path(
-                    tempfile.mkdtemp(prefix="triage-artifact-"))
+                out = (
+                    Path(artifact_dir)
+                    if artifact_dir
+                    else Path(tempfile.mkdtemp(prefix="triage-artifact-"))
+                )
                 plots_dir = Path(tempfile.mkdtemp(prefix="triage-plots-"))
                 curves = {MODEL_LABEL: (p_test, y[te])}
                 scores = {MODEL_LABEL: p_test}
@@ -331,56 +392,94 @@ def train_model(
                 }
                 manifest_metrics = {
                     k: evaluation["model"]["overall"][k]
-                    for k in ("auroc", "auroc_ci", "auprc", "auprc_ci", "brier", "ece",
-                              "sensitivity", "ppv", "alerts_per_100_patient_days",
-                              "event_sensitivity", "median_warning_h")
+                    for k in (
+                        "auroc",
+                        "auroc_ci",
+                        "auprc",
+                        "auprc_ci",
+                        "brier",
+                        "ece",
+                        "sensitivity",
+                        "ppv",
+                        "alerts_per_100_patient_days",
+                        "event_sensitivity",
+                        "median_warning_h",
+                    )
                 }
                 manifest_metrics["onnx_max_abs_diff"] = parity["additive"]
                 manifest_metrics["synthetic_data"] = True
                 card = render_model_card(
-                    name=config.name, version=version, created=created, config=config.params(),
-                    training_data=training_data, evaluation=evaluation,
-                    code_version=("the commit that added this artifact (rebuild: "
-                                  "`triage train --shipped`)") if shipped else git_version(),
+                    name=config.name,
+                    version=version,
+                    created=created,
+                    config=config.params(),
+                    training_data=training_data,
+                    evaluation=evaluation,
+                    code_version=(
+                        "the commit that added this artifact (rebuild: `triage train --shipped`)"
+                    )
+                    if shipped
+                    else git_version(),
                     run_id=None if shipped else run_id,
                 )
                 write_artifact(
-                    out, fitted.model, name=config.name, version=version, created=created,
-                    metrics=manifest_metrics, training_data=training_data,
+                    out,
+                    fitted.model,
+                    name=config.name,
+                    version=version,
+                    created=created,
+                    metrics=manifest_metrics,
+                    training_data=training_data,
                     extra={
                         "alert_threshold": alert_threshold,
                         "high_threshold": high_threshold,
                         "thresholds_note": "probability thresholds chosen on the validation "
-                                           "split at row sensitivity "
-                                           f"{config.alert_sensitivity} and "
-                                           f"{config.high_sensitivity}",
+                        "split at row sensitivity "
+                        f"{config.alert_sensitivity} and "
+                        f"{config.high_sensitivity}",
                         "platt": {"scale": fitted.platt_scale, "shift": fitted.platt_shift},
                         "label": "deterioration needing hospital contact within 72 h",
                         "trained_on": "synthetic data only",
                         **({"rebuild_command": "triage train --shipped"} if shipped else {}),
                     },
-                    reference=reference_sample(X[tr], fitted.model, y[tr], meta[tr],
-                                               config.reference_rows, config.seed),
-                    model_card=card, onnx_bytes=onnx_bytes,
+                    reference=reference_sample(
+                        X[tr], fitted.model, y[tr], meta[tr], config.reference_rows, config.seed
+                    ),
+                    model_card=card,
+                    onnx_bytes=onnx_bytes,
                 )
                 for fname, path in plots.items():
                     shutil.copyfile(path, out / fname)
                 if governance_dir is not None:
-                    write_governance_card(governance_dir, config.name, version, card,
-                                          {k: out / k for k in plots})
+                    write_governance_card(
+                        governance_dir, config.name, version, card, {k: out / k for k in plots}
+                    )
             with steps.step("mlflow"):
                 if track:
                     import mlflow
 
-                    _log_run(mlflow, config, evaluation, training_data, out, plots,
-                             X[te], y[te], meta[te], tree_bytes, shipped)
+                    _log_run(
+                        mlflow,
+                        config,
+                        evaluation,
+                        training_data,
+                        out,
+                        plots,
+                        X[te],
+                        y[te],
+                        meta[te],
+                        tree_bytes,
+                        shipped,
+                    )
                     if registered:
                         client = mlflow.MlflowClient()
                         client.set_registered_model_alias(config.name, "challenger", registered)
-                        for key, value in (("dataset_sha256", data_hash),
-                                           ("feature_spec_hash", feature_spec_hash()),
-                                           ("manifest_version", version),
-                                           ("synthetic_data", "true")):
+                        for key, value in (
+                            ("dataset_sha256", data_hash),
+                            ("feature_spec_hash", feature_spec_hash()),
+                            ("manifest_version", version),
+                            ("synthetic_data", "true"),
+                        ):
                             client.set_model_version_tag(config.name, registered, key, value)
         finally:
             if mlflow_ctx is not None:
@@ -397,31 +496,63 @@ def _plain(values: np.ndarray) -> np.ndarray:
     return values.astype(str) if values.dtype == object else values
 
 
-def _log_run(mlflow: Any, config: TrainConfig, evaluation: dict[str, Any],
-             training_data: dict[str, Any], artifact: Path, plots: dict[str, Path],
-             X_test: np.ndarray, y_test: np.ndarray, meta_test: Any, tree_bytes: bytes | None,
-             shipped: bool) -> None:
+def _log_run(
+    mlflow: Any,
+    config: TrainConfig,
+    evaluation: dict[str, Any],
+    training_data: dict[str, Any],
+    artifact: Path,
+    plots: dict[str, Path],
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    meta_test: Any,
+    tree_bytes: bytes | None,
+    shipped: bool,
+) -> None:
     mlflow.log_params(config.params())
-    mlflow.log_params({"dataset_sha256": training_data["dataset_sha256"],
-                       "dataset_rows": sum(training_data["rows"].values()),
-                       "feature_spec_hash": feature_spec_hash(), "shipped": shipped})
-    mlflow.set_tags({"mlflow.source.git.commit": git_version(), "synthetic_data": "true",
-                     "code_version": git_version()})
+    mlflow.log_params(
+        {
+            "dataset_sha256": training_data["dataset_sha256"],
+            "dataset_rows": sum(training_data["rows"].values()),
+            "feature_spec_hash": feature_spec_hash(),
+            "shipped": shipped,
+        }
+    )
+    mlflow.set_tags(
+        {
+            "mlflow.source.git.commit": git_version(),
+            "synthetic_data": "true",
+            "code_version": git_version(),
+        }
+    )
     mlflow.log_metrics(_flat_metrics(evaluation))
     for path in plots.values():
         mlflow.log_artifact(str(path), artifact_path="plots")
     mlflow.log_artifacts(str(artifact), artifact_path="artifact")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "evaluation.json").write_text(json.dumps(evaluation, indent=2, default=float),
-                                                encoding="utf-8")
-        write_npz_deterministic(folder / "holdout.npz", {
-            "features": np.asarray(X_test, dtype=np.float32),
-            "label": np.asarray(y_test, dtype=np.int8),
-            "feature_names": np.asarray(FEATURE_NAMES),
-            **{col: _plain(np.asarray(meta_test[col])) for col in
-               ("patient", "pathway", "age_band", "sex", "time_s", "time_to_event_h")},
-        })
+        (folder / "evaluation.json").write_text(
+            json.dumps(evaluation, indent=2, default=float), encoding="utf-8"
+        )
+        write_npz_deterministic(
+            folder / "holdout.npz",
+            {
+                "features": np.asarray(X_test, dtype=np.float32),
+                "label": np.asarray(y_test, dtype=np.int8),
+                "feature_names": np.asarray(FEATURE_NAMES),
+                **{
+                    col: _plain(np.asarray(meta_test[col]))
+                    for col in (
+                        "patient",
+                        "pathway",
+                        "age_band",
+                        "sex",
+                        "time_s",
+                        "time_to_event_h",
+                    )
+                },
+            },
+        )
         mlflow.log_artifact(str(folder / "evaluation.json"), artifact_path="evaluation")
         mlflow.log_artifact(str(folder / "holdout.npz"), artifact_path="evaluation")
         if tree_bytes is not None:

@@ -39,10 +39,17 @@ def _download_artifact(client: Any, name: str, version: Any, dest: Path) -> Path
     import mlflow
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path="artifact", dst_path=tmp))
-        registered = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version.version}", dst_path=str(Path(tmp) / "flavour")))
+        folder = Path(
+            mlflow.artifacts.download_artifacts(
+                run_id=version.run_id, artifact_path="artifact", dst_path=tmp
+            )
+        )
+        registered = Path(
+            mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version.version}",
+                dst_path=str(Path(tmp) / "flavour"),
+            )
+        )
         onnx_files = sorted(registered.rglob("*.onnx"))
         if not onnx_files or sha256_file(onnx_files[0]) != sha256_file(folder / MODEL_FILE):
             raise ArtifactError(
@@ -86,15 +93,19 @@ class PromotionResult:
 def _holdout(run_id: str, tmp: Path) -> dict[str, np.ndarray]:
     import mlflow
 
-    path = mlflow.artifacts.download_artifacts(run_id=run_id,
-                                               artifact_path="evaluation/holdout.npz",
-                                               dst_path=str(tmp))
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run_id, artifact_path="evaluation/holdout.npz", dst_path=str(tmp)
+    )
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 
-def promote(name: str, tracking_uri: str | None = None, margins: GateMargins | None = None,
-            record_dir: Path | None = None) -> PromotionResult:
+def promote(
+    name: str,
+    tracking_uri: str | None = None,
+    margins: GateMargins | None = None,
+    record_dir: Path | None = None,
+) -> PromotionResult:
     """Move ``champion`` to the ``challenger`` version if it passes the gate; record why."""
     import mlflow
 
@@ -102,19 +113,25 @@ def promote(name: str, tracking_uri: str | None = None, margins: GateMargins | N
     client = mlflow.MlflowClient(tracking_uri=uri)
     challenger = _version_by_alias(client, name, CHALLENGER)
     if challenger is None:
-        raise RegistryError(f"model '{name}' has no version with alias '{CHALLENGER}': "
-                            "train with --register first")
+        raise RegistryError(
+            f"model '{name}' has no version with alias '{CHALLENGER}': train with --register first"
+        )
     champion = _version_by_alias(client, name, CHAMPION)
     margins = margins or GateMargins()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         chall_dir = _download_artifact(client, name, challenger, tmp / "challenger")
         if champion is None:
-            decision = GateDecision(True, "no champion yet: the first registered version is "
-                                          "promoted without comparison", [], margins)
+            decision = GateDecision(
+                True,
+                "no champion yet: the first registered version is promoted without comparison",
+                [],
+                margins,
+            )
         elif champion.version == challenger.version:
-            decision = GateDecision(False, f"version {challenger.version} is already the "
-                                           "champion", [], margins)
+            decision = GateDecision(
+                False, f"version {challenger.version} is already the champion", [], margins
+            )
         else:
             holdout = _holdout(challenger.run_id, tmp)
             X, y = holdout["features"], holdout["label"].astype(np.int64)
@@ -122,20 +139,25 @@ def promote(name: str, tracking_uri: str | None = None, margins: GateMargins | N
             try:
                 chall_model = OnnxRiskModel(chall_dir).load()
             except ArtifactError as exc:
-                decision = GateDecision(False, f"gate failed: challenger artifact: {exc}", [],
-                                        margins)
+                decision = GateDecision(
+                    False, f"gate failed: challenger artifact: {exc}", [], margins
+                )
             else:
-                metrics["challenger"] = gate_metrics(chall_model.predict(X).probability, y,
-                                                     holdout)
+                metrics["challenger"] = gate_metrics(chall_model.predict(X).probability, y, holdout)
                 champ_dir = _download_artifact(client, name, champion, tmp / "champion")
                 try:
                     champ_model = OnnxRiskModel(champ_dir).load()
                 except ArtifactError as exc:
-                    decision = GateDecision(True, "champion cannot be scored by this code "
-                                                  f"({exc}); challenger promoted", [], margins)
+                    decision = GateDecision(
+                        True,
+                        f"champion cannot be scored by this code ({exc}); challenger promoted",
+                        [],
+                        margins,
+                    )
                 else:
-                    metrics["champion"] = gate_metrics(champ_model.predict(X).probability, y,
-                                                       holdout)
+                    metrics["champion"] = gate_metrics(
+                        champ_model.predict(X).probability, y, holdout
+                    )
                     decision = apply_gate(metrics["champion"], metrics["challenger"], margins)
     promoted = decision.passed and (champion is None or champion.version != challenger.version)
     if promoted:
@@ -143,26 +165,43 @@ def promote(name: str, tracking_uri: str | None = None, margins: GateMargins | N
         client.delete_registered_model_alias(name, CHALLENGER)
     now = datetime.now(UTC).replace(microsecond=0).isoformat()
     record = {
-        "time": now, "model": name, "challenger_version": challenger.version,
+        "time": now,
+        "model": name,
+        "challenger_version": challenger.version,
         "champion_version": champion.version if champion is not None else None,
-        "promoted": promoted, **decision.as_dict(),
+        "promoted": promoted,
+        **decision.as_dict(),
     }
-    for key, value in (("promotion_decision", "promoted" if promoted else "rejected"),
-                       ("promotion_reason", decision.reason[:4900]), ("promotion_time", now)):
+    for key, value in (
+        ("promotion_decision", "promoted" if promoted else "rejected"),
+        ("promotion_reason", decision.reason[:4900]),
+        ("promotion_time", now),
+    ):
         client.set_model_version_tag(name, challenger.version, key, value)
     folder = record_dir or (var_dir() / "promotions")
     folder.mkdir(parents=True, exist_ok=True)
     record_path = folder / f"{name}-v{challenger.version}-{now.replace(':', '')}.json"
     record_path.write_text(json.dumps(record, indent=2, default=float), encoding="utf-8")
     experiment_id = ensure_experiment(f"{name}-promotions", uri)
-    with mlflow.start_run(experiment_id=experiment_id,
-                          run_name=f"promote v{challenger.version}") as run:
-        mlflow.log_params({"challenger_version": challenger.version,
-                           "champion_version": record["champion_version"],
-                           **{f"margin_{k}": v for k, v in record["margins"].items()}})
-        mlflow.set_tags({"decision": "promoted" if promoted else "rejected",
-                         "reason": decision.reason[:4900]})
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"promote v{challenger.version}"
+    ) as run:
+        mlflow.log_params(
+            {
+                "challenger_version": challenger.version,
+                "champion_version": record["champion_version"],
+                **{f"margin_{k}": v for k, v in record["margins"].items()},
+            }
+        )
+        mlflow.set_tags(
+            {"decision": "promoted" if promoted else "rejected", "reason": decision.reason[:4900]}
+        )
         mlflow.log_artifact(str(record_path), artifact_path="decision")
-    return PromotionResult(decision, str(challenger.version),
-                           str(champion.version) if champion is not None else None,
-                           record_path, promoted, run.info.run_id)
+    return PromotionResult(
+        decision,
+        str(challenger.version),
+        str(champion.version) if champion is not None else None,
+        record_path,
+        promoted,
+        run.info.run_id,
+    )

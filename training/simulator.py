@@ -54,12 +54,22 @@ MESSAGE_ID_SYSTEM = "https://triage.example.org/fhir/sid/simulated-message"
 _MESSAGE_NAMESPACE = uuid.UUID("6f1c1c1e-3f4a-5b7e-9a51-7d0c2f3e8a10")
 
 # Device resolution: what a home oximeter, cuff, thermometer or scale reports.
-_RESOLUTION = {"spo2": 1.0, "heart_rate": 1.0, "respiratory_rate": 1.0, "temperature": 0.1,
-               "systolic_bp": 1.0, "diastolic_bp": 1.0, "weight": 0.1}
+_RESOLUTION = {
+    "spo2": 1.0,
+    "heart_rate": 1.0,
+    "respiratory_rate": 1.0,
+    "temperature": 0.1,
+    "systolic_bp": 1.0,
+    "diastolic_bp": 1.0,
+    "weight": 0.1,
+}
 _DEVICE_DISPLAY = {
-    "spo2": "Pulsoksymeter (Bluetooth)", "heart_rate": "Pulsoksymeter (Bluetooth)",
-    "respiratory_rate": "Manuelt talt (pasient/pårørende)", "temperature": "Digitalt termometer",
-    "systolic_bp": "Blodtrykksmåler, overarm", "weight": "Badevekt (Bluetooth)",
+    "spo2": "Pulsoksymeter (Bluetooth)",
+    "heart_rate": "Pulsoksymeter (Bluetooth)",
+    "respiratory_rate": "Manuelt talt (pasient/pårørende)",
+    "temperature": "Digitalt termometer",
+    "systolic_bp": "Blodtrykksmåler, overarm",
+    "weight": "Badevekt (Bluetooth)",
 }
 
 
@@ -121,107 +131,249 @@ class PathwayProfile:
 # [RCP2017] Royal College of Physicians. National Early Warning Score (NEWS) 2. 2017.
 PROFILES: dict[str, PathwayProfile] = {
     "copd": PathwayProfile(
-        "copd", 71, 8, 45, 92, 0.52,
+        "copd",
+        71,
+        8,
+        45,
+        92,
+        0.52,
         devices=("spo2", "heart_rate", "temperature"),
         optional_devices={"respiratory_rate": 0.5},
         # Stable COPD in home follow-up: SpO2 around 92–95 % [ODriscoll2017]; resting HR ~85.
-        baseline={"spo2": (93.5, 1.8), "heart_rate": (84, 10), "respiratory_rate": (19, 2.5),
-                  "temperature": (36.7, 0.25)},
+        baseline={
+            "spo2": (93.5, 1.8),
+            "heart_rate": (84, 10),
+            "respiratory_rate": (19, 2.5),
+            "temperature": (36.7, 0.25),
+        },
         day_sd={"spo2": 1.0, "heart_rate": 5.0, "respiratory_rate": 1.6, "temperature": 0.22},
-        comorbidities={"hypertension": 0.45, "heart_failure": 0.2, "diabetes": 0.18,
-                       "hypercapnic_respiratory_failure": 0.15, "long_term_oxygen": 0.12},
+        comorbidities={
+            "hypertension": 0.45,
+            "heart_failure": 0.2,
+            "diabetes": 0.18,
+            "hypercapnic_respiratory_failure": 0.15,
+            "long_term_oxygen": 0.12,
+        },
         # Frequent exacerbators ~2/yr [Hurst2010]; enriched ×~3 for a home follow-up cohort.
         event_rate_per_day=1 / 60,
         prodrome_days=(3, 7),  # symptom changes precede onset by days [Seemungal2000]
-        change={"spo2": -3.0, "heart_rate": 10.0, "respiratory_rate": 4.0, "temperature": 0.5,
-                "dyspnoea": 1.8, "cough": 1.2, "sputum_colour": 1.8, "sputum_volume": 1.5},
+        change={
+            "spo2": -3.0,
+            "heart_rate": 10.0,
+            "respiratory_rate": 4.0,
+            "temperature": 0.5,
+            "dyspnoea": 1.8,
+            "cough": 1.2,
+            "sputum_colour": 1.8,
+            "sputum_volume": 1.5,
+        },
         # Common colds without exacerbation: cough and a little fever, vitals barely move.
-        benign_rate_per_day=1 / 25, benign_days=(2, 5),
-        benign_change={"heart_rate": 4.0, "temperature": 0.4, "respiratory_rate": 1.5,
-                       "spo2": -0.8, "cough": 1.4, "sputum_volume": 0.9, "dyspnoea": 0.7,
-                       "sputum_colour": 0.6},
-        item_baseline=1.0, admission_days=(3, 8),
+        benign_rate_per_day=1 / 25,
+        benign_days=(2, 5),
+        benign_change={
+            "heart_rate": 4.0,
+            "temperature": 0.4,
+            "respiratory_rate": 1.5,
+            "spo2": -0.8,
+            "cough": 1.4,
+            "sputum_volume": 0.9,
+            "dyspnoea": 0.7,
+            "sputum_colour": 0.6,
+        },
+        item_baseline=1.0,
+        admission_days=(3, 8),
     ),
     "heart-failure": PathwayProfile(
-        "heart-failure", 75, 9, 40, 95, 0.36,
+        "heart-failure",
+        75,
+        9,
+        40,
+        95,
+        0.36,
         devices=("weight", "systolic_bp", "heart_rate", "spo2"),
         optional_devices={},
-        baseline={"weight": (84, 16), "systolic_bp": (121, 15), "heart_rate": (71, 10),
-                  "spo2": (95.5, 1.5)},
+        baseline={
+            "weight": (84, 16),
+            "systolic_bp": (121, 15),
+            "heart_rate": (71, 10),
+            "spo2": (95.5, 1.5),
+        },
         day_sd={"weight": 0.45, "systolic_bp": 8.0, "heart_rate": 5.0, "spo2": 1.0},
-        comorbidities={"hypertension": 0.65, "atrial_fibrillation": 0.4, "diabetes": 0.35,
-                       "chronic_kidney_disease": 0.3, "copd": 0.2},
+        comorbidities={
+            "hypertension": 0.65,
+            "atrial_fibrillation": 0.4,
+            "diabetes": 0.35,
+            "chronic_kidney_disease": 0.3,
+            "copd": 0.2,
+        },
         event_rate_per_day=1 / 70,  # enriched; ~1 HF admission/yr in the population
         prodrome_days=(3, 7),  # weight gain over the week before admission [Chaudhry2007]
-        change={"weight": 2.4, "heart_rate": 8.0, "spo2": -2.0, "systolic_bp": -6.0,
-                "dyspnoea": 1.8, "orthopnoea": 1.8, "ankle_swelling": 1.8, "fatigue": 1.2},
+        change={
+            "weight": 2.4,
+            "heart_rate": 8.0,
+            "spo2": -2.0,
+            "systolic_bp": -6.0,
+            "dyspnoea": 1.8,
+            "orthopnoea": 1.8,
+            "ankle_swelling": 1.8,
+            "fatigue": 1.2,
+        },
         # Salty meals and diuretic timing move weight by 1–2 kg without decompensation.
-        benign_rate_per_day=1 / 20, benign_days=(2, 5),
+        benign_rate_per_day=1 / 20,
+        benign_days=(2, 5),
         benign_change={"weight": 1.6, "ankle_swelling": 1.0, "fatigue": 0.8, "heart_rate": 2.0},
-        item_baseline=0.7, admission_days=(4, 10),
+        item_baseline=0.7,
+        admission_days=(4, 10),
     ),
     "post-operative": PathwayProfile(
-        "post-operative", 63, 13, 20, 90, 0.5,
+        "post-operative",
+        63,
+        13,
+        20,
+        90,
+        0.5,
         devices=("temperature", "heart_rate", "spo2", "systolic_bp"),
         optional_devices={"respiratory_rate": 0.3},
-        baseline={"temperature": (36.8, 0.25), "heart_rate": (77, 10), "spo2": (96.5, 1.2),
-                  "systolic_bp": (128, 15), "respiratory_rate": (16, 2.0)},
-        day_sd={"temperature": 0.25, "heart_rate": 6.0, "spo2": 1.0, "systolic_bp": 9.0,
-                "respiratory_rate": 1.5},
-        comorbidities={"colorectal_cancer": 0.5, "hypertension": 0.35, "diabetes": 0.15,
-                       "inflammatory_bowel_disease": 0.12},
+        baseline={
+            "temperature": (36.8, 0.25),
+            "heart_rate": (77, 10),
+            "spo2": (96.5, 1.2),
+            "systolic_bp": (128, 15),
+            "respiratory_rate": (16, 2.0),
+        },
+        day_sd={
+            "temperature": 0.25,
+            "heart_rate": 6.0,
+            "spo2": 1.0,
+            "systolic_bp": 9.0,
+            "respiratory_rate": 1.5,
+        },
+        comorbidities={
+            "colorectal_cancer": 0.5,
+            "hypertension": 0.35,
+            "diabetes": 0.15,
+            "inflammatory_bowel_disease": 0.12,
+        },
         # SSI/anastomotic leak in 10–20 % after colorectal surgery; enriched to ~25 %.
         event_rate_per_day=0.25,  # per patient, placed by _postop_event_day()
         prodrome_days=(2, 5),  # tachycardia and fever precede diagnosis [Hyman2007]
-        change={"temperature": 1.4, "heart_rate": 20.0, "respiratory_rate": 4.0,
-                "systolic_bp": -12.0, "spo2": -1.5, "wound_pain": 1.5, "wound_redness": 2.0,
-                "nausea": 1.2, "feeling_feverish": 2.0},
+        change={
+            "temperature": 1.4,
+            "heart_rate": 20.0,
+            "respiratory_rate": 4.0,
+            "systolic_bp": -12.0,
+            "spo2": -1.5,
+            "wound_pain": 1.5,
+            "wound_redness": 2.0,
+            "nausea": 1.2,
+            "feeling_feverish": 2.0,
+        },
         # Benign: constipation, mild wound irritation, low-grade fever from atelectasis.
-        benign_rate_per_day=1 / 15, benign_days=(1, 3),
-        benign_change={"temperature": 0.7, "heart_rate": 8.0, "wound_pain": 1.0,
-                       "nausea": 1.1, "wound_redness": 0.5},
-        item_baseline=0.6, admission_days=(5, 12), follow_up_days=30,
+        benign_rate_per_day=1 / 15,
+        benign_days=(1, 3),
+        benign_change={
+            "temperature": 0.7,
+            "heart_rate": 8.0,
+            "wound_pain": 1.0,
+            "nausea": 1.1,
+            "wound_redness": 0.5,
+        },
+        item_baseline=0.6,
+        admission_days=(5, 12),
+        follow_up_days=30,
     ),
     "oncology": PathwayProfile(
-        "oncology", 61, 12, 22, 88, 0.56,
+        "oncology",
+        61,
+        12,
+        22,
+        88,
+        0.56,
         devices=("temperature", "heart_rate", "spo2", "systolic_bp"),
         optional_devices={},
-        baseline={"temperature": (36.7, 0.25), "heart_rate": (80, 11), "spo2": (97.0, 1.2),
-                  "systolic_bp": (124, 15)},
+        baseline={
+            "temperature": (36.7, 0.25),
+            "heart_rate": (80, 11),
+            "spo2": (97.0, 1.2),
+            "systolic_bp": (124, 15),
+        },
         day_sd={"temperature": 0.25, "heart_rate": 6.0, "spo2": 0.9, "systolic_bp": 9.0},
-        comorbidities={"breast_cancer": 0.35, "colorectal_cancer": 0.25, "lymphoma": 0.2,
-                       "lung_cancer": 0.2, "diabetes": 0.12},
+        comorbidities={
+            "breast_cancer": 0.35,
+            "colorectal_cancer": 0.25,
+            "lymphoma": 0.2,
+            "lung_cancer": 0.2,
+            "diabetes": 0.12,
+        },
         # Febrile neutropenia 5–25 % of patients per regimen [Crawford2004]; enriched to ~20 %
         # per 21-day cycle, at the nadir (cycle day 7–13) [Klastersky2016].
         event_rate_per_day=0.20,  # per cycle, placed by _oncology_event_days()
         prodrome_days=(1, 3),  # neutropenic fever rises within hours to a couple of days
-        change={"temperature": 1.7, "heart_rate": 18.0, "systolic_bp": -10.0, "spo2": -1.0,
-                "fever_chills": 2.5, "mouth_sores": 1.2, "diarrhoea": 1.0, "fatigue": 1.5},
+        change={
+            "temperature": 1.7,
+            "heart_rate": 18.0,
+            "systolic_bp": -10.0,
+            "spo2": -1.0,
+            "fever_chills": 2.5,
+            "mouth_sores": 1.2,
+            "diarrhoea": 1.0,
+            "fatigue": 1.5,
+        },
         # Benign: transient low-grade fever and tachycardia without neutropenia.
-        benign_rate_per_day=1 / 25, benign_days=(1, 3),
-        benign_change={"temperature": 0.7, "heart_rate": 7.0, "fever_chills": 1.0,
-                       "fatigue": 0.8},
-        item_baseline=0.6, admission_days=(4, 8),
+        benign_rate_per_day=1 / 25,
+        benign_days=(1, 3),
+        benign_change={"temperature": 0.7, "heart_rate": 7.0, "fever_chills": 1.0, "fatigue": 0.8},
+        item_baseline=0.6,
+        admission_days=(4, 8),
     ),
     "paediatric": PathwayProfile(
-        "paediatric", 0, 0, 0.1, 17.9, 0.45,
+        "paediatric",
+        0,
+        0,
+        0.1,
+        17.9,
+        0.45,
         devices=("spo2", "heart_rate", "temperature", "respiratory_rate"),
         optional_devices={},
         # HR and RR baselines come from age ([Fleming2011]); these SDs are relative (×median).
-        baseline={"spo2": (97.5, 1.0), "heart_rate": (1.0, 0.07),
-                  "respiratory_rate": (1.0, 0.10), "temperature": (36.9, 0.25)},
+        baseline={
+            "spo2": (97.5, 1.0),
+            "heart_rate": (1.0, 0.07),
+            "respiratory_rate": (1.0, 0.10),
+            "temperature": (36.9, 0.25),
+        },
         day_sd={"spo2": 1.0, "heart_rate": 0.06, "respiratory_rate": 0.08, "temperature": 0.3},
-        comorbidities={"asthma": 0.4, "bronchopulmonary_dysplasia": 0.1,
-                       "congenital_heart_disease": 0.08, "long_term_oxygen": 0.06},
+        comorbidities={
+            "asthma": 0.4,
+            "bronchopulmonary_dysplasia": 0.1,
+            "congenital_heart_disease": 0.08,
+            "long_term_oxygen": 0.06,
+        },
         event_rate_per_day=1 / 45,  # children on respiratory home follow-up; enriched
         prodrome_days=(1, 4),
-        change={"respiratory_rate": 0.35, "heart_rate": 0.15, "spo2": -4.0, "temperature": 1.0,
-                "breathing_effort": 2.0, "eating_drinking": 1.8, "activity": 1.5, "cough": 1.0},
+        change={
+            "respiratory_rate": 0.35,
+            "heart_rate": 0.15,
+            "spo2": -4.0,
+            "temperature": 1.0,
+            "breathing_effort": 2.0,
+            "eating_drinking": 1.8,
+            "activity": 1.5,
+            "cough": 1.0,
+        },
         # Self-limiting viral fever: HR up ~10 /min per °C [Thompson2009], no distress.
-        benign_rate_per_day=1 / 18, benign_days=(1, 4),
-        benign_change={"temperature": 1.2, "heart_rate": 0.10, "respiratory_rate": 0.08,
-                       "cough": 1.0, "activity": 0.8, "eating_drinking": 0.6},
-        item_baseline=0.7, admission_days=(2, 5),
+        benign_rate_per_day=1 / 18,
+        benign_days=(1, 4),
+        benign_change={
+            "temperature": 1.2,
+            "heart_rate": 0.10,
+            "respiratory_rate": 0.08,
+            "cough": 1.0,
+            "activity": 0.8,
+            "eating_drinking": 0.6,
+        },
+        item_baseline=0.7,
+        admission_days=(2, 5),
         relative_change=frozenset({"heart_rate", "respiratory_rate"}),
     ),
 }
@@ -268,8 +420,9 @@ class Readings:
 
     def rows(self) -> Iterator[tuple[int, str, int, object, str]]:
         """(patient key, channel, epoch seconds, value, message id) with typed booleans/codes."""
-        for p, ch, t, v, m in zip(self.patient, self.channel, self.time_s, self.value,
-                                  self.message_id, strict=True):
+        for p, ch, t, v, m in zip(
+            self.patient, self.channel, self.time_s, self.value, self.message_id, strict=True
+        ):
             value: object = float(v)
             if ch == ON_OXYGEN:
                 value = bool(v)
@@ -310,8 +463,7 @@ class Cohort:
     def history(self) -> History:
         """Model channels, deduplicated by message id as idempotent ingestion stores them."""
         keep = np.isin(self.readings.channel, list(CHANNEL_INDEX))
-        keys = np.char.add(self.readings.message_id.astype(str),
-                           self.readings.channel.astype(str))
+        keys = np.char.add(self.readings.message_id.astype(str), self.readings.channel.astype(str))
         _, first = np.unique(keys, return_index=True)
         unique = np.zeros(len(keys), dtype=bool)
         unique[first] = True
@@ -319,8 +471,9 @@ class Cohort:
         order = np.flatnonzero(sel)
         return History(
             patient=self.readings.patient[order].astype(np.int64),
-            channel=np.array([CHANNEL_INDEX[c] for c in self.readings.channel[order]],
-                             dtype=np.int64),
+            channel=np.array(
+                [CHANNEL_INDEX[c] for c in self.readings.channel[order]], dtype=np.int64
+            ),
             time_s=self.readings.time_s[order].astype(np.int64),
             value=self.readings.value[order].astype(np.float64),
         )
@@ -400,8 +553,13 @@ def _prodrome_strength(rng: np.random.Generator) -> float:
     return float(np.clip(rng.gamma(3.0, 0.33), 0.2, 2.0))
 
 
-def _event_onsets(profile: PathwayProfile, rng: np.random.Generator, horizon_days: int,
-                  follow_up_days: int, cycle_phase_days: float) -> tuple[list[float], list[float]]:
+def _event_onsets(
+    profile: PathwayProfile,
+    rng: np.random.Generator,
+    horizon_days: int,
+    follow_up_days: int,
+    cycle_phase_days: float,
+) -> tuple[list[float], list[float]]:
     """Onset (days from start) and admission length (days) of each deterioration."""
     onsets: list[float] = []
     stays: list[float] = []
@@ -430,13 +588,15 @@ def _event_onsets(profile: PathwayProfile, rng: np.random.Generator, horizon_day
     return onsets, stays
 
 
-def _patient_baseline(profile: PathwayProfile, age: float,
-                      rng: np.random.Generator) -> dict[str, float]:
+def _patient_baseline(
+    profile: PathwayProfile, age: float, rng: np.random.Generator
+) -> dict[str, float]:
     base: dict[str, float] = {}
     for ch, (mean, sd) in profile.baseline.items():
         if profile.pathway == "paediatric" and ch in ("heart_rate", "respiratory_rate"):
-            median = np.interp(age, _FLEMING_AGE, _FLEMING_HR if ch == "heart_rate"
-                               else _FLEMING_RR)
+            median = np.interp(
+                age, _FLEMING_AGE, _FLEMING_HR if ch == "heart_rate" else _FLEMING_RR
+            )
             base[ch] = float(median * rng.normal(mean, sd))
         else:
             base[ch] = float(rng.normal(mean, sd))
@@ -464,8 +624,13 @@ def simulate_cohort(
     questionnaires = {pw: load_questionnaire(PATHWAY_QUESTIONNAIRE[pw]) for pw in pathways}
 
     patients: list[SimPatient] = []
-    cols: dict[str, list[Any]] = {"patient": [], "channel": [], "time_s": [], "value": [],
-                                  "message_id": []}
+    cols: dict[str, list[Any]] = {
+        "patient": [],
+        "channel": [],
+        "time_s": [],
+        "value": [],
+        "message_id": [],
+    }
     answer_sets: list[AnswerSet] = []
     onsets_all: list[np.ndarray] = []
     prodromes_all: list[list[tuple[int, float, float]]] = []
@@ -475,8 +640,16 @@ def simulate_cohort(
         pathway = pathways[key % len(pathways)]
         rng = np.random.default_rng(patient_seeds[key])
         p, onsets_s, adm_end_s, episodes = _simulate_patient(
-            key, PROFILES[pathway], questionnaires[pathway], rng, seed, start, start_s, days,
-            cols, answer_sets,
+            key,
+            PROFILES[pathway],
+            questionnaires[pathway],
+            rng,
+            seed,
+            start,
+            start_s,
+            days,
+            cols,
+            answer_sets,
         )
         patients.append(p)
         onsets_all.append(onsets_s)
@@ -492,10 +665,25 @@ def simulate_cohort(
         message_id=np.asarray(cols["message_id"], dtype=str),
     )
     order = np.lexsort((readings.channel, readings.time_s, readings.patient))
-    readings = Readings(readings.patient[order], readings.channel[order], readings.time_s[order],
-                        readings.value[order], readings.message_id[order])
-    return Cohort(patients, readings, answer_sets, seed, start, days, onsets_all,
-                  admission_end_all, prodromes_all, benign_all)
+    readings = Readings(
+        readings.patient[order],
+        readings.channel[order],
+        readings.time_s[order],
+        readings.value[order],
+        readings.message_id[order],
+    )
+    return Cohort(
+        patients,
+        readings,
+        answer_sets,
+        seed,
+        start,
+        days,
+        onsets_all,
+        admission_end_all,
+        prodromes_all,
+        benign_all,
+    )
 
 
 def _simulate_patient(
@@ -515,8 +703,9 @@ def _simulate_patient(
         # Respiratory home follow-up is mostly for the youngest children (assumption).
         age = float(np.clip(rng.gamma(1.3, 3.0), profile.age_min, profile.age_max))
     else:
-        age = float(np.clip(rng.normal(profile.age_mean, profile.age_sd), profile.age_min,
-                            profile.age_max))
+        age = float(
+            np.clip(rng.normal(profile.age_mean, profile.age_sd), profile.age_min, profile.age_max)
+        )
     sex = "female" if rng.random() < profile.female_share else "male"
     birth = (start - timedelta(days=age * 365.25)).date()
     comorbid = tuple(c for c, share in profile.comorbidities.items() if rng.random() < share)
@@ -545,8 +734,11 @@ def _simulate_patient(
     ]
     n_benign = rng.poisson(profile.benign_rate_per_day * follow_up)
     benign = [
-        (rng.uniform(-2, follow_up) * DAY_S, rng.uniform(*profile.benign_days) * DAY_S,
-         float(rng.uniform(0.4, 1.3)))
+        (
+            rng.uniform(-2, follow_up) * DAY_S,
+            rng.uniform(*profile.benign_days) * DAY_S,
+            float(rng.uniform(0.4, 1.3)),
+        )
         for _ in range(n_benign)
     ]
     onsets_s = np.array([start_s + o for o, _, _ in prodromes], dtype=np.int64)
@@ -596,8 +788,12 @@ def _simulate_patient(
     miss = rng.random(follow_up) < np.clip(p_miss + 0.1 * ramp_now, 0, 0.9)
     take = ~in_hospital(t_rel) & ~miss
     extra_t = t_rel + rng.uniform(8, 13, follow_up) * HOUR_S
-    extra = take & (rng.random(follow_up) < 0.35 * np.clip(ramp_now, 0, 1)) & ~in_hospital(
-        extra_t) & (extra_t < follow_up * DAY_S)
+    extra = (
+        take
+        & (rng.random(follow_up) < 0.35 * np.clip(ramp_now, 0, 1))
+        & ~in_hospital(extra_t)
+        & (extra_t < follow_up * DAY_S)
+    )
     session_t = np.sort(np.concatenate([t_rel[take], extra_t[extra]]).astype(np.int64))
     delta, ramp = offsets(session_t.astype(np.float64))
     n = len(session_t)
@@ -615,22 +811,27 @@ def _simulate_patient(
         if ch in ("systolic_bp",):
             continue
         b = base[ch]
-        sd = profile.day_sd[ch] * (b if profile.pathway == "paediatric"
-                                   and ch in ("heart_rate", "respiratory_rate") else 1.0)
+        sd = profile.day_sd[ch] * (
+            b
+            if profile.pathway == "paediatric" and ch in ("heart_rate", "respiratory_rate")
+            else 1.0
+        )
         change = delta.get(ch, np.zeros(n))
         if ch in profile.relative_change:
             change = change * b
         values[ch] = b + change + rng.normal(0, sd, n)
     if "systolic_bp" in devices:
-        sbp = base["systolic_bp"] + delta.get("systolic_bp", np.zeros(n)) + rng.normal(
-            0, profile.day_sd["systolic_bp"], n)
+        sbp = (
+            base["systolic_bp"]
+            + delta.get("systolic_bp", np.zeros(n))
+            + rng.normal(0, profile.day_sd["systolic_bp"], n)
+        )
         values["systolic_bp"] = sbp
         values["diastolic_bp"] = sbp * rng.normal(0.62, 0.03) + rng.normal(0, 4, n)
     if "spo2" in values:
         # Cold fingers and movement give low misreads in ~2 % of home oximetry (assumption).
         misread = rng.random(n) < 0.02
-        values["spo2"] = np.where(misread, values["spo2"] - rng.uniform(4, 12, n),
-                                  values["spo2"])
+        values["spo2"] = np.where(misread, values["spo2"] - rng.uniform(4, 12, n), values["spo2"])
         values["spo2"] = np.minimum(values["spo2"], 100.0)
     if "weight" in values:
         # Weighed in clothes now and then: +0.5–1.5 kg (assumption).
@@ -668,8 +869,11 @@ def _simulate_patient(
     item_level = {link: profile.item_baseline + rng.normal(0, 0.35) for link in options}
     unscored = {item["linkId"] for item in questionnaire["item"]}
     answered = rng.random(n) < 0.88
-    first_of_day = np.r_[True, (session_t[1:] // DAY_S) != (session_t[:-1] // DAY_S)] if n else \
-        np.zeros(0, bool)
+    first_of_day = (
+        np.r_[True, (session_t[1:] // DAY_S) != (session_t[:-1] // DAY_S)]
+        if n
+        else np.zeros(0, bool)
+    )
     for i in np.flatnonzero(answered & first_of_day | (answered & (ramp > 0.3))):
         t_i = int(session_t[i]) + int(rng.integers(60, 900))  # filled in after the measurements
         answers: dict[str, object] = {}
@@ -695,10 +899,17 @@ def _simulate_patient(
             emit(ch, np.array([t_i]), np.array([derived_value]), [msg])
 
     patient = SimPatient(
-        key=key, pathway=profile.pathway, birth_date=birth, sex=sex, age_years=round(age, 2),
-        comorbidities=comorbid, identifier=identifier,
+        key=key,
+        pathway=profile.pathway,
+        birth_date=birth,
+        sex=sex,
+        age_years=round(age, 2),
+        comorbidities=comorbid,
+        identifier=identifier,
         events=[start + timedelta(seconds=int(o - start_s)) for o in onsets_s],
-        hypercapnic=hypercapnic, long_term_oxygen=ltot, follow_up_days=follow_up,
+        hypercapnic=hypercapnic,
+        long_term_oxygen=ltot,
+        follow_up_days=follow_up,
     )
     episodes = (
         [(int(start_s + o), float(length), float(strength)) for o, length, strength in prodromes],
@@ -711,8 +922,9 @@ def _simulate_patient(
 # Training rows
 
 
-def _labels(cohort: Cohort, patient: np.ndarray, time_s: np.ndarray) -> tuple[np.ndarray,
-                                                                               np.ndarray]:
+def _labels(
+    cohort: Cohort, patient: np.ndarray, time_s: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Label (onset within (t, t+72 h]) and hours to the next onset (NaN if none)."""
     y = np.zeros(len(patient), dtype=np.int8)
     tte = np.full(len(patient), np.nan)
@@ -729,9 +941,9 @@ def _labels(cohort: Cohort, patient: np.ndarray, time_s: np.ndarray) -> tuple[np
     return y, tte
 
 
-def snapshot_times(cohort: Cohort, history: History | None = None) -> tuple[np.ndarray,
-                                                                             np.ndarray,
-                                                                             np.ndarray]:
+def snapshot_times(
+    cohort: Cohort, history: History | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(patient, reference time, trigger) per patient-day, as the service would score them.
 
     On a day with readings: at the day's newest reading (ingestion-triggered scoring); on a day
@@ -752,8 +964,9 @@ def snapshot_times(cohort: Cohort, history: History | None = None) -> tuple[np.n
         has_reading = last >= 0
         t = np.where(has_reading, last, end_of_day)
         inside = np.zeros(n_days, dtype=bool)
-        for onset, end in zip(cohort.event_onset_s[p.key], cohort.admission_end_s[p.key],
-                              strict=True):
+        for onset, end in zip(
+            cohort.event_onset_s[p.key], cohort.admission_end_s[p.key], strict=True
+        ):
             inside |= (t >= onset) & (t < end)
         keep = ~inside
         patients.append(np.full(int(keep.sum()), p.key, dtype=np.int64))
@@ -762,8 +975,9 @@ def snapshot_times(cohort: Cohort, history: History | None = None) -> tuple[np.n
     return np.concatenate(patients), np.concatenate(times), np.concatenate(triggers)
 
 
-def snapshot_dataset(cohort: Cohort, history: History | None = None) -> tuple[
-        np.ndarray, np.ndarray, Any]:
+def snapshot_dataset(
+    cohort: Cohort, history: History | None = None
+) -> tuple[np.ndarray, np.ndarray, Any]:
     """Training rows (X, y, meta) via models.features.compute_features at serving-like times.
 
     ``meta`` is a pandas DataFrame: patient, pathway, age_years, age_band, sex, time_s, trigger,
@@ -779,16 +993,18 @@ def snapshot_dataset(cohort: Cohort, history: History | None = None) -> tuple[
     X, _ = compute_features(history, patient, time_s, age, first_reading_s=first[patient])
     y, tte = _labels(cohort, patient, time_s)
     bands = np.asarray(AGE_BAND_LABELS)[age_band(age).astype(int)]
-    meta = pd.DataFrame({
-        "patient": patient,
-        "pathway": np.array([cohort.patients[k].pathway for k in patient]),
-        "age_years": age,
-        "age_band": bands,
-        "sex": np.array([cohort.patients[k].sex for k in patient]),
-        "time_s": time_s,
-        "trigger": trigger,
-        "time_to_event_h": tte,
-    })
+    meta = pd.DataFrame(
+        {
+            "patient": patient,
+            "pathway": np.array([cohort.patients[k].pathway for k in patient]),
+            "age_years": age,
+            "age_band": bands,
+            "sex": np.array([cohort.patients[k].sex for k in patient]),
+            "time_s": time_s,
+            "trigger": trigger,
+            "time_to_event_h": tte,
+        }
+    )
     return X, y.astype(np.int64), meta
 
 
@@ -805,10 +1021,21 @@ VKP_PROFILES = {
     "systolic_bp": VKP_PROFILE_BASE + "vkp-Observation-Bloodpressure",
     "glucose": VKP_PROFILE_BASE + "vkp-Observation-Glucose",
 }
-QUESTIONNAIRE_RESPONSE_PROFILE = "http://ehelse.no/fhir/StructureDefinition/sdf-QuestionnaireResponse"
-_VITAL_SIGNS = [{"coding": [{
-    "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-    "code": "vital-signs", "display": "Vital Signs"}], "text": "Vital Signs"}]
+QUESTIONNAIRE_RESPONSE_PROFILE = (
+    "http://ehelse.no/fhir/StructureDefinition/sdf-QuestionnaireResponse"
+)
+_VITAL_SIGNS = [
+    {
+        "coding": [
+            {
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs",
+                "display": "Vital Signs",
+            }
+        ],
+        "text": "Vital Signs",
+    }
+]
 _QUESTIONNAIRE_CHANNELS = frozenset({SYMPTOM_SCORE, ON_OXYGEN, CONSCIOUSNESS})
 
 
@@ -829,9 +1056,14 @@ def _quantity(name: str, value: float) -> dict[str, Any]:
     return {"value": number, "unit": m.unit_display, "system": UCUM, "code": m.unit}
 
 
-def observation_resource(channel: str, value: float, time_s: int, message_id: str,
-                         subject: dict[str, Any], diastolic: float | None = None
-                         ) -> dict[str, Any]:
+def observation_resource(
+    channel: str,
+    value: float,
+    time_s: int,
+    message_id: str,
+    subject: dict[str, Any],
+    diastolic: float | None = None,
+) -> dict[str, Any]:
     """One VKP-shaped Observation; systolic_bp becomes the 85354-9 panel with components."""
     resource: dict[str, Any] = {
         "resourceType": "Observation",
@@ -845,14 +1077,19 @@ def observation_resource(channel: str, value: float, time_s: int, message_id: st
         "device": {"display": _DEVICE_DISPLAY.get(channel, "Medisinsk utstyr")},
     }
     if channel == "systolic_bp":
-        resource["code"] = {"coding": [
-            {"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"},
-            {"system": SNOMED, "code": "75367002", "display": "Blood pressure"}],
-            "text": "Blodtrykk"}
+        resource["code"] = {
+            "coding": [
+                {"system": LOINC, "code": "85354-9", "display": "Blood pressure panel"},
+                {"system": SNOMED, "code": "75367002", "display": "Blood pressure"},
+            ],
+            "text": "Blodtrykk",
+        }
         resource["component"] = [
             {"code": _code("systolic_bp"), "valueQuantity": _quantity("systolic_bp", value)},
-            {"code": _code("diastolic_bp"),
-             "valueQuantity": _quantity("diastolic_bp", float(diastolic or 0.0))},
+            {
+                "code": _code("diastolic_bp"),
+                "valueQuantity": _quantity("diastolic_bp", float(diastolic or 0.0)),
+            },
         ]
     else:
         resource["code"] = _code(channel)
@@ -860,8 +1097,9 @@ def observation_resource(channel: str, value: float, time_s: int, message_id: st
     return resource
 
 
-def questionnaire_response_resource(answer_set: AnswerSet, subject: dict[str, Any]
-                                    ) -> dict[str, Any]:
+def questionnaire_response_resource(
+    answer_set: AnswerSet, subject: dict[str, Any]
+) -> dict[str, Any]:
     questionnaire = load_questionnaire(answer_set.questionnaire_id)
     items = {item["linkId"]: item for item in questionnaire["item"]}
     out_items = []
@@ -870,8 +1108,9 @@ def questionnaire_response_resource(answer_set: AnswerSet, subject: dict[str, An
         if isinstance(answer, bool):
             value: dict[str, Any] = {"valueBoolean": answer}
         else:
-            coding = next(o["valueCoding"] for o in item["answerOption"]
-                          if o["valueCoding"]["code"] == answer)
+            coding = next(
+                o["valueCoding"] for o in item["answerOption"] if o["valueCoding"]["code"] == answer
+            )
             value = {"valueCoding": {k: coding[k] for k in ("system", "code", "display")}}
         out_items.append({"linkId": link, "text": item["text"], "answer": [value]})
     return {
@@ -879,7 +1118,7 @@ def questionnaire_response_resource(answer_set: AnswerSet, subject: dict[str, An
         "meta": {"profile": [QUESTIONNAIRE_RESPONSE_PROFILE]},
         "identifier": {"system": MESSAGE_ID_SYSTEM, "value": answer_set.message_id},
         "questionnaire": f"{CANONICAL_BASE}{answer_set.questionnaire_id}|"
-                         f"{questionnaire['version']}",
+        f"{questionnaire['version']}",
         "status": "completed",
         "subject": subject,
         "authored": _iso(answer_set.time_s),
@@ -888,8 +1127,9 @@ def questionnaire_response_resource(answer_set: AnswerSet, subject: dict[str, An
     }
 
 
-def cohort_to_fhir(cohort: Cohort, patient_reference: Callable[[SimPatient], dict[str, Any]]
-                   ) -> Iterator[dict[str, Any]]:
+def cohort_to_fhir(
+    cohort: Cohort, patient_reference: Callable[[SimPatient], dict[str, Any]]
+) -> Iterator[dict[str, Any]]:
     """Every message the cohort sent, in time order, as FHIR R4 resources (duplicates too)."""
     r = cohort.readings
     device = ~np.isin(r.channel, [*_QUESTIONNAIRE_CHANNELS, "diastolic_bp"])
@@ -909,21 +1149,24 @@ def cohort_to_fhir(cohort: Cohort, patient_reference: Callable[[SimPatient], dic
         if kind == 0:
             ch = str(r.channel[idx])
             msg = str(r.message_id[idx])
-            yield observation_resource(ch, float(r.value[idx]), time_s, msg, refs[key],
-                                       dia.get((msg, time_s)))
+            yield observation_resource(
+                ch, float(r.value[idx]), time_s, msg, refs[key], dia.get((msg, time_s))
+            )
         else:
             yield questionnaire_response_resource(cohort.questionnaire_answers[idx], refs[key])
 
 
-def fhir_bundles(resources: Iterable[dict[str, Any]], batch_size: int = 100
-                 ) -> Iterator[dict[str, Any]]:
+def fhir_bundles(
+    resources: Iterable[dict[str, Any]], batch_size: int = 100
+) -> Iterator[dict[str, Any]]:
     """Group resources into FHIR batch Bundles of POST entries."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     entries: list[dict[str, Any]] = []
     for resource in resources:
-        entries.append({"resource": resource,
-                        "request": {"method": "POST", "url": resource["resourceType"]}})
+        entries.append(
+            {"resource": resource, "request": {"method": "POST", "url": resource["resourceType"]}}
+        )
         if len(entries) == batch_size:
             yield {"resourceType": "Bundle", "type": "batch", "entry": entries}
             entries = []

@@ -58,11 +58,19 @@ def git_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"],  # noqa: S607 - git from PATH, fixed arguments
-            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--", "training", "models"],  # noqa: S607
-            cwd=PROJECT_ROOT, capture_output=True, text=True, check=True, timeout=10,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"

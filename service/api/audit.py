@@ -84,7 +84,8 @@ def _patient(value: str | None) -> str | None:
 
 @router.get("", name="search_audit_log", response_model=AuditPage, responses=INVALID)
 def search_audit_log(
-    request: Request, session: ReadSession,
+    request: Request,
+    session: ReadSession,
     patient: str | None = Query(None, max_length=44, description="Patient id"),
     user: str | None = Query(None, max_length=64, description="Actor: HPR number or client id"),
     since: datetime | None = Query(None, alias="from", description="From (inclusive), ISO 8601"),
@@ -109,19 +110,23 @@ def search_audit_log(
         query = query.where(AuditEntry.action == action)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(AuditEntry.seq).limit(limit).offset(offset)).all()
-    return AuditPage(total=total, entries=[AuditEntryPublic.model_validate(r, from_attributes=True)
-                                           for r in rows])
+    return AuditPage(
+        total=total,
+        entries=[AuditEntryPublic.model_validate(r, from_attributes=True) for r in rows],
+    )
 
 
-@router.get("/access-report", name="audit_access_report", response_model=AccessReport,
-            responses=INVALID)
+@router.get(
+    "/access-report", name="audit_access_report", response_model=AccessReport, responses=INVALID
+)
 def audit_access_report(
-    request: Request, session: ReadSession,
+    request: Request,
+    session: ReadSession,
     patient: str = Query(..., max_length=44, description="Patient id"),
     since: datetime | None = Query(None, alias="from"),
     until: datetime | None = Query(None, alias="to"),
 ) -> AccessReport:
-    """"Who has looked at my record": every access to one patient's data, for the patient."""
+    """ "Who has looked at my record": every access to one patient's data, for the patient."""
     from datetime import UTC
 
     _flush(request)
@@ -132,12 +137,27 @@ def audit_access_report(
     if until:
         query = query.where(AuditEntry.at < until)
     rows = session.scalars(query.order_by(AuditEntry.seq)).all()
-    accesses = [AccessReportLine(at=r.at, who=r.actor, role=r.role, organisation=r.organisation,
-                                 what=r.resource, purpose=r.purpose, outcome=r.outcome)
-                for r in rows if r.action != "refuse"]
-    return AccessReport(patient_id=pid or "", generated_at=datetime.now(UTC), period_from=since,
-                        period_to=until, accesses=accesses,
-                        refused_attempts=sum(1 for r in rows if r.action == "refuse"))
+    accesses = [
+        AccessReportLine(
+            at=r.at,
+            who=r.actor,
+            role=r.role,
+            organisation=r.organisation,
+            what=r.resource,
+            purpose=r.purpose,
+            outcome=r.outcome,
+        )
+        for r in rows
+        if r.action != "refuse"
+    ]
+    return AccessReport(
+        patient_id=pid or "",
+        generated_at=datetime.now(UTC),
+        period_from=since,
+        period_to=until,
+        accesses=accesses,
+        refused_attempts=sum(1 for r in rows if r.action == "refuse"),
+    )
 
 
 @router.get("/verify", name="verify_audit_log", response_model=VerifyPublic)
@@ -145,5 +165,11 @@ def verify_audit_log(request: Request, session: ReadSession) -> VerifyPublic:
     """Walk the hash chain; names the first edited row or the row after deleted ones."""
     _flush(request)
     result = verify_chain(session)
-    return VerifyPublic(ok=result.ok, rows_checked=result.rows_checked, head_seq=result.head_seq,
-                        head_hash=result.head_hash, bad_seq=result.bad_seq, problem=result.problem)
+    return VerifyPublic(
+        ok=result.ok,
+        rows_checked=result.rows_checked,
+        head_seq=result.head_seq,
+        head_hash=result.head_hash,
+        bad_seq=result.bad_seq,
+        problem=result.problem,
+    )

@@ -47,8 +47,12 @@ SUMMARY_MAX_CHARS = 139  # the specification: "<140-character summary"
 # Triage level -> CDS Hooks indicator (info < warning < critical) and the words on the card.
 INDICATOR = {"red": "critical", "yellow": "warning", "green": "info"}
 LEVEL_WORDS_NN = {"red": "Høg", "yellow": "Moderat", "green": "Låg"}
-STATE_WORDS_NN = {"open": "open, ikkje kvittert", "acknowledged": "kvittert",
-                  "escalated": "eskalert", "resolved": "avslutta"}
+STATE_WORDS_NN = {
+    "open": "open, ikkje kvittert",
+    "acknowledged": "kvittert",
+    "escalated": "eskalert",
+    "resolved": "avslutta",
+}
 # Web pages (service/web) that show the item and the patient; the worklist anchors each item.
 WORKLIST_ITEM_PATH = "web/worklist#item-{item_id}"
 PATIENT_PAGE_PATH = "web/patients/{patient_id}"
@@ -64,6 +68,7 @@ class PreconditionFailed(TriageError):
 
 # ---- the request, as the specification defines it -----------------------------------------
 
+
 class FhirAuthorization(BaseModel):
     access_token: str = Field(min_length=1)
     token_type: Literal["Bearer"]
@@ -78,9 +83,11 @@ class PatientViewContext(BaseModel):
 
     userId: str = Field(  # the specification names fields in camelCase
         pattern=r"^(Practitioner|PractitionerRole|Patient|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$",
-        description="Practitioner/{id}, PractitionerRole/{id}, Patient/{id} or RelatedPerson/{id}")
+        description="Practitioner/{id}, PractitionerRole/{id}, Patient/{id} or RelatedPerson/{id}",
+    )
     patientId: str = Field(
-        pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="FHIR id of the patient in the chart")
+        pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="FHIR id of the patient in the chart"
+    )
     encounterId: str | None = None
 
 
@@ -102,6 +109,7 @@ class CdsRequest(BaseModel):
 
 
 # ---- response shapes (for the OpenAPI description; the builders below emit plain dicts) ----
+
 
 class CdsService(BaseModel):
     hook: str
@@ -143,29 +151,36 @@ class CdsResponse(BaseModel):
 
 # ---- discovery ----------------------------------------------------------------------------
 
+
 def discovery_document() -> dict[str, Any]:
-    return {"services": [{
-        "hook": HOOK,
-        "id": SERVICE_ID,
-        "title": "Digital heimeoppfølging: risiko for forverring",
-        "description": "Risiko for forverring innan 72 timar frå heimemålingar og "
-                       "spørjeskjema, med forklaring og utløyste reglar, og pasienten si "
-                       "oppgåve i arbeidslista.",
-        "prefetch": {"patient": "Patient/{{context.patientId}}"},
-        "usageRequirements": "Bearer token (HelseID) with the clinician or integration role. "
-                             "The `patient` prefetch lets the service match the patient by "
-                             "fødselsnummer or D-number.",
-    }]}
+    return {
+        "services": [
+            {
+                "hook": HOOK,
+                "id": SERVICE_ID,
+                "title": "Digital heimeoppfølging: risiko for forverring",
+                "description": "Risiko for forverring innan 72 timar frå heimemålingar og "
+                "spørjeskjema, med forklaring og utløyste reglar, og pasienten si "
+                "oppgåve i arbeidslista.",
+                "prefetch": {"patient": "Patient/{{context.patientId}}"},
+                "usageRequirements": "Bearer token (HelseID) with the clinician or integration role. "
+                "The `patient` prefetch lets the service match the patient by "
+                "fødselsnummer or D-number.",
+            }
+        ]
+    }
 
 
-@router.get("", name="cds_discovery", response_class=JSONResponse,
-            responses={200: {"model": CdsDiscovery}})
+@router.get(
+    "", name="cds_discovery", response_class=JSONResponse, responses={200: {"model": CdsDiscovery}}
+)
 def cds_discovery() -> JSONResponse:
     """CDS Hooks discovery: the services this server offers, with their prefetch templates."""
     return JSONResponse(discovery_document())
 
 
 # ---- cards (plain functions: no HTTP) -------------------------------------------------------
+
 
 @dataclass
 class CardInputs:
@@ -176,18 +191,24 @@ class CardInputs:
 def _identifier_values(patient_resource: Any) -> list[str]:
     if not isinstance(patient_resource, dict) or patient_resource.get("resourceType") != "Patient":
         return []
-    return [str(i["value"]) for i in patient_resource.get("identifier") or []
-            if isinstance(i, dict) and i.get("system") in (FNR_SYSTEM, DNR_SYSTEM)
-            and isinstance(i.get("value"), str)]
+    return [
+        str(i["value"])
+        for i in patient_resource.get("identifier") or []
+        if isinstance(i, dict)
+        and i.get("system") in (FNR_SYSTEM, DNR_SYSTEM)
+        and isinstance(i.get("value"), str)
+    ]
 
 
 def _visible(principal: Principal, patient: Patient) -> bool:
-    return principal.role is Role.ADMIN or principal.may_see_unit(patient.organisation,
-                                                                  patient.unit)
+    return principal.role is Role.ADMIN or principal.may_see_unit(
+        patient.organisation, patient.unit
+    )
 
 
-def resolve_patient(session: Session, principal: Principal, patient_id: str,
-                    prefetch: dict[str, Any] | None) -> Patient | None:
+def resolve_patient(
+    session: Session, principal: Principal, patient_id: str, prefetch: dict[str, Any] | None
+) -> Patient | None:
     """Our patient for the chart; None when the chart's patient is not in home follow-up.
 
     Raises PreconditionFailed when the patient cannot be identified at all.
@@ -199,12 +220,14 @@ def resolve_patient(session: Session, principal: Principal, patient_id: str,
     if prefetched is None:
         raise PreconditionFailed(
             f"Patient/{patient_id} is not a patient id of this service, and the request has no "
-            "'patient' prefetch to match the person by fødselsnummer or D-number")
+            "'patient' prefetch to match the person by fødselsnummer or D-number"
+        )
     values = _identifier_values(prefetched)
     if not values:
         raise PreconditionFailed(
             "the 'patient' prefetch holds no Patient with a fødselsnummer or D-number identifier "
-            f"({FNR_SYSTEM} or {DNR_SYSTEM})")
+            f"({FNR_SYSTEM} or {DNR_SYSTEM})"
+        )
     patient = session.scalar(select(Patient).where(Patient.identifier_value.in_(values)))
     if patient is None or not _visible(principal, patient):
         return None  # a person who is not in (the caller's) home follow-up: nothing to say
@@ -214,12 +237,17 @@ def resolve_patient(session: Session, principal: Principal, patient_id: str,
 @cache
 def _card_queries() -> tuple[Select[Any], Select[Any]]:
     """Built once: constructing statements costs more than running them on this hot path."""
-    latest = (select(Assessment).where(Assessment.patient_id == bindparam("patient_id"))
-              # the card needs the explanation, not the input snapshot or the long basis list
-              .options(defer(Assessment.features), defer(Assessment.basis))
-              .order_by(Assessment.created_at.desc(), Assessment.id.desc()).limit(1))
-    active = select(WorklistItem).where(WorklistItem.patient_id == bindparam("patient_id"),
-                                        WorklistItem.state.in_(ACTIVE_STATES))
+    latest = (
+        select(Assessment)
+        .where(Assessment.patient_id == bindparam("patient_id"))
+        # the card needs the explanation, not the input snapshot or the long basis list
+        .options(defer(Assessment.features), defer(Assessment.basis))
+        .order_by(Assessment.created_at.desc(), Assessment.id.desc())
+        .limit(1)
+    )
+    active = select(WorklistItem).where(
+        WorklistItem.patient_id == bindparam("patient_id"), WorklistItem.state.in_(ACTIVE_STATES)
+    )
     return latest, active
 
 
@@ -232,7 +260,7 @@ def load_card_inputs(session: Session, patient: Patient) -> CardInputs | None:
 
 
 def _fit(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 _MD_ESCAPES = str.maketrans({c: "\\" + c for c in "\\`*_[]<>#|"})
@@ -248,8 +276,9 @@ def _iso(dt: datetime) -> str:
     return aware.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def summary_text(level: str, probability: float | None, reason: str | None,
-                 by_rule: bool = False) -> str:
+def summary_text(
+    level: str, probability: float | None, reason: str | None, by_rule: bool = False
+) -> str:
     """E.g. "Høg risiko for forverring (0.82) – SpO2 under personleg baseline".
 
     When a pathway rule set the level, the reason is the rule and the probability is labelled as
@@ -266,15 +295,21 @@ def summary_text(level: str, probability: float | None, reason: str | None,
 def detail_markdown(inputs: CardInputs) -> str:
     a, item = inputs.assessment, inputs.item
     explanation = a.explanation or {}
-    lines = ["**Risiko for forverring innan 72 timar:** "
-             + (f"{a.probability:.2f} " if a.probability is not None else "")
-             + f"({LEVEL_WORDS_NN.get(a.level, a.level).lower()}, nivå {a.level}), "
-             f"vurdert {_iso(a.as_of)} med modell `{a.model_name} {a.model_version}`.", ""]
+    lines = [
+        "**Risiko for forverring innan 72 timar:** "
+        + (f"{a.probability:.2f} " if a.probability is not None else "")
+        + f"({LEVEL_WORDS_NN.get(a.level, a.level).lower()}, nivå {a.level}), "
+        f"vurdert {_iso(a.as_of)} med modell `{a.model_name} {a.model_version}`.",
+        "",
+    ]
     top = explanation.get("top_factors") or []
     if top:
         lines.append("**Viktigaste faktorar**")
-        lines += [f"- {'↑' if f.get('contribution', 0) > 0 else '↓'} {_md(str(f['text_nb']))} "
-                  f"(bidrag {f.get('contribution', 0):+.2f})" for f in top[:5]]
+        lines += [
+            f"- {'↑' if f.get('contribution', 0) > 0 else '↓'} {_md(str(f['text_nb']))} "
+            f"(bidrag {f.get('contribution', 0):+.2f})"
+            for f in top[:5]
+        ]
         lines.append("")
     rules = explanation.get("rules") or []
     if rules:
@@ -282,11 +317,15 @@ def detail_markdown(inputs: CardInputs) -> str:
         lines += [f"- {_md(str(r.get('text_nb') or r.get('rule', '')))}" for r in rules]
         lines.append("")
     if item is not None:
-        lines.append(f"**Arbeidsliste:** {STATE_WORDS_NN.get(item.state, item.state)}, "
-                     f"opna {_iso(item.opened_at)}.")
+        lines.append(
+            f"**Arbeidsliste:** {STATE_WORDS_NN.get(item.state, item.state)}, "
+            f"opna {_iso(item.opened_at)}."
+        )
         lines.append("")
-    lines.append("_Modellen er trena på syntetiske data; vurderinga er beslutningsstøtte, "
-                 "ikkje ei diagnose._")
+    lines.append(
+        "_Modellen er trena på syntetiske data; vurderinga er beslutningsstøtte, "
+        "ikkje ei diagnose._"
+    )
     return "\n".join(lines)
 
 
@@ -311,15 +350,29 @@ def build_cards(inputs: CardInputs | None, base_url: str) -> list[dict[str, Any]
         "source": {
             "label": f"Digital heimeoppfølging ({a.model_name} {a.model_version})",
             "url": f"{base_url}cds-services/model-card",
-            "topic": {"system": f"{CODE_SYSTEM}/cds-topic", "code": "deterioration-risk",
-                      "display": "Risiko for forverring"},
+            "topic": {
+                "system": f"{CODE_SYSTEM}/cds-topic",
+                "code": "deterioration-risk",
+                "display": "Risiko for forverring",
+            },
         },
     }
-    links = [{"label": "Opne pasienten", "type": "absolute",
-              "url": base_url + PATIENT_PAGE_PATH.format(patient_id=a.patient_id)}]
+    links = [
+        {
+            "label": "Opne pasienten",
+            "type": "absolute",
+            "url": base_url + PATIENT_PAGE_PATH.format(patient_id=a.patient_id),
+        }
+    ]
     if item is not None:
-        links.insert(0, {"label": "Opne i arbeidslista", "type": "absolute",
-                         "url": base_url + WORKLIST_ITEM_PATH.format(item_id=item.id)})
+        links.insert(
+            0,
+            {
+                "label": "Opne i arbeidslista",
+                "type": "absolute",
+                "url": base_url + WORKLIST_ITEM_PATH.format(item_id=item.id),
+            },
+        )
     card["links"] = links
     return [card]
 
@@ -336,34 +389,68 @@ def parse_cds_request(raw: bytes) -> CdsRequest:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise BadRequest(f"malformed CDS Hooks request: {where}: {first['msg']}",
-                         location=where or None) from exc
+        raise BadRequest(
+            f"malformed CDS Hooks request: {where}: {first['msg']}", location=where or None
+        ) from exc
 
 
 # ---- the service call -----------------------------------------------------------------------
 
-_CALL_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["hook", "hookInstance", "context"],
-    "properties": {
-        "hook": {"const": HOOK},
-        "hookInstance": {"type": "string", "format": "uuid"},
-        "fhirServer": {"type": "string", "format": "uri"},
-        "fhirAuthorization": {"type": "object", "required": [
-            "access_token", "token_type", "expires_in", "scope", "subject"]},
-        "context": {"type": "object", "required": ["userId", "patientId"], "properties": {
-            "userId": {"type": "string", "example": "Practitioner/123"},
-            "patientId": {"type": "string"}, "encounterId": {"type": "string"}}},
-        "prefetch": {"type": "object", "properties": {"patient": {"type": "object"}}},
-    }}}}}}
+_CALL_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["hook", "hookInstance", "context"],
+                    "properties": {
+                        "hook": {"const": HOOK},
+                        "hookInstance": {"type": "string", "format": "uuid"},
+                        "fhirServer": {"type": "string", "format": "uri"},
+                        "fhirAuthorization": {
+                            "type": "object",
+                            "required": [
+                                "access_token",
+                                "token_type",
+                                "expires_in",
+                                "scope",
+                                "subject",
+                            ],
+                        },
+                        "context": {
+                            "type": "object",
+                            "required": ["userId", "patientId"],
+                            "properties": {
+                                "userId": {"type": "string", "example": "Practitioner/123"},
+                                "patientId": {"type": "string"},
+                                "encounterId": {"type": "string"},
+                            },
+                        },
+                        "prefetch": {
+                            "type": "object",
+                            "properties": {"patient": {"type": "object"}},
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
 
 
-@router.post("/{service_id}", name="cds_service_call", response_class=JSONResponse,
-             openapi_extra=_CALL_BODY,
-             responses={200: {"model": CdsResponse, "description": "Cards, possibly none"},
-                        400: {"description": "Malformed request or wrong hook"},
-                        404: {"description": "Unknown CDS service id"},
-                        412: {"description": "The patient cannot be identified: send the "
-                                             "'patient' prefetch"}})
+@router.post(
+    "/{service_id}",
+    name="cds_service_call",
+    response_class=JSONResponse,
+    openapi_extra=_CALL_BODY,
+    responses={
+        200: {"model": CdsResponse, "description": "Cards, possibly none"},
+        400: {"description": "Malformed request or wrong hook"},
+        404: {"description": "Unknown CDS service id"},
+        412: {"description": "The patient cannot be identified: send the 'patient' prefetch"},
+    },
+)
 async def cds_service_call(service_id: str, request: Request) -> JSONResponse:
     """Cards for the patient in the chart (patient-view)."""
     # Called, not injected: FastAPI runs a sync dependency in a worker thread, one more hop.
@@ -372,8 +459,9 @@ async def cds_service_call(service_id: str, request: Request) -> JSONResponse:
         raise NotFound(f"no CDS service '{service_id}'; GET /cds-services lists '{SERVICE_ID}'")
     call = parse_cds_request(await request.body())
     if call.hook != HOOK:
-        raise BadRequest(f"service '{SERVICE_ID}' answers the '{HOOK}' hook, not '{call.hook}'",
-                         location="hook")
+        raise BadRequest(
+            f"service '{SERVICE_ID}' answers the '{HOOK}' hook, not '{call.hook}'", location="hook"
+        )
 
     def answer() -> list[dict[str, Any]]:
         # One thread hop for all the database work (a session dependency would add two more).
@@ -385,8 +473,12 @@ async def cds_service_call(service_id: str, request: Request) -> JSONResponse:
     return JSONResponse({"cards": await run_in_threadpool(answer)})
 
 
-@router.get("/model-card", name="cds_model_card", response_class=PlainTextResponse,
-            responses={200: {"content": {"text/markdown": {}}}})
+@router.get(
+    "/model-card",
+    name="cds_model_card",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/markdown": {}}}},
+)
 def cds_model_card(request: Request) -> PlainTextResponse:
     """The model card of the model in service (the `source.url` of every card)."""
     model = request.app.state.models.current().model
@@ -395,8 +487,10 @@ def cds_model_card(request: Request) -> PlainTextResponse:
         text = path.read_text(encoding="utf-8")
     else:
         manifest = model.manifest
-        text = (f"# {model.name} {model.version}\n\n"
-                "No model card ships with this artifact; the manifest says:\n\n"
-                f"```json\n{json.dumps(manifest.__dict__ if manifest else {}, indent=2)}\n```\n\n"
-                "Performance figures, where shown, are on synthetic data.\n")
+        text = (
+            f"# {model.name} {model.version}\n\n"
+            "No model card ships with this artifact; the manifest says:\n\n"
+            f"```json\n{json.dumps(manifest.__dict__ if manifest else {}, indent=2)}\n```\n\n"
+            "Performance figures, where shown, are on synthetic data.\n"
+        )
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")

@@ -31,5 +31,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "Missing or invalid bearer token"},
     403: {"description": "The caller's role may not use this route"},
 }
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "Not found (or not visible to the caller)"}}
-INVALID: dict[int | str, dict[str, Any]] = {422: {"description": "Invalid input; the message names the field"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Not found (or not visible to the caller)"}
+}
+INVALID: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Invalid input; the message names the field"}
+}

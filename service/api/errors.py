@@ -40,17 +40,27 @@ def _is_v2(request: Request) -> bool:
     return request.url.path.startswith("/v2")
 
 
-def error_response(request: Request, status: int, code: str, message: str,
-                   location: str | None = None, headers: dict[str, str] | None = None,
-                   problems: list[dict[str, str]] | None = None) -> JSONResponse:
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    location: str | None = None,
+    headers: dict[str, str] | None = None,
+    problems: list[dict[str, str]] | None = None,
+) -> JSONResponse:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(type=code, status=str(status)).inc()
     if _is_fhir(request):
-        issues = [_issue(code, p["message"], p["path"]) for p in problems] if problems else [
-            _issue(code, message, location)]
-        return JSONResponse(operation_outcome(issues), status, media_type=FHIR_JSON,
-                            headers=headers)
+        issues = (
+            [_issue(code, p["message"], p["path"]) for p in problems]
+            if problems
+            else [_issue(code, message, location)]
+        )
+        return JSONResponse(
+            operation_outcome(issues), status, media_type=FHIR_JSON, headers=headers
+        )
     if _is_v2(request):  # Open Inference Protocol error shape
         return JSONResponse({"error": message}, status, headers=headers)
     body: dict[str, Any] = {"detail": message}
@@ -66,10 +76,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def triage_error(request: Request, exc: TriageError) -> JSONResponse:
         headers = None
         if exc.status_code == 401:
-            headers = {"WWW-Authenticate": f'Bearer error="invalid_token", '
-                                           f'error_description="{exc.message}"'}
-        return error_response(request, exc.status_code, exc.code, exc.message, exc.location,
-                              headers, exc.problems)
+            headers = {
+                "WWW-Authenticate": f'Bearer error="invalid_token", '
+                f'error_description="{exc.message}"'
+            }
+        return error_response(
+            request, exc.status_code, exc.code, exc.message, exc.location, headers, exc.problems
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -81,21 +94,30 @@ def install_error_handlers(app: FastAPI) -> None:
             for e in errors[:10]
         )
         if _is_fhir(request):
-            issues = [_issue("invalid", str(e.get("msg")),
-                             ".".join(str(p) for p in e.get("loc", ()) if p != "body") or None)
-                      for e in errors[:20]]
+            issues = [
+                _issue(
+                    "invalid",
+                    str(e.get("msg")),
+                    ".".join(str(p) for p in e.get("loc", ()) if p != "body") or None,
+                )
+                for e in errors[:20]
+            ]
             return JSONResponse(operation_outcome(issues), 422, media_type=FHIR_JSON)
         status = 400 if _is_v2(request) else 422
         return error_response(request, status, "invalid", message, location)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(request, exc.status_code,
-                              "not-found" if exc.status_code == 404 else "exception",
-                              str(exc.detail), None, getattr(exc, "headers", None))
+        return error_response(
+            request,
+            exc.status_code,
+            "not-found" if exc.status_code == 404 else "exception",
+            str(exc.detail),
+            None,
+            getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(request, 500, "exception",
-                              "internal error; it has been logged")
+        return error_response(request, 500, "exception", "internal error; it has been logged")

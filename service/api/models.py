@@ -28,22 +28,35 @@ class ModelPublic(BaseModel):
 def _describe(request: Request) -> ModelPublic:
     loaded = request.app.state.models.current()
     manifest = loaded.model.manifest
-    return ModelPublic(name=manifest.name, version=manifest.version, source=loaded.source,
-                       loaded_at=loaded.loaded_at, sha256=manifest.sha256,
-                       feature_spec_hash=manifest.feature_spec_hash, metrics=manifest.metrics,
-                       training_data=manifest.training_data)
+    return ModelPublic(
+        name=manifest.name,
+        version=manifest.version,
+        source=loaded.source,
+        loaded_at=loaded.loaded_at,
+        sha256=manifest.sha256,
+        feature_spec_hash=manifest.feature_spec_hash,
+        metrics=manifest.metrics,
+        training_data=manifest.training_data,
+    )
 
 
-@router.get("", name="list_models", response_model=list[ModelPublic],
-            responses={503: {"description": "No model loaded"}})
+@router.get(
+    "",
+    name="list_models",
+    response_model=list[ModelPublic],
+    responses={503: {"description": "No model loaded"}},
+)
 def list_models(request: Request) -> list[ModelPublic]:
     """The model in service (performance figures are on synthetic data)."""
     return [_describe(request)]
 
 
-@router.post("/reload", name="reload_models", response_model=ModelPublic,
-             responses={503: {"description": "The new model could not be loaded; the old one "
-                                             "still serves"}})
+@router.post(
+    "/reload",
+    name="reload_models",
+    response_model=ModelPublic,
+    responses={503: {"description": "The new model could not be loaded; the old one still serves"}},
+)
 async def reload_models(request: Request) -> ModelPublic:
     """Load the champion (or the artifact folder) again; in-flight requests finish on the old one."""
     from models.artifact import ArtifactError

@@ -52,15 +52,17 @@ class DriftReportCreate(BaseModel):
         if self.window_start >= self.window_end:
             raise InvalidInput("window_start must be before window_end", location="window_start")
         if (self.window_end - self.window_start).days > _MAX_WINDOW_DAYS:
-            raise InvalidInput(f"a window may span at most {_MAX_WINDOW_DAYS} days",
-                               location="window_end")
+            raise InvalidInput(
+                f"a window may span at most {_MAX_WINDOW_DAYS} days", location="window_end"
+            )
 
 
 class SignOffCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["accepted", "action-required", "escalated"] = Field(
         description="accepted (no action) | action-required (owner and date in the comment) | "
-                    "escalated (to ML engineering)")
+        "escalated (to ML engineering)"
+    )
     comment: str = Field(min_length=3, max_length=4000)
 
 
@@ -95,12 +97,14 @@ class DriftReportPublic(BaseModel):
     verdict: Literal["ok", "warning", "drift"]
     drifted_features: list[str]
     data_quality: list[DataQualityFlag] = Field(
-        description="Data-quality flags (missing, out of range, implausible), apart from drift.")
+        description="Data-quality flags (missing, out of range, implausible), apart from drift."
+    )
     prediction_drift: bool
     pathway_mix_drift: bool
     performance: dict[str, Any] | None = Field(
         description="On recorded outcomes; the shipped model is trained on synthetic data, so "
-                    "these figures are no clinical validation.")
+        "these figures are no clinical validation."
+    )
     n_current: int
     n_reference: int
     reference_hash: str
@@ -136,10 +140,14 @@ class OutcomeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     patient_id: str = Field(min_length=1, max_length=36)
     occurred_at: AwareDatetime = Field(
-        description="When the deterioration happened, or the follow-up that found none.")
+        description="When the deterioration happened, or the follow-up that found none."
+    )
     deteriorated: bool
-    source: str = Field(min_length=1, max_length=64,
-                        description="Where it is known from, e.g. dips-admission, follow-up-call.")
+    source: str = Field(
+        min_length=1,
+        max_length=64,
+        description="Where it is known from, e.g. dips-admission, follow-up-call.",
+    )
 
     _bounds = field_validator("occurred_at")(_bounded)
 
@@ -158,77 +166,137 @@ def _monitoring(services: Services) -> MonitoringService:
     return services.monitoring
 
 
-@router.post("/drift-reports", name="run_drift_report", status_code=201,
-             response_model=DriftReportPublic,
-             responses={200: {"description": "The same window, model, scope and reference was "
-                                             "reported before: the stored report",
-                              "model": DriftReportPublic},
-                        409: {"description": "The loaded model has no reference sample"},
-                        422: {"description": "Invalid window, or too few assessments in it"}})
-async def run_drift_report(body: DriftReportCreate, request: Request, response: Response,
-                           principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
+@router.post(
+    "/drift-reports",
+    name="run_drift_report",
+    status_code=201,
+    response_model=DriftReportPublic,
+    responses={
+        200: {
+            "description": "The same window, model, scope and reference was "
+            "reported before: the stored report",
+            "model": DriftReportPublic,
+        },
+        409: {"description": "The loaded model has no reference sample"},
+        422: {"description": "Invalid window, or too few assessments in it"},
+    },
+)
+async def run_drift_report(
+    body: DriftReportCreate,
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> dict[str, Any]:
     """Run a drift report for a window (idempotent), against the loaded model's reference."""
     body.check_window()
     outcome = await asyncio.to_thread(
-        _monitoring(services).run_report, request.app.state.sessions, body.window_start,
-        body.window_end, body.pathway, body.organisation, created_by=principal.subject)
+        _monitoring(services).run_report,
+        request.app.state.sessions,
+        body.window_start,
+        body.window_end,
+        body.pathway,
+        body.organisation,
+        created_by=principal.subject,
+    )
     if not outcome.created:
         response.status_code = 200
     return outcome.report
 
 
 @router.get("/drift-reports", name="list_drift_reports", response_model=list[DriftReportPublic])
-def list_drift_reports(session: ReadSession, services: ServicesDep,
-                       pathway: str | None = Query(None, pattern=_PATHWAY_ID),
-                       organisation: str | None = Query(None, pattern=_ORGNR),
-                       verdict: Literal["ok", "warning", "drift"] | None = None,
-                       signed_off: bool | None = Query(
-                           None, description="true: signed off only; false: awaiting review"),
-                       limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+def list_drift_reports(
+    session: ReadSession,
+    services: ServicesDep,
+    pathway: str | None = Query(None, pattern=_PATHWAY_ID),
+    organisation: str | None = Query(None, pattern=_ORGNR),
+    verdict: Literal["ok", "warning", "drift"] | None = None,
+    signed_off: bool | None = Query(
+        None, description="true: signed off only; false: awaiting review"
+    ),
+    limit: int = Query(100, ge=1, le=1000),
+) -> list[dict[str, Any]]:
     """Reports, newest first, with verdicts and sign-off state."""
-    return _monitoring(services).list_reports(session, pathway=pathway, organisation=organisation,
-                                              verdict=verdict, signed_off=signed_off, limit=limit)
+    return _monitoring(services).list_reports(
+        session,
+        pathway=pathway,
+        organisation=organisation,
+        verdict=verdict,
+        signed_off=signed_off,
+        limit=limit,
+    )
 
 
-@router.get("/drift-reports/{report_id}", name="get_drift_report",
-            response_model=DriftReportDetail, responses=NOT_FOUND)
-def get_drift_report(report_id: str, session: ReadSession, services: ServicesDep
-                     ) -> dict[str, Any]:
+@router.get(
+    "/drift-reports/{report_id}",
+    name="get_drift_report",
+    response_model=DriftReportDetail,
+    responses=NOT_FOUND,
+)
+def get_drift_report(report_id: str, session: ReadSession, services: ServicesDep) -> dict[str, Any]:
     """One report: its index row, sign-off and the full JSON."""
     return _monitoring(services).get_report(session, report_id)
 
 
-@router.get("/drift-reports/{report_id}/html", name="get_drift_report_html",
-            response_class=FileResponse,
-            responses={**NOT_FOUND, 200: {"content": {"text/html": {}},
-                                          "description": "The Evidently report for people"}})
-def get_drift_report_html(report_id: str, session: ReadSession, services: ServicesDep
-                          ) -> FileResponse:
+@router.get(
+    "/drift-reports/{report_id}/html",
+    name="get_drift_report_html",
+    response_class=FileResponse,
+    responses={
+        **NOT_FOUND,
+        200: {"content": {"text/html": {}}, "description": "The Evidently report for people"},
+    },
+)
+def get_drift_report_html(
+    report_id: str, session: ReadSession, services: ServicesDep
+) -> FileResponse:
     """The readable report: verdict banner, then Evidently's plots (aggregates, no raw rows)."""
     path = _monitoring(services).html_path(session, report_id)
-    return FileResponse(path, media_type="text/html; charset=utf-8",
-                        headers={"Cache-Control": "no-store",
-                                 "X-Content-Type-Options": "nosniff"})
+    return FileResponse(
+        path,
+        media_type="text/html; charset=utf-8",
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
-@router.post("/drift-reports/{report_id}/sign-off", name="sign_off_drift_report",
-             status_code=201, response_model=SignOffPublic,
-             responses={**NOT_FOUND, **INVALID,
-                        409: {"description": "Already signed off (sign-offs are immutable)"}})
-def sign_off_drift_report(report_id: str, body: SignOffCreate, request: Request,
-                          principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
+@router.post(
+    "/drift-reports/{report_id}/sign-off",
+    name="sign_off_drift_report",
+    status_code=201,
+    response_model=SignOffPublic,
+    responses={
+        **NOT_FOUND,
+        **INVALID,
+        409: {"description": "Already signed off (sign-offs are immutable)"},
+    },
+)
+def sign_off_drift_report(
+    report_id: str,
+    body: SignOffCreate,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> dict[str, Any]:
     """The compliance officer's decision on a report: once, immutable, audited."""
     with transaction(request.app.state.sessions) as session:
-        return _monitoring(services).sign_off(session, report_id, body.decision, body.comment,
-                                              signed_by=principal.subject,
-                                              role=principal.role.value)
+        return _monitoring(services).sign_off(
+            session,
+            report_id,
+            body.decision,
+            body.comment,
+            signed_by=principal.subject,
+            role=principal.role.value,
+        )
 
 
 @router.get("/alerts", name="list_drift_alerts", response_model=list[DriftAlertPublic])
-def list_drift_alerts(session: ReadSession, services: ServicesDep,
-                      pathway: str | None = Query(None, pattern=_PATHWAY_ID),
-                      kind: Literal["drift", "prediction_drift", "data_quality", "performance",
-                                    "pathway_mix"] | None = None) -> list[dict[str, Any]]:
+def list_drift_alerts(
+    session: ReadSession,
+    services: ServicesDep,
+    pathway: str | None = Query(None, pattern=_PATHWAY_ID),
+    kind: Literal["drift", "prediction_drift", "data_quality", "performance", "pathway_mix"]
+    | None = None,
+) -> list[dict[str, Any]]:
     """Alerts of the newest report per scope: statistical drift and data quality apart."""
     alerts = _monitoring(services).alerts(session, pathway)
     return [a for a in alerts if kind is None or a["kind"] == kind]
@@ -239,17 +307,26 @@ def evidently_library() -> FileResponse:
     """Evidently's JavaScript bundle that the HTML reports load (a library: no data in it)."""
     from monitoring.drift import evidently_library_path
 
-    return FileResponse(evidently_library_path(), media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=86400"})
+    return FileResponse(
+        evidently_library_path(),
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=86400"},
+    )
 
 
-@outcomes_router.post("", name="record_outcome", status_code=201, response_model=OutcomePublic,
-                      responses={**NOT_FOUND, **INVALID})
-def record_outcome(body: OutcomeCreate, request: Request, principal: CurrentPrincipal,
-                   services: ServicesDep) -> dict[str, Any]:
+@outcomes_router.post(
+    "",
+    name="record_outcome",
+    status_code=201,
+    response_model=OutcomePublic,
+    responses={**NOT_FOUND, **INVALID},
+)
+def record_outcome(
+    body: OutcomeCreate, request: Request, principal: CurrentPrincipal, services: ServicesDep
+) -> dict[str, Any]:
     """Record a known outcome (deterioration or not) for a patient; immutable and audited."""
     with transaction(request.app.state.sessions) as session:
         patient = services.patients.get_visible(session, principal, body.patient_id)
         return _monitoring(services).record_outcome(
-            session, patient, body.occurred_at, body.deteriorated, body.source,
-            principal.subject)
+            session, patient, body.occurred_at, body.deteriorated, body.source, principal.subject
+        )

@@ -22,8 +22,12 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", name="readyz", response_model=Health,
-            responses={503: {"model": Health, "description": "model or database not ready"}})
+@router.get(
+    "/readyz",
+    name="readyz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "model or database not ready"}},
+)
 def readyz(request: Request) -> Response:
     """Ready to score: the model is loaded and the database answers."""
     checks = {"model": "ok" if request.app.state.models.ready else "not loaded"}
@@ -34,13 +38,20 @@ def readyz(request: Request) -> Response:
     except Exception as exc:  # any driver error means "not ready", never a 500
         checks["database"] = f"unreachable: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(Health(status="ok" if ok else "unavailable", checks=checks).model_dump(),
-                        status_code=200 if ok else 503)
+    return JSONResponse(
+        Health(status="ok" if ok else "unavailable", checks=checks).model_dump(),
+        status_code=200 if ok else 503,
+    )
 
 
-@router.get("/metrics", name="metrics", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    name="metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}},
+)
 def metrics(request: Request) -> Response:
     """Prometheus text format."""
-    return Response(generate_latest(request.app.state.metrics.registry),
-                    media_type=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )

@@ -43,29 +43,49 @@ def _utc(dt: datetime) -> datetime:
 
 
 @router.get("", name="list_outbox", response_model=OutboxPublic)
-def list_outbox(request: Request, principal: CurrentPrincipal, session: ReadSession,
-                state: Literal["pending", "delivered", "recorded"] | None = None,
-                patient: str | None = Query(None, max_length=36, description="Patient id"),
-                limit: int = Query(100, ge=1, le=1000)) -> OutboxPublic:
+def list_outbox(
+    request: Request,
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    state: Literal["pending", "delivered", "recorded"] | None = None,
+    patient: str | None = Query(None, max_length=36, description="Patient id"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> OutboxPublic:
     """Counts by state (all organisations), the oldest undelivered entry, and the newest entries
     of the caller's organisation (no payloads)."""
     query = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
     if principal.role is not Role.ADMIN:
         query = query.join(Patient, Patient.id == OutboxEntry.patient_id).where(
-            Patient.organisation == principal.organisation)
+            Patient.organisation == principal.organisation
+        )
     if state:
         query = query.where(OutboxEntry.state == state)
     if patient:
         query = query.where(OutboxEntry.patient_id == patient)
-    entries = [OutboxEntryPublic(
-        id=e.id, created_at=_utc(e.created_at), patient_id=e.patient_id, item_id=e.item_id,
-        event=e.event, state=e.state, attempts=e.attempts,
-        next_attempt_at=_utc(e.next_attempt_at),
-        delivered_at=_utc(e.delivered_at) if e.delivered_at else None,
-        last_error=e.last_error) for e in session.scalars(query)]
-    oldest = session.scalar(select(OutboxEntry.created_at).where(OutboxEntry.state == "pending")
-                            .order_by(OutboxEntry.id).limit(1))
-    return OutboxPublic(endpoint_configured=request.app.state.settings.outbox_endpoint is not None,
-                        counts=counts_by_state(session),
-                        oldest_pending_at=_utc(oldest) if oldest else None,
-                        entries=entries)
+    entries = [
+        OutboxEntryPublic(
+            id=e.id,
+            created_at=_utc(e.created_at),
+            patient_id=e.patient_id,
+            item_id=e.item_id,
+            event=e.event,
+            state=e.state,
+            attempts=e.attempts,
+            next_attempt_at=_utc(e.next_attempt_at),
+            delivered_at=_utc(e.delivered_at) if e.delivered_at else None,
+            last_error=e.last_error,
+        )
+        for e in session.scalars(query)
+    ]
+    oldest = session.scalar(
+        select(OutboxEntry.created_at)
+        .where(OutboxEntry.state == "pending")
+        .order_by(OutboxEntry.id)
+        .limit(1)
+    )
+    return OutboxPublic(
+        endpoint_configured=request.app.state.settings.outbox_endpoint is not None,
+        counts=counts_by_state(session),
+        oldest_pending_at=_utc(oldest) if oldest else None,
+        entries=entries,
+    )

@@ -35,30 +35,48 @@ class AssessmentPublic(BaseModel):
     basis: list[str]
 
 
-@router.post("", name="enrol_patient", status_code=201, response_model=PatientPublic,
-             responses={**INVALID, 409: {"description": "Already enrolled"}})
-def enrol_patient(body: PatientCreate, request: Request, principal: CurrentPrincipal,
-                  services: ServicesDep) -> PatientPublic:
+@router.post(
+    "",
+    name="enrol_patient",
+    status_code=201,
+    response_model=PatientPublic,
+    responses={**INVALID, 409: {"description": "Already enrolled"}},
+)
+def enrol_patient(
+    body: PatientCreate, request: Request, principal: CurrentPrincipal, services: ServicesDep
+) -> PatientPublic:
     """Enrol a patient on a pathway (identifier check digits verified)."""
     with transaction(request.app.state.sessions) as session:
         patient = services.patients.enrol(session, principal, body)
         return to_public(patient)
 
 
-@router.get("/{patient_id}", name="get_patient", response_model=PatientPublic,
-            responses=NOT_FOUND)
-def get_patient(patient_id: str, principal: CurrentPrincipal, session: ReadSession,
-                services: ServicesDep) -> PatientPublic:
+@router.get("/{patient_id}", name="get_patient", response_model=PatientPublic, responses=NOT_FOUND)
+def get_patient(
+    patient_id: str, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
+) -> PatientPublic:
     return to_public(services.patients.get_visible(session, principal, patient_id))
 
 
-@router.get("/{patient_id}/assessments", name="list_patient_assessments",
-            response_model=list[AssessmentPublic], responses=NOT_FOUND)
-def list_patient_assessments(patient_id: str, principal: CurrentPrincipal, session: ReadSession,
-                             services: ServicesDep, limit: int = Query(50, ge=1, le=500)
-                             ) -> list[AssessmentPublic]:
+@router.get(
+    "/{patient_id}/assessments",
+    name="list_patient_assessments",
+    response_model=list[AssessmentPublic],
+    responses=NOT_FOUND,
+)
+def list_patient_assessments(
+    patient_id: str,
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    services: ServicesDep,
+    limit: int = Query(50, ge=1, le=500),
+) -> list[AssessmentPublic]:
     """The patient's assessments, newest first, each with its full explanation."""
     services.patients.get_visible(session, principal, patient_id)
-    rows = session.scalars(select(Assessment).where(Assessment.patient_id == patient_id)
-                           .order_by(Assessment.created_at.desc()).limit(limit)).all()
+    rows = session.scalars(
+        select(Assessment)
+        .where(Assessment.patient_id == patient_id)
+        .order_by(Assessment.created_at.desc())
+        .limit(limit)
+    ).all()
     return [AssessmentPublic.model_validate(r, from_attributes=True) for r in rows]

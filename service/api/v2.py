@@ -62,21 +62,42 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": 'Unknown model or version: {"error": "..."}'},
     503: {"description": 'No model loaded: {"error": "..."}'},
 }
-_INFER_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
-    "type": "object", "required": ["inputs"],
-    "properties": {
-        "id": {"type": "string"},
-        "inputs": {"type": "array", "items": {"type": "object",
-                                              "required": ["name", "shape", "datatype"],
-                                              "properties": {
-                                                  "name": {"const": INPUT_NAME},
-                                                  "shape": {"type": "array",
-                                                            "items": {"type": "integer"}},
-                                                  "datatype": {"enum": ["FP32", "FP64"]},
-                                                  "data": {"type": "array"}}}},
-        "outputs": {"type": "array", "items": {"type": "object",
-                                               "properties": {"name": {"enum": OUTPUT_NAMES}}}},
-    }}}}}}
+_INFER_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "inputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name", "shape", "datatype"],
+                                "properties": {
+                                    "name": {"const": INPUT_NAME},
+                                    "shape": {"type": "array", "items": {"type": "integer"}},
+                                    "datatype": {"enum": ["FP32", "FP64"]},
+                                    "data": {"type": "array"},
+                                },
+                            },
+                        },
+                        "outputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {"name": {"enum": OUTPUT_NAMES}},
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
 
 
 # Response shapes for the OpenAPI description (the routes write JSON bytes directly).
@@ -132,6 +153,7 @@ def _model(request: Request, name: str, version: str | None = None) -> OnnxRiskM
 
 # ---- health and metadata ------------------------------------------------------------------
 
+
 @router.get("", name="v2_server_metadata", responses=_ok(ServerMetadata))
 def v2_server_metadata() -> Response:
     """Server metadata: name, version and protocol extensions."""
@@ -144,8 +166,11 @@ def v2_live() -> Response:
     return _json({"live": True})
 
 
-@router.get("/health/ready", name="v2_ready",
-            responses={200: {"description": "Ready"}, 400: {"description": "Not ready"}})
+@router.get(
+    "/health/ready",
+    name="v2_ready",
+    responses={200: {"description": "Ready"}, 400: {"description": "Not ready"}},
+)
 def v2_ready(request: Request) -> Response:
     """200 when the model is loaded; the protocol answers "false" with a 4xx."""
     ready = request.app.state.models.ready
@@ -158,11 +183,14 @@ def _metadata(model: OnnxRiskModel) -> dict[str, Any]:
         "versions": [model.version],
         "platform": PLATFORM,
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, N_FEATURES]}],
-        "outputs": [{"name": n, "datatype": "FP64", "shape": OUTPUT_SHAPES[n]}
-                    for n in OUTPUT_NAMES],
+        "outputs": [
+            {"name": n, "datatype": "FP64", "shape": OUTPUT_SHAPES[n]} for n in OUTPUT_NAMES
+        ],
         # Not in the core protocol, but a client needs the order of the columns it sends.
-        "parameters": {"feature_names": list(FEATURE_NAMES),
-                       "intercept": model.manifest.intercept if model.manifest else None},
+        "parameters": {
+            "feature_names": list(FEATURE_NAMES),
+            "intercept": model.manifest.intercept if model.manifest else None,
+        },
     }
 
 
@@ -172,8 +200,11 @@ def v2_model_metadata(name: str, request: Request) -> Response:
     return _json(_metadata(_model(request, name)))
 
 
-@router.get("/models/{name}/versions/{version}", name="v2_model_version_metadata",
-            responses=_ok(ModelMetadata))
+@router.get(
+    "/models/{name}/versions/{version}",
+    name="v2_model_version_metadata",
+    responses=_ok(ModelMetadata),
+)
 def v2_model_version_metadata(name: str, version: str, request: Request) -> Response:
     return _json(_metadata(_model(request, name, version)))
 
@@ -184,14 +215,16 @@ def v2_model_ready(name: str, request: Request) -> Response:
     return _json({"name": model.name, "ready": model.ready}, 200 if model.ready else 400)
 
 
-@router.get("/models/{name}/versions/{version}/ready", name="v2_model_version_ready",
-            responses=_ERRORS)
+@router.get(
+    "/models/{name}/versions/{version}/ready", name="v2_model_version_ready", responses=_ERRORS
+)
 def v2_model_version_ready(name: str, version: str, request: Request) -> Response:
     model = _model(request, name, version)
     return _json({"name": model.name, "ready": model.ready}, 200 if model.ready else 400)
 
 
 # ---- inference ------------------------------------------------------------------------------
+
 
 @dataclass
 class InferRequest:
@@ -201,28 +234,37 @@ class InferRequest:
     binary_outputs: set[str]
 
 
-def _tensor_data(spec: dict[str, Any], binary: memoryview | None, offset: int
-                 ) -> tuple[np.ndarray, int]:
+def _tensor_data(
+    spec: dict[str, Any], binary: memoryview | None, offset: int
+) -> tuple[np.ndarray, int]:
     """The input's values as float32 [N, F]; returns the next binary offset."""
     if spec.get("name") != INPUT_NAME:
         raise BadRequest(f"unknown input '{spec.get('name')}'; the model takes '{INPUT_NAME}'")
     dtype = ACCEPTED_INPUT_DTYPES.get(spec.get("datatype"))  # type: ignore[arg-type]
     if dtype is None:
-        raise BadRequest(f"input '{INPUT_NAME}' must have datatype FP32 (or FP64), "
-                         f"not {spec.get('datatype')!r}")
+        raise BadRequest(
+            f"input '{INPUT_NAME}' must have datatype FP32 (or FP64), not {spec.get('datatype')!r}"
+        )
     shape = spec.get("shape")
-    if (not isinstance(shape, list) or len(shape) != 2 or shape[1] != N_FEATURES
-            or not isinstance(shape[0], int) or shape[0] < 1):
-        raise BadRequest(f"input '{INPUT_NAME}' must have shape [N, {N_FEATURES}] with N >= 1, "
-                         f"not {shape!r}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or shape[1] != N_FEATURES
+        or not isinstance(shape[0], int)
+        or shape[0] < 1
+    ):
+        raise BadRequest(
+            f"input '{INPUT_NAME}' must have shape [N, {N_FEATURES}] with N >= 1, not {shape!r}"
+        )
     rows = shape[0]
     size = (spec.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         itemsize = np.dtype(dtype).itemsize
         if binary is None or size != rows * N_FEATURES * itemsize or offset + size > len(binary):
             raise BadRequest(f"binary data for '{INPUT_NAME}' does not match shape {shape}")
-        values = np.frombuffer(binary[offset:offset + size], dtype=np.dtype(dtype).newbyteorder(
-            "<")).reshape(rows, N_FEATURES)
+        values = np.frombuffer(
+            binary[offset : offset + size], dtype=np.dtype(dtype).newbyteorder("<")
+        ).reshape(rows, N_FEATURES)
         return values.astype(np.float32, copy=False), offset + size
     data = spec.get("data")
     if not isinstance(data, list):
@@ -232,8 +274,10 @@ def _tensor_data(spec: dict[str, Any], binary: memoryview | None, offset: int
     except (TypeError, ValueError):
         values = _with_nulls(data)
     if values.size != rows * N_FEATURES or values.ndim not in (1, 2):
-        raise BadRequest(f"input '{INPUT_NAME}' data holds {values.size} values in "
-                         f"{values.ndim} dimensions; shape {shape} needs {rows * N_FEATURES}")
+        raise BadRequest(
+            f"input '{INPUT_NAME}' data holds {values.size} values in "
+            f"{values.ndim} dimensions; shape {shape} needs {rows * N_FEATURES}"
+        )
     return values.reshape(rows, N_FEATURES), offset
 
 
@@ -244,8 +288,10 @@ def _with_nulls(data: list[Any]) -> np.ndarray:
         raw[np.frompyfunc(lambda v: v is None, 1, 1)(raw).astype(bool)] = np.nan
         return raw.astype(np.float32)
     except (TypeError, ValueError) as exc:
-        raise BadRequest(f"input '{INPUT_NAME}' data must be numbers (or null for missing), "
-                         "as a flat array or one array per row") from exc
+        raise BadRequest(
+            f"input '{INPUT_NAME}' data must be numbers (or null for missing), "
+            "as a flat array or one array per row"
+        ) from exc
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
@@ -293,15 +339,19 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             if all_binary or (spec.get("parameters") or {}).get("binary_data"):
                 binary_outputs.add(name)
     request_id = doc.get("id")
-    return InferRequest(str(request_id) if request_id is not None else None, features, names,
-                        binary_outputs)
+    return InferRequest(
+        str(request_id) if request_id is not None else None, features, names, binary_outputs
+    )
 
 
 def infer_response(model: OnnxRiskModel, req: InferRequest) -> tuple[bytes, int | None]:
     """Run the model; returns the body and, for binary outputs, the JSON header length."""
     prediction = model.predict(req.features)
-    arrays = {"probability": prediction.probability, "logit": prediction.logit,
-              "contributions": prediction.contributions}
+    arrays = {
+        "probability": prediction.probability,
+        "logit": prediction.logit,
+        "contributions": prediction.contributions,
+    }
     outputs, blobs = [], []
     for name in req.outputs:
         array = np.ascontiguousarray(arrays[name], dtype="<f8")
@@ -313,8 +363,12 @@ def infer_response(model: OnnxRiskModel, req: InferRequest) -> tuple[bytes, int 
         else:
             tensor["data"] = array.ravel().tolist()
         outputs.append(tensor)
-    body: dict[str, Any] = {"model_name": model.name, "model_version": model.version,
-                            "outputs": outputs, "parameters": {"intercept": prediction.intercept}}
+    body: dict[str, Any] = {
+        "model_name": model.name,
+        "model_version": model.version,
+        "outputs": outputs,
+        "parameters": {"intercept": prediction.intercept},
+    }
     if req.id is not None:
         body["id"] = req.id
     header = _encode_fast(body) if _encode_fast else json.dumps(body).encode()
@@ -323,8 +377,9 @@ def infer_response(model: OnnxRiskModel, req: InferRequest) -> tuple[bytes, int 
     return header + b"".join(blobs), len(header)
 
 
-def _parse_and_run(model: OnnxRiskModel, raw: bytes, header_length: str | None
-                   ) -> tuple[bytes, int | None]:
+def _parse_and_run(
+    model: OnnxRiskModel, raw: bytes, header_length: str | None
+) -> tuple[bytes, int | None]:
     return infer_response(model, parse_infer_request(raw, header_length))
 
 
@@ -339,22 +394,29 @@ async def _infer(request: Request, name: str, version: str | None) -> Response:
         body, json_length = await run_in_threadpool(_parse_and_run, model, raw, binary_header)
     if json_length is None:
         return Response(body, media_type="application/json")
-    return Response(body, media_type="application/octet-stream",
-                    headers={"Inference-Header-Content-Length": str(json_length)})
+    return Response(
+        body,
+        media_type="application/octet-stream",
+        headers={"Inference-Header-Content-Length": str(json_length)},
+    )
 
 
-@router.post("/models/{name}/infer", name="v2_infer", responses=_ok(InferResponse),
-             openapi_extra=_INFER_BODY)
+@router.post(
+    "/models/{name}/infer", name="v2_infer", responses=_ok(InferResponse), openapi_extra=_INFER_BODY
+)
 async def v2_infer(name: str, request: Request) -> Response:
     """Risk probability, logit and exact per-feature contributions for each row."""
     return await _infer(request, name, None)
 
 
-@router.post("/models/{name}/versions/{version}/infer", name="v2_version_infer",
-             responses=_ok(InferResponse), openapi_extra=_INFER_BODY)
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    name="v2_version_infer",
+    responses=_ok(InferResponse),
+    openapi_extra=_INFER_BODY,
+)
 async def v2_version_infer(name: str, version: str, request: Request) -> Response:
     return await _infer(request, name, version)
-
 
 
 # ---- the lean path for inference -------------------------------------------------------------
@@ -398,8 +460,11 @@ class V2InferFastPath:
             return
         state = scope["app"].state
         version = match.group(2)
-        route = "/v2/models/{name}/infer" if version is None else (
-            "/v2/models/{name}/versions/{version}/infer")
+        route = (
+            "/v2/models/{name}/infer"
+            if version is None
+            else ("/v2/models/{name}/versions/{version}/infer")
+        )
         scope["route"] = _RouteLabel(route, "v2_infer" if version is None else "v2_version_infer")
         headers = dict(scope["headers"])
         principal = None
@@ -427,8 +492,17 @@ class V2InferFastPath:
             if status == 401:
                 extra = [(b"www-authenticate", b'Bearer error="invalid_token"')]
             state.metrics.errors.labels(type=exc.code, status=str(status)).inc()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", media), (b"content-length", str(len(body)).encode()), *extra]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", media),
+                    (b"content-length", str(len(body)).encode()),
+                    *extra,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
         self._audit(state, route, status, principal)
 
@@ -454,8 +528,16 @@ class V2InferFastPath:
             return
         from service.security.audit import build_events
 
-        writer.submit(build_events(method="POST", route_path=route, status=status,
-                                   principal=principal, patient_ids=set(), purpose=None))
+        writer.submit(
+            build_events(
+                method="POST",
+                route_path=route,
+                status=status,
+                principal=principal,
+                patient_ids=set(),
+                purpose=None,
+            )
+        )
 
 
 def _authorise(principal: Any, route_name: str) -> None:

@@ -54,28 +54,44 @@ class TransitionBody(BaseModel):
 
 
 @router.get("", name="get_worklist", response_model=list[WorklistItemPublic])
-def get_worklist(principal: CurrentPrincipal, session: ReadSession, services: ServicesDep,
-                 unit: str | None = Query(None, max_length=64),
-                 level: Literal["red", "yellow", "green"] | None = None,
-                 state: list[Literal["open", "acknowledged", "escalated", "resolved"]] | None
-                 = Query(None),
-                 limit: int = Query(500, ge=1, le=5000)) -> list[dict[str, Any]]:
+def get_worklist(
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    services: ServicesDep,
+    unit: str | None = Query(None, max_length=64),
+    level: Literal["red", "yellow", "green"] | None = None,
+    state: list[Literal["open", "acknowledged", "escalated", "resolved"]] | None = Query(None),
+    limit: int = Query(500, ge=1, le=5000),
+) -> list[dict[str, Any]]:
     """Items ordered by triage level, then risk, then waiting time."""
     states = tuple(state) if state else ACTIVE_STATES
     rows = services.worklist.list_items(session, principal, unit, states, level, limit)
     return [item_summary(*row) for row in rows]
 
 
-@router.post("/{item_id}/{action}", name="worklist_transition", response_model=WorklistItemPublic,
-             responses={**NOT_FOUND, 409: {"description": "Illegal transition"},
-                        422: {"description": "Unknown action"}})
-def worklist_transition(item_id: str, action: Literal["acknowledge", "escalate", "resolve"],
-                        request: Request, principal: CurrentPrincipal, services: ServicesDep,
-                        body: TransitionBody | None = None) -> dict[str, Any]:
+@router.post(
+    "/{item_id}/{action}",
+    name="worklist_transition",
+    response_model=WorklistItemPublic,
+    responses={
+        **NOT_FOUND,
+        409: {"description": "Illegal transition"},
+        422: {"description": "Unknown action"},
+    },
+)
+def worklist_transition(
+    item_id: str,
+    action: Literal["acknowledge", "escalate", "resolve"],
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    body: TransitionBody | None = None,
+) -> dict[str, Any]:
     """Acknowledge, escalate or resolve an item (with an optional note)."""
     with transaction(request.app.state.sessions) as session:
-        item = services.worklist.transition(session, principal, item_id, action,
-                                            body.note if body else None)
+        item = services.worklist.transition(
+            session, principal, item_id, action, body.note if body else None
+        )
         patient = session.get(Patient, item.patient_id)
         assessment = session.get(Assessment, item.assessment_id)
         assert patient is not None and assessment is not None

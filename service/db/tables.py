@@ -68,11 +68,14 @@ class Reading(Base):
     __tablename__ = "readings"
     __table_args__ = (Index("ix_readings_patient_time", "patient_id", "effective_s"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
     resource_id: Mapped[str] = mapped_column(ForeignKey("ingested_resources.id"), index=True)
-    name: Mapped[str] = mapped_column(String(96))  # canonical measurement or "q:<questionnaire>:<item>"
+    name: Mapped[str] = mapped_column(
+        String(96)
+    )  # canonical measurement or "q:<questionnaire>:<item>"
     value: Mapped[float] = mapped_column(Float)
     effective_s: Mapped[int] = mapped_column(BigInteger)
 
@@ -93,7 +96,9 @@ class Assessment(Base):
     pathway_id: Mapped[str] = mapped_column(String(64))
     pathway_version: Mapped[int] = mapped_column(Integer)
     rule_set_hash: Mapped[str] = mapped_column(String(80))
-    features: Mapped[list[Any]] = mapped_column(JSON)  # snapshot in FEATURE_NAMES order, None = missing
+    features: Mapped[list[Any]] = mapped_column(
+        JSON
+    )  # snapshot in FEATURE_NAMES order, None = missing
     probability: Mapped[float | None] = mapped_column(Float)
     level: Mapped[str] = mapped_column(String(16))
     explanation: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -134,8 +139,9 @@ class WorklistEvent(Base):
 
     __tablename__ = "worklist_events"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     item_id: Mapped[str] = mapped_column(ForeignKey("worklist_items.id"), index=True)
     action: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(64))
@@ -148,8 +154,9 @@ class PathwayVersion(Base):
     __tablename__ = "pathway_versions"
     __table_args__ = (UniqueConstraint("pathway_id", "version"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     pathway_id: Mapped[str] = mapped_column(String(64), index=True)
     version: Mapped[int] = mapped_column(Integer)
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -180,8 +187,9 @@ class AuditEntry(Base):
 
     __tablename__ = "audit_log"
 
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                     autoincrement=True)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     actor: Mapped[str] = mapped_column(String(64), index=True)
     role: Mapped[str] = mapped_column(String(32))
@@ -201,14 +209,17 @@ class OutboxEntry(Base):
     __tablename__ = "outbox"
     __table_args__ = (Index("ix_outbox_state_next", "state", "next_attempt_at"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                    autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     patient_id: Mapped[str] = mapped_column(String(36), index=True)
     item_id: Mapped[str] = mapped_column(String(36))
     event: Mapped[str] = mapped_column(String(32))  # opened | level-changed | resolved | updated
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # FHIR transaction Bundle
-    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending | delivered | recorded
+    state: Mapped[str] = mapped_column(
+        String(16), default="pending"
+    )  # pending | delivered | recorded
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

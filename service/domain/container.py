@@ -34,14 +34,16 @@ def build_services(app: FastAPI) -> Services:
     worklist = WorklistService()
     worklist.listeners.append(OutboxWriter(deliver=state.settings.outbox_endpoint is not None))
     scoring = ScoringService(state.models, pathways, worklist, state.metrics)
-    ingestion = IngestionService(state.sessions, scoring, state.metrics,
-                                 state.settings.scoring_enabled)
+    ingestion = IngestionService(
+        state.sessions, scoring, state.metrics, state.settings.scoring_enabled
+    )
     from monitoring.config import DriftConfig
 
     # Thresholds are configuration (TRIAGE_DRIFT_CONFIG: a JSON/TOML file or inline JSON), read
     # once at startup, never on a request.
-    monitoring = MonitoringService(state.settings, state.metrics, state.models,
-                                   DriftConfig.from_env())
+    monitoring = MonitoringService(
+        state.settings, state.metrics, state.models, DriftConfig.from_env()
+    )
     with state.sessions() as session:
         monitoring.refresh_gauges(session)  # alerts survive a restart on /metrics
     return Services(pathways, PatientService(pathways), worklist, scoring, ingestion, monitoring)

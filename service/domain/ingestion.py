@@ -40,8 +40,13 @@ class IngestOutcome:
 
 
 class IngestionService:
-    def __init__(self, sessions: sessionmaker[Session], scoring: ScoringService,
-                 metrics: Metrics, scoring_enabled: bool = True) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        scoring: ScoringService,
+        metrics: Metrics,
+        scoring_enabled: bool = True,
+    ) -> None:
         self.sessions = sessions
         self.scoring = scoring
         self.metrics = metrics
@@ -52,7 +57,8 @@ class IngestionService:
         # (up to 100 ms each), so at concurrency 8 a request could wait seconds while the lock
         # sat free; a lock in the process hands it on at once (PostgreSQL needs none).
         self._write_lock: AbstractContextManager[object] = (
-            threading.Lock() if self._sqlite else nullcontext())
+            threading.Lock() if self._sqlite else nullcontext()
+        )
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
@@ -67,13 +73,16 @@ class IngestionService:
 
     def parse(self, resource: Any, location_prefix: str = "") -> ParsedResource:
         if not isinstance(resource, dict):
-            raise InvalidInput("a FHIR resource (JSON object) is required",
-                               location=location_prefix or None)
+            raise InvalidInput(
+                "a FHIR resource (JSON object) is required", location=location_prefix or None
+            )
         rtype = resource.get("resourceType")
         parser = PARSERS.get(rtype) if isinstance(rtype, str) else None
         if parser is None:
-            raise InvalidInput("resourceType must be Observation or QuestionnaireResponse",
-                               location=f"{location_prefix}resourceType")
+            raise InvalidInput(
+                "resourceType must be Observation or QuestionnaireResponse",
+                location=f"{location_prefix}resourceType",
+            )
         try:
             return parser(resource, time.time())
         except TriageError as exc:
@@ -86,36 +95,58 @@ class IngestionService:
         if ref.patient_id:
             patient = session.get(Patient, ref.patient_id)
         else:
-            patient = session.scalar(select(Patient).where(
-                Patient.identifier_value == ref.identifier_value))
+            patient = session.scalar(
+                select(Patient).where(Patient.identifier_value == ref.identifier_value)
+            )
         if patient is None:
             # Never echo the identifier: it may be a fødselsnummer.
-            raise InvalidInput("subject is not an enrolled patient",
-                               location=f"{loc}{parsed.resource_type}.subject")
+            raise InvalidInput(
+                "subject is not an enrolled patient",
+                location=f"{loc}{parsed.resource_type}.subject",
+            )
         return patient
 
-    def _store(self, session: Session, principal: Principal, parsed: ParsedResource,
-               loc: str = "") -> tuple[IngestOutcome, Patient | None]:
+    def _store(
+        self, session: Session, principal: Principal, parsed: ParsedResource, loc: str = ""
+    ) -> tuple[IngestOutcome, Patient | None]:
         """Store one parsed resource; returns the patient when new data arrived."""
-        existing = session.scalar(select(IngestedResource).where(
-            IngestedResource.idempotency_key == parsed.idempotency_key))
+        existing = session.scalar(
+            select(IngestedResource).where(
+                IngestedResource.idempotency_key == parsed.idempotency_key
+            )
+        )
         if existing is not None:
             if existing.content_hash != parsed.content_hash:
-                raise Conflict("a different resource with this identifier was already received",
-                               location=f"{loc}{parsed.resource_type}.identifier")
+                raise Conflict(
+                    "a different resource with this identifier was already received",
+                    location=f"{loc}{parsed.resource_type}.identifier",
+                )
             self.metrics.ingested.labels(parsed.resource_type, "duplicate").inc()
-            return IngestOutcome(200, existing.resource_type, existing.id,
-                                 existing.patient_id), None
+            return IngestOutcome(
+                200, existing.resource_type, existing.id, existing.patient_id
+            ), None
         patient = self._resolve_patient(session, parsed, loc)
         stored = IngestedResource(
-            id=str(uuid.uuid4()), resource_type=parsed.resource_type,
-            idempotency_key=parsed.idempotency_key, content_hash=parsed.content_hash,
-            patient_id=patient.id, body=parsed.body, received_at=datetime.now(UTC),
-            received_by=principal.subject)
+            id=str(uuid.uuid4()),
+            resource_type=parsed.resource_type,
+            idempotency_key=parsed.idempotency_key,
+            content_hash=parsed.content_hash,
+            patient_id=patient.id,
+            body=parsed.body,
+            received_at=datetime.now(UTC),
+            received_by=principal.subject,
+        )
         session.add(stored)
-        session.add_all(Reading(patient_id=patient.id, resource_id=stored.id, name=name,
-                                value=value, effective_s=parsed.effective_s)
-                        for name, value in parsed.readings)
+        session.add_all(
+            Reading(
+                patient_id=patient.id,
+                resource_id=stored.id,
+                name=name,
+                value=value,
+                effective_s=parsed.effective_s,
+            )
+            for name, value in parsed.readings
+        )
         session.flush()
         self.metrics.ingested.labels(parsed.resource_type, "created").inc()
         return IngestOutcome(201, parsed.resource_type, stored.id, patient.id), patient
@@ -137,7 +168,8 @@ class IngestionService:
                 outcome, patient = self._store(session, principal, parsed)
                 if patient is not None:
                     outcome.assessment_id = self._score(session, {patient.id: patient}).get(
-                        patient.id)
+                        patient.id
+                    )
                 return outcome
         except TriageError:
             self.metrics.ingested.labels(parsed.resource_type, "refused").inc()
@@ -151,11 +183,11 @@ class IngestionService:
             raise InvalidInput("Bundle.type must be batch or transaction", location="Bundle.type")
         entries = bundle.get("entry")
         if not isinstance(entries, list) or not entries:
-            raise InvalidInput("Bundle.entry must hold at least one entry",
-                               location="Bundle.entry")
+            raise InvalidInput("Bundle.entry must hold at least one entry", location="Bundle.entry")
         if len(entries) > MAX_BUNDLE_ENTRIES:
-            raise InvalidInput(f"a Bundle may hold at most {MAX_BUNDLE_ENTRIES} entries",
-                               location="Bundle.entry")
+            raise InvalidInput(
+                f"a Bundle may hold at most {MAX_BUNDLE_ENTRIES} entries", location="Bundle.entry"
+            )
         if kind == "transaction":
             return self._transaction(principal, entries)
         return self._batch(principal, entries)
@@ -165,16 +197,20 @@ class IngestionService:
         if not isinstance(entry, dict) or "resource" not in entry:
             raise InvalidInput("entry.resource is required", location=f"{loc}.resource")
         request = entry.get("request")
-        if request is not None and (not isinstance(request, dict)
-                                    or request.get("method") not in ("POST", "PUT")):
-            raise InvalidInput("entry.request.method must be POST or PUT",
-                               location=f"{loc}.request.method")
+        if request is not None and (
+            not isinstance(request, dict) or request.get("method") not in ("POST", "PUT")
+        ):
+            raise InvalidInput(
+                "entry.request.method must be POST or PUT", location=f"{loc}.request.method"
+            )
         return entry["resource"]
 
     def _transaction(self, principal: Principal, entries: list[Any]) -> dict[str, Any]:
         # Parse everything first: nothing is written unless every entry is valid.
-        parsed = [self.parse(self._entry_resource(e, i), f"Bundle.entry[{i}].resource.")
-                  for i, e in enumerate(entries)]
+        parsed = [
+            self.parse(self._entry_resource(e, i), f"Bundle.entry[{i}].resource.")
+            for i, e in enumerate(entries)
+        ]
         outcomes: list[IngestOutcome] = []
         with self._writing() as session:
             touched: dict[str, Patient] = {}
@@ -195,10 +231,10 @@ class IngestionService:
             for i, entry in enumerate(entries):
                 try:
                     with session.begin_nested():  # a savepoint per entry
-                        p = self.parse(self._entry_resource(entry, i),
-                                       f"Bundle.entry[{i}].resource.")
-                        outcome, patient = self._store(session, principal, p,
-                                                       f"Bundle.entry[{i}].")
+                        p = self.parse(
+                            self._entry_resource(entry, i), f"Bundle.entry[{i}].resource."
+                        )
+                        outcome, patient = self._store(session, principal, p, f"Bundle.entry[{i}].")
                     results.append(_entry_ok(outcome))
                     if patient is not None:
                         touched[patient.id] = patient
@@ -209,16 +245,24 @@ class IngestionService:
 
 
 def _entry_ok(o: IngestOutcome) -> dict[str, Any]:
-    return {"response": {"status": "201 Created" if o.status == 201 else "200 OK",
-                         "location": f"{o.resource_type}/{o.resource_id}"}}
+    return {
+        "response": {
+            "status": "201 Created" if o.status == 201 else "200 OK",
+            "location": f"{o.resource_type}/{o.resource_id}",
+        }
+    }
 
 
 def _entry_error(exc: TriageError) -> dict[str, Any]:
     issue: dict[str, Any] = {"severity": "error", "code": exc.code, "diagnostics": exc.message}
     if exc.location:
         issue["expression"] = [exc.location]
-    return {"response": {"status": f"{exc.status_code}",
-                         "outcome": {"resourceType": "OperationOutcome", "issue": [issue]}}}
+    return {
+        "response": {
+            "status": f"{exc.status_code}",
+            "outcome": {"resourceType": "OperationOutcome", "issue": [issue]},
+        }
+    }
 
 
 def _response_bundle(kind: str, entries: list[dict[str, Any]]) -> dict[str, Any]:

@@ -87,10 +87,16 @@ def _equal(query: Any, *conditions: tuple[Any, Any]) -> Any:
 # ---- the current window ---------------------------------------------------------------------
 
 
-def build_current_frame(session: Session, window_start: datetime, window_end: datetime,
-                        pathway: str | None = None, organisation: str | None = None, *,
-                        model_version: str | None = None, model_name: str | None = None
-                        ) -> MonitoringFrame:
+def build_current_frame(
+    session: Session,
+    window_start: datetime,
+    window_end: datetime,
+    pathway: str | None = None,
+    organisation: str | None = None,
+    *,
+    model_version: str | None = None,
+    model_name: str | None = None,
+) -> MonitoringFrame:
     """The assessments scored in [window_start, window_end) as a MonitoringFrame.
 
     X is the stored feature snapshot (None -> NaN), scored_at the assessment's created_at, raw
@@ -101,18 +107,31 @@ def build_current_frame(session: Session, window_start: datetime, window_end: da
     """
     from monitoring.data import MonitoringFrame
 
-    query = (select(Assessment.patient_id, Assessment.created_at, Assessment.as_of,
-                    Assessment.features, Assessment.probability, Assessment.pathway_id,
-                    Assessment.organisation)
-             .where(Assessment.created_at >= _utc(window_start),
-                    Assessment.created_at < _utc(window_end)))
-    query = _equal(query, (Assessment.pathway_id, pathway), (Assessment.organisation, organisation),
-                   (Assessment.model_version, model_version), (Assessment.model_name, model_name))
-    rows = [r for r in session.execute(query.order_by(Assessment.created_at, Assessment.id))
-            if isinstance(r.features, list) and len(r.features) == N_FEATURES]
+    query = select(
+        Assessment.patient_id,
+        Assessment.created_at,
+        Assessment.as_of,
+        Assessment.features,
+        Assessment.probability,
+        Assessment.pathway_id,
+        Assessment.organisation,
+    ).where(Assessment.created_at >= _utc(window_start), Assessment.created_at < _utc(window_end))
+    query = _equal(
+        query,
+        (Assessment.pathway_id, pathway),
+        (Assessment.organisation, organisation),
+        (Assessment.model_version, model_version),
+        (Assessment.model_name, model_name),
+    )
+    rows = [
+        r
+        for r in session.execute(query.order_by(Assessment.created_at, Assessment.id))
+        if isinstance(r.features, list) and len(r.features) == N_FEATURES
+    ]
     n = len(rows)
-    X = np.array([[np.nan if v is None else float(v) for v in r.features] for r in rows],
-                 dtype=np.float64).reshape(n, N_FEATURES)
+    X = np.array(
+        [[np.nan if v is None else float(v) for v in r.features] for r in rows], dtype=np.float64
+    ).reshape(n, N_FEATURES)
     patient_ids = [r.patient_id for r in rows]
     as_of_s = np.array([_epoch_s(r.as_of) for r in rows], dtype=np.int64)
     raw = {ch: X[:, j] for ch, j in _LATEST_FEATURE.items() if ch in HISTORY_CHANNELS}
@@ -120,8 +139,9 @@ def build_current_frame(session: Session, window_start: datetime, window_end: da
         raw["weight"] = _latest_readings(session, "weight", patient_ids, as_of_s)
     return MonitoringFrame(
         X=X,
-        probability=np.array([np.nan if r.probability is None else r.probability for r in rows],
-                             dtype=np.float64),
+        probability=np.array(
+            [np.nan if r.probability is None else r.probability for r in rows], dtype=np.float64
+        ),
         pathway=np.array([r.pathway_id for r in rows], dtype=str),
         organisation=np.array([r.organisation for r in rows], dtype=str),
         scored_at=np.array([_epoch_s(r.created_at) for r in rows], dtype=np.int64),
@@ -141,18 +161,24 @@ def _by_patient(items: Iterable[tuple[str, int, Any]]) -> dict[str, tuple[np.nda
     return out
 
 
-def _latest_readings(session: Session, name: str, patient_ids: list[str], as_of_s: np.ndarray
-                     ) -> np.ndarray:
+def _latest_readings(
+    session: Session, name: str, patient_ids: list[str], as_of_s: np.ndarray
+) -> np.ndarray:
     """The newest reading of ``name`` at or before each row's as_of, within the look-back."""
     out = np.full(len(patient_ids), np.nan)
     if not patient_ids:
         return out
     wanted = set(patient_ids)
-    rows = session.execute(select(Reading.patient_id, Reading.effective_s, Reading.value).where(
-        Reading.name == name, Reading.effective_s <= int(as_of_s.max()),
-        Reading.effective_s > int(as_of_s.min()) - _HISTORY_WINDOW_S))
-    series = _by_patient((r.patient_id, int(r.effective_s), float(r.value)) for r in rows
-                         if r.patient_id in wanted)
+    rows = session.execute(
+        select(Reading.patient_id, Reading.effective_s, Reading.value).where(
+            Reading.name == name,
+            Reading.effective_s <= int(as_of_s.max()),
+            Reading.effective_s > int(as_of_s.min()) - _HISTORY_WINDOW_S,
+        )
+    )
+    series = _by_patient(
+        (r.patient_id, int(r.effective_s), float(r.value)) for r in rows if r.patient_id in wanted
+    )
     for i, (pid, t) in enumerate(zip(patient_ids, as_of_s, strict=True)):
         if pid not in series:
             continue
@@ -169,10 +195,16 @@ def _outcomes(session: Session, patient_ids: list[str], as_of_s: np.ndarray) -> 
         return labels
     wanted = set(patient_ids)
     since = datetime.fromtimestamp(int(as_of_s.min()), UTC)
-    rows = session.execute(select(Outcome.patient_id, Outcome.occurred_at, Outcome.deteriorated)
-                           .where(Outcome.occurred_at >= since))
-    series = _by_patient((r.patient_id, _epoch_s(r.occurred_at), bool(r.deteriorated))
-                         for r in rows if r.patient_id in wanted)
+    rows = session.execute(
+        select(Outcome.patient_id, Outcome.occurred_at, Outcome.deteriorated).where(
+            Outcome.occurred_at >= since
+        )
+    )
+    series = _by_patient(
+        (r.patient_id, _epoch_s(r.occurred_at), bool(r.deteriorated))
+        for r in rows
+        if r.patient_id in wanted
+    )
     for i, (pid, t) in enumerate(zip(patient_ids, as_of_s, strict=True)):
         if pid not in series:
             continue
@@ -190,16 +222,28 @@ def _outcomes(session: Session, patient_ids: list[str], as_of_s: np.ndarray) -> 
 
 
 def signoff_dict(s: DriftSignOff) -> dict[str, Any]:
-    return {"id": s.id, "report_id": s.report_id, "decision": s.decision, "comment": s.comment,
-            "signed_by": s.signed_by, "role": s.role, "signed_at": _utc(s.signed_at)}
+    return {
+        "id": s.id,
+        "report_id": s.report_id,
+        "decision": s.decision,
+        "comment": s.comment,
+        "signed_by": s.signed_by,
+        "role": s.role,
+        "signed_at": _utc(s.signed_at),
+    }
 
 
 def report_dict(r: DriftReport, signoff: DriftSignOff | None) -> dict[str, Any]:
     summary = r.summary or {}
     return {
-        "id": r.id, "report_key": r.report_key, "window_start": _utc(r.window_start),
-        "window_end": _utc(r.window_end), "model_version": r.model_version,
-        "pathway": r.pathway, "organisation": r.organisation, "verdict": r.verdict,
+        "id": r.id,
+        "report_key": r.report_key,
+        "window_start": _utc(r.window_start),
+        "window_end": _utc(r.window_end),
+        "model_version": r.model_version,
+        "pathway": r.pathway,
+        "organisation": r.organisation,
+        "verdict": r.verdict,
         "drifted_features": list(r.drifted_features or []),
         "data_quality": list(summary.get("data_quality", [])),
         "prediction_drift": bool(summary.get("prediction_drift", False)),
@@ -208,7 +252,8 @@ def report_dict(r: DriftReport, signoff: DriftSignOff | None) -> dict[str, Any]:
         "n_current": int(summary.get("n_current", 0)),
         "n_reference": int(summary.get("n_reference", 0)),
         "reference_hash": summary.get("reference_hash", ""),
-        "created_at": _utc(r.created_at), "created_by": r.created_by,
+        "created_at": _utc(r.created_at),
+        "created_by": r.created_by,
         "sign_off": None if signoff is None else signoff_dict(signoff),
     }
 
@@ -217,22 +262,48 @@ def _summary(result: Any) -> dict[str, Any]:
     """What the index row keeps of a report: enough for lists, alerts and the monthly export."""
     perf = result.json.get("performance")
     return {
-        "n_current": result.n_current, "n_reference": result.n_reference,
+        "n_current": result.n_current,
+        "n_reference": result.n_reference,
         "reference_hash": result.reference_hash,
         "config_fingerprint": result.json.get("config_fingerprint"),
         "prediction_drift": result.prediction_drift,
         "prediction_drift_score": result.prediction_drift_score,
         "pathway_mix_drift": bool((result.json.get("pathway_mix") or {}).get("drifted")),
         "data_quality": [
-            {"kind": f["kind"], "column": f["column"], "share": f["share"], "limit": f["limit"],
-             "count": f["count"], "text_en": f["text_en"], "text_nb": f["text_nb"]}
-            for f in result.json.get("data_quality", [])],
-        "performance": None if not perf else {
-            k: perf.get(k) for k in ("n_outcomes", "n_positive", "roc_auc", "brier",
-                                     "calibration_in_the_large", "expected_calibration_error",
-                                     "note")},
-        "slices": [{"by": s["by"], "value": s["value"], "verdict": s["verdict"],
-                    "n_current": s["n_current"]} for s in result.json.get("slices", [])],
+            {
+                "kind": f["kind"],
+                "column": f["column"],
+                "share": f["share"],
+                "limit": f["limit"],
+                "count": f["count"],
+                "text_en": f["text_en"],
+                "text_nb": f["text_nb"],
+            }
+            for f in result.json.get("data_quality", [])
+        ],
+        "performance": None
+        if not perf
+        else {
+            k: perf.get(k)
+            for k in (
+                "n_outcomes",
+                "n_positive",
+                "roc_auc",
+                "brier",
+                "calibration_in_the_large",
+                "expected_calibration_error",
+                "note",
+            )
+        },
+        "slices": [
+            {
+                "by": s["by"],
+                "value": s["value"],
+                "verdict": s["verdict"],
+                "n_current": s["n_current"],
+            }
+            for s in result.json.get("slices", [])
+        ],
     }
 
 
@@ -261,8 +332,9 @@ class ScheduledRun:
 class MonitoringService:
     """Runs drift reports against the loaded model's reference and keeps their index."""
 
-    def __init__(self, settings: Settings, metrics: Metrics, models: ModelRegistry,
-                 config: DriftConfig) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, models: ModelRegistry, config: DriftConfig
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.models = models
@@ -291,7 +363,8 @@ class MonitoringService:
         except FileNotFoundError as exc:
             raise DriftUnavailable(
                 f"model {model.version} has no reference sample ({REFERENCE_FILE}) in its "
-                "artifact: drift cannot be computed; retrain or re-export the model") from exc
+                "artifact: drift cannot be computed; retrain or re-export the model"
+            ) from exc
         cached = self._reference_cache
         if cached is None or cached[0] != stamp:
             try:
@@ -304,10 +377,17 @@ class MonitoringService:
 
     # -- running ----------------------------------------------------------------------------
 
-    def run_report(self, sessions: sessionmaker[Session], window_start: datetime,
-                   window_end: datetime, pathway: str | None = None,
-                   organisation: str | None = None, *, created_by: str,
-                   config: DriftConfig | None = None) -> RunOutcome:
+    def run_report(
+        self,
+        sessions: sessionmaker[Session],
+        window_start: datetime,
+        window_end: datetime,
+        pathway: str | None = None,
+        organisation: str | None = None,
+        *,
+        created_by: str,
+        config: DriftConfig | None = None,
+    ) -> RunOutcome:
         """Run (or find) the report for a window and scope; blocking: call it in a thread.
 
         Same window, model, scope and reference -> the existing row (created=False). Raises
@@ -320,32 +400,58 @@ class MonitoringService:
         if not start < end:
             raise InvalidInput("window_start must be before window_end", location="window_start")
         reference, ref_hash, model_name, model_version = self.reference()
-        key = report_key(window_start=start, window_end=end, model_version=model_version,
-                         pathway=pathway, organisation=organisation, reference_hash=ref_hash)
+        key = report_key(
+            window_start=start,
+            window_end=end,
+            model_version=model_version,
+            pathway=pathway,
+            organisation=organisation,
+            reference_hash=ref_hash,
+        )
         with sessions() as session:
             existing = self._by_key(session, key)
             if existing is not None:
                 return RunOutcome(existing, created=False)
-            current = build_current_frame(session, start, end, pathway, organisation,
-                                          model_version=model_version, model_name=model_name)
+            current = build_current_frame(
+                session,
+                start,
+                end,
+                pathway,
+                organisation,
+                model_version=model_version,
+                model_name=model_name,
+            )
         if len(current) < config.min_window_rows:
-            raise InsufficientWindow(self._too_few(len(current), start, end, pathway,
-                                                   organisation, model_version, config))
+            raise InsufficientWindow(
+                self._too_few(
+                    len(current), start, end, pathway, organisation, model_version, config
+                )
+            )
         with self._run_lock:
             with sessions() as session:  # another thread may have finished it meanwhile
                 existing = self._by_key(session, key)
             if existing is not None:
                 return RunOutcome(existing, created=False)
-            result = self._compute(reference, current, config, start, end, model_version,
-                                   pathway, organisation)
+            result = self._compute(
+                reference, current, config, start, end, model_version, pathway, organisation
+            )
             json_path, html_path = self._write_files(result)
             row = DriftReport(
-                id=str(uuid.uuid4()), report_key=result.report_key, window_start=start,
-                window_end=end, model_version=model_version, pathway=pathway,
-                organisation=organisation, verdict=result.verdict,
-                drifted_features=list(result.drifted_features), summary=_summary(result),
-                json_path=str(json_path), html_path=str(html_path) if html_path else "",
-                created_at=datetime.now(UTC), created_by=created_by[:64])
+                id=str(uuid.uuid4()),
+                report_key=result.report_key,
+                window_start=start,
+                window_end=end,
+                model_version=model_version,
+                pathway=pathway,
+                organisation=organisation,
+                verdict=result.verdict,
+                drifted_features=list(result.drifted_features),
+                summary=_summary(result),
+                json_path=str(json_path),
+                html_path=str(html_path) if html_path else "",
+                created_at=datetime.now(UTC),
+                created_by=created_by[:64],
+            )
             try:
                 with transaction(sessions) as session:
                     session.add(row)
@@ -361,23 +467,51 @@ class MonitoringService:
         return RunOutcome(report_dict(row, None), created=True, alerts=alerts)
 
     @staticmethod
-    def _too_few(n: int, start: datetime, end: datetime, pathway: str | None,
-                 organisation: str | None, model_version: str, config: DriftConfig) -> str:
-        scope = "".join([f" for pathway {pathway}" if pathway else "",
-                         f" in organisation {organisation}" if organisation else ""])
-        return (f"{n} assessments scored by model {model_version} between {_iso(start)} and "
-                f"{_iso(end)}{scope}: at least {config.min_window_rows} are needed for a drift "
-                "verdict (DriftConfig.min_window_rows); choose a longer window or a wider scope")
+    def _too_few(
+        n: int,
+        start: datetime,
+        end: datetime,
+        pathway: str | None,
+        organisation: str | None,
+        model_version: str,
+        config: DriftConfig,
+    ) -> str:
+        scope = "".join(
+            [
+                f" for pathway {pathway}" if pathway else "",
+                f" in organisation {organisation}" if organisation else "",
+            ]
+        )
+        return (
+            f"{n} assessments scored by model {model_version} between {_iso(start)} and "
+            f"{_iso(end)}{scope}: at least {config.min_window_rows} are needed for a drift "
+            "verdict (DriftConfig.min_window_rows); choose a longer window or a wider scope"
+        )
 
-    def _compute(self, reference: Any, current: Any, config: DriftConfig, start: datetime,
-                 end: datetime, model_version: str, pathway: str | None,
-                 organisation: str | None) -> Any:
+    def _compute(
+        self,
+        reference: Any,
+        current: Any,
+        config: DriftConfig,
+        start: datetime,
+        end: datetime,
+        model_version: str,
+        pathway: str | None,
+        organisation: str | None,
+    ) -> Any:
         from monitoring.drift import InsufficientDataError, run_drift_report
 
         try:
-            return run_drift_report(reference, current, config, window_start=start,
-                                    window_end=end, model_version=model_version,
-                                    pathway=pathway, organisation=organisation)
+            return run_drift_report(
+                reference,
+                current,
+                config,
+                window_start=start,
+                window_end=end,
+                model_version=model_version,
+                pathway=pathway,
+                organisation=organisation,
+            )
         except InsufficientDataError as exc:
             raise InsufficientWindow(str(exc)) from exc
 
@@ -386,8 +520,9 @@ class MonitoringService:
         folder = self.reports_dir.resolve()
         folder.mkdir(parents=True, exist_ok=True)
         json_path = folder / f"{result.report_key}.json"
-        _write_atomic(json_path, json.dumps(result.json, indent=1, ensure_ascii=False,
-                                            sort_keys=True) + "\n")
+        _write_atomic(
+            json_path, json.dumps(result.json, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+        )
         html_path = None
         if result.html:
             html_path = folder / f"{result.report_key}.html"
@@ -410,14 +545,30 @@ class MonitoringService:
         return alerts
 
     def _latest_per_scope(self, session: Session) -> list[DriftReport]:
-        newest = (select(DriftReport.pathway, DriftReport.organisation,
-                         func.max(DriftReport.created_at).label("at"))
-                  .group_by(DriftReport.pathway, DriftReport.organisation).subquery())
-        rows = session.scalars(select(DriftReport).join(newest, (
-            (func.coalesce(DriftReport.pathway, "") == func.coalesce(newest.c.pathway, ""))
-            & (func.coalesce(DriftReport.organisation, "")
-               == func.coalesce(newest.c.organisation, ""))
-            & (DriftReport.created_at == newest.c.at))).order_by(DriftReport.created_at.desc()))
+        newest = (
+            select(
+                DriftReport.pathway,
+                DriftReport.organisation,
+                func.max(DriftReport.created_at).label("at"),
+            )
+            .group_by(DriftReport.pathway, DriftReport.organisation)
+            .subquery()
+        )
+        rows = session.scalars(
+            select(DriftReport)
+            .join(
+                newest,
+                (
+                    (func.coalesce(DriftReport.pathway, "") == func.coalesce(newest.c.pathway, ""))
+                    & (
+                        func.coalesce(DriftReport.organisation, "")
+                        == func.coalesce(newest.c.organisation, "")
+                    )
+                    & (DriftReport.created_at == newest.c.at)
+                ),
+            )
+            .order_by(DriftReport.created_at.desc())
+        )
         seen: set[tuple[str | None, str | None]] = set()
         latest = []
         for r in rows:  # two reports of one scope in the same instant: keep one
@@ -438,8 +589,7 @@ class MonitoringService:
             drift = 1.0 if r.verdict == "drift" else 0.0
             quality = 1.0 if summary.get("data_quality") else 0.0
             values[(label, "drift")] = max(values.get((label, "drift"), 0.0), drift)
-            values[(label, "data-quality")] = max(values.get((label, "data-quality"), 0.0),
-                                                  quality)
+            values[(label, "data-quality")] = max(values.get((label, "data-quality"), 0.0), quality)
             report = self._read_json(r)
             if report is not None:
                 for name, labels, value in prometheus_samples(report, alerts_from_report(report)):
@@ -458,12 +608,20 @@ class MonitoringService:
             existing = getattr(registry, "_names_to_collectors", {})
             base = ["pathway", "organisation", "model_version"]
             self._gauges = {
-                METRIC_VERDICT: existing.get(METRIC_VERDICT) or Gauge(
-                    METRIC_VERDICT, "Verdict of the newest drift report per scope "
-                    "(0 ok, 1 warning, 2 drift)", base, registry=registry),
-                METRIC_ALERTS: existing.get(METRIC_ALERTS) or Gauge(
-                    METRIC_ALERTS, "Alerts of the newest drift report per scope, by kind and "
-                    "severity", [*base, "kind", "severity"], registry=registry),
+                METRIC_VERDICT: existing.get(METRIC_VERDICT)
+                or Gauge(
+                    METRIC_VERDICT,
+                    "Verdict of the newest drift report per scope (0 ok, 1 warning, 2 drift)",
+                    base,
+                    registry=registry,
+                ),
+                METRIC_ALERTS: existing.get(METRIC_ALERTS)
+                or Gauge(
+                    METRIC_ALERTS,
+                    "Alerts of the newest drift report per scope, by kind and severity",
+                    [*base, "kind", "severity"],
+                    registry=registry,
+                ),
             }
         return self._gauges
 
@@ -472,8 +630,9 @@ class MonitoringService:
         from monitoring.alerts import alerts_from_report
 
         out: list[dict[str, Any]] = []
-        reports = [r for r in self._latest_per_scope(session)
-                   if pathway is None or r.pathway == pathway]
+        reports = [
+            r for r in self._latest_per_scope(session) if pathway is None or r.pathway == pathway
+        ]
         signoffs = self._signoffs(session, [r.id for r in reports])
         for r in reports:
             report = self._read_json(r)
@@ -481,42 +640,71 @@ class MonitoringService:
                 continue
             s = signoffs.get(r.id)
             for a in alerts_from_report(report):
-                out.append({
-                    "kind": a.kind, "severity": a.severity, "text_en": a.text_en,
-                    "text_nb": a.text_nb, "features": list(a.features), "report_id": r.id,
-                    "report_key": r.report_key, "model_version": r.model_version,
-                    "pathway": r.pathway, "organisation": r.organisation,
-                    "verdict": r.verdict, "window_start": _utc(r.window_start),
-                    "window_end": _utc(r.window_end), "created_at": _utc(r.created_at),
-                    "signed_off": s is not None,
-                    "sign_off_decision": None if s is None else s.decision,
-                })
+                out.append(
+                    {
+                        "kind": a.kind,
+                        "severity": a.severity,
+                        "text_en": a.text_en,
+                        "text_nb": a.text_nb,
+                        "features": list(a.features),
+                        "report_id": r.id,
+                        "report_key": r.report_key,
+                        "model_version": r.model_version,
+                        "pathway": r.pathway,
+                        "organisation": r.organisation,
+                        "verdict": r.verdict,
+                        "window_start": _utc(r.window_start),
+                        "window_end": _utc(r.window_end),
+                        "created_at": _utc(r.created_at),
+                        "signed_off": s is not None,
+                        "sign_off_decision": None if s is None else s.decision,
+                    }
+                )
         return out
 
     # -- reading ----------------------------------------------------------------------------
 
     @staticmethod
     def _signoff(session: Session, report_id: str) -> DriftSignOff | None:
-        return session.scalar(select(DriftSignOff).where(DriftSignOff.report_id == report_id)
-                              .order_by(DriftSignOff.signed_at).limit(1))
+        return session.scalar(
+            select(DriftSignOff)
+            .where(DriftSignOff.report_id == report_id)
+            .order_by(DriftSignOff.signed_at)
+            .limit(1)
+        )
 
     @staticmethod
     def _signoffs(session: Session, report_ids: list[str]) -> dict[str, DriftSignOff]:
         out: dict[str, DriftSignOff] = {}
         if not report_ids:
             return out
-        for s in session.scalars(select(DriftSignOff).where(
-                DriftSignOff.report_id.in_(report_ids)).order_by(DriftSignOff.signed_at)):
+        for s in session.scalars(
+            select(DriftSignOff)
+            .where(DriftSignOff.report_id.in_(report_ids))
+            .order_by(DriftSignOff.signed_at)
+        ):
             out.setdefault(s.report_id, s)  # the first sign-off is the one that stands
         return out
 
-    def list_reports(self, session: Session, *, pathway: str | None = None,
-                     organisation: str | None = None, verdict: str | None = None,
-                     signed_off: bool | None = None, since: datetime | None = None,
-                     until: datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list_reports(
+        self,
+        session: Session,
+        *,
+        pathway: str | None = None,
+        organisation: str | None = None,
+        verdict: str | None = None,
+        signed_off: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
         """Index rows, newest first, each with its sign-off (or None)."""
-        query = _equal(select(DriftReport), (DriftReport.pathway, pathway),
-                       (DriftReport.organisation, organisation), (DriftReport.verdict, verdict))
+        query = _equal(
+            select(DriftReport),
+            (DriftReport.pathway, pathway),
+            (DriftReport.organisation, organisation),
+            (DriftReport.verdict, verdict),
+        )
         if since is not None:
             query = query.where(DriftReport.window_start >= _utc(since))
         if until is not None:
@@ -526,8 +714,11 @@ class MonitoringService:
             query = query.where(DriftReport.id.in_(signed))
         elif signed_off is False:
             query = query.where(DriftReport.id.not_in(signed))
-        rows = list(session.scalars(query.order_by(DriftReport.created_at.desc(),
-                                                   DriftReport.id).limit(limit)))
+        rows = list(
+            session.scalars(
+                query.order_by(DriftReport.created_at.desc(), DriftReport.id).limit(limit)
+            )
+        )
         signoffs = self._signoffs(session, [r.id for r in rows])
         return [report_dict(r, signoffs.get(r.id)) for r in rows]
 
@@ -563,32 +754,53 @@ class MonitoringService:
 
     # -- sign-off ---------------------------------------------------------------------------
 
-    def sign_off(self, session: Session, report_id: str, decision: str, comment: str, *,
-                 signed_by: str, role: str) -> dict[str, Any]:
+    def sign_off(
+        self,
+        session: Session,
+        report_id: str,
+        decision: str,
+        comment: str,
+        *,
+        signed_by: str,
+        role: str,
+    ) -> dict[str, Any]:
         """Record the decision on a report: once, never edited (a second one is a 409)."""
         if decision not in SIGN_OFF_DECISIONS:
-            raise InvalidInput(f"decision must be one of {', '.join(SIGN_OFF_DECISIONS)}",
-                               location="decision")
+            raise InvalidInput(
+                f"decision must be one of {', '.join(SIGN_OFF_DECISIONS)}", location="decision"
+            )
         comment = comment.strip()
         if len(comment) < 3:
             raise InvalidInput("write a comment of at least 3 characters", location="comment")
         if _ELEVEN_DIGITS.search(comment):
             # A drift sign-off is about a model, never about a patient.
-            raise InvalidInput("the comment contains an 11-digit number that may be a "
-                               "fødselsnummer; refer to reports, not patients", location="comment")
+            raise InvalidInput(
+                "the comment contains an 11-digit number that may be a "
+                "fødselsnummer; refer to reports, not patients",
+                location="comment",
+            )
         # Lock the report row (PostgreSQL) so two concurrent sign-offs cannot both pass the check.
-        report = session.scalar(select(DriftReport).where(DriftReport.id == report_id)
-                                .with_for_update())
+        report = session.scalar(
+            select(DriftReport).where(DriftReport.id == report_id).with_for_update()
+        )
         if report is None:
             raise NotFound(f"drift report {report_id} not found")
         existing = self._signoff(session, report_id)
         if existing is not None:
-            raise Conflict(f"drift report {report_id} was already signed off "
-                           f"({existing.decision}, by {existing.signed_by} at "
-                           f"{_iso(existing.signed_at)}); sign-offs are immutable")
-        signoff = DriftSignOff(id=str(uuid.uuid4()), report_id=report_id, decision=decision,
-                               comment=comment, signed_by=signed_by[:64], role=role[:32],
-                               signed_at=datetime.now(UTC))
+            raise Conflict(
+                f"drift report {report_id} was already signed off "
+                f"({existing.decision}, by {existing.signed_by} at "
+                f"{_iso(existing.signed_at)}); sign-offs are immutable"
+            )
+        signoff = DriftSignOff(
+            id=str(uuid.uuid4()),
+            report_id=report_id,
+            decision=decision,
+            comment=comment,
+            signed_by=signed_by[:64],
+            role=role[:32],
+            signed_at=datetime.now(UTC),
+        )
         session.add(signoff)
         session.flush()
         return signoff_dict(signoff)
@@ -596,35 +808,64 @@ class MonitoringService:
     # -- outcomes ---------------------------------------------------------------------------
 
     @staticmethod
-    def record_outcome(session: Session, patient: Patient, occurred_at: datetime,
-                       deteriorated: bool, source: str, recorded_by: str) -> dict[str, Any]:
+    def record_outcome(
+        session: Session,
+        patient: Patient,
+        occurred_at: datetime,
+        deteriorated: bool,
+        source: str,
+        recorded_by: str,
+    ) -> dict[str, Any]:
         """An immutable outcome for a patient (a correction is a new row)."""
         if _utc(occurred_at) > datetime.now(UTC) + timedelta(minutes=5):
-            raise InvalidInput("occurred_at lies in the future: record an outcome once it is "
-                               "known", location="occurred_at")
-        outcome = Outcome(id=str(uuid.uuid4()), patient_id=patient.id,
-                          occurred_at=_utc(occurred_at), deteriorated=deteriorated,
-                          source=source, recorded_by=recorded_by[:64],
-                          recorded_at=datetime.now(UTC))
+            raise InvalidInput(
+                "occurred_at lies in the future: record an outcome once it is known",
+                location="occurred_at",
+            )
+        outcome = Outcome(
+            id=str(uuid.uuid4()),
+            patient_id=patient.id,
+            occurred_at=_utc(occurred_at),
+            deteriorated=deteriorated,
+            source=source,
+            recorded_by=recorded_by[:64],
+            recorded_at=datetime.now(UTC),
+        )
         session.add(outcome)
         session.flush()
-        return {"id": outcome.id, "patient_id": patient.id,
-                "occurred_at": _utc(outcome.occurred_at), "deteriorated": deteriorated,
-                "source": source, "recorded_by": outcome.recorded_by,
-                "recorded_at": _utc(outcome.recorded_at)}
+        return {
+            "id": outcome.id,
+            "patient_id": patient.id,
+            "occurred_at": _utc(outcome.occurred_at),
+            "deteriorated": deteriorated,
+            "source": source,
+            "recorded_by": outcome.recorded_by,
+            "recorded_at": _utc(outcome.recorded_at),
+        }
 
     # -- schedule and governance export -----------------------------------------------------
 
-    def scheduled_scopes(self, session: Session, window_start: datetime,
-                         window_end: datetime) -> list[str | None]:
+    def scheduled_scopes(
+        self, session: Session, window_start: datetime, window_end: datetime
+    ) -> list[str | None]:
         """Overall (None) and every pathway that has assessments in the window."""
-        pathways = session.scalars(select(Assessment.pathway_id).where(
-            Assessment.created_at >= _utc(window_start),
-            Assessment.created_at < _utc(window_end)).distinct())
+        pathways = session.scalars(
+            select(Assessment.pathway_id)
+            .where(
+                Assessment.created_at >= _utc(window_start),
+                Assessment.created_at < _utc(window_end),
+            )
+            .distinct()
+        )
         return [None, *sorted(set(pathways))]
 
-    def run_schedule(self, sessions: sessionmaker[Session], now: datetime, window_days: int,
-                     min_interval: timedelta | None = None) -> list[ScheduledRun]:
+    def run_schedule(
+        self,
+        sessions: sessionmaker[Session],
+        now: datetime,
+        window_days: int,
+        min_interval: timedelta | None = None,
+    ) -> list[ScheduledRun]:
         """Reports for the last ``window_days`` overall and per pathway; small windows skipped.
 
         A scope whose newest scheduled report is younger than ``min_interval`` is not due yet
@@ -639,10 +880,20 @@ class MonitoringService:
             return []
         with sessions() as session:
             scopes = self.scheduled_scopes(session, start, end)
-            recent = set() if min_interval is None else {
-                r.pathway for r in session.scalars(select(DriftReport).where(
-                    DriftReport.created_by == "schedule", DriftReport.organisation.is_(None),
-                    DriftReport.created_at > end - min_interval))}
+            recent = (
+                set()
+                if min_interval is None
+                else {
+                    r.pathway
+                    for r in session.scalars(
+                        select(DriftReport).where(
+                            DriftReport.created_by == "schedule",
+                            DriftReport.organisation.is_(None),
+                            DriftReport.created_at > end - min_interval,
+                        )
+                    )
+                }
+            )
         runs = []
         for pathway in scopes:
             scope = pathway or "all pathways"
@@ -656,8 +907,13 @@ class MonitoringService:
                 runs.append(ScheduledRun(pathway, None, None, skipped=exc.message))
                 continue
             report = outcome.report
-            log.info("scheduled drift report %s (%s): verdict %s, %s", report["id"], scope,
-                     report["verdict"], "new" if outcome.created else "already stored")
+            log.info(
+                "scheduled drift report %s (%s): verdict %s, %s",
+                report["id"],
+                scope,
+                report["verdict"],
+                "new" if outcome.created else "already stored",
+            )
             runs.append(ScheduledRun(pathway, report["id"], report["verdict"]))
         return runs
 
@@ -670,10 +926,15 @@ class MonitoringService:
         first = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
         after = (first + timedelta(days=32)).replace(day=1)
         rows = self.list_reports(session, since=first, until=after, limit=100_000)
-        reports = [{**r, "window_start": _iso(r["window_start"]),
-                    "window_end": _iso(r["window_end"])} for r in rows]
-        signoffs = [{**r["sign_off"], "signed_at": _iso(r["sign_off"]["signed_at"])}
-                    for r in rows if r["sign_off"]]
+        reports = [
+            {**r, "window_start": _iso(r["window_start"]), "window_end": _iso(r["window_end"])}
+            for r in rows
+        ]
+        signoffs = [
+            {**r["sign_off"], "signed_at": _iso(r["sign_off"]["signed_at"])}
+            for r in rows
+            if r["sign_off"]
+        ]
         return write_monthly_summary(reports, signoffs, month, folder)
 
 

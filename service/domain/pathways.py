@@ -44,14 +44,25 @@ class TriageDecision:
 class PathwayPolicy(Protocol):
     def known(self) -> set[str]: ...
 
-    def evaluate(self, session: Session, patient: Patient, rows: list[Any], as_of_s: int,
-                 age_years: float, probability: float | None, draft: Any = None
-                 ) -> TriageDecision: ...
+    def evaluate(
+        self,
+        session: Session,
+        patient: Patient,
+        rows: list[Any],
+        as_of_s: int,
+        age_years: float,
+        probability: float | None,
+        draft: Any = None,
+    ) -> TriageDecision: ...
 
 
-def readings_from_rows(rows: list[Any], as_of_s: int, age_years: float,
-                       options: Mapping[str, bool], enrolled_s: int | None
-                       ) -> rules.PatientReadings:
+def readings_from_rows(
+    rows: list[Any],
+    as_of_s: int,
+    age_years: float,
+    options: Mapping[str, bool],
+    enrolled_s: int | None,
+) -> rules.PatientReadings:
     """Stored readings (already canonical and range-checked at ingestion) as rule-engine series.
 
     Questionnaire items are stored as ``q:<questionnaire>:<linkId>``; the engine calls them
@@ -66,8 +77,7 @@ def readings_from_rows(rows: list[Any], as_of_s: int, age_years: float,
         times, values = series.setdefault(name, ([], []))
         times.append(int(r.effective_s))
         values.append(float(r.value))
-    return rules.PatientReadings(int(as_of_s), float(age_years), series, dict(options),
-                                 enrolled_s)
+    return rules.PatientReadings(int(as_of_s), float(age_years), series, dict(options), enrolled_s)
 
 
 def _aware(dt: datetime) -> datetime:
@@ -75,9 +85,13 @@ def _aware(dt: datetime) -> datetime:
 
 
 def override_document(row: PatientOverride) -> dict[str, Any]:
-    return {**row.body, "reason": row.reason, "author": row.author,
-            "created_s": int(_aware(row.created_at).timestamp()),
-            "expires_s": int(_aware(row.expires_at).timestamp())}
+    return {
+        **row.body,
+        "reason": row.reason,
+        "author": row.author,
+        "created_s": int(_aware(row.created_at).timestamp()),
+        "expires_s": int(_aware(row.expires_at).timestamp()),
+    }
 
 
 class PathwayService:
@@ -97,9 +111,17 @@ class PathwayService:
         for pid, doc in self._shipped.items():
             if pid not in have:
                 body = {**canonical_dict(doc), "version": 1}
-                session.add(PathwayVersion(
-                    pathway_id=pid, version=1, body=body, content_hash=rules.pathway_hash(doc),
-                    author=SYSTEM_AUTHOR, reason="shipped default", created_at=now))
+                session.add(
+                    PathwayVersion(
+                        pathway_id=pid,
+                        version=1,
+                        body=body,
+                        content_hash=rules.pathway_hash(doc),
+                        author=SYSTEM_AUTHOR,
+                        reason="shipped default",
+                        created_at=now,
+                    )
+                )
         session.flush()
 
     def known(self) -> set[str]:
@@ -107,12 +129,14 @@ class PathwayService:
 
     def known_in(self, session: Session) -> set[str]:
         return set(session.scalars(select(PathwayVersion.pathway_id).distinct())) | set(
-            self._shipped)
+            self._shipped
+        )
 
     def current(self, session: Session, pathway_id: str) -> tuple[int, rules.Pathway, str]:
         """(version, document, hash) in force; cached per version so scoring stays cheap."""
-        latest = session.scalar(select(func.max(PathwayVersion.version)).where(
-            PathwayVersion.pathway_id == pathway_id))
+        latest = session.scalar(
+            select(func.max(PathwayVersion.version)).where(PathwayVersion.pathway_id == pathway_id)
+        )
         if latest is None:
             if pathway_id in self._shipped:
                 doc = self._shipped[pathway_id]
@@ -121,8 +145,11 @@ class PathwayService:
         cached = self._cache.get(pathway_id)
         if cached and cached[0] == latest:
             return cached
-        row = session.scalar(select(PathwayVersion).where(
-            PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == latest))
+        row = session.scalar(
+            select(PathwayVersion).where(
+                PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == latest
+            )
+        )
         assert row is not None
         parsed = rules.as_document(row.body)
         assert isinstance(parsed, rules.Pathway)
@@ -132,19 +159,36 @@ class PathwayService:
         return entry
 
     def versions(self, session: Session, pathway_id: str) -> list[dict[str, Any]]:
-        rows = list(session.scalars(select(PathwayVersion).where(
-            PathwayVersion.pathway_id == pathway_id).order_by(PathwayVersion.version)))
+        rows = list(
+            session.scalars(
+                select(PathwayVersion)
+                .where(PathwayVersion.pathway_id == pathway_id)
+                .order_by(PathwayVersion.version)
+            )
+        )
         if not rows:
             raise NotFound(f"pathway '{pathway_id}' not found")
         history: list[dict[str, Any]] = []
         previous: dict[str, Any] | None = None
         for row in rows:
-            changes: list[Any] = ([] if previous is None else
-                       [c.__dict__ if not hasattr(c, "to_dict") else c.to_dict()
-                        for c in rules.diff_pathways(previous, row.body)])
-            history.append({"version": row.version, "author": row.author, "reason": row.reason,
-                            "created_at": _aware(row.created_at), "hash": row.content_hash,
-                            "changes": changes})
+            changes: list[Any] = (
+                []
+                if previous is None
+                else [
+                    c.__dict__ if not hasattr(c, "to_dict") else c.to_dict()
+                    for c in rules.diff_pathways(previous, row.body)
+                ]
+            )
+            history.append(
+                {
+                    "version": row.version,
+                    "author": row.author,
+                    "reason": row.reason,
+                    "created_at": _aware(row.created_at),
+                    "hash": row.content_hash,
+                    "changes": changes,
+                }
+            )
             previous = row.body
         return list(reversed(history))
 
@@ -162,13 +206,22 @@ class PathwayService:
             return [{"path": "", "message": "a pathway is a JSON object"}]
         return [p.to_dict() for p in rules.validate_pathway(draft)]
 
-    def publish(self, session: Session, principal: Principal, pathway_id: str,
-                draft: dict[str, Any], reason: str) -> dict[str, Any]:
+    def publish(
+        self,
+        session: Session,
+        principal: Principal,
+        pathway_id: str,
+        draft: dict[str, Any],
+        reason: str,
+    ) -> dict[str, Any]:
         """Validate and store a new version; the one in force stays until this commits."""
         problems = self.validate(draft)
         if problems:
-            raise InvalidInput(f"the draft has {len(problems)} problem(s); nothing was published",
-                               location=problems[0]["path"], problems=problems)
+            raise InvalidInput(
+                f"the draft has {len(problems)} problem(s); nothing was published",
+                location=problems[0]["path"],
+                problems=problems,
+            )
         if draft.get("id") != pathway_id:
             raise InvalidInput("the draft's id must match the pathway in the URL", location="id")
         exists = pathway_id in self.known_in(session)
@@ -185,9 +238,17 @@ class PathwayService:
         if new_hash == current_hash:
             raise InvalidInput("the draft is identical to the version in force", location="")
         body = {**draft, "version": version + 1}
-        session.add(PathwayVersion(pathway_id=pathway_id, version=version + 1, body=body,
-                                   content_hash=new_hash, author=principal.subject,
-                                   reason=reason, created_at=datetime.now(UTC)))
+        session.add(
+            PathwayVersion(
+                pathway_id=pathway_id,
+                version=version + 1,
+                body=body,
+                content_hash=new_hash,
+                author=principal.subject,
+                reason=reason,
+                created_at=datetime.now(UTC),
+            )
+        )
         session.flush()
         return {"id": pathway_id, "version": version + 1, "hash": new_hash}
 
@@ -195,54 +256,95 @@ class PathwayService:
 
     def active_overrides(self, session: Session, patient_id: str) -> list[dict[str, Any]]:
         """Overrides not revoked; the engine itself skips those expired at the reference time."""
-        rows = list(session.scalars(select(PatientOverride).where(
-            PatientOverride.patient_id == patient_id)))
+        rows = list(
+            session.scalars(select(PatientOverride).where(PatientOverride.patient_id == patient_id))
+        )
         revoked = {r.supersedes_id for r in rows if r.revoked}
         return [override_document(r) for r in rows if not r.revoked and r.id not in revoked]
 
-    def revoke_override(self, session: Session, principal: Principal, patient_id: str,
-                        override_id: str) -> PatientOverride:
+    def revoke_override(
+        self, session: Session, principal: Principal, patient_id: str, override_id: str
+    ) -> PatientOverride:
         original = session.get(PatientOverride, override_id)
         if original is None or original.patient_id != patient_id or original.revoked:
             raise NotFound(f"override {override_id} not found")
-        already = session.scalar(select(PatientOverride.id).where(
-            PatientOverride.supersedes_id == override_id, PatientOverride.revoked.is_(True)))
+        already = session.scalar(
+            select(PatientOverride.id).where(
+                PatientOverride.supersedes_id == override_id, PatientOverride.revoked.is_(True)
+            )
+        )
         if already:
             raise Conflict("this override was already revoked")
         now = datetime.now(UTC)
-        row = PatientOverride(id=str(uuid.uuid4()), patient_id=patient_id, body=original.body,
-                              reason=f"revoked: {original.reason}", author=principal.subject,
-                              created_at=now, expires_at=now, supersedes_id=override_id,
-                              revoked=True)
+        row = PatientOverride(
+            id=str(uuid.uuid4()),
+            patient_id=patient_id,
+            body=original.body,
+            reason=f"revoked: {original.reason}",
+            author=principal.subject,
+            created_at=now,
+            expires_at=now,
+            supersedes_id=override_id,
+            revoked=True,
+        )
         session.add(row)
         session.flush()
         return row
 
-    def add_override(self, session: Session, principal: Principal, patient: Patient,
-                     body: dict[str, Any], reason: str, expires_at: datetime) -> PatientOverride:
+    def add_override(
+        self,
+        session: Session,
+        principal: Principal,
+        patient: Patient,
+        body: dict[str, Any],
+        reason: str,
+        expires_at: datetime,
+    ) -> PatientOverride:
         now = datetime.now(UTC)
         if _aware(expires_at) <= now:
             raise InvalidInput("expires_at must be in the future", location="expires_at")
         _, doc, _ = self.current(session, patient.pathway_id)
-        candidate = {**body, "reason": reason, "author": principal.subject,
-                     "created_s": int(now.timestamp()), "expires_s": int(expires_at.timestamp())}
-        problems = [p.to_dict() for p in rules.validate_override(doc, candidate,
-                                                                  patient.pathway_options)]
+        candidate = {
+            **body,
+            "reason": reason,
+            "author": principal.subject,
+            "created_s": int(now.timestamp()),
+            "expires_s": int(expires_at.timestamp()),
+        }
+        problems = [
+            p.to_dict() for p in rules.validate_override(doc, candidate, patient.pathway_options)
+        ]
         if problems:
-            raise InvalidInput("the personal threshold is not valid for this pathway",
-                               location=problems[0]["path"], problems=problems)
-        row = PatientOverride(id=str(uuid.uuid4()), patient_id=patient.id, body=body,
-                              reason=reason, author=principal.subject, created_at=now,
-                              expires_at=expires_at)
+            raise InvalidInput(
+                "the personal threshold is not valid for this pathway",
+                location=problems[0]["path"],
+                problems=problems,
+            )
+        row = PatientOverride(
+            id=str(uuid.uuid4()),
+            patient_id=patient.id,
+            body=body,
+            reason=reason,
+            author=principal.subject,
+            created_at=now,
+            expires_at=expires_at,
+        )
         session.add(row)
         session.flush()
         return row
 
     # ---- triage -----------------------------------------------------------------------------
 
-    def evaluate(self, session: Session, patient: Patient, rows: list[Any], as_of_s: int,
-                 age_years: float, probability: float | None, draft: Any = None
-                 ) -> TriageDecision:
+    def evaluate(
+        self,
+        session: Session,
+        patient: Patient,
+        rows: list[Any],
+        as_of_s: int,
+        age_years: float,
+        probability: float | None,
+        draft: Any = None,
+    ) -> TriageDecision:
         """The triage decision for a patient's readings (``draft``: a dry run of a change)."""
         if draft is None:
             version, doc, doc_hash = self.current(session, patient.pathway_id)
@@ -251,22 +353,37 @@ class PathwayService:
             doc_hash = rules.pathway_hash(draft)
         first_reading = min((int(r.effective_s) for r in rows), default=as_of_s)
         enrolled_s = min(int(_aware(patient.created_at).timestamp()), first_reading)
-        readings = readings_from_rows(rows, as_of_s, age_years, patient.pathway_options or {},
-                                      enrolled_s)
-        result = rules.evaluate(doc, readings, probability,
-                                self.active_overrides(session, patient.id))
+        readings = readings_from_rows(
+            rows, as_of_s, age_years, patient.pathway_options or {}, enrolled_s
+        )
+        result = rules.evaluate(
+            doc, readings, probability, self.active_overrides(session, patient.id)
+        )
         return decision_from(result, doc, version, doc_hash)
 
-    def evaluate_many(self, session: Session, patients: list[Patient], rows: list[list[Any]],
-                      as_of_s: int, ages: Any, probabilities: Any) -> list[TriageDecision]:
+    def evaluate_many(
+        self,
+        session: Session,
+        patients: list[Patient],
+        rows: list[list[Any]],
+        as_of_s: int,
+        ages: Any,
+        probabilities: Any,
+    ) -> list[TriageDecision]:
         """Decisions for many patients: one vectorised rule evaluation per pathway."""
         overrides: dict[str, list[PatientOverride]] = {}
-        for row in session.scalars(select(PatientOverride).where(
-                PatientOverride.patient_id.in_([p.id for p in patients]))):
+        for row in session.scalars(
+            select(PatientOverride).where(PatientOverride.patient_id.in_([p.id for p in patients]))
+        ):
             overrides.setdefault(row.patient_id, []).append(row)
-        active = {pid: [override_document(r) for r in rs if not r.revoked
-                        and r.id not in {x.supersedes_id for x in rs if x.revoked}]
-                  for pid, rs in overrides.items()}
+        active = {
+            pid: [
+                override_document(r)
+                for r in rs
+                if not r.revoked and r.id not in {x.supersedes_id for x in rs if x.revoked}
+            ]
+            for pid, rs in overrides.items()
+        }
         decisions: list[TriageDecision | None] = [None] * len(patients)
         by_pathway: dict[str, list[int]] = {}
         for k, p in enumerate(patients):
@@ -278,29 +395,48 @@ class PathwayService:
                 p = patients[k]
                 first = min((int(r.effective_s) for r in rows[k]), default=as_of_s)
                 enrolled = min(int(_aware(p.created_at).timestamp()), first)
-                batch.append(readings_from_rows(rows[k], as_of_s, float(ages[k]),
-                                                p.pathway_options or {}, enrolled))
+                batch.append(
+                    readings_from_rows(
+                        rows[k], as_of_s, float(ages[k]), p.pathway_options or {}, enrolled
+                    )
+                )
             result = rules.evaluate_batch(
-                doc, batch, [float(probabilities[k]) for k in members],
-                {j: active[patients[k].id] for j, k in enumerate(members)
-                 if patients[k].id in active})
+                doc,
+                batch,
+                [float(probabilities[k]) for k in members],
+                {
+                    j: active[patients[k].id]
+                    for j, k in enumerate(members)
+                    if patients[k].id in active
+                },
+            )
             for j, k in enumerate(members):
                 decisions[k] = decision_from(result.evaluation(j), doc, version, doc_hash)
         return [d for d in decisions if d is not None]
 
 
-def decision_from(result: rules.Evaluation, doc: rules.Pathway, version: int, doc_hash: str
-                  ) -> TriageDecision:
+def decision_from(
+    result: rules.Evaluation, doc: rules.Pathway, version: int, doc_hash: str
+) -> TriageDecision:
     levels = [level.id for level in doc.levels]  # least urgent first
     channels = {m.measurement for m in doc.measurements}
     if doc.questionnaires:
         channels.add(SYMPTOM_SCORE)
     return TriageDecision(
-        level=result.level, urgency_rank=len(levels) - 1 - result.level_rank,
-        alerting=result.level_rank > 0, pathway_version=version, rule_set_hash=doc_hash,
-        channels=channels, fired=[f.to_dict() for f in result.fired],
-        scores=dict(result.scores), level_order=list(reversed(levels)),
-        evaluation={"decided_by": result.decided_by, "rule_level": result.rule_level,
-                    "model_level": result.model_level,
-                    "overrides_applied": list(result.overrides_applied),
-                    "missing": list(result.missing)})
+        level=result.level,
+        urgency_rank=len(levels) - 1 - result.level_rank,
+        alerting=result.level_rank > 0,
+        pathway_version=version,
+        rule_set_hash=doc_hash,
+        channels=channels,
+        fired=[f.to_dict() for f in result.fired],
+        scores=dict(result.scores),
+        level_order=list(reversed(levels)),
+        evaluation={
+            "decided_by": result.decided_by,
+            "rule_level": result.rule_level,
+            "model_level": result.model_level,
+            "overrides_applied": list(result.overrides_applied),
+            "missing": list(result.missing),
+        },
+    )

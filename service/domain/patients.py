@@ -20,18 +20,22 @@ from service.security.principal import Principal, Role
 class PatientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    identifier: str = Field(description="Fødselsnummer or D-number (11 digits)",
-                            min_length=1, max_length=32)
+    identifier: str = Field(
+        description="Fødselsnummer or D-number (11 digits)", min_length=1, max_length=32
+    )
     birth_date: date
     sex: Literal["female", "male", "other", "unknown"]
     pathway: str = Field(min_length=1, max_length=64)
     organisation: str = Field(pattern=r"^\d{9}$", description="Organisation number (9 digits)")
     unit: str = Field(min_length=1, max_length=64)
     confidential_to_guardians: bool = Field(
-        default=False, description="Patient aged 12–16 withholds information from parents")
+        default=False, description="Patient aged 12–16 withholds information from parents"
+    )
     options: dict[str, bool] = Field(
-        default_factory=dict, description='Pathway options, e.g. {"hypercapnic_failure": true} '
-        "for NEWS2 SpO2 scale 2 (confirmed hypercapnic respiratory failure)")
+        default_factory=dict,
+        description='Pathway options, e.g. {"hypercapnic_failure": true} '
+        "for NEWS2 SpO2 scale 2 (confirmed hypercapnic respiratory failure)",
+    )
 
 
 class PatientPublic(BaseModel):
@@ -55,11 +59,18 @@ def age_years(birth: date, on: date) -> int:
 def to_public(p: Patient) -> PatientPublic:
     birth = p.birth_date if isinstance(p.birth_date, date) else p.birth_date.date()
     return PatientPublic(
-        id=p.id, display_identifier=mask(p.identifier_value), birth_date=birth,
-        age_years=age_years(birth, datetime.now(UTC).date()), sex=p.sex, pathway=p.pathway_id,
-        organisation=p.organisation, unit=p.unit,
+        id=p.id,
+        display_identifier=mask(p.identifier_value),
+        birth_date=birth,
+        age_years=age_years(birth, datetime.now(UTC).date()),
+        sex=p.sex,
+        pathway=p.pathway_id,
+        organisation=p.organisation,
+        unit=p.unit,
         confidential_to_guardians=p.confidential_to_guardians,
-        options=dict(p.pathway_options or {}), created_at=p.created_at)
+        options=dict(p.pathway_options or {}),
+        created_at=p.created_at,
+    )
 
 
 class PatientService:
@@ -72,8 +83,9 @@ class PatientService:
         except IdentifierError as exc:
             raise InvalidInput(str(exc), location="identifier") from exc
         if ident.birth_date is not None and ident.birth_date != body.birth_date:
-            raise InvalidInput("birth_date does not match the date part of the identifier",
-                               location="birth_date")
+            raise InvalidInput(
+                "birth_date does not match the date part of the identifier", location="birth_date"
+            )
         if body.birth_date > datetime.now(UTC).date():
             raise InvalidInput("birth_date is in the future", location="birth_date")
         if body.pathway not in self.pathways.known_in(session):
@@ -82,25 +94,34 @@ class PatientService:
         offered = {o.id for o in pathway.options}
         unknown = sorted(set(body.options) - offered)
         if unknown:
-            raise InvalidInput(f"pathway '{body.pathway}' has no option '{unknown[0]}'"
-                               f" (it offers: {', '.join(sorted(offered)) or 'none'})",
-                               location="options")
+            raise InvalidInput(
+                f"pathway '{body.pathway}' has no option '{unknown[0]}'"
+                f" (it offers: {', '.join(sorted(offered)) or 'none'})",
+                location="options",
+            )
         if principal.role is not Role.ADMIN and body.organisation != principal.organisation:
             raise Forbidden("you may only enrol patients in your own organisation")
-        if principal.role is Role.CLINICIAN and not principal.may_see_unit(body.organisation,
-                                                                           body.unit):
+        if principal.role is Role.CLINICIAN and not principal.may_see_unit(
+            body.organisation, body.unit
+        ):
             raise Forbidden("you may only enrol patients in your own units")
-        existing = session.scalar(select(Patient.id).where(
-            Patient.identifier_value == ident.value))
+        existing = session.scalar(select(Patient.id).where(Patient.identifier_value == ident.value))
         if existing:
             raise Conflict(f"this person is already enrolled as Patient/{existing}")
         patient = Patient(
-            id=str(uuid.uuid4()), identifier_system=ident.system, identifier_value=ident.value,
-            birth_date=body.birth_date, sex=body.sex, pathway_id=body.pathway,
-            organisation=body.organisation, unit=body.unit,
+            id=str(uuid.uuid4()),
+            identifier_system=ident.system,
+            identifier_value=ident.value,
+            birth_date=body.birth_date,
+            sex=body.sex,
+            pathway_id=body.pathway,
+            organisation=body.organisation,
+            unit=body.unit,
             confidential_to_guardians=body.confidential_to_guardians,
             pathway_options=dict(body.options),
-            created_at=datetime.now(UTC), created_by=principal.subject)
+            created_at=datetime.now(UTC),
+            created_by=principal.subject,
+        )
         session.add(patient)
         session.flush()
         return patient
@@ -113,9 +134,15 @@ class PatientService:
         units. Not 403: a caller must not learn that a record exists elsewhere.
         """
         patient = session.get(Patient, patient_id)
-        if patient is None or (principal.role is not Role.ADMIN and (
+        if patient is None or (
+            principal.role is not Role.ADMIN
+            and (
                 patient.organisation != principal.organisation
-                or (principal.role is Role.CLINICIAN
-                    and not principal.may_see_unit(patient.organisation, patient.unit)))):
+                or (
+                    principal.role is Role.CLINICIAN
+                    and not principal.may_see_unit(patient.organisation, patient.unit)
+                )
+            )
+        ):
             raise NotFound(f"Patient/{patient_id} not found")
         return patient

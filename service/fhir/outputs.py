@@ -20,8 +20,12 @@ LEVEL_CODES: dict[str, tuple[str, str, str]] = {
     "green": ("low", "routine", "low"),
 }
 # Worklist state -> Task.status.
-TASK_STATUS = {"open": "requested", "acknowledged": "accepted", "escalated": "in-progress",
-               "resolved": "completed"}
+TASK_STATUS = {
+    "open": "requested",
+    "acknowledged": "accepted",
+    "escalated": "in-progress",
+    "resolved": "completed",
+}
 STATUS_TO_STATE = {v: k for k, v in TASK_STATUS.items()}
 
 
@@ -42,8 +46,9 @@ def _level_codes(level: str) -> tuple[str, str, str]:
     return LEVEL_CODES.get(level, LEVEL_CODES["yellow"])
 
 
-def risk_assessment(assessment: Assessment, patient: Patient,
-                    basis_types: dict[str, str] | None = None) -> dict[str, Any]:
+def risk_assessment(
+    assessment: Assessment, patient: Patient, basis_types: dict[str, str] | None = None
+) -> dict[str, Any]:
     explanation = assessment.explanation or {}
     qualitative, _, _ = _level_codes(assessment.level)
     top = explanation.get("top_factors", [])
@@ -57,29 +62,49 @@ def risk_assessment(assessment: Assessment, patient: Patient,
         "subject": {"reference": f"Patient/{patient.id}"},
         "occurrenceDateTime": _iso(assessment.as_of),
         "method": {
-            "coding": [{"system": f"{CODE_SYSTEM}/risk-model", "code": assessment.model_name
-                        or "rules-only", "display": f"{assessment.model_name} "
-                        f"{assessment.model_version}"}],
+            "coding": [
+                {
+                    "system": f"{CODE_SYSTEM}/risk-model",
+                    "code": assessment.model_name or "rules-only",
+                    "display": f"{assessment.model_name} {assessment.model_version}",
+                }
+            ],
             "text": f"{assessment.model_name} {assessment.model_version}; pathway "
-                    f"{assessment.pathway_id} v{assessment.pathway_version}",
+            f"{assessment.pathway_id} v{assessment.pathway_version}",
         },
-        "basis": [{"reference": f"{(basis_types or {}).get(r, 'Observation')}/{r}"}
-                  for r in assessment.basis],
-        "prediction": [{
-            "outcome": {"text": OUTCOME_TEXT},
-            "qualitativeRisk": {"coding": [{"system": RISK_PROBABILITY, "code": qualitative}],
-                                "text": assessment.level},
-            "whenRange": {"high": {"value": 72, "unit": "h", "system": "http://unitsofmeasure.org",
-                                   "code": "h"}},
-            "rationale": rationale,
-        }],
+        "basis": [
+            {"reference": f"{(basis_types or {}).get(r, 'Observation')}/{r}"}
+            for r in assessment.basis
+        ],
+        "prediction": [
+            {
+                "outcome": {"text": OUTCOME_TEXT},
+                "qualitativeRisk": {
+                    "coding": [{"system": RISK_PROBABILITY, "code": qualitative}],
+                    "text": assessment.level,
+                },
+                "whenRange": {
+                    "high": {
+                        "value": 72,
+                        "unit": "h",
+                        "system": "http://unitsofmeasure.org",
+                        "code": "h",
+                    }
+                },
+                "rationale": rationale,
+            }
+        ],
         "note": [{"text": "Faktorer: " + rationale}],
     }
     if assessment.probability is not None:
         resource["prediction"][0]["probabilityDecimal"] = round(float(assessment.probability), 6)
     if rules:
-        resource["note"].append({"text": "Regler utløst: " + "; ".join(
-            r.get("text_nb", r.get("rule", "")) for r in rules)})
+        resource["note"].append(
+            {
+                "text": "Regler utløst: "
+                + "; ".join(r.get("text_nb", r.get("rule", "")) for r in rules)
+            }
+        )
     return resource
 
 
@@ -96,16 +121,25 @@ def task(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[s
         "businessStatus": {"text": item.state},
         "intent": "plan",
         "priority": priority,
-        "code": {"coding": [{"system": f"{CODE_SYSTEM}/task-type", "code": "review-home-monitoring",
-                             "display": "Vurder pasient i digital heimeoppfølging"}]},
-        "description": f"{item.level.upper()}: " + ("; ".join(f["text_nb"] for f in top[:3])
-                                                     or "ny vurdering"),
+        "code": {
+            "coding": [
+                {
+                    "system": f"{CODE_SYSTEM}/task-type",
+                    "code": "review-home-monitoring",
+                    "display": "Vurder pasient i digital heimeoppfølging",
+                }
+            ]
+        },
+        "description": f"{item.level.upper()}: "
+        + ("; ".join(f["text_nb"] for f in top[:3]) or "ny vurdering"),
         "focus": {"reference": f"RiskAssessment/{assessment.id}"},
         "for": {"reference": f"Patient/{patient.id}"},
         "authoredOn": _iso(item.opened_at),
         "lastModified": _iso(item.updated_at),
-        "owner": {"identifier": {"system": f"{CODE_SYSTEM}/unit", "value": item.unit},
-                  "display": item.unit},
+        "owner": {
+            "identifier": {"system": f"{CODE_SYSTEM}/unit", "value": item.unit},
+            "display": item.unit,
+        },
     }
     return resource
 
@@ -115,27 +149,36 @@ def detected_issues(assessment: Assessment, patient: Patient) -> list[dict[str, 
     out = []
     for i, rule in enumerate((assessment.explanation or {}).get("rules", [])):
         _, _, severity = _level_codes(str(rule.get("level", "yellow")))
-        out.append({
-            "resourceType": "DetectedIssue",
-            "id": f"{assessment.id}-{i}",
-            "meta": _meta(patient, assessment.created_at),
-            "status": "final",
-            "code": {"coding": [{"system": f"{CODE_SYSTEM}/rule",
-                                 "code": str(rule.get("rule", "rule"))}],
-                     "text": str(rule.get("text_nb", rule.get("rule", "")))},
-            "severity": severity,
-            "patient": {"reference": f"Patient/{patient.id}"},
-            "identifiedDateTime": _iso(assessment.as_of),
-            "detail": str(rule.get("text_en", "")) or None,
-            "implicated": [{"reference": f"RiskAssessment/{assessment.id}"}],
-        })
+        out.append(
+            {
+                "resourceType": "DetectedIssue",
+                "id": f"{assessment.id}-{i}",
+                "meta": _meta(patient, assessment.created_at),
+                "status": "final",
+                "code": {
+                    "coding": [
+                        {"system": f"{CODE_SYSTEM}/rule", "code": str(rule.get("rule", "rule"))}
+                    ],
+                    "text": str(rule.get("text_nb", rule.get("rule", ""))),
+                },
+                "severity": severity,
+                "patient": {"reference": f"Patient/{patient.id}"},
+                "identifiedDateTime": _iso(assessment.as_of),
+                "detail": str(rule.get("text_en", "")) or None,
+                "implicated": [{"reference": f"RiskAssessment/{assessment.id}"}],
+            }
+        )
         if out[-1]["detail"] is None:
             del out[-1]["detail"]
     return out
 
 
-def searchset(resources: list[dict[str, Any]], self_url: str, total: int | None = None,
-              next_url: str | None = None) -> dict[str, Any]:
+def searchset(
+    resources: list[dict[str, Any]],
+    self_url: str,
+    total: int | None = None,
+    next_url: str | None = None,
+) -> dict[str, Any]:
     links = [{"relation": "self", "url": self_url}]
     if next_url:
         links.append({"relation": "next", "url": next_url})
@@ -144,8 +187,14 @@ def searchset(resources: list[dict[str, Any]], self_url: str, total: int | None 
         "type": "searchset",
         "total": len(resources) if total is None else total,
         "link": links,
-        "entry": [{"fullUrl": f"{r['resourceType']}/{r['id']}", "resource": r,
-                   "search": {"mode": "match"}} for r in resources],
+        "entry": [
+            {
+                "fullUrl": f"{r['resourceType']}/{r['id']}",
+                "resource": r,
+                "search": {"mode": "match"},
+            }
+            for r in resources
+        ],
     }
 
 
@@ -153,8 +202,10 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
     def search(name: str, kind: str, doc: str) -> dict[str, str]:
         return {"name": name, "type": kind, "documentation": doc}
 
-    paging = [search("_count", "number", "page size (default 50, max 500)"),
-              search("_lastUpdated", "date", "e.g. ge2026-01-01T00:00:00Z")]
+    paging = [
+        search("_count", "number", "page size (default 50, max 500)"),
+        search("_lastUpdated", "date", "e.g. ge2026-01-01T00:00:00Z"),
+    ]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -164,29 +215,58 @@ def capability_statement(base_url: str, software_version: str) -> dict[str, Any]
         "implementation": {"description": "Triage for digital home follow-up", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
-        "rest": [{
-            "mode": "server",
-            "security": {"cors": False, "service": [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                "code": "OAuth"}]}],
-                "description": "OAuth2 bearer tokens from HelseID (JWT, JWKS-verified)"},
-            "interaction": [{"code": "batch"}, {"code": "transaction"}],
-            "resource": [
-                {"type": "Observation", "interaction": [{"code": "create"}],
-                 "conditionalCreate": True,
-                 "documentation": "VKP vital signs (LOINC or SNOMED CT, UCUM); identifier is the "
-                                  "idempotency key"},
-                {"type": "QuestionnaireResponse", "interaction": [{"code": "create"}],
-                 "conditionalCreate": True,
-                 "documentation": "Helsenorge answers to the pathway questionnaires"},
-                {"type": "RiskAssessment", "interaction": [{"code": "search-type"}],
-                 "searchParam": [search("subject", "reference", "Patient/{id}"), *paging]},
-                {"type": "Task", "interaction": [{"code": "search-type"}],
-                 "searchParam": [search("status", "token", "requested|accepted|in-progress|"
-                                        "completed"),
-                                 search("patient", "reference", "Patient/{id}"), *paging]},
-                {"type": "DetectedIssue", "interaction": [{"code": "search-type"}],
-                 "searchParam": [search("patient", "reference", "Patient/{id}"), *paging]},
-            ],
-        }],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "OAuth",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "OAuth2 bearer tokens from HelseID (JWT, JWKS-verified)",
+                },
+                "interaction": [{"code": "batch"}, {"code": "transaction"}],
+                "resource": [
+                    {
+                        "type": "Observation",
+                        "interaction": [{"code": "create"}],
+                        "conditionalCreate": True,
+                        "documentation": "VKP vital signs (LOINC or SNOMED CT, UCUM); identifier is the "
+                        "idempotency key",
+                    },
+                    {
+                        "type": "QuestionnaireResponse",
+                        "interaction": [{"code": "create"}],
+                        "conditionalCreate": True,
+                        "documentation": "Helsenorge answers to the pathway questionnaires",
+                    },
+                    {
+                        "type": "RiskAssessment",
+                        "interaction": [{"code": "search-type"}],
+                        "searchParam": [search("subject", "reference", "Patient/{id}"), *paging],
+                    },
+                    {
+                        "type": "Task",
+                        "interaction": [{"code": "search-type"}],
+                        "searchParam": [
+                            search("status", "token", "requested|accepted|in-progress|completed"),
+                            search("patient", "reference", "Patient/{id}"),
+                            *paging,
+                        ],
+                    },
+                    {
+                        "type": "DetectedIssue",
+                        "interaction": [{"code": "search-type"}],
+                        "searchParam": [search("patient", "reference", "Patient/{id}"), *paging],
+                    },
+                ],
+            }
+        ],
     }

@@ -82,18 +82,26 @@ def _subject(resource: dict[str, Any], rtype: str) -> SubjectRef:
         raise InvalidInput("subject is required", location=loc)
     ref = subject.get("reference")
     if isinstance(ref, str) and ref:
-        _require(ref.startswith("Patient/") and len(ref) > 8,
-                 "subject.reference must be Patient/<id>", f"{loc}.reference")
+        _require(
+            ref.startswith("Patient/") and len(ref) > 8,
+            "subject.reference must be Patient/<id>",
+            f"{loc}.reference",
+        )
         return SubjectRef(patient_id=ref.removeprefix("Patient/"))
     ident = subject.get("identifier")
     if not isinstance(ident, dict):
         raise InvalidInput("subject needs a reference or an identifier", location=loc)
     system, value = ident.get("system"), ident.get("value")
-    _require(system in (FNR_SYSTEM, DNR_SYSTEM),
-             "subject.identifier.system must be the fødselsnummer or D-number OID",
-             f"{loc}.identifier.system")
-    _require(isinstance(value, str) and value.isdigit() and len(value) == 11,
-             "subject.identifier.value must be 11 digits", f"{loc}.identifier.value")
+    _require(
+        system in (FNR_SYSTEM, DNR_SYSTEM),
+        "subject.identifier.system must be the fødselsnummer or D-number OID",
+        f"{loc}.identifier.system",
+    )
+    _require(
+        isinstance(value, str) and value.isdigit() and len(value) == 11,
+        "subject.identifier.value must be 11 digits",
+        f"{loc}.identifier.value",
+    )
     return SubjectRef(identifier_system=system, identifier_value=value)
 
 
@@ -104,8 +112,9 @@ def _idempotency_key(resource: dict[str, Any], rtype: str, digest: str) -> str:
     if identifiers is not None:
         _require(isinstance(identifiers, list), "identifier must be a list", f"{rtype}.identifier")
         for i, ident in enumerate(identifiers):
-            _require(isinstance(ident, dict), "identifier must be an object",
-                     f"{rtype}.identifier[{i}]")
+            _require(
+                isinstance(ident, dict), "identifier must be an object", f"{rtype}.identifier[{i}]"
+            )
             if ident.get("value"):
                 return f"{rtype}|{ident.get('system', '')}|{ident['value']}"[:300]
     if isinstance(resource.get("id"), str) and resource["id"]:
@@ -130,23 +139,34 @@ def _codings(node: Any, location: str) -> list[tuple[str, str]]:
 def _quantity(node: Any, name: str, location: str) -> float:
     _require(isinstance(node, dict), "valueQuantity is required", location)
     value = node.get("value")
-    _require(isinstance(value, int | float) and not isinstance(value, bool),
-             "valueQuantity.value must be a number", f"{location}.value")
+    _require(
+        isinstance(value, int | float) and not isinstance(value, bool),
+        "valueQuantity.value must be a number",
+        f"{location}.value",
+    )
     system = node.get("system")
-    _require(system in (None, UCUM), "units must be UCUM (http://unitsofmeasure.org)",
-             f"{location}.system")
+    _require(
+        system in (None, UCUM),
+        "units must be UCUM (http://unitsofmeasure.org)",
+        f"{location}.system",
+    )
     unit = node.get("code") or node.get("unit")
-    _require(isinstance(unit, str) and unit != "", "valueQuantity.code (UCUM unit) is required",
-             f"{location}.code")
+    _require(
+        isinstance(unit, str) and unit != "",
+        "valueQuantity.code (UCUM unit) is required",
+        f"{location}.code",
+    )
     measurement = MEASUREMENTS[name]
     try:
         canonical = measurement.to_canonical(float(value), str(unit))
     except ValueError as exc:
         raise InvalidInput(str(exc), location=f"{location}.code") from exc
-    _require(measurement.is_plausible(canonical),
-             f"{measurement.label_en} {canonical:g} {measurement.unit} is outside the plausible "
-             f"range {measurement.plausible_min:g}–{measurement.plausible_max:g}",
-             f"{location}.value")
+    _require(
+        measurement.is_plausible(canonical),
+        f"{measurement.label_en} {canonical:g} {measurement.unit} is outside the plausible "
+        f"range {measurement.plausible_min:g}–{measurement.plausible_max:g}",
+        f"{location}.value",
+    )
     return canonical
 
 
@@ -160,63 +180,102 @@ def _known_measurement(codings: list[tuple[str, str]]) -> str | None:
 
 def parse_observation(resource: dict[str, Any], now_s: float) -> ParsedResource:
     rtype = "Observation"
-    _require(resource.get("resourceType") == rtype, "resourceType must be Observation",
-             "resourceType")
+    _require(
+        resource.get("resourceType") == rtype, "resourceType must be Observation", "resourceType"
+    )
     status = resource.get("status")
-    _require(status in ACCEPTED_OBSERVATION_STATUS,
-             f"status must be one of {sorted(ACCEPTED_OBSERVATION_STATUS)}", f"{rtype}.status")
+    _require(
+        status in ACCEPTED_OBSERVATION_STATUS,
+        f"status must be one of {sorted(ACCEPTED_OBSERVATION_STATUS)}",
+        f"{rtype}.status",
+    )
     codings = _codings(resource.get("code"), f"{rtype}.code")
-    effective = resource.get("effectiveDateTime") or resource.get("effectiveInstant") or (
-        (resource.get("effectivePeriod") or {}).get("start")
-        if isinstance(resource.get("effectivePeriod"), dict) else None)
+    effective = (
+        resource.get("effectiveDateTime")
+        or resource.get("effectiveInstant")
+        or (
+            (resource.get("effectivePeriod") or {}).get("start")
+            if isinstance(resource.get("effectivePeriod"), dict)
+            else None
+        )
+    )
     effective_s = _parse_time(effective, f"{rtype}.effectiveDateTime", now_s)
     subject = _subject(resource, rtype)
     readings: list[tuple[str, float]] = []
     if any(is_blood_pressure_panel(s, c) for s, c in codings):
         components = resource.get("component")
         if not isinstance(components, list) or not components:
-            raise InvalidInput("a blood-pressure panel needs its components",
-                               location=f"{rtype}.component")
+            raise InvalidInput(
+                "a blood-pressure panel needs its components", location=f"{rtype}.component"
+            )
         for i, comp in enumerate(components):
             loc = f"{rtype}.component[{i}]"
             _require(isinstance(comp, dict), "component must be an object", loc)
             name = _known_measurement(_codings(comp.get("code"), f"{loc}.code"))
-            _require(name in ("systolic_bp", "diastolic_bp"),
-                     "blood-pressure components must be 8480-6 (systolic) or 8462-4 (diastolic)",
-                     f"{loc}.code")
+            _require(
+                name in ("systolic_bp", "diastolic_bp"),
+                "blood-pressure components must be 8480-6 (systolic) or 8462-4 (diastolic)",
+                f"{loc}.code",
+            )
             assert name is not None
-            readings.append((name, _quantity(comp.get("valueQuantity"), name,
-                                             f"{loc}.valueQuantity")))
+            readings.append(
+                (name, _quantity(comp.get("valueQuantity"), name, f"{loc}.valueQuantity"))
+            )
         names = [r[0] for r in readings]
         _require(len(set(names)) == len(names), "a component is repeated", f"{rtype}.component")
     else:
         name = _known_measurement(codings)
-        _require(name is not None,
-                 "code is not a supported measurement (LOINC or SNOMED CT; see CapabilityStatement)",
-                 f"{rtype}.code.coding")
+        _require(
+            name is not None,
+            "code is not a supported measurement (LOINC or SNOMED CT; see CapabilityStatement)",
+            f"{rtype}.code.coding",
+        )
         assert name is not None
-        readings.append((name, _quantity(resource.get("valueQuantity"), name,
-                                         f"{rtype}.valueQuantity")))
+        readings.append(
+            (name, _quantity(resource.get("valueQuantity"), name, f"{rtype}.valueQuantity"))
+        )
     digest = content_hash(resource)
-    return ParsedResource(rtype, _idempotency_key(resource, rtype, digest), digest, subject,
-                          effective_s, readings, resource)
+    return ParsedResource(
+        rtype,
+        _idempotency_key(resource, rtype, digest),
+        digest,
+        subject,
+        effective_s,
+        readings,
+        resource,
+    )
 
 
 def parse_questionnaire_response(resource: dict[str, Any], now_s: float) -> ParsedResource:
     rtype = "QuestionnaireResponse"
-    _require(resource.get("resourceType") == rtype, "resourceType must be QuestionnaireResponse",
-             "resourceType")
-    _require(resource.get("status") in ACCEPTED_QR_STATUS,
-             f"status must be one of {sorted(ACCEPTED_QR_STATUS)}", f"{rtype}.status")
+    _require(
+        resource.get("resourceType") == rtype,
+        "resourceType must be QuestionnaireResponse",
+        "resourceType",
+    )
+    _require(
+        resource.get("status") in ACCEPTED_QR_STATUS,
+        f"status must be one of {sorted(ACCEPTED_QR_STATUS)}",
+        f"{rtype}.status",
+    )
     url = resource.get("questionnaire")
-    _require(isinstance(url, str) and url != "", "questionnaire (canonical URL) is required",
-             f"{rtype}.questionnaire")
+    _require(
+        isinstance(url, str) and url != "",
+        "questionnaire (canonical URL) is required",
+        f"{rtype}.questionnaire",
+    )
     questionnaire = questionnaires.questionnaire_by_url(str(url))
-    _require(questionnaire is not None, "questionnaire is not one of our pathway questionnaires",
-             f"{rtype}.questionnaire")
+    _require(
+        questionnaire is not None,
+        "questionnaire is not one of our pathway questionnaires",
+        f"{rtype}.questionnaire",
+    )
     assert questionnaire is not None
-    _require(isinstance(resource.get("item"), list) and resource["item"],
-             "item (the answers) is required", f"{rtype}.item")
+    _require(
+        isinstance(resource.get("item"), list) and resource["item"],
+        "item (the answers) is required",
+        f"{rtype}.item",
+    )
     effective_s = _parse_time(resource.get("authored"), f"{rtype}.authored", now_s)
     subject = _subject(resource, rtype)
     try:
@@ -234,9 +293,15 @@ def parse_questionnaire_response(resource: dict[str, Any], now_s: float) -> Pars
     if CONSCIOUSNESS in score.values:
         readings.append((CONSCIOUSNESS, 0.0 if score.values[CONSCIOUSNESS] == "alert" else 1.0))
     digest = content_hash(resource)
-    return ParsedResource(rtype, _idempotency_key(resource, rtype, digest), digest, subject,
-                          effective_s, readings, resource)
+    return ParsedResource(
+        rtype,
+        _idempotency_key(resource, rtype, digest),
+        digest,
+        subject,
+        effective_s,
+        readings,
+        resource,
+    )
 
 
-PARSERS = {"Observation": parse_observation,
-           "QuestionnaireResponse": parse_questionnaire_response}
+PARSERS = {"Observation": parse_observation, "QuestionnaireResponse": parse_questionnaire_response}

@@ -33,9 +33,17 @@ FHIR_JSON = "application/fhir+json"
 
 
 class OutboxSender:
-    def __init__(self, sessions: sessionmaker[Session], endpoint: str | None, metrics: Metrics,
-                 poll_s: float = 2.0, batch: int = 20, timeout_s: float = 10.0,
-                 backoff_max_s: float = 300.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        endpoint: str | None,
+        metrics: Metrics,
+        poll_s: float = 2.0,
+        batch: int = 20,
+        timeout_s: float = 10.0,
+        backoff_max_s: float = 300.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
         self.sessions = sessions
         self.endpoint = endpoint
         self.metrics = metrics
@@ -63,8 +71,10 @@ class OutboxSender:
         assert self._client is not None and self.endpoint is not None
         try:
             response = await self._client.post(
-                self.endpoint, json=claim.payload,
-                headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON})
+                self.endpoint,
+                json=claim.payload,
+                headers={"Content-Type": FHIR_JSON, "Accept": FHIR_JSON},
+            )
         except httpx.HTTPError as exc:
             return f"{type(exc).__name__}: {exc}"
         if 200 <= response.status_code < 300:
@@ -82,8 +92,10 @@ class OutboxSender:
                     store.record_failed(session, claim, error, retry_at)
         for claim, error in outcomes:
             if error is not None:  # no payload in the log: it names the patient
-                log.warning("outbox delivery failed", extra=log_fields(
-                    entry=claim.id, attempts=claim.attempts, error=error[:200]))
+                log.warning(
+                    "outbox delivery failed",
+                    extra=log_fields(entry=claim.id, attempts=claim.attempts, error=error[:200]),
+                )
 
     async def run_once(self) -> int:
         """One round; returns how many entries it tried to deliver."""
@@ -91,8 +103,7 @@ class OutboxSender:
             return 0
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self.timeout_s)
-        claims = await asyncio.to_thread(store.claim_due, self.sessions, self.batch,
-                                         self.lease_s)
+        claims = await asyncio.to_thread(store.claim_due, self.sessions, self.batch, self.lease_s)
         if not claims:
             return 0
         errors = await asyncio.gather(*(self._post(c) for c in claims))
@@ -121,8 +132,12 @@ class OutboxSender:
 async def outbox_sender_job(app: Any) -> AsyncIterator[OutboxSender]:
     """Background job for create_app: runs the sender for the app's lifetime."""
     settings = app.state.settings
-    sender = OutboxSender(app.state.sessions, settings.outbox_endpoint, app.state.metrics,
-                          poll_s=settings.outbox_poll_s)
+    sender = OutboxSender(
+        app.state.sessions,
+        settings.outbox_endpoint,
+        app.state.metrics,
+        poll_s=settings.outbox_poll_s,
+    )
     app.state.outbox_sender = sender
     task = asyncio.create_task(sender.run(), name="outbox-sender")
     try:

@@ -33,20 +33,27 @@ class Claim:
     payload: dict[str, Any]
 
 
-def claim_due(sessions: sessionmaker[Session], limit: int, lease_s: float,
-              now: datetime | None = None) -> list[Claim]:
+def claim_due(
+    sessions: sessionmaker[Session], limit: int, lease_s: float, now: datetime | None = None
+) -> list[Claim]:
     """Lease up to `limit` due entries, at most one per patient: the patient's earliest."""
     now = now or datetime.now(UTC)
     earlier = aliased(OutboxEntry)
-    blocked = exists().where(earlier.patient_id == OutboxEntry.patient_id,
-                             earlier.state == PENDING, earlier.id < OutboxEntry.id)
+    blocked = exists().where(
+        earlier.patient_id == OutboxEntry.patient_id,
+        earlier.state == PENDING,
+        earlier.id < OutboxEntry.id,
+    )
     with transaction(sessions) as session:
         rows = session.execute(
-            select(OutboxEntry.id, OutboxEntry.patient_id, OutboxEntry.attempts,
-                   OutboxEntry.payload)
+            select(
+                OutboxEntry.id, OutboxEntry.patient_id, OutboxEntry.attempts, OutboxEntry.payload
+            )
             .where(OutboxEntry.state == PENDING, OutboxEntry.next_attempt_at <= now, ~blocked)
-            .order_by(OutboxEntry.id).limit(limit)
-            .with_for_update(skip_locked=True, of=OutboxEntry)).all()
+            .order_by(OutboxEntry.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=OutboxEntry)
+        ).all()
         claims = []
         lease_until = now + timedelta(seconds=lease_s)
         for row in rows:
@@ -54,30 +61,42 @@ def claim_due(sessions: sessionmaker[Session], limit: int, lease_s: float,
             # row locks; there the losing writer sees rowcount 0).
             result = session.execute(
                 update(OutboxEntry)
-                .where(OutboxEntry.id == row.id, OutboxEntry.state == PENDING,
-                       OutboxEntry.attempts == row.attempts)
-                .values(attempts=row.attempts + 1, next_attempt_at=lease_until))
+                .where(
+                    OutboxEntry.id == row.id,
+                    OutboxEntry.state == PENDING,
+                    OutboxEntry.attempts == row.attempts,
+                )
+                .values(attempts=row.attempts + 1, next_attempt_at=lease_until)
+            )
             if result.rowcount == 1:  # type: ignore[attr-defined]
                 claims.append(Claim(row.id, row.patient_id, row.attempts + 1, row.payload))
     return claims
 
 
 def record_delivered(session: Session, claim: Claim, now: datetime) -> None:
-    session.execute(update(OutboxEntry)
-                    .where(OutboxEntry.id == claim.id, OutboxEntry.attempts == claim.attempts)
-                    .values(state=DELIVERED, delivered_at=now, last_error=None))
+    session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.id == claim.id, OutboxEntry.attempts == claim.attempts)
+        .values(state=DELIVERED, delivered_at=now, last_error=None)
+    )
 
 
 def record_failed(session: Session, claim: Claim, error: str, retry_at: datetime) -> None:
-    session.execute(update(OutboxEntry)
-                    .where(OutboxEntry.id == claim.id, OutboxEntry.attempts == claim.attempts,
-                           OutboxEntry.state == PENDING)
-                    .values(next_attempt_at=retry_at, last_error=error[:MAX_ERROR_CHARS]))
+    session.execute(
+        update(OutboxEntry)
+        .where(
+            OutboxEntry.id == claim.id,
+            OutboxEntry.attempts == claim.attempts,
+            OutboxEntry.state == PENDING,
+        )
+        .values(next_attempt_at=retry_at, last_error=error[:MAX_ERROR_CHARS])
+    )
 
 
 def counts_by_state(session: Session) -> dict[str, int]:
     counts = dict.fromkeys(STATES, 0)
-    for state, n in session.execute(select(OutboxEntry.state, func.count())
-                                    .group_by(OutboxEntry.state)).all():
+    for state, n in session.execute(
+        select(OutboxEntry.state, func.count()).group_by(OutboxEntry.state)
+    ).all():
         counts[state] = int(n)
     return counts

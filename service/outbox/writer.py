@@ -24,28 +24,48 @@ class OutboxWriter:
     def __init__(self, deliver: bool) -> None:
         self.initial_state = PENDING if deliver else RECORDED
 
-    def __call__(self, session: Session, item: WorklistItem, assessment: Assessment | None,
-                 event: str) -> None:
+    def __call__(
+        self, session: Session, item: WorklistItem, assessment: Assessment | None, event: str
+    ) -> None:
         # Serialise outbox writes per patient (PostgreSQL; SQLite has one writer anyway), so the
         # entry ids of one patient follow commit order and the sender's "earliest first" is the
         # order the events happened in. NO KEY UPDATE does not conflict with the KEY SHARE locks
         # that inserting readings takes on the patient row.
-        session.execute(select(Patient.id).where(Patient.id == item.patient_id)
-                        .with_for_update(key_share=True))
+        session.execute(
+            select(Patient.id).where(Patient.id == item.patient_id).with_for_update(key_share=True)
+        )
         patient = session.get(Patient, item.patient_id)
         if assessment is None:
             assessment = session.get(Assessment, item.assessment_id)
         assert patient is not None and assessment is not None
-        received = session.execute(
-            select(IngestedResource.id, IngestedResource.resource_type,
-                   IngestedResource.idempotency_key)
-            .where(IngestedResource.id.in_(assessment.basis))).all() if assessment.basis else []
+        received = (
+            session.execute(
+                select(
+                    IngestedResource.id,
+                    IngestedResource.resource_type,
+                    IngestedResource.idempotency_key,
+                ).where(IngestedResource.id.in_(assessment.basis))
+            ).all()
+            if assessment.basis
+            else []
+        )
         by_id = {r.id: r for r in received}
-        basis = [basis_reference(rid, by_id[rid].resource_type, by_id[rid].idempotency_key)
-                 for rid in assessment.basis if rid in by_id]
+        basis = [
+            basis_reference(rid, by_id[rid].resource_type, by_id[rid].idempotency_key)
+            for rid in assessment.basis
+            if rid in by_id
+        ]
         now = datetime.now(UTC)
-        session.add(OutboxEntry(
-            created_at=now, patient_id=patient.id, item_id=item.id, event=event,
-            payload=transaction_bundle(item, patient, assessment, event, basis),
-            state=self.initial_state, attempts=0, next_attempt_at=now))
+        session.add(
+            OutboxEntry(
+                created_at=now,
+                patient_id=patient.id,
+                item_id=item.id,
+                event=event,
+                payload=transaction_bundle(item, patient, assessment, event, basis),
+                state=self.initial_state,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
         session.flush()

@@ -75,13 +75,27 @@ def _iso(at: datetime) -> str:
 def entry_hash(seq: int, prev_hash: str, e: AuditEvent | Any) -> str:
     """SHA-256 over the row's sequence number, the previous row's hash and every field."""
     canonical = json.dumps(
-        [seq, prev_hash, _iso(e.at), e.actor, e.role, e.organisation, e.patient_id, e.action,
-         e.resource, e.purpose, int(e.outcome)],
-        separators=(",", ":"), ensure_ascii=False)
+        [
+            seq,
+            prev_hash,
+            _iso(e.at),
+            e.actor,
+            e.role,
+            e.organisation,
+            e.patient_id,
+            e.action,
+            e.resource,
+            e.purpose,
+            int(e.outcome),
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 # ---- writing -------------------------------------------------------------------------------
+
 
 def append_events(engine: Engine, events: list[AuditEvent]) -> int:
     """Append events to the chain in one transaction, serialised across writers and replicas."""
@@ -94,18 +108,30 @@ def append_events(engine: Engine, events: list[AuditEvent]) -> int:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         elif conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-        head = conn.execute(select(table.c.seq, table.c.hash).order_by(table.c.seq.desc())
-                            .limit(1)).first()
+        head = conn.execute(
+            select(table.c.seq, table.c.hash).order_by(table.c.seq.desc()).limit(1)
+        ).first()
         seq, prev = (head[0], head[1]) if head else (0, GENESIS_HASH)
         rows = []
         for e in events:
             seq += 1
             digest = entry_hash(seq, prev, e)
-            rows.append({"seq": seq, "at": e.at, "actor": e.actor[:64], "role": e.role[:32],
-                         "organisation": e.organisation, "patient_id": e.patient_id,
-                         "action": e.action, "resource": e.resource[:200],
-                         "purpose": e.purpose[:64], "outcome": e.outcome, "prev_hash": prev,
-                         "hash": digest})
+            rows.append(
+                {
+                    "seq": seq,
+                    "at": e.at,
+                    "actor": e.actor[:64],
+                    "role": e.role[:32],
+                    "organisation": e.organisation,
+                    "patient_id": e.patient_id,
+                    "action": e.action,
+                    "resource": e.resource[:200],
+                    "purpose": e.purpose[:64],
+                    "outcome": e.outcome,
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
+            )
             prev = digest
         conn.execute(insert(table), rows)
         conn.commit()
@@ -119,8 +145,14 @@ class AuditWriter:
     comparison); ``flush()`` waits until everything submitted so far is stored.
     """
 
-    def __init__(self, engine: Engine, *, batch_size: int = 500, interval_s: float = 0.05,
-                 synchronous: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        batch_size: int = 500,
+        interval_s: float = 0.05,
+        synchronous: bool = False,
+    ) -> None:
         self.engine = engine
         self.batch_size = batch_size
         self.interval_s = interval_s
@@ -222,6 +254,7 @@ class AuditWriter:
 
 # ---- what a request touched ----------------------------------------------------------------
 
+
 @dataclass
 class AuditContext:
     """Per-request scratchpad shared (by reference) with the threads that serve the request."""
@@ -232,7 +265,8 @@ class AuditContext:
 
 
 _current: contextvars.ContextVar[AuditContext | None] = contextvars.ContextVar(
-    "triage_audit_context", default=None)
+    "triage_audit_context", default=None
+)
 
 
 def current_context() -> AuditContext | None:
@@ -288,11 +322,15 @@ def safe_patient_id(value: Any) -> str | None:
     return value
 
 
-def request_patient_ids(path_params: dict[str, Any], query: dict[str, list[str]],
-                        state: dict[str, Any]) -> set[str]:
+def request_patient_ids(
+    path_params: dict[str, Any], query: dict[str, list[str]], state: dict[str, Any]
+) -> set[str]:
     ids: set[str] = set()
-    for value in [path_params.get("patient_id"), *query.get("subject", []),
-                  *query.get("patient", [])]:
+    for value in [
+        path_params.get("patient_id"),
+        *query.get("subject", []),
+        *query.get("patient", []),
+    ]:
         pid = safe_patient_id(value)
         if pid:
             ids.add(pid)
@@ -303,9 +341,16 @@ def request_patient_ids(path_params: dict[str, Any], query: dict[str, list[str]]
     return ids
 
 
-def build_events(*, method: str, route_path: str, status: int, principal: Principal | None,
-                 patient_ids: set[str], purpose: str | None, at: datetime | None = None
-                 ) -> list[AuditEvent]:
+def build_events(
+    *,
+    method: str,
+    route_path: str,
+    status: int,
+    principal: Principal | None,
+    patient_ids: set[str],
+    purpose: str | None,
+    at: datetime | None = None,
+) -> list[AuditEvent]:
     at = at or datetime.now(UTC)
     if status in (401, 403):
         action = "refuse"
@@ -321,11 +366,14 @@ def build_events(*, method: str, route_path: str, status: int, principal: Princi
             purpose = f"{purpose}:guardian-proxy"
     resource = f"{method} {route_path}"
     targets: list[str | None] = [*sorted(patient_ids)] or [None]
-    return [AuditEvent(at, actor, role, organisation, pid, action, resource, purpose, status)
-            for pid in targets]
+    return [
+        AuditEvent(at, actor, role, organisation, pid, action, resource, purpose, status)
+        for pid in targets
+    ]
 
 
 # ---- verification --------------------------------------------------------------------------
+
 
 @dataclass
 class VerifyResult:
@@ -338,8 +386,10 @@ class VerifyResult:
 
     def describe(self) -> str:
         if self.ok:
-            return (f"audit chain intact: {self.rows_checked} rows, head seq {self.head_seq}, "
-                    f"head hash {self.head_hash}")
+            return (
+                f"audit chain intact: {self.rows_checked} rows, head seq {self.head_seq}, "
+                f"head hash {self.head_hash}"
+            )
         return f"audit chain BROKEN at row seq {self.bad_seq}: {self.problem}"
 
 
@@ -347,8 +397,9 @@ def _rows(session: Session, batch: int = 2000) -> Iterator[Any]:
     table = AuditEntry.__table__
     last = 0
     while True:
-        chunk = session.execute(select(table).where(table.c.seq > last)
-                                .order_by(table.c.seq).limit(batch)).all()
+        chunk = session.execute(
+            select(table).where(table.c.seq > last).order_by(table.c.seq).limit(batch)
+        ).all()
         if not chunk:
             return
         yield from chunk
@@ -366,22 +417,48 @@ def verify_chain(session: Session, expected_head: str | None = None) -> VerifyRe
     for row in _rows(session):
         n += 1
         if row.prev_hash != prev_hash:
-            gap = (f"; rows {prev_seq + 1}..{row.seq - 1} are missing"
-                   if row.seq != prev_seq + 1 else "")
-            return VerifyResult(False, n, prev_seq or None, prev_hash, row.seq,
-                                f"prev_hash does not match row {prev_seq} (that row was altered "
-                                f"or rows before this one were deleted){gap}")
+            gap = (
+                f"; rows {prev_seq + 1}..{row.seq - 1} are missing"
+                if row.seq != prev_seq + 1
+                else ""
+            )
+            return VerifyResult(
+                False,
+                n,
+                prev_seq or None,
+                prev_hash,
+                row.seq,
+                f"prev_hash does not match row {prev_seq} (that row was altered "
+                f"or rows before this one were deleted){gap}",
+            )
         if row.seq != prev_seq + 1:
-            return VerifyResult(False, n, prev_seq or None, prev_hash, row.seq,
-                                f"rows {prev_seq + 1}..{row.seq - 1} are missing")
+            return VerifyResult(
+                False,
+                n,
+                prev_seq or None,
+                prev_hash,
+                row.seq,
+                f"rows {prev_seq + 1}..{row.seq - 1} are missing",
+            )
         if entry_hash(row.seq, row.prev_hash, row) != row.hash:
-            return VerifyResult(False, n, prev_seq or None, prev_hash, row.seq,
-                                "row content does not match its hash (the row was edited)")
+            return VerifyResult(
+                False,
+                n,
+                prev_seq or None,
+                prev_hash,
+                row.seq,
+                "row content does not match its hash (the row was edited)",
+            )
         prev_seq, prev_hash = row.seq, row.hash
         if row.hash == expected_head:
             seen_expected = True
     if not seen_expected:
-        return VerifyResult(False, n, prev_seq or None, prev_hash, prev_seq + 1,
-                            "the recorded head hash is not in the chain (newest rows deleted or "
-                            "the log replaced)")
+        return VerifyResult(
+            False,
+            n,
+            prev_seq or None,
+            prev_hash,
+            prev_seq + 1,
+            "the recorded head hash is not in the chain (newest rows deleted or the log replaced)",
+        )
     return VerifyResult(True, n, prev_seq or None, prev_hash)

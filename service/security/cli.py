@@ -12,11 +12,16 @@ app.add_typer(audit, name="audit")
 
 
 @audit.command()
-def verify(database_url: Annotated[str | None, typer.Option(
-               help="SQLAlchemy URL; default: TRIAGE_DATABASE_URL or the SQLite default")] = None,
-           expected_head: Annotated[str | None, typer.Option(
-               help="A head hash recorded earlier: detects deletion of the newest rows")] = None,
-           ) -> None:
+def verify(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL; default: TRIAGE_DATABASE_URL or the SQLite default"),
+    ] = None,
+    expected_head: Annotated[
+        str | None,
+        typer.Option(help="A head hash recorded earlier: detects deletion of the newest rows"),
+    ] = None,
+) -> None:
     """Verify that no audit row was edited or deleted."""
     from service.config import Settings
     from service.db.engine import make_engine, make_session_factory
@@ -35,14 +40,22 @@ def verify(database_url: Annotated[str | None, typer.Option(
 
 
 @audit.command()
-def retention(policy: Annotated[str, typer.Option(
-                  help="JSON file: {category: days or null}; categories outbox_delivered, "
-                       "assessments, received_resources, worklist_events, audit_log")],
-              apply: Annotated[bool, typer.Option(
-                  help="Delete what may be deleted (default: only report)")] = False,
-              database_url: Annotated[str | None, typer.Option(
-                  help="SQLAlchemy URL; default: TRIAGE_DATABASE_URL or the SQLite default")]
-              = None) -> None:
+def retention(
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="JSON file: {category: days or null}; categories outbox_delivered, "
+            "assessments, received_resources, worklist_events, audit_log"
+        ),
+    ],
+    apply: Annotated[
+        bool, typer.Option(help="Delete what may be deleted (default: only report)")
+    ] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL; default: TRIAGE_DATABASE_URL or the SQLite default"),
+    ] = None,
+) -> None:
     """Report (and with --apply, carry out) the retention policy."""
     from pathlib import Path
 
@@ -63,5 +76,7 @@ def retention(policy: Annotated[str, typer.Option(
         engine.dispose()
     for line in lines:
         keep = "keep" if line.keep_days is None else f"{line.keep_days} d"
-        typer.echo(f"{line.category:<20} {keep:>8}  due {line.due:>7}  deleted {line.deleted:>7}"
-                   f"  {line.note}")
+        typer.echo(
+            f"{line.category:<20} {keep:>8}  due {line.due:>7}  deleted {line.deleted:>7}"
+            f"  {line.note}"
+        )

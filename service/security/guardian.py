@@ -37,7 +37,9 @@ def validate_guardian_flag(birth_date: Any, confidential: bool, on: date | None 
         raise InvalidInput(
             "confidential_to_guardians applies to patients aged 12 to 15 (pasient- og "
             "brukerrettighetsloven § 3-4); from 16 the patient consents on their own behalf "
-            "(§ 4-3) and guardians are refused regardless", location="confidential_to_guardians")
+            "(§ 4-3) and guardians are refused regardless",
+            location="confidential_to_guardians",
+        )
 
 
 def withheld_from_guardians(patient: Any, on: date | None = None) -> bool:

@@ -39,9 +39,12 @@ from their parents (12–16) and for every patient aged 16 or more. See
 
 def render_access_matrix(app: Any) -> str:
     roles = list(Role)
-    lines = [_HEADER.rstrip("\n"), "",
-             "| route name | method | path | " + " | ".join(r.value for r in roles) + " | G |",
-             "|---|---|---|" + "---|" * (len(roles) + 1)]
+    lines = [
+        _HEADER.rstrip("\n"),
+        "",
+        "| route name | method | path | " + " | ".join(r.value for r in roles) + " | G |",
+        "|---|---|---|" + "---|" * (len(roles) + 1),
+    ]
     for route in sorted(iter_routes(app), key=lambda r: (r.path, r.methods, r.name)):
         if route.name in PUBLIC_ROUTES:
             cells = ["public"] * len(roles)
@@ -49,8 +52,11 @@ def render_access_matrix(app: Any) -> str:
             allowed = ROUTE_ROLES.get(route.name, frozenset())
             cells = ["yes" if r in allowed else "–" for r in roles]
         guardian = "G" if route.name in GUARDIAN_ROUTES else ""
-        lines.append(f"| `{route.name}` | {', '.join(route.methods)} | `{route.path}` | "
-                     + " | ".join(cells) + f" | {guardian} |")
+        lines.append(
+            f"| `{route.name}` | {', '.join(route.methods)} | `{route.path}` | "
+            + " | ".join(cells)
+            + f" | {guardian} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -81,11 +81,17 @@ class AuditMiddleware:
         principal = ctx.principal or state.get("principal")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         patient_ids = ctx.patient_ids | request_patient_ids(
-            scope.get("path_params") or {}, query, state)
-        events = build_events(method=scope["method"], route_path=path, status=status,
-                              principal=principal, patient_ids=patient_ids,
-                              purpose=ctx.purpose or state.get("audit_purpose"),
-                              at=datetime.now(UTC))
+            scope.get("path_params") or {}, query, state
+        )
+        events = build_events(
+            method=scope["method"],
+            route_path=path,
+            status=status,
+            principal=principal,
+            patient_ids=patient_ids,
+            purpose=ctx.purpose or state.get("audit_purpose"),
+            at=datetime.now(UTC),
+        )
         try:
             writer.submit(events)
         except Exception:
@@ -123,17 +129,23 @@ def _register_audit_metrics(app: Any) -> None:
     metrics = getattr(app.state, "metrics", None)
     if metrics is None or getattr(metrics, "audit_backlog", None) is not None:
         return
-    metrics.audit_backlog = Gauge("triage_audit_backlog_events",
-                                  "Audit events accepted but not yet stored",
-                                  registry=metrics.registry)
+    metrics.audit_backlog = Gauge(
+        "triage_audit_backlog_events",
+        "Audit events accepted but not yet stored",
+        registry=metrics.registry,
+    )
     # Read through app.state: a restarted lifespan replaces the writer, not the registry.
     metrics.audit_backlog.set_function(
-        lambda: getattr(getattr(app.state, "audit", None), "backlog", 0))
-    metrics.audit_failures = Gauge("triage_audit_write_failures",
-                                   "Failed audit batch writes since start (each is retried)",
-                                   registry=metrics.registry)
+        lambda: getattr(getattr(app.state, "audit", None), "backlog", 0)
+    )
+    metrics.audit_failures = Gauge(
+        "triage_audit_write_failures",
+        "Failed audit batch writes since start (each is retried)",
+        registry=metrics.registry,
+    )
     metrics.audit_failures.set_function(
-        lambda: getattr(getattr(app.state, "audit", None), "failures", 0))
+        lambda: getattr(getattr(app.state, "audit", None), "failures", 0)
+    )
 
 
 def json_depth(raw: bytes) -> int:
@@ -143,7 +155,7 @@ def json_depth(raw: bytes) -> int:
     stripped = _JSON_STRING.sub(b'""', raw) if b'"' in raw else raw
     codes = np.frombuffer(stripped, dtype=np.uint8)
     steps = ((codes == 0x7B) | (codes == 0x5B)).astype(np.int32)  # { [
-    steps -= ((codes == 0x7D) | (codes == 0x5D))  # } ]
+    steps -= (codes == 0x7D) | (codes == 0x5D)  # } ]
     return int(np.cumsum(steps).max(initial=0))
 
 
@@ -163,8 +175,11 @@ class InputGuard:
         self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope["method"] not in _BODY_METHODS
-                or not scope["path"].startswith(JSON_API_PREFIXES)):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _BODY_METHODS
+            or not scope["path"].startswith(JSON_API_PREFIXES)
+        ):
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
@@ -189,13 +204,22 @@ class InputGuard:
         if body:
             content_type = headers.get(b"content-type", b"").decode("latin-1")
             if not is_json_media_type(content_type):
-                await self._refuse(scope, send, 415, "not-supported",
-                                   "Content-Type must be application/json (or application/"
-                                   "fhir+json on /fhir)")
+                await self._refuse(
+                    scope,
+                    send,
+                    415,
+                    "not-supported",
+                    "Content-Type must be application/json (or application/fhir+json on /fhir)",
+                )
                 return
             if json_depth(body) > self.max_json_depth:
-                await self._refuse(scope, send, 400, "structure",
-                                   f"JSON nesting is deeper than {self.max_json_depth} levels")
+                await self._refuse(
+                    scope,
+                    send,
+                    400,
+                    "structure",
+                    f"JSON nesting is deeper than {self.max_json_depth} levels",
+                )
                 return
         sent = False
 

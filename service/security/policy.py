@@ -13,20 +13,44 @@ from typing import Any
 
 from service.security.principal import Role
 
-C, M, P, I, A = (Role.CLINICIAN, Role.ML_ENGINEER, Role.COMPLIANCE,  # noqa: E741
-                 Role.INTEGRATION, Role.ADMIN)
+# One-letter names keep the route table below readable as a matrix.
+C, M, P, I, A = (  # noqa: E741
+    Role.CLINICIAN,
+    Role.ML_ENGINEER,
+    Role.COMPLIANCE,
+    Role.INTEGRATION,
+    Role.ADMIN,
+)
 
 # Routes anyone may call (liveness for orchestrators, the API description, the V2 health probes).
 # /metrics is public only while Settings.public_metrics is true (see `allowed_roles`).
-PUBLIC_ROUTES: frozenset[str] = frozenset({
-    "healthz", "readyz", "metrics", "openapi", "swagger_ui_html", "swagger_ui_redirect",
-    "redoc_html", "fhir_metadata", "v2_live", "v2_ready",
-    # Evidently's JavaScript library that drift-report HTML loads (no data in it)
-    "evidently_library",
-    # web sign-in, sign-out, language choice and the development issuer (service.web.auth)
-    "web_root", "web_home", "web_sign_in", "web_sign_in_start", "web_callback", "web_sign_out",
-    "web_language", "web_dev_authorize", "web_dev_authorize_submit", "web_dev_token",
-})
+PUBLIC_ROUTES: frozenset[str] = frozenset(
+    {
+        "healthz",
+        "readyz",
+        "metrics",
+        "openapi",
+        "swagger_ui_html",
+        "swagger_ui_redirect",
+        "redoc_html",
+        "fhir_metadata",
+        "v2_live",
+        "v2_ready",
+        # Evidently's JavaScript library that drift-report HTML loads (no data in it)
+        "evidently_library",
+        # web sign-in, sign-out, language choice and the development issuer (service.web.auth)
+        "web_root",
+        "web_home",
+        "web_sign_in",
+        "web_sign_in_start",
+        "web_callback",
+        "web_sign_out",
+        "web_language",
+        "web_dev_authorize",
+        "web_dev_authorize_submit",
+        "web_dev_token",
+    }
+)
 # Who may scrape /metrics when it is not public.
 METRICS_ROLES = frozenset({M, P, A})
 
@@ -110,10 +134,13 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
 
 # A token acting for a parent or guardian (Helsenorge representation) may call only these, and
 # only for one named patient; see service.security.guardian.
-GUARDIAN_ROUTES: frozenset[str] = frozenset({
-    "fhir_search_risk_assessment", "fhir_search_task",
-    "fhir_search_detected_issue",
-})
+GUARDIAN_ROUTES: frozenset[str] = frozenset(
+    {
+        "fhir_search_risk_assessment",
+        "fhir_search_task",
+        "fhir_search_detected_issue",
+    }
+)
 
 
 def allowed_roles(route_name: str, public_metrics: bool = True) -> frozenset[Role] | None:
@@ -146,5 +173,6 @@ def iter_routes(app: Any) -> Iterator[RouteInfo]:
 
 def unlisted_routes(app: Any) -> list[RouteInfo]:
     """Routes that are neither public nor in ROUTE_ROLES: refused for everyone until listed."""
-    return [r for r in iter_routes(app)
-            if r.name not in PUBLIC_ROUTES and r.name not in ROUTE_ROLES]
+    return [
+        r for r in iter_routes(app) if r.name not in PUBLIC_ROUTES and r.name not in ROUTE_ROLES
+    ]

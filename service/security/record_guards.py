@@ -30,14 +30,20 @@ from service.db.tables import (
 from service.errors import Conflict
 
 IMMUTABLE_RECORDS: tuple[type[Any], ...] = (
-    Assessment, PathwayVersion, PatientOverride, DriftSignOff, WorklistEvent, IngestedResource,
+    Assessment,
+    PathwayVersion,
+    PatientOverride,
+    DriftSignOff,
+    WorklistEvent,
+    IngestedResource,
     AuditEntry,
 )
 # Attribute -> the only value it may be changed to.
 SANCTIONED_UPDATES: dict[type[Any], dict[str, Any]] = {PatientOverride: {"revoked": True}}
 
 _maintenance: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "triage_record_maintenance", default=None)
+    "triage_record_maintenance", default=None
+)
 
 
 class RecordImmutable(Conflict):
@@ -71,9 +77,11 @@ def _before_update(_mapper: Any, _connection: Any, target: Any) -> None:
     allowed = SANCTIONED_UPDATES.get(type(target), {})
     illegal = [k for k, v in changed.items() if k not in allowed or allowed[k] != v]
     if illegal:
-        raise RecordImmutable(f"{type(target).__name__} is a record entry and cannot be changed "
-                              f"({', '.join(sorted(illegal))}); write a new entry that "
-                              f"supersedes it")
+        raise RecordImmutable(
+            f"{type(target).__name__} is a record entry and cannot be changed "
+            f"({', '.join(sorted(illegal))}); write a new entry that "
+            f"supersedes it"
+        )
 
 
 def _before_delete(_mapper: Any, _connection: Any, target: Any) -> None:
@@ -90,8 +98,10 @@ def _on_orm_execute(state: Any) -> None:
         return
     if state.is_delete and _maintenance.get() is not None:
         return
-    raise RecordImmutable(f"bulk {'UPDATE' if state.is_update else 'DELETE'} of "
-                          f"{cls.__name__} record entries is not allowed")
+    raise RecordImmutable(
+        f"bulk {'UPDATE' if state.is_update else 'DELETE'} of "
+        f"{cls.__name__} record entries is not allowed"
+    )
 
 
 def _check_guardian_flag_on_insert(_mapper: Any, _connection: Any, target: Patient) -> None:

@@ -29,8 +29,12 @@ from service.db.tables import (
 
 # category -> (table, timestamp column, extra condition, may this job delete it?)
 _CATEGORIES: dict[str, tuple[Any, Any, Any, bool]] = {
-    "outbox_delivered": (OutboxEntry, OutboxEntry.created_at,
-                         OutboxEntry.state.in_(("delivered", "recorded")), True),
+    "outbox_delivered": (
+        OutboxEntry,
+        OutboxEntry.created_at,
+        OutboxEntry.state.in_(("delivered", "recorded")),
+        True,
+    ),
     "assessments": (Assessment, Assessment.created_at, None, False),
     "received_resources": (IngestedResource, IngestedResource.received_at, None, False),
     "worklist_events": (WorklistEvent, WorklistEvent.at, None, False),
@@ -70,8 +74,9 @@ class RetentionLine:
     note: str
 
 
-def run_retention(session: Session, policy: RetentionPolicy, *, apply: bool = False,
-                  now: datetime | None = None) -> list[RetentionLine]:
+def run_retention(
+    session: Session, policy: RetentionPolicy, *, apply: bool = False, now: datetime | None = None
+) -> list[RetentionLine]:
     """Count what is past its period; with ``apply``, delete what this job may delete."""
     now = now or datetime.now(UTC)
     lines = []
@@ -88,8 +93,13 @@ def run_retention(session: Session, policy: RetentionPolicy, *, apply: bool = Fa
         if deletable and apply and due:
             result: Any = session.execute(delete(table).where(*where))
             deleted = result.rowcount or 0  # a CursorResult for DML
-        note = ("deleted" if deleted else "due" if deletable else
-                "record entries: export to the archive and delete on the controller's "
-                "decision; not deleted by this job")
+        note = (
+            "deleted"
+            if deleted
+            else "due"
+            if deletable
+            else "record entries: export to the archive and delete on the controller's "
+            "decision; not deleted by this job"
+        )
         lines.append(RetentionLine(category, days, due, deleted, note))
     return lines

@@ -53,9 +53,13 @@ def load_or_create_dev_key(path: Path) -> rsa.RSAPrivateKey:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+            fh.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
         try:
             os.link(tmp, path)  # atomic, and fails if another process got there first
         except FileExistsError:
@@ -67,9 +71,15 @@ def load_or_create_dev_key(path: Path) -> rsa.RSAPrivateKey:
     return loaded
 
 
-def issue_dev_token(settings: Settings, role: Role, organisation: str = DEV_ORGANISATION,
-                    units: list[str] | None = None, subject: str | None = None,
-                    lifetime_s: int = 8 * 3600, representation: str | None = None) -> str:
+def issue_dev_token(
+    settings: Settings,
+    role: Role,
+    organisation: str = DEV_ORGANISATION,
+    units: list[str] | None = None,
+    subject: str | None = None,
+    lifetime_s: int = 8 * 3600,
+    representation: str | None = None,
+) -> str:
     """A development token shaped like HelseID's; refused outside development."""
     if settings.environment == "production" or settings.auth_mode != "dev":
         raise RuntimeError("development tokens are only issued with TRIAGE_AUTH_MODE=dev")
@@ -109,9 +119,14 @@ def http_fetch_jwks(url: str) -> dict[str, Any]:
 class JwksCache:
     """The issuer's signing keys by kid; refreshed on expiry and (rate-limited) on a new kid."""
 
-    def __init__(self, url: str, fetch: JwksFetcher = http_fetch_jwks, ttl_s: float = 600.0,
-                 min_refetch_interval_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        url: str,
+        fetch: JwksFetcher = http_fetch_jwks,
+        ttl_s: float = 600.0,
+        min_refetch_interval_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.url = url
         self._fetch = fetch
         self.ttl_s = ttl_s
@@ -148,8 +163,11 @@ class JwksCache:
         with self._lock:
             now = self._clock()
             age_s = None if self._fetched_at is None else now - self._fetched_at
-            if age_s is None or age_s >= self.ttl_s or (
-                    kid not in self._keys and age_s >= self.min_refetch_interval_s):
+            if (
+                age_s is None
+                or age_s >= self.ttl_s
+                or (kid not in self._keys and age_s >= self.min_refetch_interval_s)
+            ):
                 self._refresh()
             jwk = self._keys.get(kid)
         if jwk is None:
@@ -200,11 +218,21 @@ class TokenVerifier:
         key = self._key_for(token)
         try:
             claims = jwt.decode(
-                token, key, algorithms=ALLOWED_ALGORITHMS, audience=self.settings.oidc_audience,
-                issuer=self.issuer, leeway=self.settings.oidc_clock_skew_s,
-                options={"require": ["exp", "iss", "aud"], "verify_signature": True,
-                         "verify_exp": True, "verify_nbf": True, "verify_iat": True,
-                         "verify_aud": True, "verify_iss": True},
+                token,
+                key,
+                algorithms=ALLOWED_ALGORITHMS,
+                audience=self.settings.oidc_audience,
+                issuer=self.issuer,
+                leeway=self.settings.oidc_clock_skew_s,
+                options={
+                    "require": ["exp", "iss", "aud"],
+                    "verify_signature": True,
+                    "verify_exp": True,
+                    "verify_nbf": True,
+                    "verify_iat": True,
+                    "verify_aud": True,
+                    "verify_iss": True,
+                },
             )
         except jwt.ExpiredSignatureError as exc:
             raise Unauthorised("token has expired") from exc

@@ -562,8 +562,13 @@ def web_drift_sign_off(
             # The one sign-off path: the monitoring service checks, locks and records it.
             with transaction(request.app.state.sessions) as tx:
                 request.app.state.services.monitoring.sign_off(
-                    tx, report_id, decision, comment, signed_by=principal.subject,
-                    role=principal.role.value)
+                    tx,
+                    report_id,
+                    decision,
+                    comment,
+                    signed_by=principal.subject,
+                    role=principal.role.value,
+                )
         except NotFound:
             raise
         except TriageError as exc:

@@ -17,10 +17,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 GOVERNANCE = REPO / "governance"
 # The documents this test owns (model-cards/, monitoring/ and rule-language.md belong to others).
-DOCUMENTS = ("README.md", "intended-use.md", "classification.md", "mdr-classification.md",
-             "ai-act-mapping.md", "dpia.md", "risk-register.md", "human-oversight.md",
-             "audit-log.md", "retention.md", "children-and-young-people.md",
-             "helseid-configuration.md", "model-cards.md", "drift-review.md", "access-matrix.md")
+DOCUMENTS = (
+    "README.md",
+    "intended-use.md",
+    "classification.md",
+    "mdr-classification.md",
+    "ai-act-mapping.md",
+    "dpia.md",
+    "risk-register.md",
+    "human-oversight.md",
+    "audit-log.md",
+    "retention.md",
+    "children-and-young-people.md",
+    "helseid-configuration.md",
+    "model-cards.md",
+    "drift-review.md",
+    "access-matrix.md",
+)
 AI_ACT_ARTICLES = (9, 10, 11, 12, 13, 14, 15, 17, 26, 72)
 
 _CODE = re.compile(r"`([^`\n]+)`")
@@ -77,16 +90,19 @@ def test_every_governance_document_exists() -> None:
 def test_every_referenced_control_exists(tmp_path: Path) -> None:
     paths = _openapi(tmp_path)["paths"]
     # access-matrix.md is generated from the routes themselves (and checked by its own test).
-    problems = [p for d in DOCUMENTS if d != "access-matrix.md"
-                for p in _problems(d, _text(d), paths)]
+    problems = [
+        p for d in DOCUMENTS if d != "access-matrix.md" for p in _problems(d, _text(d), paths)
+    ]
     assert not problems, "\n".join(problems)
 
 
 def test_the_checker_catches_drift(tmp_path: Path) -> None:
     """The checks above can fail: a made-up route, file, test and link are each reported."""
     paths = _openapi(tmp_path)["paths"]
-    text = ("`GET /api/v1/no-such-route` `DELETE /api/v1/audit` `service/security/gone.py` "
-            "`tests/service/security/test_audit.py::test_that_does_not_exist` [x](nowhere.md)")
+    text = (
+        "`GET /api/v1/no-such-route` `DELETE /api/v1/audit` `service/security/gone.py` "
+        "`tests/service/security/test_audit.py::test_that_does_not_exist` [x](nowhere.md)"
+    )
     assert len(_problems("probe", text, paths)) == 5
 
 
@@ -98,30 +114,47 @@ def test_ai_act_mapping_covers_each_article_with_a_control_and_a_test() -> None:
         spans = _CODE.findall(rows[0])
         assert any(_TEST.match(s) for s in spans), f"Art. {article}: no test named"
         assert any(_FILE.match(s) or _ROUTE.match(s) for s in spans), (
-            f"Art. {article}: no control (file or endpoint) named")
+            f"Art. {article}: no control (file or endpoint) named"
+        )
 
 
 def test_every_risk_names_a_control_and_a_test() -> None:
-    rows = [line for line in _text("risk-register.md").splitlines()
-            if re.match(r"^\| R\d+ \|", line)]
+    rows = [
+        line for line in _text("risk-register.md").splitlines() if re.match(r"^\| R\d+ \|", line)
+    ]
     assert len(rows) >= 10
     for row in rows:
         spans = _CODE.findall(row)
         assert any(_TEST.match(s) for s in spans), f"no test in: {row[:60]}"
 
 
-@pytest.mark.parametrize("document, terms", [
-    ("classification.md", ["behandlingsrettet helseregister", "§ 2", "§ 9",
-                           "kommunikasjonsløsning", "dataansvarlig", "databehandler", "§ 22",
-                           "§ 18"]),
-    ("mdr-classification.md", ["Rule 11", "IIa", "IIb", "vital physiological parameters",
-                               "intended purpose"]),
-    ("dpia.md", ["Art. 9(2)(h)", "Art. 35", "legal basis"]),
-    ("children-and-young-people.md", ["§ 3-4", "§ 4-3", "16", "meta.security"]),
-    ("human-oversight.md", ["never acts alone", "acknowledge"]),
-    ("retention.md", ["pasientjournalforskriften § 15", "six months"]),
-    ("README.md", ["model-cards.md", "drift-review.md", "intended-use.md"]),
-])
+@pytest.mark.parametrize(
+    "document, terms",
+    [
+        (
+            "classification.md",
+            [
+                "behandlingsrettet helseregister",
+                "§ 2",
+                "§ 9",
+                "kommunikasjonsløsning",
+                "dataansvarlig",
+                "databehandler",
+                "§ 22",
+                "§ 18",
+            ],
+        ),
+        (
+            "mdr-classification.md",
+            ["Rule 11", "IIa", "IIb", "vital physiological parameters", "intended purpose"],
+        ),
+        ("dpia.md", ["Art. 9(2)(h)", "Art. 35", "legal basis"]),
+        ("children-and-young-people.md", ["§ 3-4", "§ 4-3", "16", "meta.security"]),
+        ("human-oversight.md", ["never acts alone", "acknowledge"]),
+        ("retention.md", ["pasientjournalforskriften § 15", "six months"]),
+        ("README.md", ["model-cards.md", "drift-review.md", "intended-use.md"]),
+    ],
+)
 def test_documents_say_what_they_must(document: str, terms: list[str]) -> None:
     text = _text(document)
     assert not [t for t in terms if t not in text], f"{document} lacks some of {terms}"

@@ -16,9 +16,11 @@ def _row(**values):
     return x
 
 
-CTX = {"spo2": {"latest": 90.0, "baseline": 94.0, "hours_since_last": 0.0},
-       "weight": {"latest": None, "baseline": None, "hours_since_last": None},
-       "heart_rate": {"latest": None, "baseline": None, "hours_since_last": 80.0}}
+CTX = {
+    "spo2": {"latest": 90.0, "baseline": 94.0, "hours_since_last": 0.0},
+    "weight": {"latest": None, "baseline": None, "hours_since_last": None},
+    "heart_rate": {"latest": None, "baseline": None, "hours_since_last": 80.0},
+}
 
 
 def test_baseline_deviation_reads_like_a_clinician_would_say_it():
@@ -42,8 +44,9 @@ def test_missing_data_is_named_and_structural_missing_is_the_pathway_baseline():
     assert texts["heart_rate_bpm_latest"] == "No Heart rate for 3 days"
     assert "weight_kg_change_3d" not in texts
     assert e.pathway_baseline == pytest.approx(-0.3)
-    assert e.intercept + e.pathway_baseline + sum(f.contribution for f in e.factors) == \
-        pytest.approx(e.logit)
+    assert e.intercept + e.pathway_baseline + sum(
+        f.contribution for f in e.factors
+    ) == pytest.approx(e.logit)
 
 
 def test_norwegian_numbers_use_decimal_comma():

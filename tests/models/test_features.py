@@ -20,16 +20,19 @@ T0 = 1_780_000_000
 
 
 def features_for(rows, as_of, age=70.0):
-    X, ctx = compute_features(History.from_rows(rows), np.array([0]), np.array([as_of]),
-                              np.array([age]))
+    X, ctx = compute_features(
+        History.from_rows(rows), np.array([0]), np.array([as_of]), np.array([age])
+    )
     return dict(zip(FEATURE_NAMES, X[0])), ctx
 
 
 def test_names_carry_units_and_are_unique():
     assert len(set(FEATURE_NAMES)) == N_FEATURES
     for name in FEATURE_NAMES:
-        assert any(u in name for u in ("pct", "bpm", "per_min", "_c_", "mmhg", "kg", "score",
-                                       "days", "_h", "band")), name
+        assert any(
+            u in name
+            for u in ("pct", "bpm", "per_min", "_c_", "mmhg", "kg", "score", "days", "_h", "band")
+        ), name
 
 
 def test_latest_baseline_and_changes_by_hand():
@@ -74,8 +77,9 @@ def test_baseline_needs_three_readings():
     assert np.isnan(f["spo2_pct_delta_baseline"])
 
 
-@pytest.mark.parametrize("age, band", [(0.5, 0), (3, 1), (8, 2), (15, 3), (40, 4), (70, 5),
-                                       (85, 6)])
+@pytest.mark.parametrize(
+    "age, band", [(0.5, 0), (3, 1), (8, 2), (15, 3), (40, 4), (70, 5), (85, 6)]
+)
 def test_age_band(age, band):
     f, _ = features_for([(0, "spo2", T0, 95)], T0, age)
     assert f["age_band"] == band
@@ -87,8 +91,14 @@ def test_batch_equals_one_patient_at_a_time():
     channels = ["spo2", "heart_rate", "weight", "temperature", "symptom_score"]
     for p in range(40):
         for _ in range(rng.integers(0, 60)):
-            rows.append((p, str(rng.choice(channels)), int(T0 + rng.integers(0, 20 * DAY_S)),
-                         float(rng.normal(50, 20))))
+            rows.append(
+                (
+                    p,
+                    str(rng.choice(channels)),
+                    int(T0 + rng.integers(0, 20 * DAY_S)),
+                    float(rng.normal(50, 20)),
+                )
+            )
     history = History.from_rows(rows)
     patients = np.repeat(np.arange(40), 3)
     times = T0 + rng.integers(0, 21 * DAY_S, len(patients))

@@ -31,13 +31,17 @@ def _history(days: dict[str, list[float]], extra: list[tuple[str, int, float]] =
 
 
 def _score(model, history: History, age_years: float = 72.0) -> float:
-    X, _ = compute_features(history, np.array([0]), np.array([NOW_S]), np.array([age_years]),
-                            first_reading_s=np.array([ENROLLED_S]))
+    X, _ = compute_features(
+        history,
+        np.array([0]),
+        np.array([NOW_S]),
+        np.array([age_years]),
+        first_reading_s=np.array([ENROLLED_S]),
+    )
     return float(model.predict(X).probability[0])
 
 
-def _copd(spo2_today=94.0, hr_today=82.0, rr_today=18.0, temp_today=36.8, symptom_today=3.0,
-          n=12):
+def _copd(spo2_today=94.0, hr_today=82.0, rr_today=18.0, temp_today=36.8, symptom_today=3.0, n=12):
     return {
         "spo2": [94.0] * (n - 1) + [spo2_today],
         "heart_rate": [82.0] * (n - 1) + [hr_today],
@@ -59,8 +63,10 @@ def test_shipped_artifact_is_complete_and_small():
 def test_invariance_sex_is_not_an_input_and_old_readings_do_not_count(model):
     base = _history(_copd())
     # A reading 20 days back lies outside every window (14-day baseline, 7-day change).
-    old = _history(_copd(), extra=[("spo2", NOW_S - 20 * DAY_S, 80.0),
-                                   ("heart_rate", NOW_S - 20 * DAY_S, 140.0)])
+    old = _history(
+        _copd(),
+        extra=[("spo2", NOW_S - 20 * DAY_S, 80.0), ("heart_rate", NOW_S - 20 * DAY_S, 140.0)],
+    )
     assert _score(model, old) == _score(model, base)
     # Sex never reaches the feature vector: the same history scores the same for anyone.
     assert "sex" not in " ".join(Manifest.read(SHIPPED_ARTIFACT_DIR).feature_names)
@@ -77,8 +83,11 @@ def test_direction_lower_spo2_higher_risk(model):
 
 @pytest.mark.parametrize("feature", ["heart_rate", "temperature", "symptom_score"])
 def test_direction_rises_raise_risk(model, feature):
-    kwargs = {"heart_rate": ("hr_today", 82, 115), "temperature": ("temp_today", 36.8, 38.9),
-              "symptom_score": ("symptom_today", 3, 9)}[feature]
+    kwargs = {
+        "heart_rate": ("hr_today", 82, 115),
+        "temperature": ("temp_today", 36.8, 38.9),
+        "symptom_score": ("symptom_today", 3, 9),
+    }[feature]
     low = _score(model, _history(_copd(**{kwargs[0]: kwargs[1]})))
     high = _score(model, _history(_copd(**{kwargs[0]: kwargs[2]})))
     assert high > low
@@ -105,16 +114,22 @@ def test_exact_contributions_over_many_patients(model):
     X = reference["features"]
     assert len(X) >= 1000
     pred = model.predict(X)
-    np.testing.assert_allclose(pred.intercept + pred.contributions.sum(axis=1), pred.logit,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        pred.intercept + pred.contributions.sum(axis=1), pred.logit, atol=1e-5
+    )
     np.testing.assert_allclose(1 / (1 + np.exp(-pred.logit)), pred.probability, atol=1e-9)
     np.testing.assert_allclose(pred.probability, reference["probability"], atol=1e-6)
 
 
 def test_missing_features_score_and_are_explained(model):
     only_spo2 = _history({"spo2": [94.0] * 5})
-    X, _ = compute_features(only_spo2, np.array([0]), np.array([NOW_S]), np.array([70.0]),
-                            first_reading_s=np.array([ENROLLED_S]))
+    X, _ = compute_features(
+        only_spo2,
+        np.array([0]),
+        np.array([NOW_S]),
+        np.array([70.0]),
+        first_reading_s=np.array([ENROLLED_S]),
+    )
     assert np.isnan(X[0, FEATURE_INDEX["weight_kg_delta_baseline"]])
     pred = model.predict(X)
     assert 0 < pred.probability[0] < 1 and np.isfinite(pred.contributions).all()

@@ -53,7 +53,9 @@ def test_questionnaire_is_valid_fhir_with_weights_0_to_3(qid):
     assert "consciousness" in link_ids
     by_id = {i["linkId"]: i for i in q["item"]}
     assert [o["valueCoding"]["code"] for o in by_id["consciousness"]["answerOption"]] == [
-        "alert", "cvpu"]
+        "alert",
+        "cvpu",
+    ]
     if "on_oxygen" in by_id:
         assert by_id["on_oxygen"]["type"] == "boolean"
 
@@ -86,11 +88,18 @@ def test_questionnaire_by_url_with_and_without_version():
 
 def test_score_is_ten_times_points_over_max_answered():
     q = load_questionnaire("copd-symptoms")
-    score = score_answers(q, {"dyspnoea": "severe", "cough": "mild", "sputum_colour": "clear",
-                              "sputum_volume": "more", "on_oxygen": True,
-                              "consciousness": "cvpu"})
-    assert score.item_points == {"dyspnoea": 3, "cough": 1, "sputum_colour": 0,
-                                 "sputum_volume": 2}
+    score = score_answers(
+        q,
+        {
+            "dyspnoea": "severe",
+            "cough": "mild",
+            "sputum_colour": "clear",
+            "sputum_volume": "more",
+            "on_oxygen": True,
+            "consciousness": "cvpu",
+        },
+    )
+    assert score.item_points == {"dyspnoea": 3, "cough": 1, "sputum_colour": 0, "sputum_volume": 2}
     assert score.symptom_score == pytest.approx(10 * 6 / 12)
     assert score.values == {"on_oxygen": True, "consciousness": "cvpu"}
 

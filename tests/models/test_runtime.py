@@ -18,9 +18,13 @@ from models.runtime import OnnxRiskModel
 def random_model(seed: int) -> StepFunctionModel:
     rng = np.random.default_rng(seed)
     thresholds = [np.sort(rng.normal(size=rng.integers(0, 9))) for _ in range(N_FEATURES)]
-    return StepFunctionModel(FEATURE_NAMES, thresholds,
-                             [rng.normal(size=len(t) + 1) for t in thresholds],
-                             rng.normal(size=N_FEATURES), float(rng.normal()))
+    return StepFunctionModel(
+        FEATURE_NAMES,
+        thresholds,
+        [rng.normal(size=len(t) + 1) for t in thresholds],
+        rng.normal(size=N_FEATURES),
+        float(rng.normal()),
+    )
 
 
 def test_intercept_plus_contributions_equals_logit_on_many_rows(artifact_dir):
@@ -41,8 +45,16 @@ def test_onnx_matches_numpy_reference(tmp_path, seed):
     reference = random_model(seed)
     data = reference.to_onnx()
     (tmp_path / "model.onnx").write_bytes(data)
-    Manifest("r", "1", "additive", hashlib.sha256(data).hexdigest(), feature_spec_hash(),
-             list(FEATURE_NAMES), reference.intercept, "t").write(tmp_path)
+    Manifest(
+        "r",
+        "1",
+        "additive",
+        hashlib.sha256(data).hexdigest(),
+        feature_spec_hash(),
+        list(FEATURE_NAMES),
+        reference.intercept,
+        "t",
+    ).write(tmp_path)
     rng = np.random.default_rng(seed + 100)
     X = rng.normal(size=(2000, N_FEATURES)).astype(np.float32)
     X[rng.random(X.shape) < 0.2] = np.nan

@@ -20,12 +20,12 @@ from training.simulator import Cohort, simulate_cohort, snapshot_dataset
 POUNDS_PER_KG = 2.20462
 ORGANISATIONS = ("974557746", "983974899")  # two health trusts (synthetic organisation numbers)
 SIM_DAYS = 21
-OLDER_MORE_HEART_FAILURE = ("copd", "heart-failure", "heart-failure", "heart-failure",
-                            "oncology")
+OLDER_MORE_HEART_FAILURE = ("copd", "heart-failure", "heart-failure", "heart-failure", "oncology")
 
 
-def with_device_fault(cohort: Cohort, *, spo2_offset: float = 0.0,
-                      weight_pounds_from_day: int | None = None) -> Cohort:
+def with_device_fault(
+    cohort: Cohort, *, spo2_offset: float = 0.0, weight_pounds_from_day: int | None = None
+) -> Cohort:
     """The same cohort as a faulty device would have reported it."""
     readings = cohort.readings
     value = readings.value.copy()
@@ -33,7 +33,8 @@ def with_device_fault(cohort: Cohort, *, spo2_offset: float = 0.0,
         value[readings.channel == "spo2"] += spo2_offset
     if weight_pounds_from_day is not None:
         switched = (readings.channel == "weight") & (
-            readings.time_s >= cohort.start_s + weight_pounds_from_day * DAY_S)
+            readings.time_s >= cohort.start_s + weight_pounds_from_day * DAY_S
+        )
         value[switched] *= POUNDS_PER_KG
     return replace(cohort, readings=replace(readings, value=value))
 
@@ -46,8 +47,9 @@ def frame_from_cohort(cohort: Cohort, model: OnnxRiskModel) -> MonitoringFrame:
     patient = meta["patient"].to_numpy()
     time_s = meta["time_s"].to_numpy()
     first = np.full(len(patient), cohort.start_s, dtype=np.int64)
-    _, context = compute_features(history, patient, time_s, meta["age_years"].to_numpy(),
-                                  first_reading_s=first)
+    _, context = compute_features(
+        history, patient, time_s, meta["age_years"].to_numpy(), first_reading_s=first
+    )
     return MonitoringFrame(
         X=X,
         probability=model.predict(X).probability,
@@ -59,8 +61,12 @@ def frame_from_cohort(cohort: Cohort, model: OnnxRiskModel) -> MonitoringFrame:
     )
 
 
-def simulated_window(model: OnnxRiskModel, n_patients: int, seed: int, scenario: str = "unchanged",
-                     ) -> MonitoringFrame:
+def simulated_window(
+    model: OnnxRiskModel,
+    n_patients: int,
+    seed: int,
+    scenario: str = "unchanged",
+) -> MonitoringFrame:
     if scenario == "population":
         cohort = simulate_cohort(n_patients, SIM_DAYS, seed, pathways=OLDER_MORE_HEART_FAILURE)
     else:

@@ -44,8 +44,9 @@ N_CURRENT_PATIENTS = 400
 WINDOW = {"window_start": T0_S, "window_end": T0_S + 30 * DAY_S}
 
 
-def report(reference: MonitoringFrame, current: MonitoringFrame, config: DriftConfig,
-           **kwargs: object) -> DriftReportResult:
+def report(
+    reference: MonitoringFrame, current: MonitoringFrame, config: DriftConfig, **kwargs: object
+) -> DriftReportResult:
     """run_drift_report over the whole synthetic window with test defaults."""
     args = {**WINDOW, "model_version": "test-1", "pathway": None, "organisation": None, **kwargs}
     return run_drift_report(reference, current, config, **args)  # type: ignore[arg-type]
@@ -109,10 +110,16 @@ def simulate_window(
     query_patient = np.repeat(np.arange(n_patients), QUERY_DAYS)
     query_day = np.tile(np.arange(days - QUERY_DAYS, days), n_patients)
     query_time = start_s + query_day * DAY_S + 20 * 3600
-    X, context = compute_features(history, query_patient, query_time, age[query_patient],
-                                  first_reading_s=np.full(query_patient.size, start_s))
+    X, context = compute_features(
+        history,
+        query_patient,
+        query_time,
+        age[query_patient],
+        first_reading_s=np.full(query_patient.size, start_s),
+    )
     outcome = (deteriorates[query_patient] & (query_day >= onset_day[query_patient] - 1)).astype(
-        np.float64)
+        np.float64
+    )
     return MonitoringFrame(
         X=X,
         probability=toy_probability(X),

@@ -23,13 +23,17 @@ def test_quiet_window_raises_no_alert(reference, fast_config):
     assert result.verdict == "ok"
     assert alerts_for(result) == []
     samples = prometheus_samples(result.json, [])
-    assert (METRIC_VERDICT, {"pathway": "all", "organisation": "all", "model_version": "test-1"},
-            0.0) in samples
+    assert (
+        METRIC_VERDICT,
+        {"pathway": "all", "organisation": "all", "model_version": "test-1"},
+        0.0,
+    ) in samples
     assert all(value == 0 for name, _, value in samples if name == METRIC_ALERTS)
 
 
-def test_scale_in_pounds_raises_a_drift_alert_and_separate_data_quality_alerts(reference,
-                                                                              fast_config):
+def test_scale_in_pounds_raises_a_drift_alert_and_separate_data_quality_alerts(
+    reference, fast_config
+):
     current = simulate_window(N_CURRENT_PATIENTS, seed=52, weight_pounds_from_day=7)
     result = report(reference, current, fast_config)
     alerts = alerts_for(result)
@@ -44,8 +48,10 @@ def test_scale_in_pounds_raises_a_drift_alert_and_separate_data_quality_alerts(r
     assert any("Kroppsvekt" in a.text_nb for a in quality)
     # Rebuilt from the stored JSON, the alerts are the same.
     assert alerts_from_report(result.json) == alerts
-    samples = {(name, labels.get("kind"), labels.get("severity")): value
-               for name, labels, value in prometheus_samples(result.json, alerts)}
+    samples = {
+        (name, labels.get("kind"), labels.get("severity")): value
+        for name, labels, value in prometheus_samples(result.json, alerts)
+    }
     assert samples[(METRIC_VERDICT, None, None)] == 2.0
     assert samples[(METRIC_ALERTS, "data_quality", "critical")] == len(quality)
     assert samples[(METRIC_ALERTS, "drift", "critical")] == 1.0
@@ -60,18 +66,32 @@ def test_poor_performance_on_known_outcomes_alerts_even_without_drift(reference,
     auroc = result.performance.roc_auc
     assert (auroc is not None and auroc < 0.7) or (
         abs(result.performance.calibration_in_the_large) > 0.05
-        or result.performance.expected_calibration_error > 0.05)
+        or result.performance.expected_calibration_error > 0.05
+    )
 
 
 def test_log_line_is_one_logfmt_line_without_patient_identifiers():
     report_json = {
-        "report_key": "k" * 32, "model_version": "1.0", "pathway": "copd", "organisation": None,
-        "window_start": "2026-01-01T00:00:00Z", "window_end": "2026-01-08T00:00:00Z",
-        "verdict": "drift", "drifted_features": ["spo2_pct_latest"], "data_quality": [],
-        "prediction_drift": {"drifted": True, "mean_probability_current": 0.2,
-                             "mean_probability_reference": 0.1},
-        "performance": {"roc_auc": 0.6, "n_outcomes": 120, "calibration_in_the_large": -0.1,
-                        "expected_calibration_error": 0.12},
+        "report_key": "k" * 32,
+        "model_version": "1.0",
+        "pathway": "copd",
+        "organisation": None,
+        "window_start": "2026-01-01T00:00:00Z",
+        "window_end": "2026-01-08T00:00:00Z",
+        "verdict": "drift",
+        "drifted_features": ["spo2_pct_latest"],
+        "data_quality": [],
+        "prediction_drift": {
+            "drifted": True,
+            "mean_probability_current": 0.2,
+            "mean_probability_reference": 0.1,
+        },
+        "performance": {
+            "roc_auc": 0.6,
+            "n_outcomes": 120,
+            "calibration_in_the_large": -0.1,
+            "expected_calibration_error": 0.12,
+        },
         "config": {"min_auroc": 0.7, "max_calibration_error": 0.05},
     }
     alerts = alerts_from_report(report_json)

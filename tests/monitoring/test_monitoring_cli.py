@@ -25,9 +25,20 @@ def files(tmp_path_factory, reference):
 
 
 def test_drift_writes_json_and_html_and_is_idempotent(files, tmp_path):
-    args = ["drift", *WINDOW_ARGS, "--current", str(files / "current.npz"),
-            "--reference", str(files / "reference.npz"), "--model-version", "1.0.0",
-            "--config", str(files / "drift.json"), "--out", str(tmp_path)]
+    args = [
+        "drift",
+        *WINDOW_ARGS,
+        "--current",
+        str(files / "current.npz"),
+        "--reference",
+        str(files / "reference.npz"),
+        "--model-version",
+        "1.0.0",
+        "--config",
+        str(files / "drift.json"),
+        "--out",
+        str(tmp_path),
+    ]
     first = runner.invoke(make_app(), args)
     assert first.exit_code == 0, first.output
     assert "verdict: drift" in first.output
@@ -44,16 +55,32 @@ def test_drift_writes_json_and_html_and_is_idempotent(files, tmp_path):
 
 
 def test_fail_on_drift_exits_non_zero_for_schedulers(files, tmp_path):
-    result = runner.invoke(make_app(), [
-        "drift", *WINDOW_ARGS, "--current", str(files / "current.npz"), "--reference",
-        str(files / "reference.npz"), "--model-version", "1", "--out", str(tmp_path),
-        "--config", str(files / "quick.json"), "--fail-on", "drift"])
+    result = runner.invoke(
+        make_app(),
+        [
+            "drift",
+            *WINDOW_ARGS,
+            "--current",
+            str(files / "current.npz"),
+            "--reference",
+            str(files / "reference.npz"),
+            "--model-version",
+            "1",
+            "--out",
+            str(tmp_path),
+            "--config",
+            str(files / "quick.json"),
+            "--fail-on",
+            "drift",
+        ],
+    )
     assert result.exit_code == 3
 
 
 def test_demo_needs_a_simulator_and_uses_the_one_given(files, tmp_path, reference):
-    plain = runner.invoke(make_app(), ["drift", *WINDOW_ARGS, "--demo", "unchanged",
-                                       "--out", str(tmp_path)])
+    plain = runner.invoke(
+        make_app(), ["drift", *WINDOW_ARGS, "--demo", "unchanged", "--out", str(tmp_path)]
+    )
     assert plain.exit_code != 0
     assert "simulator" in plain.output
     calls = []
@@ -62,17 +89,31 @@ def test_demo_needs_a_simulator_and_uses_the_one_given(files, tmp_path, referenc
         calls.append((scenario, seed))
         return reference, simulate_window(N_CURRENT_PATIENTS, seed=seed)
 
-    demo = runner.invoke(make_app(demo_source), ["drift", *WINDOW_ARGS, "--demo", "unchanged",
-                                                 "--seed", "62", "--out", str(tmp_path),
-                                                 "--config", str(files / "quick.json")])
+    demo = runner.invoke(
+        make_app(demo_source),
+        [
+            "drift",
+            *WINDOW_ARGS,
+            "--demo",
+            "unchanged",
+            "--seed",
+            "62",
+            "--out",
+            str(tmp_path),
+            "--config",
+            str(files / "quick.json"),
+        ],
+    )
     assert demo.exit_code == 0, demo.output
     assert calls == [("unchanged", 62)]
     assert "verdict: ok" in demo.output
 
 
 def test_exactly_one_source(files, tmp_path):
-    both = runner.invoke(make_app(), ["drift", *WINDOW_ARGS, "--current",
-                                      str(files / "current.npz"), "--demo", "unchanged"])
+    both = runner.invoke(
+        make_app(),
+        ["drift", *WINDOW_ARGS, "--current", str(files / "current.npz"), "--demo", "unchanged"],
+    )
     assert both.exit_code != 0
 
 
@@ -93,12 +134,33 @@ def test_register_adds_the_commands_to_another_app():
 
 
 def test_summary_command_writes_the_markdown(tmp_path):
-    (tmp_path / "reports.json").write_text(json.dumps([{
-        "id": "r1", "window_start": "2026-01-05T00:00:00Z", "window_end": "2026-01-06T00:00:00Z",
-        "model_version": "1", "verdict": "ok"}]))
+    (tmp_path / "reports.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": "r1",
+                    "window_start": "2026-01-05T00:00:00Z",
+                    "window_end": "2026-01-06T00:00:00Z",
+                    "model_version": "1",
+                    "verdict": "ok",
+                }
+            ]
+        )
+    )
     (tmp_path / "signoffs.json").write_text("[]")
-    result = runner.invoke(make_app(), [
-        "drift-summary", "--month", "2026-01", "--reports", str(tmp_path / "reports.json"),
-        "--signoffs", str(tmp_path / "signoffs.json"), "--out", str(tmp_path / "gov")])
+    result = runner.invoke(
+        make_app(),
+        [
+            "drift-summary",
+            "--month",
+            "2026-01",
+            "--reports",
+            str(tmp_path / "reports.json"),
+            "--signoffs",
+            str(tmp_path / "signoffs.json"),
+            "--out",
+            str(tmp_path / "gov"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "gov" / "drift-summary-2026-01.md").is_file()

@@ -17,21 +17,41 @@ from monitoring.data import (
 
 
 def _frame(n: int = 4) -> MonitoringFrame:
-    return MonitoringFrame(X=np.zeros((n, N_FEATURES)), probability=np.full(n, 0.1),
-                           pathway=["copd"] * n, organisation=["974557746"] * n,
-                           scored_at=np.arange(n))
+    return MonitoringFrame(
+        X=np.zeros((n, N_FEATURES)),
+        probability=np.full(n, 0.1),
+        pathway=["copd"] * n,
+        organisation=["974557746"] * n,
+        scored_at=np.arange(n),
+    )
 
 
 def test_frame_refuses_wrong_shapes_and_unknown_raw_channels():
     with pytest.raises(ValueError, match=r"\[n, 28\]"):
-        MonitoringFrame(X=np.zeros((3, 5)), probability=np.zeros(3), pathway=["a"] * 3,
-                        organisation=["o"] * 3, scored_at=np.zeros(3))
+        MonitoringFrame(
+            X=np.zeros((3, 5)),
+            probability=np.zeros(3),
+            pathway=["a"] * 3,
+            organisation=["o"] * 3,
+            scored_at=np.zeros(3),
+        )
     with pytest.raises(ValueError, match="probability"):
-        MonitoringFrame(X=np.zeros((3, N_FEATURES)), probability=np.zeros(2), pathway=["a"] * 3,
-                        organisation=["o"] * 3, scored_at=np.zeros(3))
+        MonitoringFrame(
+            X=np.zeros((3, N_FEATURES)),
+            probability=np.zeros(2),
+            pathway=["a"] * 3,
+            organisation=["o"] * 3,
+            scored_at=np.zeros(3),
+        )
     with pytest.raises(ValueError, match="unknown channels"):
-        MonitoringFrame(X=np.zeros((3, N_FEATURES)), probability=np.zeros(3), pathway=["a"] * 3,
-                        organisation=["o"] * 3, scored_at=np.zeros(3), raw={"pulse": np.zeros(3)})
+        MonitoringFrame(
+            X=np.zeros((3, N_FEATURES)),
+            probability=np.zeros(3),
+            pathway=["a"] * 3,
+            organisation=["o"] * 3,
+            scored_at=np.zeros(3),
+            raw={"pulse": np.zeros(3)},
+        )
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".parquet"])
@@ -44,9 +64,14 @@ def test_exchange_file_round_trip(tmp_path, suffix):
         import pandas as pd
 
         columns = {name: frame.X[:, j] for j, name in enumerate(FEATURE_NAMES)}
-        columns.update(probability=frame.probability, pathway=frame.pathway,
-                       organisation=frame.organisation, scored_at=frame.scored_at,
-                       outcome=frame.outcome, **{f"raw_{k}": v for k, v in frame.raw.items()})
+        columns.update(
+            probability=frame.probability,
+            pathway=frame.pathway,
+            organisation=frame.organisation,
+            scored_at=frame.scored_at,
+            outcome=frame.outcome,
+            **{f"raw_{k}": v for k, v in frame.raw.items()},
+        )
         pd.DataFrame(columns).to_parquet(path)
     back = read_frame(path)
     np.testing.assert_array_equal(back.X, frame.X)
@@ -60,8 +85,9 @@ def test_a_file_for_another_feature_vector_is_refused(tmp_path):
     path = tmp_path / "old.npz"
     names = list(FEATURE_NAMES)
     names[0], names[1] = names[1], names[0]
-    np.savez(path, X=np.zeros((2, N_FEATURES)), feature_names=np.asarray(names),
-             probability=np.zeros(2))
+    np.savez(
+        path, X=np.zeros((2, N_FEATURES)), feature_names=np.asarray(names), probability=np.zeros(2)
+    )
     with pytest.raises(ValueError, match="another feature vector"):
         read_frame(path)
 

@@ -23,8 +23,7 @@ def test_unchanged_window_is_ok(sim_reference, tiny_model, fast_config):
     assert result.data_quality == []
 
 
-def test_older_population_with_more_heart_failure_is_drift(sim_reference, tiny_model,
-                                                           fast_config):
+def test_older_population_with_more_heart_failure_is_drift(sim_reference, tiny_model, fast_config):
     current = simulated_window(tiny_model, N_PATIENTS, seed=2, scenario="population")
     result = report(sim_reference, current, fast_config)
     assert result.verdict == "drift"
@@ -38,8 +37,7 @@ def test_older_population_with_more_heart_failure_is_drift(sim_reference, tiny_m
     assert mix["current"]["heart-failure"] > 2 * mix["reference"]["heart-failure"]
 
 
-def test_pulse_oximeter_3_points_low_is_drift_on_spo2_only(sim_reference, tiny_model,
-                                                           fast_config):
+def test_pulse_oximeter_3_points_low_is_drift_on_spo2_only(sim_reference, tiny_model, fast_config):
     current = simulated_window(tiny_model, N_PATIENTS, seed=3, scenario="device-spo2")
     result = report(sim_reference, current, fast_config)
     assert result.verdict == "drift"
@@ -59,12 +57,14 @@ def test_scale_switching_to_pounds_is_drift_and_flagged(sim_reference, tiny_mode
 
 
 @pytest.mark.slow
-def test_false_alarm_rate_over_20_unchanged_seeds_is_at_most_5_percent(sim_reference, tiny_model,
-                                                                       fast_config):
+def test_false_alarm_rate_over_20_unchanged_seeds_is_at_most_5_percent(
+    sim_reference, tiny_model, fast_config
+):
     """Any verdict but 'ok' on an unchanged window counts as a false alarm."""
     verdicts = {
-        seed: report(sim_reference, simulated_window(tiny_model, N_PATIENTS, seed=100 + seed),
-                     fast_config).verdict
+        seed: report(
+            sim_reference, simulated_window(tiny_model, N_PATIENTS, seed=100 + seed), fast_config
+        ).verdict
         for seed in range(20)
     }
     false_alarms = [seed for seed, verdict in verdicts.items() if verdict != "ok"]

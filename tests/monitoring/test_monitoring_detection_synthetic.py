@@ -20,8 +20,9 @@ def test_unchanged_window_is_ok(reference, fast_config):
 
 
 def test_population_shift_older_and_more_heart_failure_is_drift(reference, fast_config):
-    current = simulate_window(N_CURRENT_PATIENTS, seed=12, age_shift_years=10,
-                              pathway_weights=(0.2, 0.5, 0.15, 0.15))
+    current = simulate_window(
+        N_CURRENT_PATIENTS, seed=12, age_shift_years=10, pathway_weights=(0.2, 0.5, 0.15, 0.15)
+    )
     result = report(reference, current, fast_config)
     assert result.verdict == "drift"
     assert "age_band" in result.drifted_features
@@ -32,8 +33,9 @@ def test_population_shift_older_and_more_heart_failure_is_drift(reference, fast_
 
 
 def test_spo2_device_offset_minus_3_is_drift_on_spo2(reference, fast_config):
-    result = report(reference, simulate_window(N_CURRENT_PATIENTS, seed=13, spo2_offset=-3.0),
-                    fast_config)
+    result = report(
+        reference, simulate_window(N_CURRENT_PATIENTS, seed=13, spo2_offset=-3.0), fast_config
+    )
     assert result.verdict == "drift"
     assert result.drifted_features == ["spo2_pct_latest"]
     spo2 = next(f for f in result.features if f.feature == "spo2_pct_latest")
@@ -66,7 +68,9 @@ def test_scale_in_pounds_from_the_start_is_still_caught(reference, fast_config):
 def test_thresholds_that_are_too_tight_do_raise_false_alarms(reference, fast_config):
     """The false-alarm test can fail: Evidently's default 0.1 is too tight for clustered rows."""
     tight = fast_config.model_copy(update={"numeric_threshold": 0.1})
-    verdicts = [report(reference, simulate_window(N_CURRENT_PATIENTS, seed=100 + s), tight).verdict
-                for s in range(3)]
+    verdicts = [
+        report(reference, simulate_window(N_CURRENT_PATIENTS, seed=100 + s), tight).verdict
+        for s in range(3)
+    ]
     assert any(v != "ok" for v in verdicts)
     assert np.mean([v != "ok" for v in verdicts]) > 0.05

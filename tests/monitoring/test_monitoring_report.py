@@ -29,8 +29,9 @@ def test_html_is_small_and_loads_evidently_from_the_configured_url(full_report):
 
 def test_html_size_does_not_grow_with_rows_because_raw_rows_are_left_out(reference):
     config = DriftConfig(slice_by=())
-    small = report(reference, simulate_window(200, seed=21), config.model_copy(
-        update={"min_window_rows": 100}))
+    small = report(
+        reference, simulate_window(200, seed=21), config.model_copy(update={"min_window_rows": 100})
+    )
     large = report(reference, simulate_window(1200, seed=22), config)
     assert len(large.html) < 1.25 * len(small.html)
     assert len(large.html.encode()) < 3 * MB
@@ -55,9 +56,11 @@ def test_json_is_strict_json_and_names_the_verdict_inputs(full_report):
 
 
 def test_evidently_report_agrees_with_the_verdict_feature_by_feature(full_report):
-    statuses = {t["name"].removeprefix("Value Drift for column "): t["status"]
-                for t in full_report.json["evidently"]["tests"]
-                if t["name"].startswith("Value Drift for column ")}
+    statuses = {
+        t["name"].removeprefix("Value Drift for column "): t["status"]
+        for t in full_report.json["evidently"]["tests"]
+        if t["name"].startswith("Value Drift for column ")
+    }
     tested = [f for f in full_report.features if f.score is not None]
     assert len(tested) >= 20
     for feature in tested:
@@ -73,14 +76,33 @@ def test_same_window_gives_the_same_key_and_the_same_json(reference, fast_config
 
 
 def test_key_changes_with_window_model_scope_and_reference(reference):
-    base = {**WINDOW, "model_version": "1.0.0", "pathway": "copd", "organisation": None,
-            "reference_hash": reference_hash(reference)}
+    base = {
+        **WINDOW,
+        "model_version": "1.0.0",
+        "pathway": "copd",
+        "organisation": None,
+        "reference_hash": reference_hash(reference),
+    }
     key = report_key(**base)
     assert report_key(**base) == key
-    assert len({key, *(report_key(**{**base, field: value}) for field, value in (
-        ("window_end", WINDOW["window_end"] + DAY_S), ("model_version", "1.0.1"),
-        ("pathway", "heart-failure"), ("organisation", "974557746"),
-        ("reference_hash", "0" * 64)))}) == 6
+    assert (
+        len(
+            {
+                key,
+                *(
+                    report_key(**{**base, field: value})
+                    for field, value in (
+                        ("window_end", WINDOW["window_end"] + DAY_S),
+                        ("model_version", "1.0.1"),
+                        ("pathway", "heart-failure"),
+                        ("organisation", "974557746"),
+                        ("reference_hash", "0" * 64),
+                    )
+                ),
+            }
+        )
+        == 6
+    )
     # The same instant written as epoch seconds or as an ISO time is the same window.
     iso = {**base, "window_start": "2026-01-01T01:00:00+01:00"}
     assert report_key(**iso) == key
@@ -107,15 +129,24 @@ def test_rows_outside_the_window_or_pathway_are_left_out(reference, fast_config)
 def test_too_few_rows_is_no_verdict(reference, fast_config):
     current = simulate_window(N_CURRENT_PATIENTS, seed=33)
     with pytest.raises(InsufficientDataError, match="at least 500"):
-        report(reference, current, fast_config, window_start=T0_S + 100 * DAY_S,
-               window_end=T0_S + 101 * DAY_S)
+        report(
+            reference,
+            current,
+            fast_config,
+            window_start=T0_S + 100 * DAY_S,
+            window_end=T0_S + 101 * DAY_S,
+        )
 
 
 def test_slices_per_pathway_and_organisation(full_report):
     by = {(s.by, s.value): s for s in full_report.slices}
     assert {v for b, v in by if b == "organisation"} == {"974557746", "983974899"}
-    assert {v for b, v in by if b == "pathway"} == {"copd", "heart-failure", "oncology",
-                                                     "post-operative"}
+    assert {v for b, v in by if b == "pathway"} == {
+        "copd",
+        "heart-failure",
+        "oncology",
+        "post-operative",
+    }
     for s in full_report.slices:
         if s.n_current >= DriftConfig().min_slice_rows:
             assert s.verdict in ("ok", "warning", "drift")
@@ -148,9 +179,15 @@ def _calibrated_window(seed: int, scale: float = 1.0) -> MonitoringFrame:
     p = np.clip(rng.beta(1.2, 6.0, len(frame)), 0.001, 0.999)
     y = (rng.random(len(frame)) < p).astype(np.float64)
     y[: len(y) // 10] = np.nan  # outcomes not yet known for some rows
-    return MonitoringFrame(X=frame.X, probability=np.clip(p * scale, 0, 0.999),
-                           pathway=frame.pathway, organisation=frame.organisation,
-                           scored_at=frame.scored_at, outcome=y, raw=frame.raw)
+    return MonitoringFrame(
+        X=frame.X,
+        probability=np.clip(p * scale, 0, 0.999),
+        pathway=frame.pathway,
+        organisation=frame.organisation,
+        scored_at=frame.scored_at,
+        outcome=y,
+        raw=frame.raw,
+    )
 
 
 def _auroc(y: np.ndarray, p: np.ndarray) -> float:
@@ -169,8 +206,9 @@ def test_performance_with_outcomes_is_computed_on_known_outcomes_only(reference,
     known = np.isfinite(current.outcome)
     assert perf.n_outcomes == int(known.sum())
     assert perf.n_positive == int(current.outcome[known].sum())
-    assert perf.roc_auc == pytest.approx(_auroc(current.outcome[known],
-                                                current.probability[known]), abs=1e-6)
+    assert perf.roc_auc == pytest.approx(
+        _auroc(current.outcome[known], current.probability[known]), abs=1e-6
+    )
     assert abs(perf.calibration_in_the_large) < 0.02
     assert perf.calibration_slope == pytest.approx(1.0, abs=0.25)
     assert perf.expected_calibration_error < 0.05
@@ -188,13 +226,19 @@ def test_overconfident_model_shows_as_miscalibration(reference, fast_config):
 
 def test_no_outcomes_means_no_performance(reference, fast_config):
     frame = simulate_window(N_CURRENT_PATIENTS, seed=43)
-    unlabeled = MonitoringFrame(X=frame.X, probability=frame.probability, pathway=frame.pathway,
-                                organisation=frame.organisation, scored_at=frame.scored_at)
+    unlabeled = MonitoringFrame(
+        X=frame.X,
+        probability=frame.probability,
+        pathway=frame.pathway,
+        organisation=frame.organisation,
+        scored_at=frame.scored_at,
+    )
     assert report(reference, unlabeled, fast_config).performance is None
 
 
 def test_large_windows_are_sampled_for_evidently_but_performance_uses_every_outcome(
-        reference, fast_config):
+    reference, fast_config
+):
     current = _calibrated_window(44)
     config = fast_config.model_copy(update={"max_rows": 600})
     result = report(reference, current, config)
@@ -208,11 +252,16 @@ def test_large_windows_are_sampled_for_evidently_but_performance_uses_every_outc
 
 
 def test_reference_without_scores_still_gives_feature_drift(reference, fast_config):
-    unscored = MonitoringFrame(X=reference.X, probability=np.full(len(reference), np.nan),
-                               pathway=reference.pathway, organisation=reference.organisation,
-                               scored_at=reference.scored_at)
-    result = report(unscored, simulate_window(N_CURRENT_PATIENTS, seed=45, spo2_offset=-3.0),
-                    fast_config)
+    unscored = MonitoringFrame(
+        X=reference.X,
+        probability=np.full(len(reference), np.nan),
+        pathway=reference.pathway,
+        organisation=reference.organisation,
+        scored_at=reference.scored_at,
+    )
+    result = report(
+        unscored, simulate_window(N_CURRENT_PATIENTS, seed=45, spo2_offset=-3.0), fast_config
+    )
     assert result.prediction_drift_score is None and not result.prediction_drift
     assert result.json["prediction_drift"]["score"] is None
     assert result.drifted_features == ["spo2_pct_latest"]
@@ -220,8 +269,12 @@ def test_reference_without_scores_still_gives_feature_drift(reference, fast_conf
 
 def test_nothing_comparable_is_no_verdict_rather_than_ok(reference, fast_config):
     frame = simulate_window(N_CURRENT_PATIENTS, seed=46)
-    empty = MonitoringFrame(X=np.full_like(frame.X, np.nan), probability=frame.probability,
-                            pathway=frame.pathway, organisation=frame.organisation,
-                            scored_at=frame.scored_at)
+    empty = MonitoringFrame(
+        X=np.full_like(frame.X, np.nan),
+        probability=frame.probability,
+        pathway=frame.pathway,
+        organisation=frame.organisation,
+        scored_at=frame.scored_at,
+    )
     with pytest.raises(InsufficientDataError, match="no feature"):
         report(reference, empty, fast_config)

@@ -30,8 +30,11 @@ def test_shipped_reference_matches_the_feature_vector(shipped):
 def test_spo2_fault_against_the_shipped_reference(shipped, fast_config, monkeypatch):
     """Same simulator design as the shipped training data (90-day follow-up), 150 patients."""
     model, reference = shipped
-    monkeypatch.setattr(monitoring_sim, "SIM_DAYS",
-                        int(Manifest.read(SHIPPED_ARTIFACT_DIR).training_data.get("days", 90)))
+    monkeypatch.setattr(
+        monitoring_sim,
+        "SIM_DAYS",
+        int(Manifest.read(SHIPPED_ARTIFACT_DIR).training_data.get("days", 90)),
+    )
     clean = simulated_window(model, 150, seed=3)
     faulty = simulated_window(model, 150, seed=3, scenario="device-spo2")
     assert report(reference, clean, fast_config).verdict != "drift"

@@ -10,8 +10,11 @@ def _public_key(path: str, out: "mp.Queue[bytes]") -> None:
     from service.security.tokens import load_or_create_dev_key
 
     key = load_or_create_dev_key(Path(path))
-    out.put(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+    out.put(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
 def test_concurrent_workers_share_one_key(tmp_path):

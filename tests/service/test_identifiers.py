@@ -65,10 +65,14 @@ def test_2032_rule_accepts_remainders_one_to_three():
     assert parse_person_identifier(base + str(k2)).kind == "fnr"
 
 
-@pytest.mark.parametrize("value, message", [
-    ("1507650056", "11 digits"), ("1507650056a", "11 digits"),
-    (with_check_digits("310265005"), "not a valid date"),
-])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("1507650056", "11 digits"),
+        ("1507650056a", "11 digits"),
+        (with_check_digits("310265005"), "not a valid date"),
+    ],
+)
 def test_malformed_identifiers_say_which_check_failed(value, message):
     with pytest.raises(IdentifierError, match=message) as info:
         parse_person_identifier(value)

@@ -59,20 +59,27 @@ def test_observation_is_stored_scored_and_retry_is_not_a_duplicate(client, patie
 
 
 def test_same_identifier_with_other_content_is_a_conflict(client, patient, integration):
-    post_fhir(client, "/fhir/Observation", observation(patient["id"], "spo2", 93, NOW, "m"),
-              integration)
-    clash = post_fhir(client, "/fhir/Observation",
-                      observation(patient["id"], "spo2", 88, NOW, "m"), integration)
+    post_fhir(
+        client, "/fhir/Observation", observation(patient["id"], "spo2", 93, NOW, "m"), integration
+    )
+    clash = post_fhir(
+        client, "/fhir/Observation", observation(patient["id"], "spo2", 88, NOW, "m"), integration
+    )
     assert clash.status_code == 409
     assert clash.json()["issue"][0]["expression"] == ["Observation.identifier"]
 
 
-@pytest.mark.parametrize("measurement, value, unit, expected", [
-    ("weight", 176.0, "[lb_av]", 79.8322), ("temperature", 100.4, "[degF]", 38.0),
-    ("weight", 80500, "g", 80.5),
-])
-def test_foreign_units_are_converted_to_canonical(client, patient, integration, measurement,
-                                                  value, unit, expected):
+@pytest.mark.parametrize(
+    "measurement, value, unit, expected",
+    [
+        ("weight", 176.0, "[lb_av]", 79.8322),
+        ("temperature", 100.4, "[degF]", 38.0),
+        ("weight", 80500, "g", 80.5),
+    ],
+)
+def test_foreign_units_are_converted_to_canonical(
+    client, patient, integration, measurement, value, unit, expected
+):
     obs = observation(patient["id"], measurement, value, NOW, "u1", unit=unit)
     assert post_fhir(client, "/fhir/Observation", obs, integration).status_code == 201
     [(name, stored)] = readings(client)
@@ -94,8 +101,9 @@ def test_snomed_only_coding_is_accepted(client, patient, integration):
 
 def test_subject_by_fodselsnummer_identifier(client, patient, integration):
     obs = observation(patient["id"], "spo2", 95, NOW, "id-1")
-    obs["subject"] = {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1",
-                                     "value": "15076500565"}}
+    obs["subject"] = {
+        "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "15076500565"}
+    }
     response = post_fhir(client, "/fhir/Observation", obs, integration)
     assert response.status_code == 201, response.text
 
@@ -112,24 +120,31 @@ def _mutate(obs: dict, path: str, value) -> dict:
     return obs
 
 
-@pytest.mark.parametrize("path, value, location", [
-    ("valueQuantity.value", 186, "Observation.valueQuantity.value"),
-    ("valueQuantity.value", "93", "Observation.valueQuantity.value"),
-    ("valueQuantity.code", "mmol/L", "Observation.valueQuantity.code"),
-    ("valueQuantity.system", "http://example.org/units", "Observation.valueQuantity.system"),
-    ("valueQuantity", ..., "Observation.valueQuantity"),
-    ("code.coding", [{"system": "http://loinc.org", "code": "1234-5"}],
-     "Observation.code.coding"),
-    ("status", "entered-in-error", "Observation.status"),
-    ("effectiveDateTime", "2999-01-01T00:00:00+00:00", "Observation.effectiveDateTime"),
-    ("effectiveDateTime", "yesterday", "Observation.effectiveDateTime"),
-    ("effectiveDateTime", "2026-01-01T10:00:00", "Observation.effectiveDateTime"),
-    ("subject", {"reference": "Patient/unknown"}, "Observation.subject"),
-    ("subject", {"reference": "Group/1"}, "Observation.subject.reference"),
-    ("subject", ..., "Observation.subject"),
-])
-def test_invalid_observation_is_refused_naming_the_element(client, patient, integration, path,
-                                                          value, location):
+@pytest.mark.parametrize(
+    "path, value, location",
+    [
+        ("valueQuantity.value", 186, "Observation.valueQuantity.value"),
+        ("valueQuantity.value", "93", "Observation.valueQuantity.value"),
+        ("valueQuantity.code", "mmol/L", "Observation.valueQuantity.code"),
+        ("valueQuantity.system", "http://example.org/units", "Observation.valueQuantity.system"),
+        ("valueQuantity", ..., "Observation.valueQuantity"),
+        (
+            "code.coding",
+            [{"system": "http://loinc.org", "code": "1234-5"}],
+            "Observation.code.coding",
+        ),
+        ("status", "entered-in-error", "Observation.status"),
+        ("effectiveDateTime", "2999-01-01T00:00:00+00:00", "Observation.effectiveDateTime"),
+        ("effectiveDateTime", "yesterday", "Observation.effectiveDateTime"),
+        ("effectiveDateTime", "2026-01-01T10:00:00", "Observation.effectiveDateTime"),
+        ("subject", {"reference": "Patient/unknown"}, "Observation.subject"),
+        ("subject", {"reference": "Group/1"}, "Observation.subject.reference"),
+        ("subject", ..., "Observation.subject"),
+    ],
+)
+def test_invalid_observation_is_refused_naming_the_element(
+    client, patient, integration, path, value, location
+):
     obs = _mutate(observation(patient["id"], "spo2", 93, NOW, "bad"), path, value)
     response = post_fhir(client, "/fhir/Observation", obs, integration)
     assert response.status_code == 422, response.text
@@ -141,25 +156,36 @@ def test_invalid_observation_is_refused_naming_the_element(client, patient, inte
 
 def test_unknown_subject_identifier_is_not_echoed(client, patient, integration):
     obs = observation(patient["id"], "spo2", 93, NOW, "x")
-    obs["subject"] = {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1",
-                                     "value": "01010112345"}}
+    obs["subject"] = {
+        "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": "01010112345"}
+    }
     response = post_fhir(client, "/fhir/Observation", obs, integration)
     assert response.status_code == 422
     assert "01010112345" not in response.text
 
 
-@pytest.mark.parametrize("body, content_type, status", [
-    (b"{not json", "application/fhir+json", 400),
-    (b"[]", "application/fhir+json", 422),
-    (b'{"resourceType": "Patient"}', "application/fhir+json", 422),
-    (b'{"resourceType": "Observation"}', "text/plain", 415),
-    (json.dumps({"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]})
-     .encode(), "application/fhir+json", 400),
-])
-def test_malformed_bodies_get_4xx_operation_outcomes(client, integration, body, content_type,
-                                                    status):
-    response = client.post("/fhir/Observation", content=body,
-                           headers={**integration, "Content-Type": content_type})
+@pytest.mark.parametrize(
+    "body, content_type, status",
+    [
+        (b"{not json", "application/fhir+json", 400),
+        (b"[]", "application/fhir+json", 422),
+        (b'{"resourceType": "Patient"}', "application/fhir+json", 422),
+        (b'{"resourceType": "Observation"}', "text/plain", 415),
+        (
+            json.dumps(
+                {"a": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}
+            ).encode(),
+            "application/fhir+json",
+            400,
+        ),
+    ],
+)
+def test_malformed_bodies_get_4xx_operation_outcomes(
+    client, integration, body, content_type, status
+):
+    response = client.post(
+        "/fhir/Observation", content=body, headers={**integration, "Content-Type": content_type}
+    )
     assert response.status_code == status
     assert response.json()["resourceType"] == "OperationOutcome"
 
@@ -171,24 +197,33 @@ def test_oversized_body_gets_413(make_settings, database_url, auth):
     settings = make_settings(database_url=database_url, max_body_bytes=2000)
     migrate(settings.resolved_database_url)
     with TestClient(create_app(settings)) as small:
-        response = small.post("/fhir", content=b"{" + b" " * 5000 + b"}",
-                              headers={**auth("integration"),
-                                       "Content-Type": "application/fhir+json"})
+        response = small.post(
+            "/fhir",
+            content=b"{" + b" " * 5000 + b"}",
+            headers={**auth("integration"), "Content-Type": "application/fhir+json"},
+        )
     assert response.status_code == 413
     assert response.json()["resourceType"] == "OperationOutcome"
 
 
 def _bundle(kind: str, resources: list[dict]) -> dict:
-    return {"resourceType": "Bundle", "type": kind,
-            "entry": [{"resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
-                      for r in resources]}
+    return {
+        "resourceType": "Bundle",
+        "type": kind,
+        "entry": [
+            {"resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
+            for r in resources
+        ],
+    }
 
 
 def test_batch_answers_per_entry_and_keeps_the_good_ones(client, patient, integration):
     pid = patient["id"]
-    resources = [observation(pid, "spo2", 95, NOW - timedelta(hours=2), "b1"),
-                 observation(pid, "spo2", 250, NOW - timedelta(hours=1), "b2"),
-                 observation(pid, "heart_rate", 80, NOW, "b3")]
+    resources = [
+        observation(pid, "spo2", 95, NOW - timedelta(hours=2), "b1"),
+        observation(pid, "spo2", 250, NOW - timedelta(hours=1), "b2"),
+        observation(pid, "heart_rate", 80, NOW, "b3"),
+    ]
     response = post_fhir(client, "/fhir", _bundle("batch", resources), integration)
     assert response.status_code == 200
     body = response.json()
@@ -210,7 +245,8 @@ def test_transaction_is_all_or_nothing(client, patient, integration):
     refused = post_fhir(client, "/fhir", _bundle("transaction", bad), integration)
     assert refused.status_code == 422
     assert refused.json()["issue"][0]["expression"] == [
-        "Bundle.entry[2].resource.Observation.valueQuantity.value"]
+        "Bundle.entry[2].resource.Observation.valueQuantity.value"
+    ]
     assert count(client, IngestedResource) == 0 and count(client, Reading) == 0
     accepted = post_fhir(client, "/fhir", _bundle("transaction", good), integration)
     assert accepted.status_code == 200
@@ -219,18 +255,23 @@ def test_transaction_is_all_or_nothing(client, patient, integration):
 
 
 def test_transaction_with_unknown_subject_stores_nothing(client, patient, integration):
-    entries = [observation(patient["id"], "spo2", 95, NOW, "k1"),
-               observation("no-such-patient", "spo2", 95, NOW, "k2")]
+    entries = [
+        observation(patient["id"], "spo2", 95, NOW, "k1"),
+        observation("no-such-patient", "spo2", 95, NOW, "k2"),
+    ]
     response = post_fhir(client, "/fhir", _bundle("transaction", entries), integration)
     assert response.status_code == 422
     assert count(client, IngestedResource) == 0
 
 
-@pytest.mark.parametrize("bundle, location", [
-    ({"resourceType": "Bundle", "type": "collection", "entry": []}, "Bundle.type"),
-    ({"resourceType": "Bundle", "type": "batch", "entry": []}, "Bundle.entry"),
-    ({"resourceType": "Bundle", "type": "batch", "entry": "x"}, "Bundle.entry"),
-])
+@pytest.mark.parametrize(
+    "bundle, location",
+    [
+        ({"resourceType": "Bundle", "type": "collection", "entry": []}, "Bundle.type"),
+        ({"resourceType": "Bundle", "type": "batch", "entry": []}, "Bundle.entry"),
+        ({"resourceType": "Bundle", "type": "batch", "entry": "x"}, "Bundle.entry"),
+    ],
+)
 def test_malformed_bundles(client, integration, bundle, location):
     response = post_fhir(client, "/fhir", bundle, integration)
     assert response.status_code == 422

@@ -20,8 +20,7 @@ from tests.helpers import enrol, observation, post_fhir
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 
-def test_batch_entries_survive_a_commit_by_another_connection(client, auth, settings,
-                                                              monkeypatch):
+def test_batch_entries_survive_a_commit_by_another_connection(client, auth, settings, monkeypatch):
     patient = enrol(client, auth("clinician"))
     db_path = settings.resolved_database_url.split("///", 1)[1]
     with sqlite3.connect(db_path) as setup:
@@ -46,12 +45,22 @@ def test_batch_entries_survive_a_commit_by_another_connection(client, auth, sett
             writer.join(timeout=1.0)  # with the write lock held it waits for our commit
         return original(self, session, parsed, loc)
 
-    monkeypatch.setattr(IngestionService, "_resolve_patient",
-                        resolve_then_let_another_writer_commit)
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": observation(patient["id"], "spo2", 94 - i, NOW - timedelta(minutes=i),
-                                 f"w-{i}"), "request": {"method": "POST", "url": "Observation"}}
-        for i in range(3)]}
+    monkeypatch.setattr(
+        IngestionService, "_resolve_patient", resolve_then_let_another_writer_commit
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": observation(
+                    patient["id"], "spo2", 94 - i, NOW - timedelta(minutes=i), f"w-{i}"
+                ),
+                "request": {"method": "POST", "url": "Observation"},
+            }
+            for i in range(3)
+        ],
+    }
     response = post_fhir(client, "/fhir", bundle, auth("integration"))
     assert response.status_code == 200, response.text
     assert [e["response"]["status"] for e in response.json()["entry"]] == ["201 Created"] * 3
@@ -66,8 +75,7 @@ def test_concurrent_single_observations_all_stored(client, auth):
     statuses: list[int] = []
 
     def send(i: int) -> None:
-        obs = observation(patient["id"], "heart_rate", 70 + i, NOW - timedelta(minutes=i),
-                          f"c-{i}")
+        obs = observation(patient["id"], "heart_rate", 70 + i, NOW - timedelta(minutes=i), f"c-{i}")
         statuses.append(post_fhir(client, "/fhir/Observation", obs, headers).status_code)
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(8)]

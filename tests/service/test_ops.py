@@ -14,8 +14,7 @@ from models.artifact import ArtifactError
 def test_healthz_and_readyz(client):
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"model": "ok",
-                                                                     "database": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"model": "ok", "database": "ok"}
 
 
 def test_readyz_is_503_when_the_database_is_unreachable(make_settings, artifact_dir, tmp_path):
@@ -27,14 +26,16 @@ def test_readyz_is_503_when_the_database_is_unreachable(make_settings, artifact_
     with TestClient(create_app(settings)) as c:
         c.app.state.engine.dispose()
         c.app.state.engine = __import__("sqlalchemy").create_engine(
-            "postgresql+psycopg://nobody@127.0.0.1:1/none")
+            "postgresql+psycopg://nobody@127.0.0.1:1/none"
+        )
         response = c.get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["database"].startswith("unreachable")
 
 
-def test_service_refuses_to_start_on_a_tampered_artifact(make_settings, artifact_dir, tmp_path,
-                                                         database_url):
+def test_service_refuses_to_start_on_a_tampered_artifact(
+    make_settings, artifact_dir, tmp_path, database_url
+):
     from service.app import create_app
 
     folder = tmp_path / "tampered"
@@ -42,8 +43,10 @@ def test_service_refuses_to_start_on_a_tampered_artifact(make_settings, artifact
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["feature_spec_hash"] = "f" * 64
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="feature spec"), TestClient(
-            create_app(make_settings(database_url=database_url, model_dir=folder))):
+    with (
+        pytest.raises(ArtifactError, match="feature spec"),
+        TestClient(create_app(make_settings(database_url=database_url, model_dir=folder))),
+    ):
         pass
 
 
@@ -51,8 +54,10 @@ def test_metrics_are_prometheus_text(client, auth):
     client.get("/healthz")
     client.get("/api/v1/worklist")  # a 401 counts as an error by type
     text = client.get("/metrics").text
-    assert 'triage_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/healthz"' \
+    assert (
+        'triage_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/healthz"'
         in text
+    )
     assert 'triage_errors_total{status="401",type="login"}' in text
     assert 'triage_model_info{name="handmade-test-model",version="0.0.1"} 1.0' in text
 

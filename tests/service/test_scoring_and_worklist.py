@@ -24,18 +24,35 @@ def feed_stable_then(client, headers, pid, last_spo2, days=10, prefix="m"):
     """Ten stable days of SpO2 96 % and heart rate 72, then one reading of ``last_spo2``."""
     for d in range(days, 0, -1):
         when = NOW - timedelta(days=d)
-        post_fhir(client, "/fhir/Observation",
-                  observation(pid, "spo2", 96, when, f"{prefix}-s{d}"), headers)
-        post_fhir(client, "/fhir/Observation",
-                  observation(pid, "heart_rate", 72, when, f"{prefix}-h{d}"), headers)
-    return post_fhir(client, "/fhir/Observation",
-                     observation(pid, "spo2", last_spo2, NOW, f"{prefix}-last"), headers)
+        post_fhir(
+            client,
+            "/fhir/Observation",
+            observation(pid, "spo2", 96, when, f"{prefix}-s{d}"),
+            headers,
+        )
+        post_fhir(
+            client,
+            "/fhir/Observation",
+            observation(pid, "heart_rate", 72, when, f"{prefix}-h{d}"),
+            headers,
+        )
+    return post_fhir(
+        client,
+        "/fhir/Observation",
+        observation(pid, "spo2", last_spo2, NOW, f"{prefix}-last"),
+        headers,
+    )
 
 
 def assessments(client, pid) -> list[Assessment]:
     with client.app.state.sessions() as s:
-        return list(s.scalars(select(Assessment).where(Assessment.patient_id == pid)
-                              .order_by(Assessment.created_at)))
+        return list(
+            s.scalars(
+                select(Assessment)
+                .where(Assessment.patient_id == pid)
+                .order_by(Assessment.created_at)
+            )
+        )
 
 
 def test_every_ingestion_stores_an_immutable_assessment_with_provenance(client, auth):
@@ -47,8 +64,11 @@ def test_every_ingestion_stores_an_immutable_assessment_with_provenance(client, 
     assert latest.rule_set_hash and latest.pathway_id == "copd"
     assert len(latest.features) == 28 and len(latest.basis) > 1
     explanation = latest.explanation
-    total = (explanation["intercept"] + explanation["pathway_baseline"]
-             + sum(explanation["contributions"].values()))
+    total = (
+        explanation["intercept"]
+        + explanation["pathway_baseline"]
+        + sum(explanation["contributions"].values())
+    )
     assert total == pytest.approx(explanation["logit"], abs=1e-9)
     top = explanation["top_factors"][0]
     assert top["feature"].startswith("spo2_pct") and top["direction"] == "raises"
@@ -64,11 +84,16 @@ def test_reference_time_is_the_newest_observation_so_a_backlog_scores_as_live(cl
     messages = []
     for d in range(10, 0, -1):
         when = NOW - timedelta(days=d)
-        messages += [observation(backlog, "spo2", 96, when, f"bl-s{d}"),
-                     observation(backlog, "heart_rate", 72, when, f"bl-h{d}")]
+        messages += [
+            observation(backlog, "spo2", 96, when, f"bl-s{d}"),
+            observation(backlog, "heart_rate", 72, when, f"bl-h{d}"),
+        ]
     messages.append(observation(backlog, "spo2", 89, NOW, "bl-last"))
-    bundle = {"resourceType": "Bundle", "type": "batch",
-              "entry": [{"resource": m} for m in reversed(messages)]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [{"resource": m} for m in reversed(messages)],
+    }
     assert post_fhir(client, "/fhir", bundle, integration).status_code == 200
     a_live, a_backlog = assessments(client, live)[-1], assessments(client, backlog)[-1]
     age_band = 27  # the two patients differ only in age
@@ -83,9 +108,11 @@ def test_replaying_history_reproduces_the_assessment(client, auth):
     services = client.app.state.services
     with client.app.state.sessions() as session:
         from service.db.tables import Patient
+
         patient = session.get(Patient, pid)
-        replay = services.scoring.score(session, patient, "replay",
-                                        int(original.as_of.replace(tzinfo=UTC).timestamp()))
+        replay = services.scoring.score(
+            session, patient, "replay", int(original.as_of.replace(tzinfo=UTC).timestamp())
+        )
         assert replay.assessment.features == original.features
         assert replay.assessment.probability == pytest.approx(original.probability, abs=1e-12)
         session.rollback()
@@ -95,10 +122,15 @@ def test_missing_measurement_is_said_never_a_silent_zero(client, auth):
     pid = enrol(client, auth("clinician"))["id"]
     integration = auth("integration")
     for d in range(6, 3, -1):
-        post_fhir(client, "/fhir/Observation",
-                  observation(pid, "spo2", 95, NOW - timedelta(days=d), f"s{d}"), integration)
-    post_fhir(client, "/fhir/Observation", observation(pid, "heart_rate", 75, NOW, "hr"),
-              integration)
+        post_fhir(
+            client,
+            "/fhir/Observation",
+            observation(pid, "spo2", 95, NOW - timedelta(days=d), f"s{d}"),
+            integration,
+        )
+    post_fhir(
+        client, "/fhir/Observation", observation(pid, "heart_rate", 75, NOW, "hr"), integration
+    )
     latest = assessments(client, pid)[-1]
     assert latest.features[0] is None  # spo2_pct_latest: no SpO2 in the last 3 days
     assert "spo2_pct_latest" in latest.explanation["contributions"]
@@ -126,22 +158,26 @@ def test_transitions_and_illegal_moves(client, auth):
     pid = enrol(client, clinician)["id"]
     feed_stable_then(client, auth("integration"), pid, 84)
     item = client.get("/api/v1/worklist", headers=clinician).json()[0]["id"]
-    ack = client.post(f"/api/v1/worklist/{item}/acknowledge", json={"note": "ringt pasienten"},
-                      headers=clinician)
+    ack = client.post(
+        f"/api/v1/worklist/{item}/acknowledge", json={"note": "ringt pasienten"}, headers=clinician
+    )
     assert ack.status_code == 200
     assert ack.json()["state"] == "acknowledged"
     assert ack.json()["acknowledged_by"] == "hpr-1234567" and ack.json()["acknowledged_at"]
-    assert client.post(f"/api/v1/worklist/{item}/acknowledge",
-                       headers=clinician).status_code == 409
-    assert client.post(f"/api/v1/worklist/{item}/escalate", headers=clinician).json()[
-        "state"] == "escalated"
-    assert client.post(f"/api/v1/worklist/{item}/resolve", headers=clinician).json()[
-        "state"] == "resolved"
+    assert client.post(f"/api/v1/worklist/{item}/acknowledge", headers=clinician).status_code == 409
+    assert (
+        client.post(f"/api/v1/worklist/{item}/escalate", headers=clinician).json()["state"]
+        == "escalated"
+    )
+    assert (
+        client.post(f"/api/v1/worklist/{item}/resolve", headers=clinician).json()["state"]
+        == "resolved"
+    )
     assert client.post(f"/api/v1/worklist/{item}/escalate", headers=clinician).status_code == 409
-    assert client.post(f"/api/v1/worklist/{item}/frobnicate",
-                       headers=clinician).status_code == 422
-    assert client.post("/api/v1/worklist/no-such-item/resolve",
-                       headers=clinician).status_code == 404
+    assert client.post(f"/api/v1/worklist/{item}/frobnicate", headers=clinician).status_code == 422
+    assert (
+        client.post("/api/v1/worklist/no-such-item/resolve", headers=clinician).status_code == 404
+    )
 
 
 def test_new_data_updates_the_open_item_or_opens_a_new_one(client, auth):
@@ -149,14 +185,21 @@ def test_new_data_updates_the_open_item_or_opens_a_new_one(client, auth):
     pid = enrol(client, clinician)["id"]
     feed_stable_then(client, integration, pid, 84)
     [item] = client.get("/api/v1/worklist", headers=clinician).json()
-    post_fhir(client, "/fhir/Observation",
-              observation(pid, "heart_rate", 120, NOW + timedelta(minutes=1), "later"),
-              integration)
+    post_fhir(
+        client,
+        "/fhir/Observation",
+        observation(pid, "heart_rate", 120, NOW + timedelta(minutes=1), "later"),
+        integration,
+    )
     [updated] = client.get("/api/v1/worklist", headers=clinician).json()
     assert updated["id"] == item["id"] and updated["assessment_id"] != item["assessment_id"]
     client.post(f"/api/v1/worklist/{item['id']}/resolve", headers=clinician)
-    post_fhir(client, "/fhir/Observation",
-              observation(pid, "spo2", 83, NOW + timedelta(minutes=2), "again"), integration)
+    post_fhir(
+        client,
+        "/fhir/Observation",
+        observation(pid, "spo2", 83, NOW + timedelta(minutes=2), "again"),
+        integration,
+    )
     [fresh] = client.get("/api/v1/worklist", headers=clinician).json()
     assert fresh["id"] != item["id"] and fresh["state"] == "open"
     with client.app.state.sessions() as s:
@@ -201,8 +244,9 @@ def test_cohort_rescoring_equals_one_at_a_time(client, auth):
     with client.app.state.sessions() as session:
         singles = {}
         for pid in (a, b):
-            assessment, _ = services.scoring.assess(session, session.get(Patient, pid),
-                                                    "schedule", as_of)
+            assessment, _ = services.scoring.assess(
+                session, session.get(Patient, pid), "schedule", as_of
+            )
             singles[pid] = assessment
         stored = services.scoring.rescore_cohort(session, as_of, [a, b])
         session.commit()
@@ -214,7 +258,8 @@ def test_cohort_rescoring_equals_one_at_a_time(client, auth):
         assert batch.probability == pytest.approx(singles[pid].probability, abs=1e-12)
         assert batch.level == singles[pid].level
         assert [r["rule"] for r in batch.explanation["rules"]] == [
-            r["rule"] for r in singles[pid].explanation["rules"]]
+            r["rule"] for r in singles[pid].explanation["rules"]
+        ]
     hours = batch.features[26]  # hours_since_last_measurement_h
     assert hours == pytest.approx(30.0)
 
@@ -222,13 +267,19 @@ def test_cohort_rescoring_equals_one_at_a_time(client, auth):
 def test_other_organisations_cannot_see_a_patient_whatever_their_role(client, auth):
     pid = enrol(client, auth("clinician"))["id"]
     for role in ("clinician", "admin"):
-        status = client.get(f"/api/v1/patients/{pid}",
-                            headers=auth(role, organisation="974557746")).status_code
+        status = client.get(
+            f"/api/v1/patients/{pid}", headers=auth(role, organisation="974557746")
+        ).status_code
         assert status == (200 if role == "admin" else 404)
-    cds = client.post("/cds-services/home-followup-risk", headers=auth(
-        "integration", organisation="974557746"), json={
-        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea", "hook": "patient-view",
-        "context": {"userId": "Practitioner/1", "patientId": pid}})
+    cds = client.post(
+        "/cds-services/home-followup-risk",
+        headers=auth("integration", organisation="974557746"),
+        json={
+            "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "hook": "patient-view",
+            "context": {"userId": "Practitioner/1", "patientId": pid},
+        },
+    )
     assert cds.status_code in (200, 412) and not cds.json().get("cards")
 
 

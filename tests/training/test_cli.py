@@ -19,8 +19,20 @@ def test_commands_are_registered():
 
 def test_simulate_writes_fhir_bundles(tmp_path, monkeypatch):
     monkeypatch.setenv("TRIAGE_VAR_DIR", str(tmp_path / "var"))
-    result = runner.invoke(app, ["simulate", "--n-patients", "5", "--days", "7", "--seed", "3",
-                                 "--out", str(tmp_path / "sim")])
+    result = runner.invoke(
+        app,
+        [
+            "simulate",
+            "--n-patients",
+            "5",
+            "--days",
+            "7",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path / "sim"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     lines = (tmp_path / "sim" / "bundles.ndjson").read_text().splitlines()
     assert lines and json.loads(lines[0])["type"] == "batch"
@@ -33,21 +45,50 @@ def test_simulate_writes_fhir_bundles(tmp_path, monkeypatch):
 def test_train_without_tracking_then_evaluate(tmp_path, monkeypatch):
     monkeypatch.setenv("TRIAGE_VAR_DIR", str(tmp_path / "var"))
     out = tmp_path / "model"
-    result = runner.invoke(app, ["train", "--n-patients", "60", "--days", "21", "--seed", "4",
-                                 "--no-track", "--bootstrap", "10", "--no-governance",
-                                 "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--n-patients",
+            "60",
+            "--days",
+            "21",
+            "--seed",
+            "4",
+            "--no-track",
+            "--bootstrap",
+            "10",
+            "--no-governance",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "synthetic hold-out: AUROC" in result.output
     assert OnnxRiskModel(out).load().ready
-    result = runner.invoke(app, ["evaluate", "--model", str(out), "--n-patients", "40",
-                                 "--days", "21", "--no-track", "--bootstrap", "10"])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(out),
+            "--n-patients",
+            "40",
+            "--days",
+            "21",
+            "--no-track",
+            "--bootstrap",
+            "10",
+        ],
+    )
     assert result.exit_code == 0, result.output
     saved = sorted((tmp_path / "var" / "results").glob("evaluate-*.json"))
     assert json.loads(saved[-1].read_text())["evaluation"]["baselines"]["NEWS2 ≥ 5"]
 
 
 def test_promote_without_a_challenger_exits_with_a_message(tmp_path):
-    result = runner.invoke(app, ["promote", "--tracking-uri",
-                                 f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    result = runner.invoke(
+        app, ["promote", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    )
     assert result.exit_code == 2
     assert "no version with alias 'challenger'" in result.output

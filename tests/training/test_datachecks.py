@@ -54,8 +54,9 @@ def test_feature_outside_the_spec_is_refused(data):
     with pytest.raises(DataCheckError, match="not in the spec: \\['patient_postcode'\\]"):
         check_training_data(frame, y, meta, split_by_patient(meta, 0))
     with pytest.raises(DataCheckError, match="missing: \\['age_band'\\]"):
-        check_training_data(frame.drop(columns=["age_band", "patient_postcode"]), y, meta,
-                            split_by_patient(meta, 0))
+        check_training_data(
+            frame.drop(columns=["age_band", "patient_postcode"]), y, meta, split_by_patient(meta, 0)
+        )
 
 
 def test_nulls_in_metadata_and_infinite_features_are_refused(data):

@@ -17,8 +17,9 @@ def test_tiny_artifact_is_complete_loadable_and_deterministic(tmp_path):
     reference = np.load(first / REFERENCE_FILE)
     prediction = model.predict(reference["features"])
     np.testing.assert_allclose(prediction.probability, reference["probability"], atol=1e-6)
-    np.testing.assert_allclose(prediction.intercept + prediction.contributions.sum(axis=1),
-                               prediction.logit, atol=1e-9)
+    np.testing.assert_allclose(
+        prediction.intercept + prediction.contributions.sum(axis=1), prediction.logit, atol=1e-9
+    )
     manifest = Manifest.read(first)
     assert manifest.training_data["synthetic"] is True
     assert 0 < manifest.extra["alert_threshold"] <= manifest.extra["high_threshold"] < 1

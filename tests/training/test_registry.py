@@ -17,9 +17,15 @@ NAME = "home-followup-deterioration"
 
 
 def _metrics(auroc=0.80, ece=0.01, brier=0.04, copd=0.82, copd_pos=50):
-    return {"auroc": auroc, "ece": ece, "brier": brier,
-            "slices": {"pathway=copd": {"auroc": copd, "positives": copd_pos},
-                       "sex=female": {"auroc": auroc, "positives": 100}}}
+    return {
+        "auroc": auroc,
+        "ece": ece,
+        "brier": brier,
+        "slices": {
+            "pathway=copd": {"auroc": copd, "positives": copd_pos},
+            "sex=female": {"auroc": auroc, "positives": 100},
+        },
+    }
 
 
 def test_gate_passes_when_not_worse_beyond_margins():
@@ -40,7 +46,8 @@ def test_gate_names_a_failed_slice_and_calibration():
     failed = {c.name for c in decision.failed()}
     assert failed == {"slice pathway=copd AUROC", "ECE", "ECE (absolute)"}
     assert "slice pathway=copd AUROC: challenger 0.7500 < champion 0.8200 − 0.03" in (
-        decision.reason)
+        decision.reason
+    )
 
 
 def test_gate_skips_slices_with_too_few_positives():
@@ -53,11 +60,13 @@ def test_gate_metrics_slices():
     rng = np.random.default_rng(0)
     y = rng.random(400) < 0.2
     p = np.clip(y * 0.3 + rng.random(400) * 0.5, 0, 1)
-    meta = {"pathway": np.array(["copd", "oncology"] * 200), "age_band": np.array(["65-79"] * 400),
-            "sex": np.array(["female"] * 400)}
+    meta = {
+        "pathway": np.array(["copd", "oncology"] * 200),
+        "age_band": np.array(["65-79"] * 400),
+        "sex": np.array(["female"] * 400),
+    }
     m = gate_metrics(p, y.astype(int), meta)
-    assert set(m["slices"]) == {"pathway=copd", "pathway=oncology", "age_band=65-79",
-                                "sex=female"}
+    assert set(m["slices"]) == {"pathway=copd", "pathway=oncology", "age_band=65-79", "sex=female"}
     assert 0.5 < m["auroc"] <= 1
 
 
@@ -67,9 +76,21 @@ def registry(tmp_path_factory):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     stump = StumpConfig(max_iter=60, min_samples_leaf=10)
     for seed in (21, 22):
-        train_model(TrainConfig(n_patients=80, days=30, seed=seed, bootstrap=10, stump=stump,
-                                challenger=False, reference_rows=200),
-                    root / f"art{seed}", tracking_uri=uri, register=True, show_progress=False)
+        train_model(
+            TrainConfig(
+                n_patients=80,
+                days=30,
+                seed=seed,
+                bootstrap=10,
+                stump=stump,
+                challenger=False,
+                reference_rows=200,
+            ),
+            root / f"art{seed}",
+            tracking_uri=uri,
+            register=True,
+            show_progress=False,
+        )
         if seed == 21:
             first = promote(NAME, uri, record_dir=root / "records")
     return uri, root, first
@@ -124,9 +145,22 @@ def test_evaluate_command_resolves_a_registry_alias(registry, tmp_path, monkeypa
 
     uri, _, _ = registry
     monkeypatch.setenv("TRIAGE_VAR_DIR", str(tmp_path / "var"))
-    result = CliRunner().invoke(app, [
-        "evaluate", "--model", f"models:/{NAME}@champion", "--tracking-uri", uri,
-        "--n-patients", "40", "--days", "21", "--bootstrap", "10"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            f"models:/{NAME}@champion",
+            "--tracking-uri",
+            uri,
+            "--n-patients",
+            "40",
+            "--days",
+            "21",
+            "--bootstrap",
+            "10",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "synthetic cohort seed 4242: AUROC" in result.output
     runs = mlflow.search_runs(experiment_names=[f"{NAME}-evaluation"])

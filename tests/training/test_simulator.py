@@ -30,7 +30,8 @@ def test_same_seed_same_cohort_other_seed_other_cohort():
         np.testing.assert_array_equal(getattr(a.readings, field), getattr(b.readings, field))
     assert [p.identifier for p in a.patients] == [p.identifier for p in b.patients]
     assert [q.answers for q in a.questionnaire_answers] == [
-        q.answers for q in b.questionnaire_answers]
+        q.answers for q in b.questionnaire_answers
+    ]
     assert not np.array_equal(a.readings.value[:50], c.readings.value[:50])
 
 
@@ -81,8 +82,11 @@ def test_labels_and_prodromes(small_cohort, small_dataset):
     assert set(meta["trigger"]) == {"reading", "scheduled"}
     pos = y == 1
     assert (meta["time_to_event_h"][pos] <= 72).all()
-    for feature, sign in (("spo2_pct_delta_baseline", -1), ("heart_rate_bpm_delta_baseline", 1),
-                          ("symptom_score_latest", 1)):
+    for feature, sign in (
+        ("spo2_pct_delta_baseline", -1),
+        ("heart_rate_bpm_delta_baseline", 1),
+        ("symptom_score_latest", 1),
+    ):
         col = X[:, FEATURE_INDEX[feature]]
         near = pos & (meta["time_to_event_h"].to_numpy() <= 24)
         diff = np.nanmean(col[near]) - np.nanmean(col[~pos])
@@ -115,8 +119,11 @@ def test_fhir_resources_are_valid_and_round_trip(small_cohort):
     resources = list(cohort_to_fhir(small_cohort, lambda p: ref[p.key]))
     kinds = {r["resourceType"] for r in resources}
     assert kinds == {"Observation", "QuestionnaireResponse"}
-    panels = [r for r in resources if r["resourceType"] == "Observation"
-              and r["code"]["coding"][0]["code"] == "85354-9"]
+    panels = [
+        r
+        for r in resources
+        if r["resourceType"] == "Observation" and r["code"]["coding"][0]["code"] == "85354-9"
+    ]
     assert panels
     bp = panels[0]
     assert [c["code"]["coding"][0]["code"] for c in bp["component"]] == ["8480-6", "8462-4"]
@@ -130,12 +137,18 @@ def test_fhir_resources_are_valid_and_round_trip(small_cohort):
     for r in qrs:
         QuestionnaireResponse.model_validate(r)
     first = small_cohort.questionnaire_answers[0]
-    qr = next(r for r in resources if r["resourceType"] == "QuestionnaireResponse"
-              and r["identifier"]["value"] == first.message_id)
+    qr = next(
+        r
+        for r in resources
+        if r["resourceType"] == "QuestionnaireResponse"
+        and r["identifier"]["value"] == first.message_id
+    )
     assert answers_from_response(qr) == first.answers
     score = score_answers(questionnaire_by_url(qr["questionnaire"]), answers_from_response(qr))
-    stored = small_cohort.readings.value[(small_cohort.readings.message_id == first.message_id)
-                                         & (small_cohort.readings.channel == "symptom_score")]
+    stored = small_cohort.readings.value[
+        (small_cohort.readings.message_id == first.message_id)
+        & (small_cohort.readings.channel == "symptom_score")
+    ]
     assert stored[0] == pytest.approx(score.symptom_score, abs=1e-4)
     bundles = list(fhir_bundles(iter(resources[:250]), batch_size=100))
     assert [len(b["entry"]) for b in bundles] == [100, 100, 50]
@@ -174,8 +187,9 @@ def test_stronger_prodromes_move_vitals_more():
         for onset, _, s in cohort.prodromes[p.key]:
             if onset > cohort.start_s + 60 * 86400 or onset - 15 * 86400 < cohort.start_s:
                 continue
-            X, _ = compute_features(hist, np.array([p.key]), np.array([onset - 1]),
-                                    np.array([p.age_years]))
+            X, _ = compute_features(
+                hist, np.array([p.key]), np.array([onset - 1]), np.array([p.age_years])
+            )
             drop = X[0, FEATURE_INDEX["spo2_pct_delta_baseline"]]
             if np.isfinite(drop):
                 drops.append(drop)

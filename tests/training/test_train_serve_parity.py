@@ -29,15 +29,19 @@ def _history_from_fhir(resources, key_of_reference) -> History:
     seen: set[str] = set()
     rows = []
     for r in resources:
-        ident = r["identifier"][0]["value"] if isinstance(r["identifier"], list) else r[
-            "identifier"]["value"]
+        ident = (
+            r["identifier"][0]["value"]
+            if isinstance(r["identifier"], list)
+            else r["identifier"]["value"]
+        )
         if ident in seen:
             continue  # idempotent ingestion: a re-send is not a new reading
         seen.add(ident)
         key = key_of_reference(r["subject"])
         if r["resourceType"] == "QuestionnaireResponse":
-            score = score_answers(questionnaire_by_url(r["questionnaire"]),
-                                  answers_from_response(r))
+            score = score_answers(
+                questionnaire_by_url(r["questionnaire"]), answers_from_response(r)
+            )
             rows.append((key, SYMPTOM_SCORE, _epoch(r["authored"]), score.symptom_score))
             continue
         t = _epoch(r["effectiveDateTime"])
@@ -45,12 +49,19 @@ def _history_from_fhir(resources, key_of_reference) -> History:
         if is_blood_pressure_panel(coding["system"], coding["code"]):
             for comp in r["component"]:
                 c = comp["code"]["coding"][0]
-                rows.append((key, measurement_for_code(c["system"], c["code"]), t,
-                             float(comp["valueQuantity"]["value"])))
+                rows.append(
+                    (
+                        key,
+                        measurement_for_code(c["system"], c["code"]),
+                        t,
+                        float(comp["valueQuantity"]["value"]),
+                    )
+                )
             continue
         loinc = next(c for c in r["code"]["coding"] if c["system"] == LOINC)
-        rows.append((key, measurement_for_code(LOINC, loinc["code"]), t,
-                     float(r["valueQuantity"]["value"])))
+        rows.append(
+            (key, measurement_for_code(LOINC, loinc["code"]), t, float(r["valueQuantity"]["value"]))
+        )
     return History.from_rows(rows)
 
 
@@ -62,7 +73,9 @@ def test_training_vectors_equal_serving_vectors_from_emitted_fhir():
     resources = list(cohort_to_fhir(cohort, lambda p: {"reference": f"Patient/{p.key}"}))
     served = _history_from_fhir(resources, lambda s: int(s["reference"].split("/")[1]))
     X_serve, _ = compute_features(
-        served, meta["patient"].to_numpy(), meta["time_s"].to_numpy(),
+        served,
+        meta["patient"].to_numpy(),
+        meta["time_s"].to_numpy(),
         meta["age_years"].to_numpy(),
         first_reading_s=np.full(len(meta), cohort.start_s, dtype=np.int64),
     )

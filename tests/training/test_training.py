@@ -27,7 +27,7 @@ def test_stumps_convert_exactly_including_ties_and_missing():
     rng = np.random.default_rng(0)
     X = np.round(rng.normal(size=(3000, N_FEATURES)), 1)
     X[rng.random(X.shape) < 0.2] = np.nan
-    y = (np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 5]) + rng.normal(size=3000) > 0.5)
+    y = np.nan_to_num(X[:, 0]) + np.nan_to_num(X[:, 5]) + rng.normal(size=3000) > 0.5
     est = HistGradientBoostingClassifier(max_depth=1, max_iter=80, random_state=0).fit(X, y)
     step = stumps_to_step_function(est)
     probe = np.vstack([X[:500], np.full((1, N_FEATURES), np.nan)])
@@ -59,9 +59,11 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     outcome = train_model(
-        TrainConfig(n_patients=80, days=30, seed=2, bootstrap=20, stump=TINY,
-                    reference_rows=300),
-        root / "artifact", tracking_uri=uri, register=True, governance_dir=root / "gov",
+        TrainConfig(n_patients=80, days=30, seed=2, bootstrap=20, stump=TINY, reference_rows=300),
+        root / "artifact",
+        tracking_uri=uri,
+        register=True,
+        governance_dir=root / "gov",
         show_progress=False,
     )
     return outcome, uri, root
@@ -81,8 +83,12 @@ def test_small_training_run_writes_a_servable_artifact(trained):
     pred = model.predict(reference["features"])
     np.testing.assert_allclose(pred.probability, reference["probability"], atol=1e-6)
     ev = outcome.evaluation
-    assert set(ev["baselines"]) >= {"NEWS2 ≥ 5", "Weight gain > 2 kg in 3 days",
-                                    "SpO2 < 92 %", "Temperature ≥ 38.0 °C"}
+    assert set(ev["baselines"]) >= {
+        "NEWS2 ≥ 5",
+        "Weight gain > 2 kg in 3 days",
+        "SpO2 < 92 %",
+        "Temperature ≥ 38.0 °C",
+    }
     assert "pathway=paediatric" in ev["model"]["slices"]
     assert "sex=female" in ev["model"]["slices"] and "age_band=80+" in ev["model"]["slices"]
     lo, hi = ev["model"]["overall"]["auroc_ci"]
@@ -109,9 +115,16 @@ def test_run_is_tracked_and_registered_with_signature(trained):
 def test_model_card_has_every_section_and_is_in_governance(trained):
     outcome, _, root = trained
     card = (outcome.artifact_dir / "model_card.md").read_text(encoding="utf-8")
-    for heading in ("## Intended use and users", "## Out of scope", "## Training data",
-                    "## Features", "## Performance (synthetic hold-out)", "### Per slice",
-                    "## Known failure modes", "validated on local data"):
+    for heading in (
+        "## Intended use and users",
+        "## Out of scope",
+        "## Training data",
+        "## Features",
+        "## Performance (synthetic hold-out)",
+        "### Per slice",
+        "## Known failure modes",
+        "validated on local data",
+    ):
         assert heading in card
     assert "NEWS2 ≥ 5" in card and "reliability.png" in card
     gov = root / "gov" / "home-followup-deterioration-1"
@@ -122,10 +135,21 @@ def test_model_card_has_every_section_and_is_in_governance(trained):
 
 
 def test_shipped_build_is_bit_for_bit_reproducible(tmp_path):
-    config = TrainConfig(n_patients=60, days=25, seed=5, bootstrap=10, stump=TINY,
-                         challenger=False, reference_rows=200)
-    folders = [train_model(config, tmp_path / name, shipped=True, track=False,
-                           show_progress=False).artifact_dir for name in ("a", "b")]
+    config = TrainConfig(
+        n_patients=60,
+        days=25,
+        seed=5,
+        bootstrap=10,
+        stump=TINY,
+        challenger=False,
+        reference_rows=200,
+    )
+    folders = [
+        train_model(
+            config, tmp_path / name, shipped=True, track=False, show_progress=False
+        ).artifact_dir
+        for name in ("a", "b")
+    ]
     for name in ("model.onnx", "manifest.json", "reference.npz", "model_card.md"):
         assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name
     manifest = Manifest.read(folders[0])

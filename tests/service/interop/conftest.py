@@ -15,8 +15,7 @@ from tests.helpers import enrol, observation, post_fhir
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # Valid synthetic fødselsnumre (classic check digits), one per test patient.
-FNRS = ("15076500565", "01017000027", "12035510018", "23084820075", "07095220082",
-        "11056020065")
+FNRS = ("15076500565", "01017000027", "12035510018", "23084820075", "07095220082", "11056020065")
 
 
 def free_port() -> int:
@@ -25,38 +24,50 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def history(pid: str, last_spo2: float, prefix: str, days: int = 10,
-            last_at: datetime = NOW) -> dict[str, Any]:
+def history(
+    pid: str, last_spo2: float, prefix: str, days: int = 10, last_at: datetime = NOW
+) -> dict[str, Any]:
     """A batch Bundle: `days` stable days (SpO2 96 %, pulse 72), then one SpO2 of `last_spo2`."""
     messages = []
     for d in range(days, 0, -1):
         when = last_at - timedelta(days=d)
-        messages += [observation(pid, "spo2", 96, when, f"{prefix}-s{d}"),
-                     observation(pid, "heart_rate", 72, when, f"{prefix}-h{d}")]
+        messages += [
+            observation(pid, "spo2", 96, when, f"{prefix}-s{d}"),
+            observation(pid, "heart_rate", 72, when, f"{prefix}-h{d}"),
+        ]
     messages.append(observation(pid, "spo2", last_spo2, last_at, f"{prefix}-last"))
-    return {"resourceType": "Bundle", "type": "batch",
-            "entry": [{"resource": m} for m in messages]}
+    return {"resourceType": "Bundle", "type": "batch", "entry": [{"resource": m} for m in messages]}
 
 
-def send_spo2(client: Any, headers: dict[str, str], pid: str, value: float, at: datetime,
-              message_id: str) -> None:
-    response = post_fhir(client, "/fhir/Observation",
-                         observation(pid, "spo2", value, at, message_id), headers)
+def send_spo2(
+    client: Any, headers: dict[str, str], pid: str, value: float, at: datetime, message_id: str
+) -> None:
+    response = post_fhir(
+        client, "/fhir/Observation", observation(pid, "spo2", value, at, message_id), headers
+    )
     assert response.status_code in (200, 201), response.text
 
 
 @pytest.fixture
-def patient_with_history(client: Any, auth: Callable[..., dict[str, str]]
-                         ) -> Callable[..., dict[str, Any]]:
+def patient_with_history(
+    client: Any, auth: Callable[..., dict[str, str]]
+) -> Callable[..., dict[str, Any]]:
     """`patient_with_history(last_spo2=86)` -> the enrolled patient, after its history arrived."""
     used = iter(range(len(FNRS)))
 
     def make(last_spo2: float = 86, unit: str = "lungs", **extra: Any) -> dict[str, Any]:
         i = next(used)
-        patient = enrol(client, auth("clinician"), identifier=FNRS[i], unit=unit,
-                        birth_date=_birth_date(FNRS[i]), **extra)
-        response = post_fhir(client, "/fhir", history(patient["id"], last_spo2, f"p{i}"),
-                             auth("integration"))
+        patient = enrol(
+            client,
+            auth("clinician"),
+            identifier=FNRS[i],
+            unit=unit,
+            birth_date=_birth_date(FNRS[i]),
+            **extra,
+        )
+        response = post_fhir(
+            client, "/fhir", history(patient["id"], last_spo2, f"p{i}"), auth("integration")
+        )
         assert response.status_code == 200, response.text
         return patient
 
@@ -78,8 +89,9 @@ class LiveServer:
 
         self.port = free_port()
         self.url = f"127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="on")
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -110,8 +122,13 @@ def ro_settings(tmp_path_factory: pytest.TempPathFactory, artifact_dir: Any) -> 
     from service.db.engine import migrate
 
     root = tmp_path_factory.mktemp("interop")
-    settings = Settings(var_dir=root / "var", model_dir=artifact_dir, environment="test",
-                        database_url=f"sqlite:///{root / 'triage.db'}", drift_schedule_hours=0)
+    settings = Settings(
+        var_dir=root / "var",
+        model_dir=artifact_dir,
+        environment="test",
+        database_url=f"sqlite:///{root / 'triage.db'}",
+        drift_schedule_hours=0,
+    )
     migrate(settings.resolved_database_url)
     return settings
 

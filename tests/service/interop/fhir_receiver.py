@@ -56,8 +56,7 @@ class FhirReceiver:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, body = receiver.handle(self.path, self.headers.get("Content-Type", ""),
-                                               raw)
+                status, body = receiver.handle(self.path, self.headers.get("Content-Type", ""), raw)
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/fhir+json")
@@ -94,16 +93,27 @@ class FhirReceiver:
             if any(a.bundle_id == bundle_id for a in self.arrivals):
                 self.redeliveries += 1
             else:
-                task = next(e["resource"] for e in bundle["entry"]
-                            if e["resource"]["resourceType"] == "Task")
-                self.arrivals.append(Arrival(
-                    bundle_id, task["for"]["identifier"]["value"],
-                    task["identifier"][0]["value"], task["status"],
-                    bundle["meta"]["tag"][0]["code"]))
+                task = next(
+                    e["resource"]
+                    for e in bundle["entry"]
+                    if e["resource"]["resourceType"] == "Task"
+                )
+                self.arrivals.append(
+                    Arrival(
+                        bundle_id,
+                        task["for"]["identifier"]["value"],
+                        task["identifier"][0]["value"],
+                        task["status"],
+                        bundle["meta"]["tag"][0]["code"],
+                    )
+                )
             if n in self.lose_response_of:
                 return 500, outcome("exception", "stored, but the response was lost")
-            return 200, {"resourceType": "Bundle", "type": "transaction-response",
-                         "entry": responses}
+            return 200, {
+                "resourceType": "Bundle",
+                "type": "transaction-response",
+                "entry": responses,
+            }
 
     def _conditional_update(self, entry: dict[str, Any]) -> dict[str, Any]:
         request, resource = entry["request"], entry["resource"]
@@ -117,17 +127,24 @@ class FhirReceiver:
         if existing is None:  # no match: create
             stored = Stored(f"{rtype.lower()}-{len(self.store) + 1}", 1, resource)
             self.store[key] = stored
-            return {"response": {"status": "201 Created",
-                                 "location": f"{rtype}/{stored.id}/_history/1"}}
+            return {
+                "response": {"status": "201 Created", "location": f"{rtype}/{stored.id}/_history/1"}
+            }
         existing.version += 1  # one match: update in place, never a second resource
         existing.resource = resource
-        return {"response": {"status": "200 OK",
-                             "location": f"{rtype}/{existing.id}/_history/{existing.version}"}}
+        return {
+            "response": {
+                "status": "200 OK",
+                "location": f"{rtype}/{existing.id}/_history/{existing.version}",
+            }
+        }
 
     def of_type(self, rtype: str) -> list[Stored]:
         return [s for (t, _), s in self.store.items() if t == rtype]
 
 
 def outcome(code: str, text: str) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+    }

@@ -82,9 +82,14 @@ class Discovery(BaseModel):
 
 # ---- helpers ---------------------------------------------------------------------------------
 
+
 def hook_request(patient_id: str, **extra: Any) -> dict[str, Any]:
-    return {"hookInstance": str(uuid.uuid4()), "hook": "patient-view",
-            "context": {"userId": "Practitioner/hpr-9144889", "patientId": patient_id}, **extra}
+    return {
+        "hookInstance": str(uuid.uuid4()),
+        "hook": "patient-view",
+        "context": {"userId": "Practitioner/hpr-9144889", "patientId": patient_id},
+        **extra,
+    }
 
 
 def call(client, headers, body, service_id=SERVICE_ID):
@@ -92,11 +97,15 @@ def call(client, headers, body, service_id=SERVICE_ID):
 
 
 def prefetched_patient(fnr: str) -> dict[str, Any]:
-    return {"resourceType": "Patient", "id": "dips-4711",
-            "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": fnr}]}
+    return {
+        "resourceType": "Patient",
+        "id": "dips-4711",
+        "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": fnr}],
+    }
 
 
 # ---- discovery -------------------------------------------------------------------------------
+
 
 def test_discovery_lists_the_patient_view_service_with_a_patient_prefetch(client, auth):
     response = client.get("/cds-services", headers=auth("integration"))
@@ -107,6 +116,7 @@ def test_discovery_lists_the_patient_view_service_with_a_patient_prefetch(client
 
 
 # ---- cards over HTTP -------------------------------------------------------------------------
+
 
 def test_a_deteriorating_patient_gets_one_valid_card(client, auth, patient_with_history):
     patient = patient_with_history(last_spo2=85)
@@ -121,16 +131,16 @@ def test_a_deteriorating_patient_gets_one_valid_card(client, auth, patient_with_
     assert card.summary.startswith(("Høg risiko for forverring (", "Moderat risiko for "))
     assert "SpO2" in card.summary  # the top factor, or the SpO2 rule that set the level
     assert "**Viktigaste faktorar**" in card.detail and "SpO2" in card.detail
-    assert card.source.url is not None and str(card.source.url).endswith(
-        "/cds-services/model-card")
+    assert card.source.url is not None and str(card.source.url).endswith("/cds-services/model-card")
     assert card.links and card.links[0].type == "absolute" and item.id in str(card.links[0].url)
     # The card's source link opens the model card.
     card_text = client.get("/cds-services/model-card", headers=auth("clinician"))
     assert card_text.status_code == 200 and "handmade-test-model" in card_text.text
 
 
-def test_a_clinician_in_the_unit_sees_the_card_one_outside_does_not(client, auth,
-                                                                    patient_with_history):
+def test_a_clinician_in_the_unit_sees_the_card_one_outside_does_not(
+    client, auth, patient_with_history
+):
     patient = patient_with_history(last_spo2=85, unit="lungs")
     body = hook_request(patient["id"])
     assert len(call(client, auth("clinician", units=["lungs"]), body).json()["cards"]) == 1
@@ -146,7 +156,8 @@ def test_nothing_to_say_gives_no_card(client, auth, patient_with_history):
 
 
 def test_dips_patient_id_is_matched_through_the_prefetched_fodselsnummer(
-        client, auth, patient_with_history):
+    client, auth, patient_with_history
+):
     from tests.service.interop.conftest import FNRS
 
     patient_with_history(last_spo2=85)  # the first test patient: FNRS[0]
@@ -163,26 +174,48 @@ def test_an_unidentifiable_patient_is_412_precondition_failed(client, auth):
     assert response.status_code == 412
     assert "prefetch" in response.json()["detail"]
     outcome = {"resourceType": "OperationOutcome", "issue": []}
-    response = call(client, auth("integration"),
-                    hook_request("dips-unknown", prefetch={"patient": outcome}))
+    response = call(
+        client, auth("integration"), hook_request("dips-unknown", prefetch={"patient": outcome})
+    )
     assert response.status_code == 412
 
 
-@pytest.mark.parametrize(("mutate", "where"), [
-    (lambda b: b.pop("hookInstance"), "hookInstance"),
-    (lambda b: b.update(hookInstance="not-a-uuid"), "hookInstance"),
-    (lambda b: b["context"].pop("patientId"), "context.patientId"),
-    (lambda b: b["context"].pop("userId"), "context.userId"),
-    (lambda b: b["context"].update(userId="Device/1"), "context.userId"),
-    (lambda b: b.update(fhirAuthorization={"access_token": "t", "token_type": "Bearer",
-                                           "expires_in": 300, "scope": "user/*.read",
-                                           "subject": "triage"}), "fhirServer"),
-    (lambda b: b.update(fhirServer="https://dips.example/fhir",
-                        fhirAuthorization={"access_token": "t", "token_type": "MAC",
-                                           "expires_in": 300, "scope": "s", "subject": "x"}),
-     "fhirAuthorization.token_type"),
-    (lambda b: b.update(hook="order-sign"), "hook"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "where"),
+    [
+        (lambda b: b.pop("hookInstance"), "hookInstance"),
+        (lambda b: b.update(hookInstance="not-a-uuid"), "hookInstance"),
+        (lambda b: b["context"].pop("patientId"), "context.patientId"),
+        (lambda b: b["context"].pop("userId"), "context.userId"),
+        (lambda b: b["context"].update(userId="Device/1"), "context.userId"),
+        (
+            lambda b: b.update(
+                fhirAuthorization={
+                    "access_token": "t",
+                    "token_type": "Bearer",
+                    "expires_in": 300,
+                    "scope": "user/*.read",
+                    "subject": "triage",
+                }
+            ),
+            "fhirServer",
+        ),
+        (
+            lambda b: b.update(
+                fhirServer="https://dips.example/fhir",
+                fhirAuthorization={
+                    "access_token": "t",
+                    "token_type": "MAC",
+                    "expires_in": 300,
+                    "scope": "s",
+                    "subject": "x",
+                },
+            ),
+            "fhirAuthorization.token_type",
+        ),
+        (lambda b: b.update(hook="order-sign"), "hook"),
+    ],
+)
 def test_malformed_requests_are_400_and_name_the_field(client, auth, mutate, where):
     body = hook_request("p1")
     mutate(body)
@@ -192,8 +225,11 @@ def test_malformed_requests_are_400_and_name_the_field(client, auth, mutate, whe
 
 
 def test_not_json_is_400_and_an_unknown_service_is_404(client, auth):
-    response = client.post(f"/cds-services/{SERVICE_ID}", content=b"{oops",
-                           headers={**auth("integration"), "Content-Type": "application/json"})
+    response = client.post(
+        f"/cds-services/{SERVICE_ID}",
+        content=b"{oops",
+        headers={**auth("integration"), "Content-Type": "application/json"},
+    )
     assert response.status_code == 400
     response = call(client, auth("integration"), hook_request("p1"), service_id="nope")
     assert response.status_code == 404 and SERVICE_ID in response.json()["detail"]
@@ -201,10 +237,17 @@ def test_not_json_is_400_and_an_unknown_service_is_404(client, auth):
 
 def test_a_valid_request_with_fhir_authorization_is_accepted(client, auth, patient_with_history):
     patient = patient_with_history(last_spo2=85)
-    body = hook_request(patient["id"], fhirServer="https://dips.example/fhir",
-                        fhirAuthorization={"access_token": "opaque", "token_type": "Bearer",
-                                           "expires_in": 300, "scope": "user/Patient.read",
-                                           "subject": "triage-cds"})
+    body = hook_request(
+        patient["id"],
+        fhirServer="https://dips.example/fhir",
+        fhirAuthorization={
+            "access_token": "opaque",
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "user/Patient.read",
+            "subject": "triage-cds",
+        },
+    )
     assert call(client, auth("integration"), body).status_code == 200
 
 
@@ -221,37 +264,75 @@ def test_roles(client, auth):
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
-def assessment(level: str, probability: float, rules: list[dict[str, Any]] | None = None,
-               top: list[dict[str, Any]] | None = None) -> Assessment:
+def assessment(
+    level: str,
+    probability: float,
+    rules: list[dict[str, Any]] | None = None,
+    top: list[dict[str, Any]] | None = None,
+) -> Assessment:
     return Assessment(
-        id="a-1", patient_id="p-1", created_at=NOW, as_of=NOW, trigger="ingestion",
-        model_name="m", model_version="1.0", pathway_id="copd", pathway_version=1,
-        rule_set_hash="h", features=[], probability=probability, level=level,
-        explanation={"top_factors": top if top is not None else [
-            {"feature": "spo2_pct_delta_baseline", "contribution": 0.84,
-             "text_nb": "SpO2 4 prosentpoeng under personlig baseline"}],
-            "rules": rules or []},
-        basis=[], organisation="983974899")
+        id="a-1",
+        patient_id="p-1",
+        created_at=NOW,
+        as_of=NOW,
+        trigger="ingestion",
+        model_name="m",
+        model_version="1.0",
+        pathway_id="copd",
+        pathway_version=1,
+        rule_set_hash="h",
+        features=[],
+        probability=probability,
+        level=level,
+        explanation={
+            "top_factors": top
+            if top is not None
+            else [
+                {
+                    "feature": "spo2_pct_delta_baseline",
+                    "contribution": 0.84,
+                    "text_nb": "SpO2 4 prosentpoeng under personlig baseline",
+                }
+            ],
+            "rules": rules or [],
+        },
+        basis=[],
+        organisation="983974899",
+    )
 
 
 def item(level: str, state: str = "open") -> WorklistItem:
-    return WorklistItem(id="i-1", patient_id="p-1", organisation="983974899", unit="lungs",
-                        state=state, level=level, level_rank=0, probability=0.8,
-                        assessment_id="a-1", opened_at=NOW, updated_at=NOW, last_data_at=NOW)
+    return WorklistItem(
+        id="i-1",
+        patient_id="p-1",
+        organisation="983974899",
+        unit="lungs",
+        state=state,
+        level=level,
+        level_rank=0,
+        probability=0.8,
+        assessment_id="a-1",
+        opened_at=NOW,
+        updated_at=NOW,
+        last_data_at=NOW,
+    )
 
 
-@pytest.mark.parametrize(("level", "indicator"), [("red", "critical"), ("yellow", "warning"),
-                                                  ("green", "info")])
+@pytest.mark.parametrize(
+    ("level", "indicator"), [("red", "critical"), ("yellow", "warning"), ("green", "info")]
+)
 def test_indicator_follows_the_triage_level(level, indicator):
     cards = build_cards(CardInputs(assessment(level, 0.5), item(level)), "http://t/")
     assert Card.model_validate(cards[0]).indicator == indicator
 
 
 def test_rules_fired_are_in_the_detail_and_a_green_card_needs_a_reason():
-    news2 = [{"rule": "news2-single-3", "text_nb": "NEWS2: SpO2 ≤ 91 % gir 3 poeng", "level":
-              "red"}]
-    card = Card.model_validate(build_cards(CardInputs(assessment("red", 0.82, news2), None),
-                                           "http://t/")[0])
+    news2 = [
+        {"rule": "news2-single-3", "text_nb": "NEWS2: SpO2 ≤ 91 % gir 3 poeng", "level": "red"}
+    ]
+    card = Card.model_validate(
+        build_cards(CardInputs(assessment("red", 0.82, news2), None), "http://t/")[0]
+    )
     assert "**Reglar som slo ut**" in card.detail
     assert "NEWS2: SpO2 ≤ 91 % gir 3 poeng" in card.detail
     assert card.summary.startswith("Høg risiko for forverring (modell 0.82) – NEWS2")
@@ -262,9 +343,11 @@ def test_rules_fired_are_in_the_detail_and_a_green_card_needs_a_reason():
 
 def test_summary_is_short_and_reads_like_the_example():
     assert summary_text("red", 0.82, "SpO2 under personleg baseline") == (
-        "Høg risiko for forverring (0.82) – SpO2 under personleg baseline")
+        "Høg risiko for forverring (0.82) – SpO2 under personleg baseline"
+    )
     assert summary_text("red", 0.04, "SpO2 < 88 %", by_rule=True) == (
-        "Høg risiko for forverring (modell 0.04) – SpO2 < 88 %")
+        "Høg risiko for forverring (modell 0.04) – SpO2 < 88 %"
+    )
     long = summary_text("yellow", 0.3, "x" * 400)
     assert len(long) < 140 and long.endswith("…")
 

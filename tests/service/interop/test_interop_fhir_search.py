@@ -22,13 +22,18 @@ def scored(ro_client, ro_auth):
     integration = ro_auth("integration")
     ids = []
     for i, readings in enumerate((7, 1)):
-        pid = enrol(ro_client, ro_auth("clinician"), identifier=FNRS[i],
-                    birth_date=_birth_date(FNRS[i]))["id"]
+        pid = enrol(
+            ro_client, ro_auth("clinician"), identifier=FNRS[i], birth_date=_birth_date(FNRS[i])
+        )["id"]
         for n in range(readings):
             when = NOW - timedelta(hours=readings - n)
             value = 85 if n == readings - 1 else 96
-            response = post_fhir(ro_client, "/fhir/Observation",
-                                 observation(pid, "spo2", value, when, f"q{i}-{n}"), integration)
+            response = post_fhir(
+                ro_client,
+                "/fhir/Observation",
+                observation(pid, "spo2", value, when, f"q{i}-{n}"),
+                integration,
+            )
             assert response.status_code == 201
         ids.append(pid)
     return ids
@@ -61,8 +66,9 @@ def follow(client, headers, url):
 def test_count_and_next_links_page_through_everything_once(ro_client, ro_auth, scored):
     headers = ro_auth("integration")
     pid = scored[0]
-    pages, resources = follow(ro_client, headers, f"/fhir/RiskAssessment?subject=Patient/{pid}"
-                                               "&_count=3")
+    pages, resources = follow(
+        ro_client, headers, f"/fhir/RiskAssessment?subject=Patient/{pid}&_count=3"
+    )
     assert [len(p.get("entry", [])) for p in pages] == [3, 3, 1]
     assert all(p["total"] == 7 for p in pages)
     ids = [r["id"] for r in resources]
@@ -87,15 +93,22 @@ def test_subject_and_patient_narrow_the_search(ro_client, ro_auth, scored):
     tasks = search(ro_client, headers, f"/fhir/Task?patient=Patient/{first}")
     assert {e["resource"]["for"]["reference"] for e in tasks["entry"]} == {f"Patient/{first}"}
     issues = search(ro_client, headers, f"/fhir/DetectedIssue?patient=Patient/{second}")
-    assert all(e["resource"]["patient"]["reference"] == f"Patient/{second}"
-               for e in issues.get("entry", []))
+    assert all(
+        e["resource"]["patient"]["reference"] == f"Patient/{second}"
+        for e in issues.get("entry", [])
+    )
 
 
-@pytest.mark.parametrize("url", ["/fhir/RiskAssessment?subject=Observation/1",
-                                 "/fhir/Task?patient=Patient/a/b",
-                                 "/fhir/Task?status=cancelled",
-                                 "/fhir/RiskAssessment?_lastUpdated=yesterday",
-                                 "/fhir/RiskAssessment?_count=0"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/fhir/RiskAssessment?subject=Observation/1",
+        "/fhir/Task?patient=Patient/a/b",
+        "/fhir/Task?status=cancelled",
+        "/fhir/RiskAssessment?_lastUpdated=yesterday",
+        "/fhir/RiskAssessment?_count=0",
+    ],
+)
 def test_bad_search_parameters_get_an_operation_outcome(ro_client, ro_auth, url):
     response = ro_client.get(url, headers={**ro_auth("integration"), **FHIR})
     assert response.status_code in (400, 422)
@@ -138,8 +151,12 @@ def test_a_range_of_two_last_updated_values_survives_paging(ro_client, ro_auth, 
     stamps = sorted(stamp_of(r) for r in everything)
     low = stamps[1].astimezone(UTC).isoformat().replace("+00:00", "Z")
     high = stamps[5].astimezone(UTC).isoformat().replace("+00:00", "Z")
-    pages, found = follow(ro_client, headers, f"/fhir/RiskAssessment?subject=Patient/{pid}"
-                                           f"&_lastUpdated=ge{low}&_lastUpdated=lt{high}&_count=2")
+    pages, found = follow(
+        ro_client,
+        headers,
+        f"/fhir/RiskAssessment?subject=Patient/{pid}"
+        f"&_lastUpdated=ge{low}&_lastUpdated=lt{high}&_count=2",
+    )
     assert sorted(stamp_of(r) for r in found) == stamps[1:5]
     assert len(pages) == 2
 
@@ -161,9 +178,11 @@ def test_capability_statement_says_what_the_searches_support(ro_client):
     assert rest.mode == "server"
     assert {i.code for i in rest.interaction} >= {"batch", "transaction"}
     by_type = {r.type: r for r in rest.resource}
-    expected = {"RiskAssessment": {"subject", "_count", "_lastUpdated"},
-                "Task": {"status", "patient", "_count", "_lastUpdated"},
-                "DetectedIssue": {"patient", "_count", "_lastUpdated"}}
+    expected = {
+        "RiskAssessment": {"subject", "_count", "_lastUpdated"},
+        "Task": {"status", "patient", "_count", "_lastUpdated"},
+        "DetectedIssue": {"patient", "_count", "_lastUpdated"},
+    }
     for rtype, params in expected.items():
         assert {i.code for i in by_type[rtype].interaction} == {"search-type"}
         assert {p.name for p in by_type[rtype].searchParam} >= params

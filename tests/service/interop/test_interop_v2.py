@@ -46,17 +46,23 @@ def test_tritonclient_drives_every_v2_endpoint(live_server, auth, reference):
         assert client.is_server_live()  # public, as orchestrators probe it
         assert client.is_server_ready()
         server = client.get_server_metadata(headers=headers)
-        assert server["name"] == "home-followup-triage" and "binary_tensor_data" in server[
-            "extensions"]
+        assert (
+            server["name"] == "home-followup-triage"
+            and "binary_tensor_data" in server["extensions"]
+        )
         assert client.is_model_ready(MODEL, headers=headers)
         assert client.is_model_ready(MODEL, model_version=VERSION, headers=headers)
 
         meta = client.get_model_metadata(MODEL, headers=headers)
         assert meta["name"] == MODEL and meta["versions"] == [VERSION]
-        assert meta["inputs"] == [{"name": "features", "datatype": "FP32",
-                                   "shape": [-1, N_FEATURES]}]
+        assert meta["inputs"] == [
+            {"name": "features", "datatype": "FP32", "shape": [-1, N_FEATURES]}
+        ]
         assert {o["name"]: o["shape"] for o in meta["outputs"]} == {
-            "probability": [-1], "logit": [-1], "contributions": [-1, N_FEATURES]}
+            "probability": [-1],
+            "logit": [-1],
+            "contributions": [-1, N_FEATURES],
+        }
         assert meta["parameters"]["feature_names"] == list(FEATURE_NAMES)
 
         X = sample_rows(5)
@@ -64,20 +70,28 @@ def test_tritonclient_drives_every_v2_endpoint(live_server, auth, reference):
         for binary in (False, True):  # JSON tensors, and Triton's binary extension (its default)
             tensor = httpclient.InferInput("features", list(X.shape), "FP32")
             tensor.set_data_from_numpy(X, binary_data=binary)
-            wanted = [httpclient.InferRequestedOutput(n, binary_data=binary)
-                      for n in ("probability", "logit", "contributions")]
-            result = client.infer(MODEL, [tensor], outputs=wanted, headers=fresh(),
-                                  request_id="req-1")
-            np.testing.assert_allclose(result.as_numpy("probability"), expected.probability,
-                                       rtol=1e-12)
-            np.testing.assert_allclose(result.as_numpy("contributions"), expected.contributions,
-                                       rtol=1e-12)
+            wanted = [
+                httpclient.InferRequestedOutput(n, binary_data=binary)
+                for n in ("probability", "logit", "contributions")
+            ]
+            result = client.infer(
+                MODEL, [tensor], outputs=wanted, headers=fresh(), request_id="req-1"
+            )
+            np.testing.assert_allclose(
+                result.as_numpy("probability"), expected.probability, rtol=1e-12
+            )
+            np.testing.assert_allclose(
+                result.as_numpy("contributions"), expected.contributions, rtol=1e-12
+            )
             response = result.get_response()
             assert response["model_name"] == MODEL and response["model_version"] == VERSION
             assert response["id"] == "req-1"
             intercept = response["parameters"]["intercept"]
-            np.testing.assert_allclose(intercept + result.as_numpy("contributions").sum(axis=1),
-                                       result.as_numpy("logit"), atol=1e-9)
+            np.testing.assert_allclose(
+                intercept + result.as_numpy("contributions").sum(axis=1),
+                result.as_numpy("logit"),
+                atol=1e-9,
+            )
 
         # All defaults: binary input, and no outputs named, so every output comes back binary.
         tensor = httpclient.InferInput("features", list(X.shape), "FP32")
@@ -106,13 +120,20 @@ def test_tritonclient_drives_every_v2_endpoint(live_server, auth, reference):
 
 
 def infer(client, headers, body, name=MODEL):
-    return client.post(f"/v2/models/{name}/infer", content=json.dumps(body),
-                       headers={**headers, "Content-Type": "application/json"})
+    return client.post(
+        f"/v2/models/{name}/infer",
+        content=json.dumps(body),
+        headers={**headers, "Content-Type": "application/json"},
+    )
 
 
 def features_input(data, shape=None, datatype="FP32"):
-    return {"name": "features", "datatype": datatype, "shape": shape or [1, N_FEATURES],
-            "data": data}
+    return {
+        "name": "features",
+        "datatype": datatype,
+        "shape": shape or [1, N_FEATURES],
+        "data": data,
+    }
 
 
 def test_nested_and_flat_data_and_nulls_give_the_same_answer(ro_client, ro_auth, reference):
@@ -122,18 +143,21 @@ def test_nested_and_flat_data_and_nulls_give_the_same_answer(ro_client, ro_auth,
     flat = [v for row in nested for v in row]
     answers = []
     for data in (nested, flat):
-        response = infer(ro_client, headers, {"id": "x", "inputs": [features_input(
-            data, [3, N_FEATURES])]})
+        response = infer(
+            ro_client, headers, {"id": "x", "inputs": [features_input(data, [3, N_FEATURES])]}
+        )
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["id"] == "x" and [o["name"] for o in body["outputs"]] == [
-            "probability", "logit", "contributions"]
+            "probability",
+            "logit",
+            "contributions",
+        ]
         answers.append(body["outputs"])
     assert answers[0] == answers[1]
     probability = next(o for o in answers[0] if o["name"] == "probability")
     assert probability["datatype"] == "FP64" and probability["shape"] == [3]
-    np.testing.assert_allclose(probability["data"], reference.predict(X).probability,
-                               rtol=1e-12)
+    np.testing.assert_allclose(probability["data"], reference.predict(X).probability, rtol=1e-12)
     contributions = next(o for o in answers[0] if o["name"] == "contributions")
     assert contributions["shape"] == [3, N_FEATURES] and len(contributions["data"]) == 3 * 28
 
@@ -145,26 +169,34 @@ def test_requested_outputs_only(ro_client, ro_auth):
     assert [o["name"] for o in response.json()["outputs"]] == ["probability"]
 
 
-@pytest.mark.parametrize(("body", "message"), [
-    ({"inputs": [features_input([0.0] * 27)]}, "needs 28"),
-    ({"inputs": [features_input([0.0] * 56, [1, 56])]}, "shape"),
-    ({"inputs": [features_input([0.0] * 28, [0, 28])]}, "N >= 1"),
-    ({"inputs": [features_input([0.0] * 28, datatype="INT64")]}, "datatype FP32"),
-    ({"inputs": [{**features_input([0.0] * 28), "name": "x"}]}, "unknown input 'x'"),
-    ({"inputs": [features_input(["high"] * 28)]}, "must be numbers"),
-    ({"inputs": []}, "exactly one tensor"),
-    ({"inputs": [features_input([0.0] * 28)], "outputs": [{"name": "shap"}]}, "unknown output"),
-    ([1, 2, 3], "JSON object"),
-])
-def test_malformed_requests_get_400_with_the_protocol_error_shape(ro_client, ro_auth, body, message):
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"inputs": [features_input([0.0] * 27)]}, "needs 28"),
+        ({"inputs": [features_input([0.0] * 56, [1, 56])]}, "shape"),
+        ({"inputs": [features_input([0.0] * 28, [0, 28])]}, "N >= 1"),
+        ({"inputs": [features_input([0.0] * 28, datatype="INT64")]}, "datatype FP32"),
+        ({"inputs": [{**features_input([0.0] * 28), "name": "x"}]}, "unknown input 'x'"),
+        ({"inputs": [features_input(["high"] * 28)]}, "must be numbers"),
+        ({"inputs": []}, "exactly one tensor"),
+        ({"inputs": [features_input([0.0] * 28)], "outputs": [{"name": "shap"}]}, "unknown output"),
+        ([1, 2, 3], "JSON object"),
+    ],
+)
+def test_malformed_requests_get_400_with_the_protocol_error_shape(
+    ro_client, ro_auth, body, message
+):
     response = infer(ro_client, ro_auth("ml-engineer"), body)
     assert response.status_code == 400
     assert set(response.json()) == {"error"} and message in response.json()["error"]
 
 
 def test_not_json_is_400(ro_client, ro_auth):
-    response = ro_client.post(f"/v2/models/{MODEL}/infer", content=b"{not json",
-                           headers={**ro_auth("ml-engineer"), "Content-Type": "application/json"})
+    response = ro_client.post(
+        f"/v2/models/{MODEL}/infer",
+        content=b"{not json",
+        headers={**ro_auth("ml-engineer"), "Content-Type": "application/json"},
+    )
     assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
 
 
@@ -189,15 +221,19 @@ def test_health_is_public_the_rest_needs_the_right_role(ro_client, ro_auth):
         assert infer(ro_client, ro_auth(role), body).status_code == 200
 
 
-def test_a_large_batch_is_scored_off_the_event_loop_with_the_same_result(ro_client, ro_auth,
-                                                                         reference):
+def test_a_large_batch_is_scored_off_the_event_loop_with_the_same_result(
+    ro_client, ro_auth, reference
+):
     X = np.nan_to_num(sample_rows(1000, seed=2))
-    body = {"inputs": [features_input(X.tolist(), [1000, N_FEATURES])],
-            "outputs": [{"name": "probability"}]}
+    body = {
+        "inputs": [features_input(X.tolist(), [1000, N_FEATURES])],
+        "outputs": [{"name": "probability"}],
+    }
     response = infer(ro_client, ro_auth("ml-engineer"), body)
     assert response.status_code == 200
-    np.testing.assert_allclose(response.json()["outputs"][0]["data"],
-                               reference.predict(X).probability, rtol=1e-12)
+    np.testing.assert_allclose(
+        response.json()["outputs"][0]["data"], reference.predict(X).probability, rtol=1e-12
+    )
 
 
 def test_binary_tensor_extension_round_trip(reference):
@@ -205,9 +241,19 @@ def test_binary_tensor_extension_round_trip(reference):
     from service.api.v2 import infer_response, parse_infer_request
 
     X = sample_rows(4, seed=3)
-    header = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [4, 28],
-                                     "parameters": {"binary_data_size": X.nbytes}}],
-                         "parameters": {"binary_data_output": True}}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "datatype": "FP32",
+                    "shape": [4, 28],
+                    "parameters": {"binary_data_size": X.nbytes},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
     request = parse_infer_request(header + X.astype("<f4").tobytes(), str(len(header)))
     body, json_length = infer_response(reference, request)
     assert json_length is not None
@@ -215,8 +261,9 @@ def test_binary_tensor_extension_round_trip(reference):
     offset, arrays = json_length, {}
     for out in outputs:
         size = out["parameters"]["binary_data_size"]
-        arrays[out["name"]] = np.frombuffer(body[offset:offset + size], "<f8").reshape(
-            out["shape"])
+        arrays[out["name"]] = np.frombuffer(body[offset : offset + size], "<f8").reshape(
+            out["shape"]
+        )
         offset += size
     expected = reference.predict(X)
     np.testing.assert_allclose(arrays["probability"], expected.probability, rtol=1e-12)
@@ -227,8 +274,18 @@ def test_binary_size_must_match_the_shape():
     from service.api.v2 import parse_infer_request
     from service.errors import BadRequest
 
-    header = json.dumps({"inputs": [{"name": "features", "datatype": "FP32", "shape": [2, 28],
-                                     "parameters": {"binary_data_size": 28 * 4}}]}).encode()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "features",
+                    "datatype": "FP32",
+                    "shape": [2, 28],
+                    "parameters": {"binary_data_size": 28 * 4},
+                }
+            ]
+        }
+    ).encode()
     with pytest.raises(BadRequest, match="binary data"):
         parse_infer_request(header + bytes(28 * 4), str(len(header)))
 
@@ -243,10 +300,13 @@ def test_inference_calls_are_audited_without_patient_data(ro_client, ro_auth):
     assert infer(ro_client, ro_auth("clinician"), body).status_code == 403
     assert ro_client.app.state.audit.flush()
     with ro_client.app.state.sessions() as s:
-        rows = s.scalars(select(AuditEntry).where(
-            AuditEntry.resource == "POST /v2/models/{name}/infer")).all()
+        rows = s.scalars(
+            select(AuditEntry).where(AuditEntry.resource == "POST /v2/models/{name}/infer")
+        ).all()
     assert {(r.role, r.action, r.outcome, r.patient_id) for r in rows} >= {
-        ("integration", "write", 200, None), ("clinician", "refuse", 403, None)}
+        ("integration", "write", 200, None),
+        ("clinician", "refuse", 403, None),
+    }
 
 
 def test_a_cached_token_is_verified_again_after_it_expires(ro_client, monkeypatch):
@@ -278,8 +338,11 @@ def test_a_cached_token_is_verified_again_after_it_expires(ro_client, monkeypatc
 
 def test_deeply_nested_json_is_400_not_a_crash(ro_client, ro_auth):
     body = b'{"inputs": [{"name": "features", "datatype": "FP32", "shape": [1, 28], "data": ' + (
-        b"[" * 100_000 + b"1" + b"]" * 100_000 + b"}]}")
-    response = ro_client.post(f"/v2/models/{MODEL}/infer", content=body,
-                              headers={**ro_auth("ml-engineer"),
-                                       "Content-Type": "application/json"})
+        b"[" * 100_000 + b"1" + b"]" * 100_000 + b"}]}"
+    )
+    response = ro_client.post(
+        f"/v2/models/{MODEL}/infer",
+        content=body,
+        headers={**ro_auth("ml-engineer"), "Content-Type": "application/json"},
+    )
     assert response.status_code == 400 and "deeper" in response.json()["error"]

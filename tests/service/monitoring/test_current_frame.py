@@ -19,15 +19,23 @@ def _scored_patient(client: Any, auth: Any) -> tuple[str, list[Any]]:
     patient = enrol(client, integration, pathway="heart-failure")
     base = datetime.now(UTC) - timedelta(days=2)
     for i, (name, value) in enumerate([("weight", 81.5), ("spo2", 93), ("heart_rate", 88)]):
-        r = post_fhir(client, "/fhir/Observation",
-                      observation(patient["id"], name, value, base + timedelta(hours=i), f"m-{i}"),
-                      integration)
+        r = post_fhir(
+            client,
+            "/fhir/Observation",
+            observation(patient["id"], name, value, base + timedelta(hours=i), f"m-{i}"),
+            integration,
+        )
         assert r.status_code == 201, r.text
     from service.db.tables import Assessment
 
     with client.app.state.sessions() as session:
-        rows = list(session.scalars(select(Assessment).where(
-            Assessment.patient_id == patient["id"]).order_by(Assessment.created_at)))
+        rows = list(
+            session.scalars(
+                select(Assessment)
+                .where(Assessment.patient_id == patient["id"])
+                .order_by(Assessment.created_at)
+            )
+        )
     assert len(rows) == 3
     return patient["id"], rows
 
@@ -35,9 +43,17 @@ def _scored_patient(client: Any, auth: Any) -> tuple[str, list[Any]]:
 def _outcome(session: Any, patient_id: str, at: datetime, deteriorated: bool) -> None:
     from service.db.tables import Outcome
 
-    session.add(Outcome(id=str(uuid.uuid4()), patient_id=patient_id, occurred_at=at,
-                        deteriorated=deteriorated, source="test", recorded_by="t",
-                        recorded_at=datetime.now(UTC)))
+    session.add(
+        Outcome(
+            id=str(uuid.uuid4()),
+            patient_id=patient_id,
+            occurred_at=at,
+            deteriorated=deteriorated,
+            source="test",
+            recorded_by="t",
+            recorded_at=datetime.now(UTC),
+        )
+    )
 
 
 def test_frame_holds_features_raw_values_and_scope(client: Any, auth: Any) -> None:
@@ -60,8 +76,9 @@ def test_frame_holds_features_raw_values_and_scope(client: Any, auth: Any) -> No
     np.testing.assert_array_equal(frame.raw["spo2"], frame.X[:, FEATURE_INDEX["spo2_pct_latest"]])
     np.testing.assert_array_equal(frame.raw["weight"], [81.5, 81.5, 81.5])  # from the readings
     np.testing.assert_array_equal(frame.probability, [r.probability for r in rows])
-    assert list(frame.scored_at) == [int(r.created_at.replace(tzinfo=UTC).timestamp())
-                                     for r in rows]
+    assert list(frame.scored_at) == [
+        int(r.created_at.replace(tzinfo=UTC).timestamp()) for r in rows
+    ]
     assert np.isnan(frame.outcome).all()  # nothing recorded yet: unknown, never 0
 
 

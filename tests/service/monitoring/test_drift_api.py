@@ -26,8 +26,9 @@ def _window(seeded: Seeded, shift_s: int) -> dict[str, str]:
 
 
 def _run(seeded: Seeded, shift_s: int, role: str = "ml-engineer", **scope: str) -> Any:
-    return seeded.client.post(REPORTS, json={**_window(seeded, shift_s), **scope},
-                              headers=seeded.headers(role))
+    return seeded.client.post(
+        REPORTS, json={**_window(seeded, shift_s), **scope}, headers=seeded.headers(role)
+    )
 
 
 def _audit_rows(seeded: Seeded, resource_part: str) -> list[Any]:
@@ -35,8 +36,13 @@ def _audit_rows(seeded: Seeded, resource_part: str) -> list[Any]:
 
     assert seeded.app.state.audit.flush(10)
     with seeded.app.state.sessions() as session:
-        return list(session.scalars(select(AuditEntry).where(
-            AuditEntry.resource.contains(resource_part)).order_by(AuditEntry.seq)))
+        return list(
+            session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.resource.contains(resource_part))
+                .order_by(AuditEntry.seq)
+            )
+        )
 
 
 def test_report_is_stored_with_index_row_and_files_and_is_idempotent(seeded: Seeded) -> None:
@@ -71,14 +77,15 @@ def test_report_is_stored_with_index_row_and_files_and_is_idempotent(seeded: See
 
 
 def test_html_report_is_served_small_and_without_identifiers(
-        seeded: Seeded, monkeypatch: pytest.MonkeyPatch) -> None:
+    seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
     service = seeded.app.state.services.monitoring
     without_html = _run(seeded, 2).json()
-    missing = seeded.client.get(f"{REPORTS}/{without_html['id']}/html",
-                                headers=seeded.headers("compliance"))
+    missing = seeded.client.get(
+        f"{REPORTS}/{without_html['id']}/html", headers=seeded.headers("compliance")
+    )
     assert missing.status_code == 404 and "no HTML" in missing.json()["detail"]
-    monkeypatch.setattr(service, "config", service.config.model_copy(update={
-        "render_html": True}))
+    monkeypatch.setattr(service, "config", service.config.model_copy(update={"render_html": True}))
     report = _run(seeded, 9).json()
     report_id = report["id"]
     assert (Path(seeded.settings.reports_dir) / "drift" / f"{report['report_key']}.html").is_file()
@@ -97,24 +104,34 @@ def test_html_report_is_served_small_and_without_identifiers(
 
 def test_too_few_rows_is_a_clear_422(seeded: Seeded) -> None:
     early = seeded.loaded_from - timedelta(days=30)
-    response = seeded.client.post(REPORTS, json={
-        "window_start": early.isoformat(), "window_end": (early + timedelta(days=7)).isoformat()},
-        headers=seeded.headers("ml-engineer"))
+    response = seeded.client.post(
+        REPORTS,
+        json={
+            "window_start": early.isoformat(),
+            "window_end": (early + timedelta(days=7)).isoformat(),
+        },
+        headers=seeded.headers("ml-engineer"),
+    )
     assert response.status_code == 422
     assert "0 assessments" in response.json()["detail"]
     assert "at least 30" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("body", [
-    {"window_start": "2026-11-01T00:00:00", "window_end": "2026-11-08T00:00:00+00:00"},
-    {"window_start": "2026-11-08T00:00:00Z", "window_end": "2026-11-01T00:00:00Z"},
-    {"window_start": "1900-01-01T00:00:00Z", "window_end": "2026-11-01T00:00:00Z"},
-    {"window_start": "2020-01-01T00:00:00Z", "window_end": "2026-11-01T00:00:00Z"},
-    {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-08T00:00:00Z",
-     "pathway": "COPD; drop"},
-    {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-08T00:00:00Z",
-     "extra": 1},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"window_start": "2026-11-01T00:00:00", "window_end": "2026-11-08T00:00:00+00:00"},
+        {"window_start": "2026-11-08T00:00:00Z", "window_end": "2026-11-01T00:00:00Z"},
+        {"window_start": "1900-01-01T00:00:00Z", "window_end": "2026-11-01T00:00:00Z"},
+        {"window_start": "2020-01-01T00:00:00Z", "window_end": "2026-11-01T00:00:00Z"},
+        {
+            "window_start": "2026-11-01T00:00:00Z",
+            "window_end": "2026-11-08T00:00:00Z",
+            "pathway": "COPD; drop",
+        },
+        {"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-08T00:00:00Z", "extra": 1},
+    ],
+)
 def test_invalid_windows_are_422(seeded: Seeded, body: dict[str, Any]) -> None:
     response = seeded.client.post(REPORTS, json=body, headers=seeded.headers("compliance"))
     assert response.status_code == 422, response.text
@@ -127,25 +144,31 @@ def test_sign_off_is_once_audited_and_compliance_only(seeded: Seeded) -> None:
     for role in ("ml-engineer", "clinician", "admin", "integration"):
         assert seeded.client.post(url, json=body, headers=seeded.headers(role)).status_code == 403
 
-    signed = seeded.client.post(url, json=body,
-                                headers=seeded.headers("compliance", subject="HPR-7654321"))
+    signed = seeded.client.post(
+        url, json=body, headers=seeded.headers("compliance", subject="HPR-7654321")
+    )
     assert signed.status_code == 201, signed.text
     assert signed.json()["decision"] == "escalated"
     assert signed.json()["signed_by"] == "HPR-7654321"
     assert signed.json()["role"] == "compliance"
 
-    second = seeded.client.post(url, json={"decision": "accepted", "comment": "On second thought"},
-                                headers=seeded.headers("compliance", subject="HPR-1"))
+    second = seeded.client.post(
+        url,
+        json={"decision": "accepted", "comment": "On second thought"},
+        headers=seeded.headers("compliance", subject="HPR-1"),
+    )
     assert second.status_code == 409
     assert "already signed off" in second.json()["detail"]
 
-    listed = seeded.client.get(REPORTS, params={"signed_off": "true"},
-                               headers=seeded.headers("compliance")).json()
+    listed = seeded.client.get(
+        REPORTS, params={"signed_off": "true"}, headers=seeded.headers("compliance")
+    ).json()
     mine = next(r for r in listed if r["id"] == report_id)
     assert mine["sign_off"]["decision"] == "escalated"
     assert mine["sign_off"]["comment"] == body["comment"]
-    awaiting = seeded.client.get(REPORTS, params={"signed_off": "false"},
-                                 headers=seeded.headers("compliance")).json()
+    awaiting = seeded.client.get(
+        REPORTS, params={"signed_off": "false"}, headers=seeded.headers("compliance")
+    ).json()
     assert report_id not in {r["id"] for r in awaiting}
 
     rows = _audit_rows(seeded, "/sign-off")
@@ -161,9 +184,11 @@ def test_sign_off_record_cannot_be_edited(seeded: Seeded) -> None:
     from service.security.record_guards import RecordImmutable
 
     report_id = _run(seeded, 4).json()["id"]
-    seeded.client.post(f"{REPORTS}/{report_id}/sign-off",
-                       json={"decision": "accepted", "comment": "Explained by the test cohort."},
-                       headers=seeded.headers("compliance"))
+    seeded.client.post(
+        f"{REPORTS}/{report_id}/sign-off",
+        json={"decision": "accepted", "comment": "Explained by the test cohort."},
+        headers=seeded.headers("compliance"),
+    )
     with pytest.raises(RecordImmutable), transaction(seeded.app.state.sessions) as session:
         row = session.scalar(select(DriftSignOff).where(DriftSignOff.report_id == report_id))
         assert row is not None
@@ -174,13 +199,18 @@ def test_sign_off_input_is_checked(seeded: Seeded) -> None:
     report_id = _run(seeded, 5).json()["id"]
     url = f"{REPORTS}/{report_id}/sign-off"
     compliance = seeded.headers("compliance")
-    for body in ({"decision": "maybe", "comment": "xyz"}, {"decision": "accepted", "comment": ""},
-                 {"decision": "accepted"},
-                 {"decision": "accepted", "comment": "patient 15076500565 looked odd"}):
+    for body in (
+        {"decision": "maybe", "comment": "xyz"},
+        {"decision": "accepted", "comment": ""},
+        {"decision": "accepted"},
+        {"decision": "accepted", "comment": "patient 15076500565 looked odd"},
+    ):
         assert seeded.client.post(url, json=body, headers=compliance).status_code == 422, body
-    missing = seeded.client.post(f"{REPORTS}/no-such-report/sign-off",
-                                 json={"decision": "accepted", "comment": "fine"},
-                                 headers=compliance)
+    missing = seeded.client.post(
+        f"{REPORTS}/no-such-report/sign-off",
+        json={"decision": "accepted", "comment": "fine"},
+        headers=compliance,
+    )
     assert missing.status_code == 404
 
 
@@ -193,34 +223,46 @@ def test_roles_for_running_and_reading(seeded: Seeded) -> None:
     assert seeded.client.get(REPORTS).status_code == 401
     for role in ("ml-engineer", "compliance", "admin"):
         assert seeded.client.get(REPORTS, headers=seeded.headers(role)).status_code == 200
-        assert seeded.client.get("/api/v1/monitoring/alerts",
-                                 headers=seeded.headers(role)).status_code == 200
+        assert (
+            seeded.client.get("/api/v1/monitoring/alerts", headers=seeded.headers(role)).status_code
+            == 200
+        )
     for path in (f"{REPORTS}/unknown", f"{REPORTS}/unknown/html"):
         assert seeded.client.get(path, headers=seeded.headers("compliance")).status_code == 404
 
 
-def test_data_quality_is_flagged_apart_from_drift(seeded: Seeded,
-                                                  caplog: pytest.LogCaptureFixture) -> None:
+def test_data_quality_is_flagged_apart_from_drift(
+    seeded: Seeded, caplog: pytest.LogCaptureFixture
+) -> None:
     """The second organisation's scale sends pounds as kilograms from day 4: a device fault."""
     with caplog.at_level(logging.WARNING, logger="triage.monitoring"):
         faulty = _run(seeded, 6, organisation=OTHER_ORG)
         clean = _run(seeded, 6, organisation=ORG)
     assert faulty.status_code == 201 and clean.status_code == 201
-    weight_flags = {f["column"] for f in faulty.json()["data_quality"]
-                    if f["kind"] == "out_of_range" and f["column"].startswith("weight")}
+    weight_flags = {
+        f["column"]
+        for f in faulty.json()["data_quality"]
+        if f["kind"] == "out_of_range" and f["column"].startswith("weight")
+    }
     assert weight_flags & {"weight", "weight_kg_delta_baseline", "weight_kg_change_1d"}
-    assert not [f for f in clean.json()["data_quality"]
-                if f["kind"] == "out_of_range" and f["column"].startswith("weight")]
+    assert not [
+        f
+        for f in clean.json()["data_quality"]
+        if f["kind"] == "out_of_range" and f["column"].startswith("weight")
+    ]
 
-    alerts = seeded.client.get("/api/v1/monitoring/alerts", params={"kind": "data_quality"},
-                               headers=seeded.headers("ml-engineer")).json()
+    alerts = seeded.client.get(
+        "/api/v1/monitoring/alerts",
+        params={"kind": "data_quality"},
+        headers=seeded.headers("ml-engineer"),
+    ).json()
     mine = [a for a in alerts if a["report_id"] == faulty.json()["id"]]
     assert mine and all(a["kind"] == "data_quality" for a in mine)
-    assert any(set(a["features"]) & weight_flags and "out of range" in a["text_en"]
-               for a in mine)
+    assert any(set(a["features"]) & weight_flags and "out of range" in a["text_en"] for a in mine)
     # The statistical-drift alert of the same report, if any, is a separate entry.
-    everything = seeded.client.get("/api/v1/monitoring/alerts",
-                                   headers=seeded.headers("compliance")).json()
+    everything = seeded.client.get(
+        "/api/v1/monitoring/alerts", headers=seeded.headers("compliance")
+    ).json()
     kinds = {a["kind"] for a in everything if a["report_id"] == faulty.json()["id"]}
     assert "data_quality" in kinds
     if faulty.json()["drifted_features"]:
@@ -240,8 +282,9 @@ def test_drift_alert_and_gauge(seeded: Seeded) -> None:
     """A cohort of 12 patients does not look like the 500-row training sample: drift."""
     body = _run(seeded, 7).json()
     assert body["verdict"] == "drift"
-    alerts = seeded.client.get("/api/v1/monitoring/alerts", params={"kind": "drift"},
-                               headers=seeded.headers("compliance")).json()
+    alerts = seeded.client.get(
+        "/api/v1/monitoring/alerts", params={"kind": "drift"}, headers=seeded.headers("compliance")
+    ).json()
     entry = next(a for a in alerts if a["report_id"] == body["id"])
     assert entry["severity"] == "critical" and entry["features"] == body["drifted_features"]
     assert entry["signed_off"] is False
@@ -253,8 +296,10 @@ def test_outcomes_are_recorded_and_feed_performance(seeded: Seeded) -> None:
     """Deteriorations from the simulator, and a follow-up for everyone, recorded by clinicians."""
     from service.db.tables import Assessment
 
-    clinician = {ORG: seeded.headers("clinician", ORG), OTHER_ORG: seeded.headers("clinician",
-                                                                                  OTHER_ORG)}
+    clinician = {
+        ORG: seeded.headers("clinician", ORG),
+        OTHER_ORG: seeded.headers("clinician", OTHER_ORG),
+    }
     followed_up = datetime.now(UTC)
     onsets: dict[str, list[float]] = {}
     for key, pid in seeded.patient_ids.items():
@@ -263,30 +308,68 @@ def test_outcomes_are_recorded_and_feed_performance(seeded: Seeded) -> None:
             if onset > followed_up.timestamp():
                 continue
             onsets.setdefault(pid, []).append(float(onset))
-            r = seeded.client.post("/api/v1/outcomes", headers=clinician[org], json={
-                "patient_id": pid, "deteriorated": True, "source": "dips-admission",
-                "occurred_at": datetime.fromtimestamp(float(onset), UTC).isoformat()})
+            r = seeded.client.post(
+                "/api/v1/outcomes",
+                headers=clinician[org],
+                json={
+                    "patient_id": pid,
+                    "deteriorated": True,
+                    "source": "dips-admission",
+                    "occurred_at": datetime.fromtimestamp(float(onset), UTC).isoformat(),
+                },
+            )
             assert r.status_code == 201, r.text
             assert r.json()["recorded_by"] == "dev-clinician"
-        r = seeded.client.post("/api/v1/outcomes", headers=clinician[org], json={
-            "patient_id": pid, "deteriorated": False, "source": "follow-up-call",
-            "occurred_at": followed_up.isoformat()})
+        r = seeded.client.post(
+            "/api/v1/outcomes",
+            headers=clinician[org],
+            json={
+                "patient_id": pid,
+                "deteriorated": False,
+                "source": "follow-up-call",
+                "occurred_at": followed_up.isoformat(),
+            },
+        )
         assert r.status_code == 201, r.text
     assert onsets, "the seed must give at least one deterioration"
     # Another organisation's clinician cannot see (or record for) the patient.
     pid = seeded.patient_ids[0]
     other = OTHER_ORG if seeded.organisation_of[0] == ORG else ORG
-    refused = seeded.client.post("/api/v1/outcomes", headers=clinician[other], json={
-        "patient_id": pid, "deteriorated": True, "source": "x",
-        "occurred_at": followed_up.isoformat()})
+    refused = seeded.client.post(
+        "/api/v1/outcomes",
+        headers=clinician[other],
+        json={
+            "patient_id": pid,
+            "deteriorated": True,
+            "source": "x",
+            "occurred_at": followed_up.isoformat(),
+        },
+    )
     assert refused.status_code == 404
-    future = seeded.client.post("/api/v1/outcomes", headers=clinician[seeded.organisation_of[0]],
-                                json={"patient_id": pid, "deteriorated": True, "source": "x",
-                                      "occurred_at": (followed_up + timedelta(days=2)).isoformat()})
+    future = seeded.client.post(
+        "/api/v1/outcomes",
+        headers=clinician[seeded.organisation_of[0]],
+        json={
+            "patient_id": pid,
+            "deteriorated": True,
+            "source": "x",
+            "occurred_at": (followed_up + timedelta(days=2)).isoformat(),
+        },
+    )
     assert future.status_code == 422 and "future" in future.json()["detail"]
-    assert seeded.client.post("/api/v1/outcomes", headers=seeded.headers("compliance"), json={
-        "patient_id": pid, "deteriorated": True, "source": "x",
-        "occurred_at": followed_up.isoformat()}).status_code == 403
+    assert (
+        seeded.client.post(
+            "/api/v1/outcomes",
+            headers=seeded.headers("compliance"),
+            json={
+                "patient_id": pid,
+                "deteriorated": True,
+                "source": "x",
+                "occurred_at": followed_up.isoformat(),
+            },
+        ).status_code
+        == 403
+    )
     assert _audit_rows(seeded, "/api/v1/outcomes")
 
     # Expected labels, counted the plain way: 1 = deterioration within 72 h after as_of.
@@ -302,8 +385,9 @@ def test_outcomes_are_recorded_and_feed_performance(seeded: Seeded) -> None:
             known += 1
 
     body = _run(seeded, 8).json()
-    report = seeded.client.get(f"{REPORTS}/{body['id']}",
-                               headers=seeded.headers("compliance")).json()["report"]
+    report = seeded.client.get(
+        f"{REPORTS}/{body['id']}", headers=seeded.headers("compliance")
+    ).json()["report"]
     if positives == 0:
         pytest.fail("no assessment falls within 72 h before a recorded deterioration")
     performance = report["performance"]
@@ -316,9 +400,11 @@ def test_outcomes_are_recorded_and_feed_performance(seeded: Seeded) -> None:
 
 def test_report_without_reference_is_409(client: Any, auth: Any) -> None:
     """The hand-made test model ships no reference.npz: drift cannot be computed against it."""
-    response = client.post(REPORTS, json={"window_start": "2026-11-01T00:00:00Z",
-                                          "window_end": "2026-11-08T00:00:00Z"},
-                           headers=auth("ml-engineer"))
+    response = client.post(
+        REPORTS,
+        json={"window_start": "2026-11-01T00:00:00Z", "window_end": "2026-11-08T00:00:00Z"},
+        headers=auth("ml-engineer"),
+    )
     assert response.status_code == 409
     assert "reference" in response.json()["detail"]
 
@@ -338,11 +424,15 @@ def test_concurrent_runs_of_one_window_store_one_report(seeded: Seeded) -> None:
     from service.db.tables import DriftReport
 
     with ThreadPoolExecutor(2) as pool:
-        responses = list(pool.map(lambda role: _run(seeded, 10, role=role),
-                                  ["ml-engineer", "compliance"]))
+        responses = list(
+            pool.map(lambda role: _run(seeded, 10, role=role), ["ml-engineer", "compliance"])
+        )
     assert sorted(r.status_code for r in responses) == [200, 201]
     assert responses[0].json()["id"] == responses[1].json()["id"]
     with seeded.app.state.sessions() as session:
-        rows = session.scalars(select(DriftReport.id).where(
-            DriftReport.report_key == responses[0].json()["report_key"])).all()
+        rows = session.scalars(
+            select(DriftReport.id).where(
+                DriftReport.report_key == responses[0].json()["report_key"]
+            )
+        ).all()
     assert len(rows) == 1

@@ -23,11 +23,14 @@ _ID = re.compile(r"report id: ([0-9a-f-]{36})")
 def cli(seeded: Seeded) -> Any:
     from service.cli import app
 
-    env = {"TRIAGE_DATABASE_URL": seeded.settings.resolved_database_url,
-           "TRIAGE_VAR_DIR": str(seeded.settings.var_dir),
-           "TRIAGE_MODEL_DIR": str(seeded.settings.model_dir),
-           "TRIAGE_ENVIRONMENT": "test", "TRIAGE_MLFLOW_TRACKING_URI": "",
-           "TRIAGE_DRIFT_CONFIG": json.dumps(SMALL_WINDOWS)}
+    env = {
+        "TRIAGE_DATABASE_URL": seeded.settings.resolved_database_url,
+        "TRIAGE_VAR_DIR": str(seeded.settings.var_dir),
+        "TRIAGE_MODEL_DIR": str(seeded.settings.model_dir),
+        "TRIAGE_ENVIRONMENT": "test",
+        "TRIAGE_MLFLOW_TRACKING_URI": "",
+        "TRIAGE_DRIFT_CONFIG": json.dumps(SMALL_WINDOWS),
+    }
     runner = CliRunner()
 
     def invoke(*args: str, **extra_env: str) -> Any:
@@ -44,8 +47,13 @@ def _audit(seeded: Seeded, resource_part: str) -> list[Any]:
     from service.db.tables import AuditEntry
 
     with seeded.app.state.sessions() as session:
-        return list(session.scalars(select(AuditEntry).where(
-            AuditEntry.resource.contains(resource_part)).order_by(AuditEntry.seq)))
+        return list(
+            session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.resource.contains(resource_part))
+                .order_by(AuditEntry.seq)
+            )
+        )
 
 
 def test_run_prints_verdict_and_id_and_is_idempotent(seeded: Seeded, cli: Any) -> None:
@@ -78,26 +86,46 @@ def test_sign_off_end_to_end_cli_and_api(seeded: Seeded, cli: Any) -> None:
     assert f"{report_id}" in cli("drift", "list").output
     assert "awaiting review" in cli("drift", "list").output
 
-    signed = cli("drift", "sign-off", report_id, "--decision", "action-required",
-                 "--comment", "Weight scale at one trust: owner device team, by 1 Dec.",
-                 "--by", "9144889")
+    signed = cli(
+        "drift",
+        "sign-off",
+        report_id,
+        "--decision",
+        "action-required",
+        "--comment",
+        "Weight scale at one trust: owner device team, by 1 Dec.",
+        "--by",
+        "9144889",
+    )
     assert signed.exit_code == 0, signed.output
     assert "signed off: action-required by 9144889" in signed.output
     # The API sees the sign-off, and refuses a second one.
     shown = seeded.client.get(f"{REPORTS}/{report_id}", headers=seeded.headers("compliance"))
     assert shown.json()["sign_off"]["signed_by"] == "9144889"
     assert shown.json()["sign_off"]["decision"] == "action-required"
-    api_second = seeded.client.post(f"{REPORTS}/{report_id}/sign-off",
-                                    json={"decision": "accepted", "comment": "fine by me"},
-                                    headers=seeded.headers("compliance"))
+    api_second = seeded.client.post(
+        f"{REPORTS}/{report_id}/sign-off",
+        json={"decision": "accepted", "comment": "fine by me"},
+        headers=seeded.headers("compliance"),
+    )
     assert api_second.status_code == 409
-    cli_second = cli("drift", "sign-off", report_id, "--decision", "accepted", "--comment",
-                     "again", "--by", "9144889")
+    cli_second = cli(
+        "drift",
+        "sign-off",
+        report_id,
+        "--decision",
+        "accepted",
+        "--comment",
+        "again",
+        "--by",
+        "9144889",
+    )
     assert cli_second.exit_code == 1 and "already signed off" in cli_second.output
     rows = _audit(seeded, f"CLI triage drift sign-off {report_id}")
     assert [(r.actor, r.role, r.action, r.outcome, r.purpose) for r in rows] == [
         ("9144889", "compliance", "write", 201, "audit-control"),
-        ("9144889", "compliance", "write", 409, "audit-control")]
+        ("9144889", "compliance", "write", 409, "audit-control"),
+    ]
     assert f"{report_id}" in cli("drift", "list").output
     assert "action-required" in cli("drift", "list").output
 
@@ -105,41 +133,93 @@ def test_sign_off_end_to_end_cli_and_api(seeded: Seeded, cli: Any) -> None:
 def test_api_sign_off_is_final_for_the_cli_too(seeded: Seeded, cli: Any) -> None:
     run = cli("drift", "run", "--days", "7", "--end", _end(seeded, 13))
     report_id = _ID.search(run.output).group(1)  # type: ignore[union-attr]
-    api = seeded.client.post(f"{REPORTS}/{report_id}/sign-off",
-                             json={"decision": "accepted", "comment": "Explained: test cohort."},
-                             headers=seeded.headers("compliance", subject="HPR-5"))
+    api = seeded.client.post(
+        f"{REPORTS}/{report_id}/sign-off",
+        json={"decision": "accepted", "comment": "Explained: test cohort."},
+        headers=seeded.headers("compliance", subject="HPR-5"),
+    )
     assert api.status_code == 201
-    refused = cli("drift", "sign-off", report_id, "--decision", "escalated", "--comment",
-                  "escalate it", "--by", "HPR-6")
+    refused = cli(
+        "drift",
+        "sign-off",
+        report_id,
+        "--decision",
+        "escalated",
+        "--comment",
+        "escalate it",
+        "--by",
+        "HPR-6",
+    )
     assert refused.exit_code == 1 and "already signed off" in refused.output
 
 
 def test_sign_off_refuses_bad_input_and_production(seeded: Seeded, cli: Any) -> None:
-    bad_decision = cli("drift", "sign-off", "x", "--decision", "fine", "--comment", "abc",
-                       "--by", "1")
+    bad_decision = cli(
+        "drift", "sign-off", "x", "--decision", "fine", "--comment", "abc", "--by", "1"
+    )
     assert bad_decision.exit_code == 2
-    fnr_signer = cli("drift", "sign-off", "x", "--decision", "accepted", "--comment", "abc",
-                     "--by", "15076500565")
+    fnr_signer = cli(
+        "drift",
+        "sign-off",
+        "x",
+        "--decision",
+        "accepted",
+        "--comment",
+        "abc",
+        "--by",
+        "15076500565",
+    )
     assert fnr_signer.exit_code == 2 and "15076500565" not in fnr_signer.output
-    unknown = cli("drift", "sign-off", "no-such-report", "--decision", "accepted", "--comment",
-                  "abc", "--by", "1")
+    unknown = cli(
+        "drift",
+        "sign-off",
+        "no-such-report",
+        "--decision",
+        "accepted",
+        "--comment",
+        "abc",
+        "--by",
+        "1",
+    )
     assert unknown.exit_code == 1 and "not found" in unknown.output
-    production = cli("drift", "sign-off", "x", "--decision", "accepted", "--comment", "abc",
-                     "--by", "1", TRIAGE_ENVIRONMENT="production", TRIAGE_AUTH_MODE="oidc",
-                     TRIAGE_OIDC_ISSUER="https://helseid-sts.nhn.no",
-                     TRIAGE_OIDC_JWKS_URL="https://helseid-sts.nhn.no/jwks",
-                     TRIAGE_SESSION_SECRET="a-real-secret")
+    production = cli(
+        "drift",
+        "sign-off",
+        "x",
+        "--decision",
+        "accepted",
+        "--comment",
+        "abc",
+        "--by",
+        "1",
+        TRIAGE_ENVIRONMENT="production",
+        TRIAGE_AUTH_MODE="oidc",
+        TRIAGE_OIDC_ISSUER="https://helseid-sts.nhn.no",
+        TRIAGE_OIDC_JWKS_URL="https://helseid-sts.nhn.no/jwks",
+        TRIAGE_SESSION_SECRET="a-real-secret",
+    )
     assert production.exit_code == 2 and "in production" in production.output
 
 
-def test_export_summary_reads_reports_and_sign_offs(seeded: Seeded, cli: Any,
-                                                    tmp_path: Path) -> None:
+def test_export_summary_reads_reports_and_sign_offs(
+    seeded: Seeded, cli: Any, tmp_path: Path
+) -> None:
     run = cli("drift", "run", "--days", "1", "--end", _end(seeded, 14))
     report_id = _ID.search(run.output).group(1)  # type: ignore[union-attr]
-    cli("drift", "sign-off", report_id, "--decision", "escalated", "--comment",
-        "Escalated to ML engineering for re-evaluation.", "--by", "HPR-77")
+    cli(
+        "drift",
+        "sign-off",
+        report_id,
+        "--decision",
+        "escalated",
+        "--comment",
+        "Escalated to ML engineering for re-evaluation.",
+        "--by",
+        "HPR-77",
+    )
     start_month = (seeded.loaded_until + timedelta(minutes=14) - timedelta(days=1)).strftime(
-        "%Y-%m")
+        "%Y-%m"
+    )
     result = cli("drift", "export-summary", "--month", start_month, "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     path = Path(result.output.strip().splitlines()[-1])
@@ -150,8 +230,9 @@ def test_export_summary_reads_reports_and_sign_offs(seeded: Seeded, cli: Any,
     assert "HPR-77" in text and report_id[:12] in text
     for p in seeded.cohort.patients:
         assert p.identifier not in text
-    assert cli("drift", "export-summary", "--month", "2026-13", "--out",
-               str(tmp_path)).exit_code == 2
+    assert (
+        cli("drift", "export-summary", "--month", "2026-13", "--out", str(tmp_path)).exit_code == 2
+    )
 
 
 def test_offline_file_report_is_still_reachable() -> None:

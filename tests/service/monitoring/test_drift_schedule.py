@@ -31,20 +31,25 @@ def test_schedule_job_runs_once_per_scope_then_waits(seeded: Seeded) -> None:
     assert set(by_scope) == {None, "copd", "heart-failure"}  # overall and each pathway seen
     assert all(r.report_id and r.verdict for r in runs), runs
     with seeded.app.state.sessions() as session:
-        rows = list(session.scalars(select(DriftReport).where(DriftReport.id.in_(
-            [r.report_id for r in runs]))))
+        rows = list(
+            session.scalars(
+                select(DriftReport).where(DriftReport.id.in_([r.report_id for r in runs]))
+            )
+        )
     assert {r.created_by for r in rows} == {"schedule"}
     for r in rows:
         end = r.window_end.replace(tzinfo=UTC)
         assert before - timedelta(seconds=2) <= end <= datetime.now(UTC)
         assert end - r.window_start.replace(tzinfo=UTC) == timedelta(
-            days=seeded.settings.drift_window_days)
+            days=seeded.settings.drift_window_days
+        )
 
     again = run_drift_schedule(seeded.app)  # within the interval: nothing new
     assert [r.skipped for r in again] == ["not due yet"] * 3
     with seeded.app.state.sessions() as session:
-        scheduled = session.scalars(select(DriftReport.id).where(
-            DriftReport.created_by == "schedule")).all()
+        scheduled = session.scalars(
+            select(DriftReport.id).where(DriftReport.created_by == "schedule")
+        ).all()
     assert sorted(scheduled) == sorted(r.report_id for r in runs)
 
 
@@ -57,8 +62,9 @@ def _past_a_second_boundary(seeded: Seeded) -> None:
     time.sleep(1.01 - datetime.now(UTC).microsecond / 1e6)
 
 
-def test_schedule_skips_small_windows_and_logs_it(seeded: Seeded, caplog: pytest.LogCaptureFixture,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_schedule_skips_small_windows_and_logs_it(
+    seeded: Seeded, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from monitoring.config import DriftConfig
     from service.db.tables import DriftReport
 
@@ -77,8 +83,9 @@ def test_schedule_skips_small_windows_and_logs_it(seeded: Seeded, caplog: pytest
         assert len(session.scalars(select(DriftReport.id)).all()) == count_before
 
 
-def test_schedule_is_part_of_the_background_jobs(make_settings: Any, database_url: str,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_schedule_is_part_of_the_background_jobs(
+    make_settings: Any, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Started by the lifespan (in a thread); the hand-made model has no reference, so the
     run says why it reported nothing instead of failing."""
     from fastapi.testclient import TestClient
@@ -87,20 +94,21 @@ def test_schedule_is_part_of_the_background_jobs(make_settings: Any, database_ur
     from service.db.engine import migrate
     from service.jobs import default_background_jobs
 
-    off = make_settings(database_url=database_url, drift_schedule_hours=0,
-                        rescore_schedule_hours=0)
-    on = make_settings(database_url=database_url, drift_schedule_hours=24,
-                       rescore_schedule_hours=0)
+    off = make_settings(database_url=database_url, drift_schedule_hours=0, rescore_schedule_hours=0)
+    on = make_settings(database_url=database_url, drift_schedule_hours=24, rescore_schedule_hours=0)
     assert default_background_jobs(off) == ()
     jobs = default_background_jobs(on, drift_initial_delay_s=0)
     assert len(jobs) == 1
     migrate(on.resolved_database_url)
-    with caplog.at_level(logging.WARNING, logger="triage.monitoring"), TestClient(
-            create_app(on, background_jobs=jobs)) as client:
+    with (
+        caplog.at_level(logging.WARNING, logger="triage.monitoring"),
+        TestClient(create_app(on, background_jobs=jobs)) as client,
+    ):
         assert client.get("/healthz").status_code == 200
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not any(
-                "scheduled drift reports not run" in r.getMessage() for r in caplog.records):
+            "scheduled drift reports not run" in r.getMessage() for r in caplog.records
+        ):
             time.sleep(0.05)
     assert any("no reference sample" in r.getMessage() for r in caplog.records)
 
@@ -139,8 +147,9 @@ def test_schedule_lock_admits_one_replica() -> None:
     engine.dispose()
 
 
-def test_demo_prints_its_first_drift_run(seeded: Seeded, capsys: pytest.CaptureFixture[str]
-                                         ) -> None:
+def test_demo_prints_its_first_drift_run(
+    seeded: Seeded, capsys: pytest.CaptureFixture[str]
+) -> None:
     from service.cli import _first_drift_run
 
     _first_drift_run(seeded.app, "http://127.0.0.1:8000")

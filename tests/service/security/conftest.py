@@ -30,8 +30,11 @@ class LocalIssuer:
         self.requests = 0
 
     def add_key(self, kid: str, alg: str = "RS256", publish: bool = True) -> None:
-        private = (ec.generate_private_key(ec.SECP256R1()) if alg.startswith("ES")
-                   else rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        private = (
+            ec.generate_private_key(ec.SECP256R1())
+            if alg.startswith("ES")
+            else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        )
         self.keys[kid] = (private, alg)
         if publish:
             self.published.append(kid)
@@ -40,8 +43,9 @@ class LocalIssuer:
         out = []
         for kid in self.published:
             private, alg = self.keys[kid]
-            algo: Any = (jwt.algorithms.ECAlgorithm if alg.startswith("ES")
-                         else jwt.algorithms.RSAAlgorithm)
+            algo: Any = (
+                jwt.algorithms.ECAlgorithm if alg.startswith("ES") else jwt.algorithms.RSAAlgorithm
+            )
             jwk = algo.to_jwk(private.public_key(), as_dict=True)
             jwk.update({"kid": kid, "use": "sig", "alg": alg})
             out.append(jwk)
@@ -50,18 +54,34 @@ class LocalIssuer:
     def claims(self, role: str = "clinician", **overrides: Any) -> dict[str, Any]:
         now = int(time.time())
         claims: dict[str, Any] = {
-            "iss": ISSUER, "aud": AUDIENCE, "sub": "pairwise-subject-1", "iat": now, "nbf": now,
-            "exp": now + 600, "scope": ["openid", f"triage/{role}"], HPR_CLAIM: "565501872",
-            ORG_CLAIM: ORG, "client_id": "dips-arena-test",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "pairwise-subject-1",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+            "scope": ["openid", f"triage/{role}"],
+            HPR_CLAIM: "565501872",
+            ORG_CLAIM: ORG,
+            "client_id": "dips-arena-test",
         }
         claims.update(overrides)
         return {k: v for k, v in claims.items() if v is not None}
 
-    def token(self, kid: str = "key-1", role: str = "clinician", headers: dict[str, Any] | None
-              = None, **overrides: Any) -> str:
+    def token(
+        self,
+        kid: str = "key-1",
+        role: str = "clinician",
+        headers: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> str:
         private, alg = self.keys[kid]
-        return jwt.encode(self.claims(role, **overrides), private, algorithm=alg,
-                          headers={"kid": kid, "typ": "at+jwt", **(headers or {})})
+        return jwt.encode(
+            self.claims(role, **overrides),
+            private,
+            algorithm=alg,
+            headers={"kid": kid, "typ": "at+jwt", **(headers or {})},
+        )
 
 
 @pytest.fixture(scope="session")
@@ -114,8 +134,12 @@ def jwks_url(issuer: LocalIssuer) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def oidc_client(tmp_path_factory: pytest.TempPathFactory, artifact_dir: Any,
-                migrated_template: Any, jwks_url: str) -> Iterator[Any]:
+def oidc_client(
+    tmp_path_factory: pytest.TempPathFactory,
+    artifact_dir: Any,
+    migrated_template: Any,
+    jwks_url: str,
+) -> Iterator[Any]:
     """The app in `oidc` mode against the local issuer (one per module: tokens only)."""
     from fastapi.testclient import TestClient
 
@@ -124,10 +148,17 @@ def oidc_client(tmp_path_factory: pytest.TempPathFactory, artifact_dir: Any,
 
     var = tmp_path_factory.mktemp("oidc")
     shutil.copyfile(migrated_template, var / "triage.db")
-    settings = Settings(var_dir=var, model_dir=artifact_dir, environment="test",
-                        database_url=f"sqlite:///{var / 'triage.db'}", drift_schedule_hours=0,
-                        auth_mode="oidc", oidc_issuer=ISSUER, oidc_jwks_url=jwks_url,
-                        oidc_audience=AUDIENCE)
+    settings = Settings(
+        var_dir=var,
+        model_dir=artifact_dir,
+        environment="test",
+        database_url=f"sqlite:///{var / 'triage.db'}",
+        drift_schedule_hours=0,
+        auth_mode="oidc",
+        oidc_issuer=ISSUER,
+        oidc_jwks_url=jwks_url,
+        oidc_audience=AUDIENCE,
+    )
     with TestClient(create_app(settings)) as client:
         # Keys the tests add appear at once (the refetch rate limit has its own unit test).
         client.app.state.verifier.jwks.min_refetch_interval_s = 0.0

@@ -58,25 +58,42 @@ def _verify(client: Any) -> Any:
 def patient(client: Any, auth: Any) -> dict[str, Any]:
     integration = auth("integration")
     p = enrol(client, integration)
-    r = post_fhir(client, "/fhir/Observation", observation(p["id"], "spo2", 86,
-                  datetime.now(UTC), "audit-1"), integration)
+    r = post_fhir(
+        client,
+        "/fhir/Observation",
+        observation(p["id"], "spo2", 86, datetime.now(UTC), "audit-1"),
+        integration,
+    )
     assert r.status_code == 201, r.text
     return p
 
 
-def test_reads_and_writes_are_audited_with_who_what_why(client: Any, auth: Any,
-                                                       patient: dict[str, Any]) -> None:
+def test_reads_and_writes_are_audited_with_who_what_why(
+    client: Any, auth: Any, patient: dict[str, Any]
+) -> None:
     pid = patient["id"]
     nurse = auth("clinician", subject="565501872")
     assert client.get(f"/api/v1/patients/{pid}", headers=nurse).status_code == 200
     rows = _rows(client, patient_id=pid)
     enrolled, ingested, read = rows[0], rows[1], rows[-1]
     assert (enrolled.action, enrolled.resource, enrolled.outcome) == (
-        "write", "POST /api/v1/patients", 201)
+        "write",
+        "POST /api/v1/patients",
+        201,
+    )
     assert (ingested.action, ingested.resource, ingested.role) == (
-        "write", "POST /fhir/Observation", "integration")
-    assert (read.actor, read.role, read.organisation, read.action, read.purpose, read.outcome
-            ) == ("565501872", "clinician", ORG, "read", "treatment", 200)
+        "write",
+        "POST /fhir/Observation",
+        "integration",
+    )
+    assert (read.actor, read.role, read.organisation, read.action, read.purpose, read.outcome) == (
+        "565501872",
+        "clinician",
+        ORG,
+        "read",
+        "treatment",
+        200,
+    )
     assert read.resource == "GET /api/v1/patients/{patient_id}"
     assert read.at is not None
 
@@ -86,25 +103,37 @@ def test_refusals_are_audited(client: Any, auth: Any, patient: dict[str, Any]) -
     assert client.get(f"/api/v1/patients/{pid}").status_code == 401
     assert client.get(f"/api/v1/patients/{pid}", headers=auth("ml-engineer")).status_code == 403
     refused = _rows(client, patient_id=pid, action="refuse")
-    assert [(r.actor, r.outcome) for r in refused] == [("anonymous", 401),
-                                                       ("dev-ml-engineer", 403)]
+    assert [(r.actor, r.outcome) for r in refused] == [("anonymous", 401), ("dev-ml-engineer", 403)]
 
 
-def test_patients_found_while_serving_are_audited(client: Any, auth: Any,
-                                                  patient: dict[str, Any]) -> None:
+def test_patients_found_while_serving_are_audited(
+    client: Any, auth: Any, patient: dict[str, Any]
+) -> None:
     """Patients that a list or a bundle touches (not named in the URL) get their rows too."""
-    other = enrol(client, auth("integration"), make_fnr(date(1990, 1, 1), 100),
-                  birth_date="1990-01-01")
-    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": observation(other["id"], "heart_rate", 131, datetime.now(UTC), "b-1"),
-         "request": {"method": "POST", "url": "Observation"}}]}
+    other = enrol(
+        client, auth("integration"), make_fnr(date(1990, 1, 1), 100), birth_date="1990-01-01"
+    )
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": observation(other["id"], "heart_rate", 131, datetime.now(UTC), "b-1"),
+                "request": {"method": "POST", "url": "Observation"},
+            }
+        ],
+    }
     assert post_fhir(client, "/fhir", bundle, auth("integration")).status_code == 200
     assert any(r.resource == "POST /fhir" for r in _rows(client, patient_id=other["id"]))
     assert client.get("/api/v1/worklist", headers=auth("clinician")).status_code == 200
     worklist_rows = [r for r in _rows(client) if r.resource == "GET /api/v1/worklist"]
     assert {r.patient_id for r in worklist_rows} == {patient["id"], other["id"]}
-    assert client.get(f"/fhir/RiskAssessment?subject=Patient/{patient['id']}",
-                      headers=auth("clinician")).status_code == 200
+    assert (
+        client.get(
+            f"/fhir/RiskAssessment?subject=Patient/{patient['id']}", headers=auth("clinician")
+        ).status_code
+        == 200
+    )
     assert _rows(client)[-1].patient_id == patient["id"]
 
 
@@ -112,7 +141,10 @@ def test_requests_touching_no_patient_get_one_row(client: Any, auth: Any) -> Non
     assert client.get("/api/v1/models", headers=auth("ml-engineer")).status_code == 200
     row = _rows(client)[-1]
     assert (row.resource, row.patient_id, row.purpose) == (
-        "GET /api/v1/models", None, "quality-assurance")
+        "GET /api/v1/models",
+        None,
+        "quality-assurance",
+    )
 
 
 def test_public_probes_are_not_audited(client: Any) -> None:
@@ -131,29 +163,58 @@ def test_identifier_in_the_url_is_never_stored(client: Any, auth: Any) -> None:
 
 
 def test_request_patient_ids_sources() -> None:
-    ids = request_patient_ids({"patient_id": "p1"}, {"subject": ["Patient/p2"],
-                                                     "patient": ["p3"]},
-                              {"audit_patient_ids": ["p4", FNR_ADULT]})
+    ids = request_patient_ids(
+        {"patient_id": "p1"},
+        {"subject": ["Patient/p2"], "patient": ["p3"]},
+        {"audit_patient_ids": ["p4", FNR_ADULT]},
+    )
     assert ids == {"p1", "p2", "p3", "p4"}
 
 
 def test_build_events_actions_and_guardian_purpose() -> None:
     guardian = Principal("helsenorge", Role.INTEGRATION, ORG, None, guardian_proxy=True)
-    (write,) = build_events(method="POST", route_path="/x", status=201, principal=guardian,
-                            patient_ids=set(), purpose=None)
+    (write,) = build_events(
+        method="POST",
+        route_path="/x",
+        status=201,
+        principal=guardian,
+        patient_ids=set(),
+        purpose=None,
+    )
     assert (write.action, write.purpose, write.patient_id) == (
-        "write", "treatment-integration:guardian-proxy", None)
-    refused = build_events(method="GET", route_path="/x", status=403, principal=None,
-                           patient_ids={"b", "a"}, purpose=None)
+        "write",
+        "treatment-integration:guardian-proxy",
+        None,
+    )
+    refused = build_events(
+        method="GET",
+        route_path="/x",
+        status=403,
+        principal=None,
+        patient_ids={"b", "a"},
+        purpose=None,
+    )
     assert [(e.action, e.patient_id, e.actor) for e in refused] == [
-        ("refuse", "a", "anonymous"), ("refuse", "b", "anonymous")]
+        ("refuse", "a", "anonymous"),
+        ("refuse", "b", "anonymous"),
+    ]
 
 
 # ---- the chain -------------------------------------------------------------------------------
 
+
 def _event(i: int, patient: str | None = "p") -> AuditEvent:
-    return AuditEvent(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i), f"u{i % 3}",
-                      "clinician", ORG, patient, "read", "GET /x", "treatment", 200)
+    return AuditEvent(
+        datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=i),
+        f"u{i % 3}",
+        "clinician",
+        ORG,
+        patient,
+        "read",
+        "GET /x",
+        "treatment",
+        200,
+    )
 
 
 @pytest.fixture
@@ -168,8 +229,10 @@ def chain(any_database_url: str) -> Any:
 def test_database_refuses_plain_sql_changes(chain: Any) -> None:
     from sqlalchemy.exc import DBAPIError
 
-    for statement in ("UPDATE audit_log SET actor = 'x' WHERE seq = 2",
-                      "DELETE FROM audit_log WHERE seq = 2"):
+    for statement in (
+        "UPDATE audit_log SET actor = 'x' WHERE seq = 2",
+        "DELETE FROM audit_log WHERE seq = 2",
+    ):
         with pytest.raises(DBAPIError, match="append-only"), chain.begin() as conn:
             conn.execute(text(statement))
     assert _check(chain).ok
@@ -197,8 +260,9 @@ def test_edited_row_is_named(chain: Any) -> None:
 def test_edited_row_with_recomputed_hash_is_caught_at_the_next_row(chain: Any) -> None:
     drop_append_only_triggers(chain)
     with chain.begin() as conn:
-        conn.execute(text("UPDATE audit_log SET outcome = 403, hash = :h WHERE seq = 6"),
-                     {"h": "f" * 64})
+        conn.execute(
+            text("UPDATE audit_log SET outcome = 403, hash = :h WHERE seq = 6"), {"h": "f" * 64}
+        )
     result = _check(chain)
     assert not result.ok and result.bad_seq in (6, 7)
 
@@ -324,6 +388,7 @@ def test_cli_verify_detects_an_edited_row(database_url: str) -> None:
 
 # ---- the API -------------------------------------------------------------------------------
 
+
 def test_audit_search_filters(client: Any, auth: Any, patient: dict[str, Any]) -> None:
     pid = patient["id"]
     client.get(f"/api/v1/patients/{pid}", headers=auth("clinician", subject="111"))
@@ -335,8 +400,10 @@ def test_audit_search_filters(client: Any, auth: Any, patient: dict[str, Any]) -
     by_patient = client.get("/api/v1/audit", params={"patient": pid}, headers=compliance).json()
     assert by_patient["total"] >= 4
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    assert client.get("/api/v1/audit", params={"from": future},
-                      headers=compliance).json()["total"] == 0
+    assert (
+        client.get("/api/v1/audit", params={"from": future}, headers=compliance).json()["total"]
+        == 0
+    )
     writes = client.get("/api/v1/audit", params={"action": "write"}, headers=compliance).json()
     assert {e["action"] for e in writes["entries"]} == {"write"}
     bad = client.get("/api/v1/audit", params={"patient": FNR_ADULT}, headers=compliance)
@@ -348,8 +415,9 @@ def test_who_has_looked_at_my_record(client: Any, auth: Any, patient: dict[str, 
     pid = patient["id"]
     client.get(f"/api/v1/patients/{pid}", headers=auth("clinician", subject="565501872"))
     client.get(f"/api/v1/patients/{pid}", headers=auth("ml-engineer"))  # refused
-    report = client.get("/api/v1/audit/access-report", params={"patient": pid},
-                        headers=auth("compliance"))
+    report = client.get(
+        "/api/v1/audit/access-report", params={"patient": pid}, headers=auth("compliance")
+    )
     assert report.status_code == 200, report.text
     body = report.json()
     assert body["patient_id"] == pid and body["refused_attempts"] == 1
@@ -368,8 +436,9 @@ def test_verify_endpoint(client: Any, auth: Any, patient: dict[str, Any]) -> Non
     assert not broken["ok"] and broken["bad_seq"] == 1
 
 
-def test_refreshing_a_patient_row_is_noted_not_an_error(client: Any, auth: Any,
-                                                         patient: dict[str, Any]) -> None:
+def test_refreshing_a_patient_row_is_noted_not_an_error(
+    client: Any, auth: Any, patient: dict[str, Any]
+) -> None:
     from service.db.tables import Patient
     from service.security.audit import AuditContext, _current
 

@@ -32,8 +32,9 @@ class Findings:
 def _our_frame(exc: BaseException) -> str:
     import traceback
 
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "/site-packages/" not in f.filename]
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__) if "/site-packages/" not in f.filename
+    ]
     return f"{frames[-1].filename}:{frames[-1].lineno}" if frames else "?"
 
 
@@ -41,21 +42,29 @@ def _fuzz_operation(operation: Any, auth: dict[str, str], examples: int) -> Find
     findings = Findings()
 
     @given(case=operation.as_strategy())
-    @hypothesis_settings(max_examples=examples, deadline=None, derandomize=True,
-                         database=None, phases=[Phase.explicit, Phase.generate],
-                         suppress_health_check=list(HealthCheck))
+    @hypothesis_settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case: Any) -> None:
         findings.cases += 1
         try:
             response = case.call(headers=auth)
         except Exception as exc:  # the in-process client re-raises what would be a 500
             where = _our_frame(exc)
-            findings.failures.append(f"raised {type(exc).__name__}: {str(exc)[:120]} at {where}"
-                                     f"\n    {case.as_curl_command()}")
+            findings.failures.append(
+                f"raised {type(exc).__name__}: {str(exc)[:120]} at {where}"
+                f"\n    {case.as_curl_command()}"
+            )
             return
         if response.status_code >= 500 or FNR_ADULT in response.text:
-            findings.failures.append(f"{response.status_code} {case.as_curl_command()}\n    "
-                                     f"{response.text[:200]}")
+            findings.failures.append(
+                f"{response.status_code} {case.as_curl_command()}\n    {response.text[:200]}"
+            )
 
     run()
     return findings
@@ -68,9 +77,12 @@ def test_no_server_errors_on_generated_input(app: Any, settings: Any) -> None:
     with TestClient(app) as client:  # the real lifespan; the fuzzer then calls the same app
         integration = {"Authorization": "Bearer " + issue_dev_token(settings, Role.INTEGRATION)}
         patient = enrol(client, integration)
-        post_fhir(client, "/fhir/Observation",
-                  observation(patient["id"], "spo2", 88, datetime.now(UTC), "fuzz-1"),
-                  integration)
+        post_fhir(
+            client,
+            "/fhir/Observation",
+            observation(patient["id"], "spo2", 88, datetime.now(UTC), "fuzz-1"),
+            integration,
+        )
         auth = {"Authorization": "Bearer " + issue_dev_token(settings, Role.ADMIN)}
         schema = schemathesis.openapi.from_asgi("/openapi.json", app)
         cases = 0
@@ -82,8 +94,9 @@ def test_no_server_errors_on_generated_input(app: Any, settings: Any) -> None:
         for operation in operations:
             seen = _fuzz_operation(operation, auth, per_operation)
             cases += seen.cases
-            failures.extend(f"{operation.method.upper()} {operation.path}: {f}"
-                            for f in seen.failures[:3])
+            failures.extend(
+                f"{operation.method.upper()} {operation.path}: {f}" for f in seen.failures[:3]
+            )
 
     assert not failures, f"{len(failures)} server errors:\n" + "\n".join(failures)
     assert cases >= MIN_TOTAL_CASES, f"only {cases} generated cases"

@@ -28,8 +28,9 @@ def _by_identifier(resource: dict[str, Any], fnr: str) -> dict[str, Any]:
     return resource
 
 
-def test_no_identifier_leaves_the_process(client: Any, auth: Any,
-                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_no_identifier_leaves_the_process(
+    client: Any, auth: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     integration, nurse = auth("integration"), auth("clinician")
     unknown = make_fnr(date(1970, 5, 17), 200)
@@ -41,48 +42,120 @@ def test_no_identifier_leaves_the_process(client: Any, auth: Any,
         if response.status_code >= 400:
             errors.append(response)
         elif isinstance(response.json(), dict) and response.json().get("type") in (
-                "batch-response", "transaction-response"):
+            "batch-response",
+            "transaction-response",
+        ):
             outcomes = [e["response"].get("outcome") for e in response.json()["entry"]]
             if any(outcomes):
                 errors.append(response)
         return response
 
     patient = enrol(client, integration)
-    call(client.post("/api/v1/patients", headers=integration, json={
-        "identifier": FNR_ADULT, "birth_date": "1965-07-15", "sex": "female", "pathway": "copd",
-        "organisation": "983974899", "unit": "lungs"}))  # 409 duplicate
-    for identifier, birth in ((bad_check, "1965-07-15"), (FNR_ADULT, "1966-01-01"),
-                              (unknown, "1970-05-17")):
-        call(client.post("/api/v1/patients", headers=integration, json={
-            "identifier": identifier, "birth_date": birth, "sex": "female", "pathway": "nope",
-            "organisation": FNR_ADULT, "unit": FNR_ADULT}))
+    call(
+        client.post(
+            "/api/v1/patients",
+            headers=integration,
+            json={
+                "identifier": FNR_ADULT,
+                "birth_date": "1965-07-15",
+                "sex": "female",
+                "pathway": "copd",
+                "organisation": "983974899",
+                "unit": "lungs",
+            },
+        )
+    )  # 409 duplicate
+    for identifier, birth in (
+        (bad_check, "1965-07-15"),
+        (FNR_ADULT, "1966-01-01"),
+        (unknown, "1970-05-17"),
+    ):
+        call(
+            client.post(
+                "/api/v1/patients",
+                headers=integration,
+                json={
+                    "identifier": identifier,
+                    "birth_date": birth,
+                    "sex": "female",
+                    "pathway": "nope",
+                    "organisation": FNR_ADULT,
+                    "unit": FNR_ADULT,
+                },
+            )
+        )
     for i in range(3):
-        obs = _by_identifier(observation(patient["id"], "spo2", 90 - i, now - timedelta(
-            hours=i), f"leak-{i}"), FNR_ADULT)
+        obs = _by_identifier(
+            observation(patient["id"], "spo2", 90 - i, now - timedelta(hours=i), f"leak-{i}"),
+            FNR_ADULT,
+        )
         assert call(post_fhir(client, "/fhir/Observation", obs, integration)).status_code == 201
-    call(post_fhir(client, "/fhir/Observation", _by_identifier(  # unknown person
-        observation(patient["id"], "spo2", 90, now, "leak-x"), unknown), integration))
+    call(
+        post_fhir(
+            client,
+            "/fhir/Observation",
+            _by_identifier(  # unknown person
+                observation(patient["id"], "spo2", 90, now, "leak-x"), unknown
+            ),
+            integration,
+        )
+    )
     garbled = observation(patient["id"], "heart_rate", 80, now, FNR_ADULT)
     garbled["valueQuantity"]["value"] = FNR_ADULT
     garbled["effectiveDateTime"] = FNR_ADULT
     garbled["code"]["coding"][0]["code"] = FNR_ADULT
     call(post_fhir(client, "/fhir/Observation", garbled, integration))
-    call(post_fhir(client, "/fhir", {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": garbled}, {"resource": _by_identifier(observation(
-            patient["id"], "spo2", 91, now, "leak-t"), unknown)}]}, integration))
-    call(post_fhir(client, "/fhir", {"resourceType": "Bundle", "type": "batch", "entry": [
-        {"resource": garbled}, {"resource": {"resourceType": FNR_ADULT}}]}, integration))
-    call(client.post("/fhir/Observation", content=f'{{"id": "{FNR_ADULT}"'.encode(),
-                     headers={**integration, "Content-Type": "application/fhir+json"}))
+    call(
+        post_fhir(
+            client,
+            "/fhir",
+            {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [
+                    {"resource": garbled},
+                    {
+                        "resource": _by_identifier(
+                            observation(patient["id"], "spo2", 91, now, "leak-t"), unknown
+                        )
+                    },
+                ],
+            },
+            integration,
+        )
+    )
+    call(
+        post_fhir(
+            client,
+            "/fhir",
+            {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [{"resource": garbled}, {"resource": {"resourceType": FNR_ADULT}}],
+            },
+            integration,
+        )
+    )
+    call(
+        client.post(
+            "/fhir/Observation",
+            content=f'{{"id": "{FNR_ADULT}"'.encode(),
+            headers={**integration, "Content-Type": "application/fhir+json"},
+        )
+    )
     call(client.get(f"/api/v1/patients/{FNR_ADULT}", headers=nurse))
     call(client.get(f"/api/v1/patients/{FNR_ADULT}/assessments", headers=nurse))
     call(client.get(f"/fhir/RiskAssessment?subject=Patient/{FNR_ADULT}", headers=nurse))
     call(client.get(f"/fhir/Task?patient={FNR_ADULT}&_lastUpdated={FNR_ADULT}", headers=nurse))
     call(client.get(f"/api/v1/worklist?unit={FNR_ADULT}", headers=nurse))
-    call(client.post(f"/api/v1/worklist/{FNR_ADULT}/acknowledge", headers=nurse,
-                     json={"note": "ok"}))
-    call(client.get(f"/api/v1/patients/{patient['id']}", headers={
-        "Authorization": f"Bearer {FNR_ADULT}"}))
+    call(
+        client.post(f"/api/v1/worklist/{FNR_ADULT}/acknowledge", headers=nurse, json={"note": "ok"})
+    )
+    call(
+        client.get(
+            f"/api/v1/patients/{patient['id']}", headers={"Authorization": f"Bearer {FNR_ADULT}"}
+        )
+    )
     assert client.get("/api/v1/worklist", headers=nurse).status_code == 200
     flush_audit(client)
     audit = client.get("/api/v1/audit", params={"limit": 1000}, headers=auth("compliance"))
@@ -101,13 +174,17 @@ def test_no_identifier_leaves_the_process(client: Any, auth: Any,
             leaks.append(f"emitted log line {record.name}")
     for response in errors:
         if ELEVEN_DIGITS.search(response.text):
-            leaks.append(f"error {response.status_code} {response.request.method} "
-                         f"{response.request.url.path}: {response.text[:200]}")
+            leaks.append(
+                f"error {response.status_code} {response.request.method} "
+                f"{response.request.url.path}: {response.text[:200]}"
+            )
     if ELEVEN_DIGITS.search(metrics):
         leaks.append("/metrics")
     # Hex hashes can hold 11-digit runs by chance; every other audit field is scanned.
-    rows = [{k: v for k, v in e.items() if k not in ("hash", "prev_hash")}
-            for e in audit.json()["entries"]]
+    rows = [
+        {k: v for k, v in e.items() if k not in ("hash", "prev_hash")}
+        for e in audit.json()["entries"]
+    ]
     if ELEVEN_DIGITS.search(json.dumps(rows)):
         leaks.append(f"audit log: {ELEVEN_DIGITS.findall(json.dumps(rows))[:5]}")
     assert not leaks, "\n".join(leaks)

@@ -14,8 +14,14 @@ from service.security.middleware import is_json_media_type, json_depth
 from service.security.policy import iter_routes
 from tests.helpers import FNR_ADULT, ORG
 
-PATIENT = {"identifier": FNR_ADULT, "birth_date": "1965-07-15", "sex": "female",
-           "pathway": "copd", "organisation": ORG, "unit": "lungs"}
+PATIENT = {
+    "identifier": FNR_ADULT,
+    "birth_date": "1965-07-15",
+    "sex": "female",
+    "pathway": "copd",
+    "organisation": ORG,
+    "unit": "lungs",
+}
 
 
 def _nested(depth: int) -> Any:
@@ -57,12 +63,14 @@ def test_form_posts_are_refused_on_json_routes(client: Any, auth: Any) -> None:
     assert response.status_code == 415
 
 
-@pytest.mark.parametrize("path", ["/api/v1/patients", "/fhir/Observation",
-                                  "/api/v1/worklist/x/acknowledge"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/patients", "/fhir/Observation", "/api/v1/worklist/x/acknowledge"]
+)
 def test_deep_json_is_400(client: Any, auth: Any, path: str) -> None:
     body = json.dumps({"resourceType": "Observation", "extension": _nested(40)})
-    response = client.post(path, content=body, headers={
-        **auth("admin"), "Content-Type": "application/json"})
+    response = client.post(
+        path, content=body, headers={**auth("admin"), "Content-Type": "application/json"}
+    )
     assert response.status_code == 400, response.text
     assert "deeper" in response.text
 
@@ -83,18 +91,25 @@ def test_body_too_large_is_413(make_settings: Any, database_url: str) -> None:
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the streamed count decides
         for i in range(0, len(big), 1000):
-            yield big[i:i + 1000]
+            yield big[i : i + 1000]
 
     with TestClient(create_app(settings)) as c:
         assert c.post("/api/v1/patients", content=big, headers=headers).status_code == 413
         assert c.post("/api/v1/patients", content=chunks(), headers=headers).status_code == 413
-        assert c.post("/fhir", content=chunks(), headers={
-            **headers, "Content-Type": "application/fhir+json"}).status_code == 413
+        assert (
+            c.post(
+                "/fhir",
+                content=chunks(),
+                headers={**headers, "Content-Type": "application/fhir+json"},
+            ).status_code
+            == 413
+        )
 
 
 def test_unknown_fields_are_refused_on_our_models(client: Any, auth: Any) -> None:
-    response = client.post("/api/v1/patients", json={**PATIENT, "is_admin": True},
-                           headers=auth("admin"))
+    response = client.post(
+        "/api/v1/patients", json={**PATIENT, "is_admin": True}, headers=auth("admin")
+    )
     assert response.status_code == 422 and "is_admin" in response.text
 
 
@@ -114,8 +129,10 @@ def test_our_request_models_forbid_unknown_fields(client: Any) -> None:
             schema = content.get("application/json", {}).get("schema", {})
             for ref in re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(schema)):
                 checked.append(ref)
-                if schemas.get(ref, {}).get("type") == "object" and schemas[ref].get(
-                        "additionalProperties") is not False:
+                if (
+                    schemas.get(ref, {}).get("type") == "object"
+                    and schemas[ref].get("additionalProperties") is not False
+                ):
                     lax.append(f"{method.upper()} {path}: {ref}")
     assert "PatientCreate" in checked
     assert not lax, "request models without extra='forbid': " + ", ".join(lax)
@@ -132,15 +149,24 @@ def _body_routes(app: Any) -> list[tuple[str, str]]:
 
 def test_malformed_bodies_never_give_500(client: Any, auth: Any) -> None:
     headers = auth("admin")
-    bodies = [b"{not json", b"\xff\xfe\x00garbage", b"[]", b"null", b'"text"', b"1e999999",
-              b'{"a":' * 5 + b"1" + b"}" * 5, json.dumps({"resourceType": 7}).encode(),
-              b'{"identifier": "' + FNR_ADULT.encode() + b'"']
+    bodies = [
+        b"{not json",
+        b"\xff\xfe\x00garbage",
+        b"[]",
+        b"null",
+        b'"text"',
+        b"1e999999",
+        b'{"a":' * 5 + b"1" + b"}" * 5,
+        json.dumps({"resourceType": 7}).encode(),
+        b'{"identifier": "' + FNR_ADULT.encode() + b'"',
+    ]
     failures = []
     for method, path in _body_routes(client.app):
         for body in bodies:
             for ctype in ("application/json", "application/fhir+json"):
-                response = client.request(method, path, content=body,
-                                          headers={**headers, "Content-Type": ctype})
+                response = client.request(
+                    method, path, content=body, headers={**headers, "Content-Type": ctype}
+                )
                 if response.status_code >= 500:
                     failures.append(f"{method} {path} {body[:20]!r}: {response.status_code}")
                 if FNR_ADULT in response.text:
@@ -164,8 +190,9 @@ def test_extreme_integer_query_values_never_give_500(client: Any, auth: Any) -> 
                     continue
                 for value in (10**20, -1):
                     tried += 1
-                    response = client.request(method.upper(), url, params={param["name"]: value},
-                                              headers=headers)
+                    response = client.request(
+                        method.upper(), url, params={param["name"]: value}, headers=headers
+                    )
                     if response.status_code >= 500:
                         failures.append(f"{method.upper()} {path}?{param['name']}={value}")
     assert tried >= 5

@@ -28,24 +28,30 @@ _PARAM_VALUES = {"action": "acknowledge", "name": "handmade-test-model", "versio
 
 
 def _concrete(path: str) -> str:
-    return re.sub(r"\{([^}:]+)(?::[^}]*)?\}",
-                  lambda m: _PARAM_VALUES.get(m.group(1), str(uuid.UUID(int=7))), path)
+    return re.sub(
+        r"\{([^}:]+)(?::[^}]*)?\}",
+        lambda m: _PARAM_VALUES.get(m.group(1), str(uuid.UUID(int=7))),
+        path,
+    )
 
 
 def test_every_route_has_an_entry(app: Any) -> None:
     missing = unlisted_routes(app)
     assert not missing, (
         "routes missing from ROUTE_ROLES in service/security/policy.py (they are refused for "
-        "everyone until listed): " + ", ".join(f"{r.name} ({'/'.join(r.methods)} {r.path})"
-                                               for r in missing))
+        "everyone until listed): "
+        + ", ".join(f"{r.name} ({'/'.join(r.methods)} {r.path})" for r in missing)
+    )
 
 
 def test_route_names_are_unique(app: Any) -> None:
     seen: dict[str, RouteInfo] = {}
     for route in iter_routes(app):
         if route.name in seen and seen[route.name].path != route.path:
-            pytest.fail(f"two routes share the name {route.name!r}: {seen[route.name].path} and "
-                        f"{route.path}; the policy is keyed by name")
+            pytest.fail(
+                f"two routes share the name {route.name!r}: {seen[route.name].path} and "
+                f"{route.path}; the policy is keyed by name"
+            )
         seen[route.name] = route
 
 
@@ -57,8 +63,10 @@ def test_guardian_routes_are_listed_routes() -> None:
 def test_access_matrix_document_is_in_sync(app: Any) -> None:
     expected = render_access_matrix(app)
     actual = MATRIX_PATH.read_text(encoding="utf-8") if MATRIX_PATH.exists() else ""
-    assert actual == expected, ("governance/access-matrix.md is out of date: run "
-                                "`.venv/bin/python -m service.security.matrix`")
+    assert actual == expected, (
+        "governance/access-matrix.md is out of date: run "
+        "`.venv/bin/python -m service.security.matrix`"
+    )
 
 
 def test_unlisted_route_is_denied_for_every_role(app: Any, client: Any, auth: Any) -> None:
@@ -101,8 +109,9 @@ def test_route_role_matrix_is_enforced(client: Any, auth: Any) -> None:
     assert not failures, "\n".join(failures)
 
 
-def test_guardian_context_is_refused_outside_its_routes(client: Any, auth: Any,
-                                                        settings: Any) -> None:
+def test_guardian_context_is_refused_outside_its_routes(
+    client: Any, auth: Any, settings: Any
+) -> None:
     from service.security.tokens import issue_dev_token
 
     token = issue_dev_token(settings, Role.INTEGRATION, representation="guardian")
@@ -134,19 +143,30 @@ def test_metrics_can_require_a_token(make_settings: Any, database_url: str) -> N
 
 # ---- clinicians see only their own organisation and units ----------------------------------
 
+
 @pytest.fixture
 def two_units(client: Any, auth: Any) -> dict[str, Any]:
     integration = auth("integration")
     lungs = enrol(client, integration, "15076500565", unit="lungs", birth_date="1965-07-15")
-    heart = enrol(client, integration, make_fnr(date(1990, 1, 1), 100), unit="heart",
-                  birth_date="1990-01-01",
-                  pathway="heart-failure")
+    heart = enrol(
+        client,
+        integration,
+        make_fnr(date(1990, 1, 1), 100),
+        unit="heart",
+        birth_date="1990-01-01",
+        pathway="heart-failure",
+    )
     now = datetime.now(UTC)
     for p, tag in ((lungs, "a"), (heart, "b")):
-        for i, (name, value) in enumerate([("spo2", 84), ("heart_rate", 128),
-                                           ("respiratory_rate", 30), ("temperature", 39.5)]):
-            r = post_fhir(client, "/fhir/Observation",
-                          observation(p["id"], name, value, now, f"{tag}-{i}"), integration)
+        for i, (name, value) in enumerate(
+            [("spo2", 84), ("heart_rate", 128), ("respiratory_rate", 30), ("temperature", 39.5)]
+        ):
+            r = post_fhir(
+                client,
+                "/fhir/Observation",
+                observation(p["id"], name, value, now, f"{tag}-{i}"),
+                integration,
+            )
             assert r.status_code == 201, r.text
     return {"lungs": lungs, "heart": heart}
 
@@ -159,8 +179,9 @@ def _worklist_patients(client: Any, headers: dict[str, str]) -> set[str]:
 
 def _task_patients(client: Any, headers: dict[str, str]) -> set[str]:
     bundle = client.get("/fhir/Task", headers=headers).json()
-    return {e["resource"]["for"]["reference"].removeprefix("Patient/")
-            for e in bundle.get("entry", [])}
+    return {
+        e["resource"]["for"]["reference"].removeprefix("Patient/") for e in bundle.get("entry", [])
+    }
 
 
 def test_clinician_sees_only_own_units(client: Any, auth: Any, two_units: dict[str, Any]) -> None:
@@ -177,8 +198,9 @@ def test_clinician_sees_only_own_units(client: Any, auth: Any, two_units: dict[s
     assert _worklist_patients(client, whole_org) == {lungs, heart}
 
 
-def test_clinician_of_another_organisation_sees_nothing(client: Any, auth: Any,
-                                                        two_units: dict[str, Any]) -> None:
+def test_clinician_of_another_organisation_sees_nothing(
+    client: Any, auth: Any, two_units: dict[str, Any]
+) -> None:
     outsider = auth("clinician", organisation=OTHER_ORG)
     for p in two_units.values():
         assert client.get(f"/api/v1/patients/{p['id']}", headers=outsider).status_code == 404
@@ -190,13 +212,18 @@ def test_clinician_of_another_organisation_sees_nothing(client: Any, auth: Any,
 
 
 def test_clinician_cannot_enrol_into_another_unit_or_organisation(client: Any, auth: Any) -> None:
-    body = {"identifier": "15076500565", "birth_date": "1965-07-15", "sex": "female",
-            "pathway": "copd", "organisation": ORG, "unit": "heart"}
+    body = {
+        "identifier": "15076500565",
+        "birth_date": "1965-07-15",
+        "sex": "female",
+        "pathway": "copd",
+        "organisation": ORG,
+        "unit": "heart",
+    }
     nurse = auth("clinician", units=["lungs"])
     assert client.post("/api/v1/patients", json=body, headers=nurse).status_code == 403
     body["organisation"] = OTHER_ORG
-    assert client.post("/api/v1/patients", json=body,
-                       headers=auth("clinician")).status_code == 403
+    assert client.post("/api/v1/patients", json=body, headers=auth("clinician")).status_code == 403
 
 
 def test_principal_unit_rule() -> None:

@@ -21,14 +21,25 @@ from service.security.record_guards import (
 from tests.helpers import enrol, observation, post_fhir
 
 # Path fragments of record entries: no route may PUT, PATCH or DELETE on them.
-RECORD_FRAGMENTS = ("assessment", "riskassessment", "detectedissue", "/versions", "override",
-                    "sign-off", "signoff", "audit")
+RECORD_FRAGMENTS = (
+    "assessment",
+    "riskassessment",
+    "detectedissue",
+    "/versions",
+    "override",
+    "sign-off",
+    "signoff",
+    "audit",
+)
 
 
 def test_no_route_updates_or_deletes_record_entries(app: Any) -> None:
-    offending = [f"{m} {r.path}" for r in iter_routes(app) for m in r.methods
-                 if m in ("PUT", "PATCH", "DELETE")
-                 and any(f in r.path.lower() for f in RECORD_FRAGMENTS)]
+    offending = [
+        f"{m} {r.path}"
+        for r in iter_routes(app)
+        for m in r.methods
+        if m in ("PUT", "PATCH", "DELETE") and any(f in r.path.lower() for f in RECORD_FRAGMENTS)
+    ]
     assert not offending, offending
 
 
@@ -41,8 +52,12 @@ def test_no_route_deletes_anything(app: Any) -> None:
 def assessed(client: Any, auth: Any) -> dict[str, Any]:
     integration = auth("integration")
     p = enrol(client, integration)
-    r = post_fhir(client, "/fhir/Observation",
-                  observation(p["id"], "spo2", 85, datetime.now(UTC), "ri-1"), integration)
+    r = post_fhir(
+        client,
+        "/fhir/Observation",
+        observation(p["id"], "spo2", 85, datetime.now(UTC), "ri-1"),
+        integration,
+    )
     assert r.status_code == 201, r.text
     return p
 
@@ -85,10 +100,15 @@ def test_unchanged_dirty_entry_is_not_an_update(client: Any, assessed: dict[str,
 
 def test_override_may_only_be_revoked(client: Any, assessed: dict[str, Any]) -> None:
     now = datetime.now(UTC)
-    override = PatientOverride(id=str(uuid.uuid4()), patient_id=assessed["id"],
-                               body={"spo2": {"red_below": 86}}, reason="known COPD baseline",
-                               author="565501872", created_at=now,
-                               expires_at=now + timedelta(days=30))
+    override = PatientOverride(
+        id=str(uuid.uuid4()),
+        patient_id=assessed["id"],
+        body={"spo2": {"red_below": 86}},
+        reason="known COPD baseline",
+        author="565501872",
+        created_at=now,
+        expires_at=now + timedelta(days=30),
+    )
     with _session(client) as session:
         session.add(override)
         session.commit()
@@ -117,8 +137,17 @@ def test_correction_is_a_new_entry(client: Any, assessed: dict[str, Any]) -> Non
 
 def test_retention_job_may_delete_inside_record_maintenance(client: Any) -> None:
     with _session(client) as session:
-        session.add(PathwayVersion(pathway_id="copd", version=99, body={}, content_hash="x",
-                                   author="a", reason="r", created_at=datetime.now(UTC)))
+        session.add(
+            PathwayVersion(
+                pathway_id="copd",
+                version=99,
+                body={},
+                content_hash="x",
+                author="a",
+                reason="r",
+                created_at=datetime.now(UTC),
+            )
+        )
         session.commit()
         row = session.scalars(select(PathwayVersion).where(PathwayVersion.version == 99)).one()
         with record_maintenance("retention: test"):
@@ -129,5 +158,10 @@ def test_retention_job_may_delete_inside_record_maintenance(client: Any) -> None
 def test_guards_cover_the_record_tables() -> None:
     install_record_guards()
     names = {cls.__tablename__ for cls in IMMUTABLE_RECORDS}
-    assert {"assessments", "pathway_versions", "patient_overrides", "drift_signoffs",
-            "audit_log"} <= names
+    assert {
+        "assessments",
+        "pathway_versions",
+        "patient_overrides",
+        "drift_signoffs",
+        "audit_log",
+    } <= names

@@ -21,8 +21,18 @@ from service.security.retention import RetentionPolicy, run_retention
 def _outbox(engine: Any, age_days: int, state: str) -> None:
     at = datetime.now(UTC) - timedelta(days=age_days)
     with Session(engine) as session:
-        session.add(OutboxEntry(created_at=at, patient_id="p", item_id="i", event="opened",
-                                payload={}, state=state, attempts=1, next_attempt_at=at))
+        session.add(
+            OutboxEntry(
+                created_at=at,
+                patient_id="p",
+                item_id="i",
+                event="opened",
+                payload={},
+                state=state,
+                attempts=1,
+                next_attempt_at=at,
+            )
+        )
         session.commit()
 
 
@@ -33,8 +43,9 @@ def engine(database_url: str) -> Any:
     for age, state in ((200, "delivered"), (200, "pending"), (10, "delivered")):
         _outbox(engine, age, state)
     old = datetime.now(UTC) - timedelta(days=4000)
-    append_events(engine, [AuditEvent(old, "u", "clinician", "1", "p", "read", "GET /x",
-                                      "treatment", 200)])
+    append_events(
+        engine, [AuditEvent(old, "u", "clinician", "1", "p", "read", "GET /x", "treatment", 200)]
+    )
     yield engine
     engine.dispose()
 
@@ -47,8 +58,12 @@ def test_default_policy_keeps_everything(engine: Any) -> None:
 
 def test_delivered_outbox_copies_past_their_period_are_deleted(engine: Any) -> None:
     with Session(engine) as session:
-        lines = {x.category: x for x in run_retention(
-            session, RetentionPolicy(outbox_delivered=90, audit_log=365), apply=True)}
+        lines = {
+            x.category: x
+            for x in run_retention(
+                session, RetentionPolicy(outbox_delivered=90, audit_log=365), apply=True
+            )
+        }
         session.commit()
         left = session.scalar(select(func.count()).select_from(OutboxEntry))
     assert lines["outbox_delivered"].deleted == 1

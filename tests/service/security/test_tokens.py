@@ -57,8 +57,9 @@ def test_valid_rs256_token_is_accepted(oidc_client: Any, issuer: LocalIssuer) ->
 
 
 @pytest.mark.parametrize("alg", ["ES256", "PS256"])
-def test_other_allowed_algorithms_are_accepted(oidc_client: Any, issuer: LocalIssuer, alg: str
-                                               ) -> None:
+def test_other_allowed_algorithms_are_accepted(
+    oidc_client: Any, issuer: LocalIssuer, alg: str
+) -> None:
     issuer.add_key(f"key-{alg}", alg)
     assert _get(oidc_client, issuer.token(f"key-{alg}")).status_code == 200
 
@@ -68,11 +69,13 @@ def test_alg_none_is_refused(oidc_client: Any, issuer: LocalIssuer) -> None:
     _assert_refused(_get(oidc_client, token), "algorithm 'none'")
 
 
-def test_hs256_signed_with_the_public_key_is_refused(oidc_client: Any, issuer: LocalIssuer
-                                                     ) -> None:
+def test_hs256_signed_with_the_public_key_is_refused(oidc_client: Any, issuer: LocalIssuer) -> None:
     # The classic key-confusion attack: HMAC keyed with the issuer's published RSA public key.
-    public_pem = issuer.keys["key-1"][0].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    public_pem = (
+        issuer.keys["key-1"][0]
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     header = {"alg": "HS256", "typ": "JWT", "kid": "key-1"}
     unsigned = _unsigned(header, issuer.claims()).rsplit(".", 1)[0]
     signature = hmac.new(public_pem, unsigned.encode(), hashlib.sha256).digest()
@@ -81,8 +84,9 @@ def test_hs256_signed_with_the_public_key_is_refused(oidc_client: Any, issuer: L
 
 def test_expired_token_is_refused(oidc_client: Any, issuer: LocalIssuer) -> None:
     now = int(time.time())
-    _assert_refused(_get(oidc_client, issuer.token(exp=now - 120, iat=now - 900, nbf=now - 900)),
-                    "expired")
+    _assert_refused(
+        _get(oidc_client, issuer.token(exp=now - 120, iat=now - 900, nbf=now - 900)), "expired"
+    )
 
 
 def test_small_clock_skew_is_tolerated(oidc_client: Any, issuer: LocalIssuer) -> None:
@@ -116,8 +120,12 @@ def test_foreign_key_under_a_known_kid_is_refused(oidc_client: Any, issuer: Loca
 def test_embedded_jwk_header_is_ignored(oidc_client: Any, issuer: LocalIssuer) -> None:
     attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     embedded = jwt.algorithms.RSAAlgorithm.to_jwk(attacker.public_key(), as_dict=True)
-    token = jwt.encode(issuer.claims(), attacker, algorithm="RS256",
-                       headers={"kid": "attacker", "jwk": embedded, "jku": "http://evil/jwks"})
+    token = jwt.encode(
+        issuer.claims(),
+        attacker,
+        algorithm="RS256",
+        headers={"kid": "attacker", "jwk": embedded, "jku": "http://evil/jwks"},
+    )
     _assert_refused(_get(oidc_client, token), "unknown key id")
 
 
@@ -127,13 +135,17 @@ def test_tampered_payload_is_refused(oidc_client: Any, issuer: LocalIssuer) -> N
     _assert_refused(_get(oidc_client, f"{head}.{forged}.{sig}"), "signature")
 
 
-@pytest.mark.parametrize("scope, fragment", [
-    (["openid", "profile"], "role scope"),
-    ("triage/clinician triage/admin", "role scope"),
-    ("triage/superuser", "role scope"),
-])
-def test_missing_or_ambiguous_role_scope_is_refused(oidc_client: Any, issuer: LocalIssuer,
-                                                    scope: Any, fragment: str) -> None:
+@pytest.mark.parametrize(
+    "scope, fragment",
+    [
+        (["openid", "profile"], "role scope"),
+        ("triage/clinician triage/admin", "role scope"),
+        ("triage/superuser", "role scope"),
+    ],
+)
+def test_missing_or_ambiguous_role_scope_is_refused(
+    oidc_client: Any, issuer: LocalIssuer, scope: Any, fragment: str
+) -> None:
     _assert_refused(_get(oidc_client, issuer.token(scope=scope)), fragment)
 
 
@@ -151,8 +163,9 @@ def test_missing_organisation_is_refused(oidc_client: Any, issuer: LocalIssuer) 
     _assert_refused(_get(oidc_client, issuer.token(**{ORG_CLAIM: None})), "organisation")
 
 
-@pytest.mark.parametrize("header", ["", "Bearer", "Bearer ", "Basic dXNlcjpwdw==",
-                                    "Bearer not.a.jwt", "Bearer a.b"])
+@pytest.mark.parametrize(
+    "header", ["", "Bearer", "Bearer ", "Basic dXNlcjpwdw==", "Bearer not.a.jwt", "Bearer a.b"]
+)
 def test_malformed_authorization_is_refused(oidc_client: Any, header: str) -> None:
     response = oidc_client.get(ROUTE, headers={"Authorization": header} if header else {})
     assert response.status_code == 401
@@ -189,8 +202,13 @@ def test_jwks_cache_rate_limits_unknown_kids_and_expires() -> None:
     local = LocalIssuer()
     local.add_key("k1")
     clock = FakeClock()
-    cache = JwksCache("http://issuer/jwks", fetch=lambda _url: local.jwks(), ttl_s=600,
-                      min_refetch_interval_s=30, clock=clock)
+    cache = JwksCache(
+        "http://issuer/jwks",
+        fetch=lambda _url: local.jwks(),
+        ttl_s=600,
+        min_refetch_interval_s=30,
+        clock=clock,
+    )
     assert cache.key("k1") is not None and cache.fetches == 1
     for i in range(20):  # a flood of random kids costs at most one fetch per interval
         with pytest.raises(Unauthorised):
@@ -229,8 +247,14 @@ def test_jwks_skips_symmetric_and_foreign_algorithm_keys() -> None:
 def test_verifier_unit_oidc_mode(tmp_path: Any) -> None:
     local = LocalIssuer()
     local.add_key("key-1")
-    settings = Settings(var_dir=tmp_path, environment="test", auth_mode="oidc",
-                        oidc_issuer=ISSUER, oidc_jwks_url="http://unused", oidc_audience=AUDIENCE)
+    settings = Settings(
+        var_dir=tmp_path,
+        environment="test",
+        auth_mode="oidc",
+        oidc_issuer=ISSUER,
+        oidc_jwks_url="http://unused",
+        oidc_audience=AUDIENCE,
+    )
     verifier = TokenVerifier(settings, jwks_fetch=lambda _url: local.jwks())
     principal = verifier.verify(local.token(role="compliance", scope="triage/compliance openid"))
     assert principal.role is Role.COMPLIANCE
@@ -238,14 +262,22 @@ def test_verifier_unit_oidc_mode(tmp_path: Any) -> None:
 
 
 def test_pid_claim_is_never_the_subject() -> None:
-    claims = {"scope": "triage/clinician", "helseid://claims/client/claims/orgnr_parent": "1",
-              "helseid://claims/identity/pid": "15076500565", "sub": "pairwise-xyz"}
+    claims = {
+        "scope": "triage/clinician",
+        "helseid://claims/client/claims/orgnr_parent": "1",
+        "helseid://claims/identity/pid": "15076500565",
+        "sub": "pairwise-xyz",
+    }
     assert principal_from_claims(claims).subject == "pairwise-xyz"
 
 
 def test_guardian_representation_claim() -> None:
-    claims = {"scope": "triage/integration", "helseid://claims/client/claims/orgnr_parent": "1",
-              "client_id": "helsenorge", REPRESENTATION_CLAIM: "guardian"}
+    claims = {
+        "scope": "triage/integration",
+        "helseid://claims/client/claims/orgnr_parent": "1",
+        "client_id": "helsenorge",
+        REPRESENTATION_CLAIM: "guardian",
+    }
     assert principal_from_claims(claims).guardian_proxy
     claims[REPRESENTATION_CLAIM] = "self"
     assert not principal_from_claims(claims).guardian_proxy
@@ -253,10 +285,17 @@ def test_guardian_representation_claim() -> None:
 
 # ---- development issuer and production -----------------------------------------------------
 
+
 def test_production_refuses_the_development_issuer(tmp_path: Any) -> None:
     with pytest.raises(ValidationError, match="AUTH_MODE=dev"):
-        Settings(var_dir=tmp_path, environment="production", auth_mode="dev",
-                 oidc_issuer=ISSUER, oidc_jwks_url="https://x/jwks", session_secret="s3cret")
+        Settings(
+            var_dir=tmp_path,
+            environment="production",
+            auth_mode="dev",
+            oidc_issuer=ISSUER,
+            oidc_jwks_url="https://x/jwks",
+            session_secret="s3cret",
+        )
 
 
 def test_production_refuses_missing_issuer_and_default_secret(tmp_path: Any) -> None:
@@ -266,22 +305,29 @@ def test_production_refuses_missing_issuer_and_default_secret(tmp_path: Any) -> 
 
 
 def test_production_with_oidc_is_accepted_and_issues_no_dev_tokens(tmp_path: Any) -> None:
-    settings = Settings(var_dir=tmp_path, environment="production", auth_mode="oidc",
-                        oidc_issuer=ISSUER, oidc_jwks_url="https://x/jwks",
-                        session_secret="a-real-secret")
+    settings = Settings(
+        var_dir=tmp_path,
+        environment="production",
+        auth_mode="oidc",
+        oidc_issuer=ISSUER,
+        oidc_jwks_url="https://x/jwks",
+        session_secret="a-real-secret",
+    )
     with pytest.raises(RuntimeError, match="development tokens"):
         issue_dev_token(settings, Role.ADMIN)
 
 
-def test_verifier_refuses_dev_mode_in_production_even_if_settings_were_forced(tmp_path: Any
-                                                                               ) -> None:
+def test_verifier_refuses_dev_mode_in_production_even_if_settings_were_forced(
+    tmp_path: Any,
+) -> None:
     forced = Settings.model_construct(var_dir=tmp_path, environment="production", auth_mode="dev")
     with pytest.raises(RuntimeError, match="not allowed in production"):
         TokenVerifier(forced)
 
 
-def test_dev_tokens_from_another_dev_key_are_refused(client: Any, make_settings: Any,
-                                                     tmp_path: Any) -> None:
+def test_dev_tokens_from_another_dev_key_are_refused(
+    client: Any, make_settings: Any, tmp_path: Any
+) -> None:
     other = make_settings(var_dir=tmp_path / "other-var")
     token = issue_dev_token(other, Role.CLINICIAN)
     _assert_refused(client.get(ROUTE, headers={"Authorization": f"Bearer {token}"}), "signature")
