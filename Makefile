@@ -22,9 +22,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
 
-## Lint rules (ruff) and types (mypy); both configured in pyproject.toml.
+## Lint rules and formatting (ruff) and types (mypy); all configured in pyproject.toml. CI runs it.
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 typecheck: $(STAMP)
