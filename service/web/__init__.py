@@ -31,9 +31,14 @@ def install_web(app: Any) -> None:
     from fastapi.staticfiles import StaticFiles
 
     from service.web import admin, auth, pages
+    from service.web.errors import ErrorPageResponder
     from service.web.session import WebSessionMiddleware
 
     for router in (auth.root_router, auth.router, pages.router, admin.router):
         app.include_router(router, dependencies=[Depends(csrf_protect)])
     app.mount("/web/static", StaticFiles(directory=STATIC_DIR), name="web_static")
-    app.add_middleware(WebSessionMiddleware, secret=app.state.settings.session_secret)
+    app.add_middleware(
+        WebSessionMiddleware,
+        secret=app.state.settings.session_secret,
+        responder=ErrorPageResponder,
+    )

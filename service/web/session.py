@@ -13,14 +13,22 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
+from collections.abc import Callable
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import Any, Protocol
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import BadRequest
+
+
+class Responder(Protocol):
+    """Wraps the ASGI send of one request (the web error pages)."""
+
+    async def send(self, message: Message) -> None: ...
+
 
 WEB_PREFIX = "/web"
 STATIC_PREFIX = "/web/static"
@@ -102,9 +110,14 @@ def _cookies(scope: Scope) -> dict[str, str]:
 class WebSessionMiddleware:
     """Loads and saves the session for /web paths and presents its token to the auth gate."""
 
-    def __init__(self, app: ASGIApp, *, secret: str) -> None:
+    def __init__(
+        self, app: ASGIApp, *, secret: str, responder: Callable[[Scope, Send], Responder]
+    ) -> None:
         self.app = app
         self.serializer = _serializer(secret)
+        # The page errors (a sign-in redirect, a readable error page) are the web package's,
+        # handed in by install_web: the session only knows it sends through them.
+        self.responder = responder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -134,9 +147,7 @@ class WebSessionMiddleware:
             headers = [(k, v) for k, v in scope["headers"] if k != b"authorization"]
             headers.append((b"authorization", f"Bearer {token}".encode("latin-1")))
             scope["headers"] = headers
-        from service.web.errors import ErrorPageResponder
-
-        responder = ErrorPageResponder(scope, send)
+        responder = self.responder(scope, send)
 
         async def saving_send(message: Message) -> None:
             if message["type"] == "http.response.start":

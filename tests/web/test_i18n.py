@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from jinja2 import Environment
 
-from service.web.i18n import LANGUAGES, Translator, catalogue, dynamic_messages, negotiate
+from service.web.catalogue import dynamic_messages
+from service.web.i18n import LANGUAGES, Translator, catalogue, negotiate
 
 WEB = Path(__file__).resolve().parents[2] / "service" / "web"
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
