@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean model browser-deps
+.PHONY: install run test test-fast lint typecheck bench clean model browser-deps
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ run: $(STAMP)
 ## The whole test suite (PostgreSQL tests run when TRIAGE_TEST_DATABASE_URL is set).
 test: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered $(PYTEST_ARGS)
+
+## The quick loop while editing: leaves out the tests marked slow (training, long drift runs) and
+## the browser tests, and says so. `make test` still runs everything, and CI runs `make test`.
+test-fast: $(STAMP)
+	@echo "test-fast: leaving out tests marked slow or browser; make test runs them all"
+	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 ## Lint rules and formatting (ruff) and types (mypy); all configured in pyproject.toml. CI runs it.
 lint: $(STAMP)

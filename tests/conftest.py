@@ -88,7 +88,7 @@ def settings(make_settings: Callable[..., object], database_url: str) -> object:
 @pytest.fixture
 def app(settings: object) -> object:
     from service.app import create_app
-    from service.db.engine import migrate
+    from tests.helpers import migrate_test_database as migrate
 
     migrate(settings.resolved_database_url)  # type: ignore[attr-defined]
     return create_app(settings)  # type: ignore[arg-type]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import sqlite3
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,3 +192,31 @@ def questionnaire_response(
         "source": {"reference": f"Patient/{patient_id}"},
         "item": items,
     }
+
+
+_TEMPLATE: dict[str, Path] = {}
+
+
+def migrate_test_database(url: str) -> None:
+    """Migrate a test database; a new SQLite file is a copy of one migrated template.
+
+    Migrating costs most of an app test's setup (about a second), and every test used to pay it.
+    The template is built once per test process from the same migrations, so a copy is the schema
+    `triage serve` would create. PostgreSQL URLs (a schema per test) are migrated as before.
+    """
+    from service.db.engine import migrate
+
+    path = Path(url.split("///", 1)[1]) if url.startswith("sqlite:///") else None
+    if path is None or path.exists() or str(path) == ":memory:":
+        migrate(url)
+        return
+    if "template" not in _TEMPLATE:
+        folder = Path(tempfile.mkdtemp(prefix="triage-template-"))
+        template = folder / "triage.db"
+        migrate(f"sqlite:///{template}")
+        # One self-contained file: fold the write-ahead log in before copying.
+        with sqlite3.connect(template) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        _TEMPLATE["template"] = template
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_TEMPLATE["template"], path)

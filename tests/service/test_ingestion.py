@@ -192,7 +192,7 @@ def test_malformed_bodies_get_4xx_operation_outcomes(
 
 def test_oversized_body_gets_413(make_settings, database_url, auth):
     from service.app import create_app
-    from service.db.engine import migrate
+    from tests.helpers import migrate_test_database as migrate
 
     settings = make_settings(database_url=database_url, max_body_bytes=2000)
     migrate(settings.resolved_database_url)

@@ -19,7 +19,7 @@ def test_healthz_and_readyz(client):
 
 def test_readyz_is_503_when_the_database_is_unreachable(make_settings, artifact_dir, tmp_path):
     from service.app import create_app
-    from service.db.engine import migrate
+    from tests.helpers import migrate_test_database as migrate
 
     settings = make_settings(database_url=f"sqlite:///{tmp_path / 'ok.db'}")
     migrate(settings.resolved_database_url)

@@ -76,7 +76,7 @@ def make_settings_for(tmp: Path, artifact_dir: Path) -> Any:
 @pytest.fixture(scope="module")
 def web_env(tmp_path_factory: pytest.TempPathFactory, artifact_dir: Path) -> Iterator[WebEnv]:
     from service.app import create_app
-    from service.db.engine import migrate
+    from tests.helpers import migrate_test_database as migrate
     from tests.web.seed import seed_cohort
 
     settings = make_settings_for(tmp_path_factory.mktemp("web"), artifact_dir)

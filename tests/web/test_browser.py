@@ -115,9 +115,9 @@ def server(
 ) -> Iterator[Server]:
     import httpx
 
-    from service.db.engine import migrate
     from service.security.principal import Role
     from service.security.tokens import issue_dev_token
+    from tests.helpers import migrate_test_database as migrate
     from tests.web.conftest import make_settings_for
     from tests.web.seed import seed_cohort
 

@@ -89,8 +89,8 @@ class FakeIssuer:
 def oidc(tmp_path: Path, artifact_dir: Path) -> Any:
     from service.app import create_app
     from service.config import Settings
-    from service.db.engine import migrate
     from service.security.tokens import TokenVerifier
+    from tests.helpers import migrate_test_database as migrate
 
     settings = Settings(
         var_dir=tmp_path / "var",

@@ -119,7 +119,7 @@ def live_server(app: Any) -> Iterator[LiveServer]:
 def ro_settings(tmp_path_factory: pytest.TempPathFactory, artifact_dir: Any) -> Any:
     """One migrated database per test module, for tests that only read (V2 needs no data)."""
     from service.config import Settings
-    from service.db.engine import migrate
+    from tests.helpers import migrate_test_database as migrate
 
     root = tmp_path_factory.mktemp("interop")
     settings = Settings(

@@ -21,7 +21,7 @@ from tests.service.interop.fhir_receiver import FhirReceiver
 
 def make_app(make_settings, database_url: str, **overrides: Any) -> Any:
     from service.app import create_app
-    from service.db.engine import migrate
+    from tests.helpers import migrate_test_database as migrate
 
     settings = make_settings(database_url=database_url, **overrides)
     migrate(settings.resolved_database_url)
@@ -239,9 +239,10 @@ def test_fired_rules_travel_as_detected_issues(client, auth, patient_with_histor
 def test_two_senders_share_the_work_without_doubling_or_reordering(make_settings, any_database_url):
     """Two replicas' senders on one database (PostgreSQL: SKIP LOCKED; SQLite: conditional
     claims): each entry is delivered once, and each patient's entries in order."""
-    from service.db.engine import make_engine, make_session_factory, migrate
+    from service.db.engine import make_engine, make_session_factory
     from service.observability import Metrics
     from service.outbox.sender import OutboxSender
+    from tests.helpers import migrate_test_database as migrate
 
     migrate(any_database_url)
     engine = make_engine(any_database_url)

@@ -155,7 +155,7 @@ def seeded(tmp_path_factory: pytest.TempPathFactory, drift_artifact: Path) -> It
     windows, so their reports and sign-offs do not meet."""
     from service.app import create_app
     from service.config import Settings
-    from service.db.engine import migrate
+    from tests.helpers import migrate_test_database as migrate
 
     folder = tmp_path_factory.mktemp("drift-service")
     # The schedule interval matters to the due check only: create_app starts no jobs by itself.

@@ -91,8 +91,8 @@ def test_schedule_is_part_of_the_background_jobs(
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from service.db.engine import migrate
     from service.jobs import default_background_jobs
+    from tests.helpers import migrate_test_database as migrate
 
     off = make_settings(database_url=database_url, drift_schedule_hours=0, rescore_schedule_hours=0)
     on = make_settings(database_url=database_url, drift_schedule_hours=24, rescore_schedule_hours=0)

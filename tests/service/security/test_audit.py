@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from service.db.engine import make_engine, make_session_factory, migrate
+from service.db.engine import make_engine, make_session_factory
 from service.db.tables import AuditEntry
 from service.security.audit import (
     AuditEvent,
@@ -25,6 +25,7 @@ from service.security.audit import (
 from service.security.principal import Principal, Role
 from service.security.record_guards import RecordImmutable
 from tests.helpers import FNR_ADULT, ORG, enrol, observation, post_fhir
+from tests.helpers import migrate_test_database as migrate
 from tests.service.security.conftest import flush_audit, make_fnr
 
 

@@ -79,9 +79,9 @@ def test_body_too_large_is_413(make_settings: Any, database_url: str) -> None:
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from service.db.engine import migrate
     from service.security.principal import Role
     from service.security.tokens import issue_dev_token
+    from tests.helpers import migrate_test_database as migrate
 
     settings = make_settings(database_url=database_url, max_body_bytes=2048)
     migrate(settings.resolved_database_url)

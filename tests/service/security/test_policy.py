@@ -128,8 +128,8 @@ def test_metrics_can_require_a_token(make_settings: Any, database_url: str) -> N
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from service.db.engine import migrate
     from service.security.tokens import issue_dev_token
+    from tests.helpers import migrate_test_database as migrate
 
     settings = make_settings(database_url=database_url, public_metrics=False)
     migrate(settings.resolved_database_url)

@@ -12,10 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from service.db.engine import make_engine, migrate
+from service.db.engine import make_engine
 from service.db.tables import OutboxEntry
 from service.security.audit import AuditEvent, append_events
 from service.security.retention import RetentionPolicy, run_retention
+from tests.helpers import migrate_test_database as migrate
 
 
 def _outbox(engine: Any, age_days: int, state: str) -> None:
