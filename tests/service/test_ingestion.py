@@ -106,6 +106,10 @@ def test_subject_by_fodselsnummer_identifier(client, patient, integration):
     }
     response = post_fhir(client, "/fhir/Observation", obs, integration)
     assert response.status_code == 201, response.text
+    # The number resolved to the enrolled patient: the reading is theirs.
+    with client.app.state.sessions() as session:
+        stored = session.scalars(select(Reading)).all()
+        assert [(r.patient_id, r.name, r.value) for r in stored] == [(patient["id"], "spo2", 95.0)]
 
 
 def _mutate(obs: dict, path: str, value) -> dict:

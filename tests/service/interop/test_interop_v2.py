@@ -3,6 +3,7 @@ client against a real uvicorn server, plus the protocol's edge cases through Tes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
@@ -222,8 +223,22 @@ def test_health_is_public_the_rest_needs_the_right_role(ro_client, ro_auth):
 
 
 def test_a_large_batch_is_scored_off_the_event_loop_with_the_same_result(
-    ro_client, ro_auth, reference
+    ro_client, ro_auth, reference, monkeypatch
 ):
+    from service.api import v2
+
+    on_loop: list[bool] = []
+    run = v2._parse_and_run
+
+    def recording(*args):
+        try:  # a worker thread has no running event loop; the loop's own thread has one
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return run(*args)
+
+    monkeypatch.setattr(v2, "_parse_and_run", recording)
     X = np.nan_to_num(sample_rows(1000, seed=2))
     body = {
         "inputs": [features_input(X.tolist(), [1000, N_FEATURES])],
@@ -234,6 +249,10 @@ def test_a_large_batch_is_scored_off_the_event_loop_with_the_same_result(
     np.testing.assert_allclose(
         response.json()["outputs"][0]["data"], reference.predict(X).probability, rtol=1e-12
     )
+    small = {"inputs": [features_input([0.0] * N_FEATURES)]}
+    assert infer(ro_client, ro_auth("ml-engineer"), small).status_code == 200
+    # The large batch ran in a worker thread; a few rows stay inline on the loop (cheaper).
+    assert on_loop == [False, True]
 
 
 def test_binary_tensor_extension_round_trip(reference):

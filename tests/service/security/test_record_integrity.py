@@ -94,8 +94,14 @@ def test_unchanged_dirty_entry_is_not_an_update(client: Any, assessed: dict[str,
     with _session(client) as session:
         assessment = session.scalars(select(Assessment)).first()
         assert assessment is not None
+        level, assessment_id = assessment.level, assessment.id
         assessment.level = assessment.level  # marks dirty, changes nothing
-        session.flush()
+        session.flush()  # the guard lets it through: nothing was changed
+        assert assessment in session and assessment.level == level
+        session.commit()
+    with _session(client) as session:
+        stored = session.get(Assessment, assessment_id)
+        assert stored is not None and stored.level == level
 
 
 def test_override_may_only_be_revoked(client: Any, assessed: dict[str, Any]) -> None:
@@ -150,9 +156,19 @@ def test_retention_job_may_delete_inside_record_maintenance(client: Any) -> None
         )
         session.commit()
         row = session.scalars(select(PathwayVersion).where(PathwayVersion.version == 99)).one()
+        # Outside record maintenance the same delete is refused ...
+        session.delete(row)
+        with pytest.raises(RecordImmutable):
+            session.flush()
+        session.rollback()
+        row = session.scalars(select(PathwayVersion).where(PathwayVersion.version == 99)).one()
+        # ... inside it, the retention job's delete goes through and the row is gone.
         with record_maintenance("retention: test"):
             session.delete(row)
             session.commit()
+    with _session(client) as session:
+        gone = session.scalars(select(PathwayVersion).where(PathwayVersion.version == 99)).all()
+        assert gone == []
 
 
 def test_guards_cover_the_record_tables() -> None:
