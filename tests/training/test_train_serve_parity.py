@@ -1,77 +1,43 @@
 """Training-time vectors equal serving-time vectors for the same history.
 
-The serving side here is rebuilt only from the FHIR resources the simulator emits (as the
-ingestion API receives them): codes -> canonical names, BP panel -> components, duplicates
-dropped by identifier, questionnaire answers scored with models.questionnaires. Both sides then
-go through the one models.features.compute_features.
+The serving side is rebuilt from the FHIR resources the simulator emits, through the service's own
+parser (`service/fhir/parse.py`, what ingestion runs): codes and units to canonical readings, a BP
+panel to its components, a re-send dropped by its idempotency key. Both sides then go through the
+one `models.features.compute_features`.
 """
 
 import numpy as np
 
 from models.features import History, compute_features
-from models.measurements import (
-    LOINC,
-    SYMPTOM_SCORE,
-    is_blood_pressure_panel,
-    measurement_for_code,
-)
-from models.questionnaires import answers_from_response, questionnaire_by_url, score_answers
-from training.simulator import simulate_cohort, snapshot_dataset
+from service.fhir.parse import parse_observation, parse_questionnaire_response
+from training.simulator import cohort_to_fhir, simulate_cohort, snapshot_dataset
+
+PARSERS = {
+    "Observation": parse_observation,
+    "QuestionnaireResponse": parse_questionnaire_response,
+}
 
 
-def _epoch(text: str) -> int:
-    from datetime import datetime
-
-    return int(datetime.fromisoformat(text).timestamp())
-
-
-def _history_from_fhir(resources, key_of_reference) -> History:
+def _history_through_the_service_parser(resources, now_s: float) -> History:
     seen: set[str] = set()
     rows = []
-    for r in resources:
-        ident = (
-            r["identifier"][0]["value"]
-            if isinstance(r["identifier"], list)
-            else r["identifier"]["value"]
-        )
-        if ident in seen:
+    for resource in resources:
+        parsed = PARSERS[resource["resourceType"]](resource, now_s)
+        if parsed.idempotency_key in seen:
             continue  # idempotent ingestion: a re-send is not a new reading
-        seen.add(ident)
-        key = key_of_reference(r["subject"])
-        if r["resourceType"] == "QuestionnaireResponse":
-            score = score_answers(
-                questionnaire_by_url(r["questionnaire"]), answers_from_response(r)
-            )
-            rows.append((key, SYMPTOM_SCORE, _epoch(r["authored"]), score.symptom_score))
-            continue
-        t = _epoch(r["effectiveDateTime"])
-        coding = r["code"]["coding"][0]
-        if is_blood_pressure_panel(coding["system"], coding["code"]):
-            for comp in r["component"]:
-                c = comp["code"]["coding"][0]
-                rows.append(
-                    (
-                        key,
-                        measurement_for_code(c["system"], c["code"]),
-                        t,
-                        float(comp["valueQuantity"]["value"]),
-                    )
-                )
-            continue
-        loinc = next(c for c in r["code"]["coding"] if c["system"] == LOINC)
-        rows.append(
-            (key, measurement_for_code(LOINC, loinc["code"]), t, float(r["valueQuantity"]["value"]))
-        )
+        seen.add(parsed.idempotency_key)
+        assert parsed.subject.patient_id is not None
+        key = int(parsed.subject.patient_id)
+        rows += [(key, name, parsed.effective_s, value) for name, value in parsed.readings]
     return History.from_rows(rows)
 
 
 def test_training_vectors_equal_serving_vectors_from_emitted_fhir():
-    from training.simulator import cohort_to_fhir
-
     cohort = simulate_cohort(25, 30, seed=8)
     X_train, _, meta = snapshot_dataset(cohort)
     resources = list(cohort_to_fhir(cohort, lambda p: {"reference": f"Patient/{p.key}"}))
-    served = _history_from_fhir(resources, lambda s: int(s["reference"].split("/")[1]))
+    now_s = float(meta["time_s"].max()) + 86_400  # after the whole history: nothing is "future"
+    served = _history_through_the_service_parser(resources, now_s)
     X_serve, _ = compute_features(
         served,
         meta["patient"].to_numpy(),
