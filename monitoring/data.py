@@ -1,7 +1,7 @@
 """What a drift report compares: a model's reference sample and a window of scored rows.
 
 Plain numpy containers, no pandas: the service builds a :class:`MonitoringFrame` from its own
-store and hands it over; monitoring never opens that store (DESIGN.md §2).
+store and hands it over; monitoring never opens that store (docs/architecture.md §1).
 """
 
 from __future__ import annotations

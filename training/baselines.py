@@ -1,7 +1,7 @@
 """Rule baselines the model must beat, computed on the same hold-out rows.
 
 - NEWS2 ≥ 5 (Royal College of Physicians, National Early Warning Score 2, 2017; chart in
-  DESIGN.md §8), from the latest home readings, scored by the rule engine's shipped rule sets
+  docs/architecture.md §6), from the latest home readings, scored by the rule engine's shipped rule sets
   (models/rules: ``news2``, and ``news2-scale2`` for hypercapnic patients). :func:`news2`
   is an independent implementation of the chart, used when the rule engine is absent and to
   cross-check it (tests). Parameters a pathway does not measure at home (for example
@@ -114,7 +114,7 @@ def _bands(value: np.ndarray, edges: list[tuple[float, float, int]]) -> np.ndarr
 
 
 def news2(values: dict[str, np.ndarray], scale2: np.ndarray) -> np.ndarray:
-    """NEWS2 aggregate from latest values (RCP 2017 chart, DESIGN.md §8)."""
+    """NEWS2 aggregate from latest values (RCP 2017 chart, docs/architecture.md §6)."""
     rr = values["respiratory_rate"]
     spo2 = values["spo2"]
     oxygen = np.nan_to_num(values[ON_OXYGEN], nan=0.0) > 0.5

@@ -163,7 +163,7 @@ def fit_tree_challenger(X_train: np.ndarray, y_train: np.ndarray, seed: int) -> 
 
 
 def tree_to_onnx(estimator: object) -> bytes:
-    """The challenger as ONNX via skl2onnx (numeric features only: see DESIGN.md §7)."""
+    """The challenger as ONNX via skl2onnx (numeric features only: see docs/architecture.md §5)."""
     import warnings
 
     from skl2onnx import to_onnx

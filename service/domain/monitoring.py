@@ -1,8 +1,8 @@
 """Drift monitoring in the service: the current window from the store, report runs with an index
 row and files, alerts, outcomes, and immutable sign-offs by compliance officers.
 
-monitoring/ computes (Evidently); this module reads the store and hands it arrays, as DESIGN.md §2
-says: monitoring never opens the store itself. monitoring.drift (and with it pandas and
+monitoring/ computes (Evidently); this module reads the store and hands it arrays, as
+docs/architecture.md §1 says: monitoring never opens the store itself. monitoring.drift (and with it pandas and
 evidently) is imported inside the report run only, so the scoring path never loads it.
 """
 

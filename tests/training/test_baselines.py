@@ -29,7 +29,7 @@ def _values(**kw):
 @pytest.mark.parametrize(
     ("kw", "scale2", "expected"),
     [
-        ({}, False, 1),  # the DESIGN.md dry-run example: SpO2 95 scores 1
+        ({}, False, 1),  # the rules dry-run example: SpO2 95 scores 1
         ({"spo2": 91, "heart_rate": 131, "respiratory_rate": 25}, False, 9),
         ({"temperature": 39.1, "systolic_bp": 90, "consciousness": 1.0}, False, 1 + 2 + 3 + 3),
         ({"spo2": 90, "on_oxygen": 1.0}, True, 0 + 2),  # scale 2: 88–92 on oxygen scores 0

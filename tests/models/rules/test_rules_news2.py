@@ -1,5 +1,5 @@
 """NEWS2 as configuration: every band edge of every parameter against the RCP 2017 chart
-(DESIGN.md §8), scale 1 and scale 2, plus the aggregate and single-parameter-3 triggers."""
+(docs/architecture.md §6), scale 1 and scale 2, plus the aggregate and single-parameter-3 triggers."""
 
 import pytest
 
