@@ -53,10 +53,12 @@ class StepFunctionModel:
         return contrib
 
     def logit(self, X: np.ndarray) -> np.ndarray:
-        return self.intercept + self.contributions(X).sum(axis=1)
+        logit: np.ndarray = self.intercept + self.contributions(X).sum(axis=1)
+        return logit
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return 1.0 / (1.0 + np.exp(-self.logit(X)))
+        probability: np.ndarray = 1.0 / (1.0 + np.exp(-self.logit(X)))
+        return probability
 
     def centred(self, X_reference: np.ndarray) -> StepFunctionModel:
         """Same function, with each feature's mean contribution on X_reference moved into the

@@ -345,7 +345,8 @@ def compute_features(
 
     def upto(t: np.ndarray) -> np.ndarray:
         """Index one past the last reading at or before t, per (query, channel)."""
-        return np.searchsorted(key, q_groups * span + t[:, None], side="right")
+        found: np.ndarray = np.searchsorted(key, q_groups * span + t[:, None], side="right")
+        return found
 
     def value_before(end: np.ndarray, not_before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Last reading in [group_start, end) if its time >= not_before; else NaN / -1."""

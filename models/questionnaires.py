@@ -111,8 +111,9 @@ def _answer_code(link_id: str, answer: object) -> str:
         return answer
     if isinstance(answer, dict):
         coding = answer.get("valueCoding", answer)
-        if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-            return coding["code"]
+        code = coding.get("code") if isinstance(coding, dict) else None
+        if isinstance(code, str):
+            return code
     raise ValueError(f"answer to '{link_id}' must be a code, got {type(answer).__name__}")
 
 

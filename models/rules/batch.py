@@ -52,7 +52,8 @@ class _Signal:
         self.key = np.append(patient * _SPAN + time_s, np.iinfo(np.int64).max)
 
     def at(self, idx: np.ndarray, t: np.ndarray, side: str) -> np.ndarray:
-        return np.searchsorted(self.key, idx * _SPAN + t, side=side)  # type: ignore[call-overload]
+        found: np.ndarray = np.searchsorted(self.key, idx * _SPAN + t, side=side)  # type: ignore[call-overload]
+        return found
 
 
 _EMPTY = _Signal(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0))
@@ -78,7 +79,8 @@ class _Query:
                 s.at(self.idx, np.zeros_like(self.as_of), "left"),
                 s.at(self.idx, self.as_of, "right"),
             )
-        return self.cache[key]
+        bounds: tuple[np.ndarray, np.ndarray] = self.cache[key]
+        return bounds
 
     def latest(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ok, time, value) of the current reading (within the lookback)."""
@@ -92,7 +94,8 @@ class _Query:
             t = s.time_s[j]
             ok &= t >= self.as_of - LATEST_LOOKBACK_S
             self.cache[key] = (ok, t, s.value[j])
-        return self.cache[key]
+        latest: tuple[np.ndarray, np.ndarray, np.ndarray] = self.cache[key]
+        return latest
 
 
 def _threshold_rank(cr: CompiledRule, values: np.ndarray) -> np.ndarray:
@@ -122,7 +125,8 @@ def _median_rows(matrix: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     s = np.sort(matrix, axis=1)
     k = np.maximum(lengths, 1)
     rows = np.arange(len(k))
-    return (s[rows, (k - 1) // 2] + s[rows, k // 2]) / 2.0
+    median: np.ndarray = (s[rows, (k - 1) // 2] + s[rows, k // 2]) / 2.0
+    return median
 
 
 # Each function returns (evaluable, columns): the columns are the raw outcome tuple's fields.
