@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint typecheck bench clean model browser-deps
+.PHONY: install run test test-fast image lint typecheck bench clean model browser-deps
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,17 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## The container image (Dockerfile). Needs a running Docker engine; says so plainly where there is none.
+IMAGE ?= home-followup-triage:0.1.0
+image:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then \
+		docker build -t $(IMAGE) . ; \
+	else \
+		echo "make image: no Docker engine is running on this machine, so no image was built."; \
+		echo "The Dockerfile is still linted by make test (tests/deploy/test_dockerfile.py)."; \
+		exit 2; \
+	fi
 
 ## Side-by-side benchmarks (ours vs `mlflow models serve` vs a hello-world floor).
 bench: $(STAMP)

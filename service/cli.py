@@ -69,6 +69,53 @@ def migrate() -> None:
 
 
 @app.command()
+def rescore() -> None:
+    """Re-score every patient once, as of now: the CronJob form of the in-process schedule."""
+    import asyncio
+
+    from service.app import create_app
+    from service.jobs import rescore_all
+
+    settings = Settings()
+    _migrate(settings)
+    application = create_app(settings, champion_resolver=_champion_resolver)
+
+    async def run() -> int:
+        async with application.router.lifespan_context(application):
+            return await asyncio.to_thread(rescore_all, application)
+
+    count = asyncio.run(run())
+    typer.echo(f"re-scored {count} patients (0: another replica holds the re-scoring lock)")
+
+
+@app.command("export-triton")
+def export_triton_command(
+    out: Annotated[Path, typer.Argument(help="Folder for the Triton model repository")],
+    artifact: Annotated[
+        Path | None, typer.Option(help="Model artifact folder (default: TRIAGE_MODEL_DIR)")
+    ] = None,
+    triton_version: Annotated[int, typer.Option(help="Triton's integer model version")] = 1,
+    storage_uri: Annotated[
+        str, typer.Option(help="Where KServe finds the repository")
+    ] = "pvc://triage-models/triton",
+) -> None:
+    """Write a Triton model repository (model.onnx + config.pbtxt from the graph) and a KServe
+    InferenceService that serves it over the same V2 protocol as our /v2."""
+    from service.triton_export import export_triton
+
+    folder = export_triton(
+        artifact or Settings().model_dir,
+        out,
+        triton_version=triton_version,
+        storage_uri=storage_uri,
+    )
+    typer.echo(
+        f"wrote {folder}/config.pbtxt, {folder}/{triton_version}/model.onnx and "
+        f"{out}/inference-service.yaml"
+    )
+
+
+@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,

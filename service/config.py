@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     scoring_enabled: bool = True
     """Score on every ingestion (off only for bulk backfills)."""
 
+    in_process_jobs: bool = True
+    """Run the scheduled jobs (re-scoring, drift reports) inside the serving process. Set false
+    where Kubernetes CronJobs run them instead (deploy/k8s/cronjobs.yaml: `triage rescore`,
+    `triage drift run`, `triage audit retention`)."""
     rescore_schedule_hours: float = 6.0
     """How often every patient is re-scored as of the wall clock (catches silent patients); 0
     disables."""

@@ -132,6 +132,8 @@ def default_background_jobs(
     settings: Settings, *, drift_initial_delay_s: float = DRIFT_INITIAL_DELAY_S
 ) -> tuple[BackgroundJob, ...]:
     jobs: list[BackgroundJob] = []
+    if not settings.in_process_jobs:  # CronJobs run them (deploy/k8s/cronjobs.yaml)
+        return ()
     if settings.rescore_schedule_hours > 0:
         jobs.append(
             periodic(
