@@ -57,6 +57,13 @@ class Settings(BaseSettings):
     scoring_enabled: bool = True
     """Score on every ingestion (off only for bulk backfills)."""
 
+    inference_url: str | None = None
+    """Base URL of an external Open Inference Protocol (KServe V2) endpoint, e.g. Triton serving
+    `triage export-triton`'s repository; unset: the model runs in-process with onnxruntime."""
+    inference_token: str | None = None
+    """Bearer token for the external inference endpoint, if it asks for one."""
+    inference_timeout_s: float = 2.0
+    """Timeout of one call to the external inference endpoint; past it the request answers 503."""
     in_process_jobs: bool = True
     """Run the scheduled jobs (re-scoring, drift reports) inside the serving process. Set false
     where Kubernetes CronJobs run them instead (deploy/k8s/cronjobs.yaml: `triage rescore`,

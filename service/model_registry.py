@@ -16,6 +16,7 @@ from pathlib import Path
 from models.runtime import OnnxRiskModel
 from service.config import Settings
 from service.errors import ModelNotReady
+from service.remote_model import RemoteV2RiskModel
 
 log = logging.getLogger("triage.models")
 
@@ -64,11 +65,21 @@ class ModelRegistry:
         folder = self.champion_resolver(uri, self.settings.model_name, dest)
         return folder, f"mlflow:models:/{self.settings.model_name}@champion"
 
+    def _model(self, folder: Path) -> OnnxRiskModel:
+        if self.settings.inference_url:
+            return RemoteV2RiskModel(
+                folder,
+                self.settings.inference_url,
+                timeout_s=self.settings.inference_timeout_s,
+                token=self.settings.inference_token,
+            )
+        return OnnxRiskModel(folder, self.settings.onnx_intra_op_threads)
+
     def load(self) -> LoadedModel:
         """Load (or reload) the model; the old one keeps serving until the new one is ready."""
         with self._reload_lock:
             folder, source = self._resolve()
-            model = OnnxRiskModel(folder, self.settings.onnx_intra_op_threads).load()
+            model = self._model(folder).load()
             loaded = LoadedModel(model=model, source=source, loaded_at=time.time())
             previous, self._current = self._current, loaded
             log.info(
