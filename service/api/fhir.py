@@ -164,13 +164,15 @@ def _last_updated(values: list[str] | None, column: Any) -> list[Any]:
         prefix, stamp = (v[:2], v[2:]) if v[:2] in ("ge", "gt", "le", "lt", "eq") else ("eq", v)
         try:
             when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError as exc:
+            # Stored times are UTC (SQLite keeps them as naive UTC text): compare in UTC.
+            # 0001-01-01T00:00:00+14:00 is before year 1 in UTC: OverflowError, not a 500.
+            when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        except (ValueError, OverflowError) as exc:
             raise InvalidInput(
-                "_lastUpdated must be a FHIR dateTime with an optional ge/gt/le/lt prefix",
+                "_lastUpdated must be a FHIR dateTime between years 1 and 9999 (in UTC) with an "
+                "optional eq/ge/gt/le/lt prefix",
                 location="_lastUpdated",
             ) from exc
-        # Stored times are UTC (SQLite keeps them as naive UTC text): compare in UTC.
-        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
         conditions.append(
             {
                 "ge": column >= when,

@@ -5,13 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.orm import Session
 
 from models import rules
-from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
+from service.api.deps import (
+    ERRORS,
+    INVALID,
+    NOT_FOUND,
+    ReadSession,
+    ServicesDep,
+    parse_if_match,
+)
 from service.db.engine import transaction
 from service.db.tables import PathwayVersion, Patient, PatientOverride
+from service.db.unit_of_work import write
 from service.errors import InvalidInput, NotFound
 from service.security.deps import CurrentPrincipal
 
@@ -180,21 +189,36 @@ def get_pathway(
     name="publish_pathway",
     response_model=PublishResult,
     status_code=201,
-    responses={**PROBLEMS, 403: {"description": "Not an editor"}},
+    responses={
+        **PROBLEMS,
+        403: {"description": "Not an editor"},
+        409: {"description": "If-Match names a version that is no longer in force"},
+    },
 )
 def publish_pathway(
     pathway_id: str,
     body: PublishBody,
     request: Request,
+    response: Response,
     principal: CurrentPrincipal,
     services: ServicesDep,
+    if_match: str | None = Header(None, max_length=100),
 ) -> dict[str, Any]:
     """Publish a new version (validated first; the version in force stays on any problem).
 
     Takes effect for new assessments only; earlier assessments keep the version they used.
+    Send the version you edited as If-Match ("3") so a concurrent publish is not overwritten.
     """
-    with transaction(request.app.state.sessions) as session:
-        return services.pathways.publish(session, principal, pathway_id, body.pathway, body.reason)
+    expected = parse_if_match(if_match)
+
+    def work(session: Session) -> dict[str, Any]:
+        return services.pathways.publish(
+            session, principal, pathway_id, body.pathway, body.reason, expected
+        )
+
+    result = write(request.app.state.sessions, work)
+    response.headers["ETag"] = f'"{result["version"]}"'
+    return result
 
 
 @router.get(

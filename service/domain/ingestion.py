@@ -7,20 +7,18 @@ Data, assessment, worklist update and outbox entry commit in one transaction.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.engine import transaction
 from service.db.tables import IngestedResource, Patient, Reading
+from service.db.unit_of_work import UnitOfWork, lock_patients
 from service.domain.scoring import ScoringService
 from service.errors import Conflict, InvalidInput, TriageError
 from service.fhir.parse import PARSERS, ParsedResource
@@ -51,25 +49,7 @@ class IngestionService:
         self.scoring = scoring
         self.metrics = metrics
         self.scoring_enabled = scoring_enabled
-        bind = sessions.kw.get("bind")
-        self._sqlite = bind is not None and bind.dialect.name == "sqlite"
-        # SQLite has one writer at a time. Writers queued on its lock poll with back-off sleeps
-        # (up to 100 ms each), so at concurrency 8 a request could wait seconds while the lock
-        # sat free; a lock in the process hands it on at once (PostgreSQL needs none).
-        self._write_lock: AbstractContextManager[object] = (
-            threading.Lock() if self._sqlite else nullcontext()
-        )
-
-    @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        """One write transaction; on SQLite it holds the database's write lock from its start."""
-        with self._write_lock, transaction(self.sessions) as session:
-            if self._sqlite:
-                # A batch's savepoints would otherwise begin as readers, and a reader that
-                # finds another connection committed since cannot become a writer: SQLite
-                # answers "database is locked" at once, which was a 500 under load.
-                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            yield session
+        self.unit_of_work = UnitOfWork(sessions)
 
     def parse(self, resource: Any, location_prefix: str = "") -> ParsedResource:
         if not isinstance(resource, dict):
@@ -106,25 +86,60 @@ class IngestionService:
             )
         return patient
 
-    def _store(
-        self, session: Session, principal: Principal, parsed: ParsedResource, loc: str = ""
-    ) -> tuple[IngestOutcome, Patient | None]:
-        """Store one parsed resource; returns the patient when new data arrived."""
+    def _patients_to_lock(self, session: Session, parsed: list[ParsedResource]) -> set[str]:
+        """The enrolled patients these resources are about (read before any lock or write)."""
+        ids = {p.subject.patient_id for p in parsed if p.subject.patient_id}
+        values = {p.subject.identifier_value for p in parsed if not p.subject.patient_id}
+        values.discard(None)
+        if values:
+            ids |= set(
+                session.scalars(select(Patient.id).where(Patient.identifier_value.in_(values)))
+            )
+        return {i for i in ids if i}
+
+    def _already_received(
+        self, session: Session, parsed: ParsedResource, loc: str
+    ) -> IngestOutcome | None:
+        """A retry answers as the first delivery did (200, the stored id); a clash is a 409."""
         existing = session.scalar(
             select(IngestedResource).where(
                 IngestedResource.idempotency_key == parsed.idempotency_key
             )
         )
-        if existing is not None:
-            if existing.content_hash != parsed.content_hash:
-                raise Conflict(
-                    "a different resource with this identifier was already received",
-                    location=f"{loc}{parsed.resource_type}.identifier",
-                )
-            self.metrics.ingested.labels(parsed.resource_type, "duplicate").inc()
-            return IngestOutcome(
-                200, existing.resource_type, existing.id, existing.patient_id
-            ), None
+        if existing is None:
+            return None
+        if existing.content_hash != parsed.content_hash:
+            raise Conflict(
+                "a different resource with this identifier was already received",
+                location=f"{loc}{parsed.resource_type}.identifier",
+            )
+        self.metrics.ingested.labels(parsed.resource_type, "duplicate").inc()
+        return IngestOutcome(200, existing.resource_type, existing.id, existing.patient_id)
+
+    def _store(
+        self, session: Session, principal: Principal, parsed: ParsedResource, loc: str = ""
+    ) -> tuple[IngestOutcome, Patient | None]:
+        """Store one parsed resource; returns the patient when new data arrived.
+
+        The insert runs in a savepoint: when another replica committed the same key first
+        (a sender's retry that reached the other replica), the unique violation is answered
+        exactly as a retry is, and the surrounding transaction goes on.
+        """
+        duplicate = self._already_received(session, parsed, loc)
+        if duplicate is not None:
+            return duplicate, None
+        try:
+            with session.begin_nested():
+                return self._insert(session, principal, parsed, loc)
+        except IntegrityError:
+            duplicate = self._already_received(session, parsed, loc)
+            if duplicate is None:
+                raise
+            return duplicate, None
+
+    def _insert(
+        self, session: Session, principal: Principal, parsed: ParsedResource, loc: str
+    ) -> tuple[IngestOutcome, Patient]:
         patient = self._resolve_patient(session, parsed, loc)
         stored = IngestedResource(
             id=str(uuid.uuid4()),
@@ -163,14 +178,16 @@ class IngestionService:
 
     def ingest(self, principal: Principal, resource: Any) -> IngestOutcome:
         parsed = self.parse(resource)
+
+        def work(session: Session) -> IngestOutcome:
+            lock_patients(session, self._patients_to_lock(session, [parsed]))
+            outcome, patient = self._store(session, principal, parsed)
+            if patient is not None:
+                outcome.assessment_id = self._score(session, {patient.id: patient}).get(patient.id)
+            return outcome
+
         try:
-            with self._writing() as session:
-                outcome, patient = self._store(session, principal, parsed)
-                if patient is not None:
-                    outcome.assessment_id = self._score(session, {patient.id: patient}).get(
-                        patient.id
-                    )
-                return outcome
+            return self.unit_of_work.run(work)
         except TriageError:
             self.metrics.ingested.labels(parsed.resource_type, "refused").inc()
             raise
@@ -211,37 +228,56 @@ class IngestionService:
             self.parse(self._entry_resource(e, i), f"Bundle.entry[{i}].resource.")
             for i, e in enumerate(entries)
         ]
-        outcomes: list[IngestOutcome] = []
-        with self._writing() as session:
+
+        def work(session: Session) -> tuple[list[IngestOutcome], dict[str, str]]:
+            # Every patient of the Bundle, locked in one order before the first write.
+            lock_patients(session, self._patients_to_lock(session, parsed))
+            outcomes: list[IngestOutcome] = []
             touched: dict[str, Patient] = {}
             for i, p in enumerate(parsed):
                 outcome, patient = self._store(session, principal, p, f"Bundle.entry[{i}].")
                 outcomes.append(outcome)
                 if patient is not None:
                     touched[patient.id] = patient
-            assessed = self._score(session, touched)
+            return outcomes, self._score(session, touched)
+
+        outcomes, assessed = self.unit_of_work.run(work)
         for o in outcomes:
             o.assessment_id = assessed.get(o.patient_id)
         return _response_bundle("transaction-response", [_entry_ok(o) for o in outcomes])
 
     def _batch(self, principal: Principal, entries: list[Any]) -> dict[str, Any]:
-        results: list[dict[str, Any]] = []
-        touched: dict[str, Patient] = {}
-        with self._writing() as session:
-            for i, entry in enumerate(entries):
+        # Parse first (outside the transaction): a refused entry has its outcome already.
+        parsed: list[ParsedResource | TriageError] = []
+        for i, entry in enumerate(entries):
+            try:
+                parsed.append(
+                    self.parse(self._entry_resource(entry, i), f"Bundle.entry[{i}].resource.")
+                )
+            except TriageError as exc:
+                parsed.append(exc)
+        valid = [p for p in parsed if not isinstance(p, TriageError)]
+
+        def work(session: Session) -> list[dict[str, Any]]:
+            lock_patients(session, self._patients_to_lock(session, valid))
+            results: list[dict[str, Any]] = []
+            touched: dict[str, Patient] = {}
+            for i, p in enumerate(parsed):
+                if isinstance(p, TriageError):
+                    results.append(_entry_error(p))
+                    continue
                 try:
-                    with session.begin_nested():  # a savepoint per entry
-                        p = self.parse(
-                            self._entry_resource(entry, i), f"Bundle.entry[{i}].resource."
-                        )
-                        outcome, patient = self._store(session, principal, p, f"Bundle.entry[{i}].")
-                    results.append(_entry_ok(outcome))
-                    if patient is not None:
-                        touched[patient.id] = patient
+                    outcome, patient = self._store(session, principal, p, f"Bundle.entry[{i}].")
                 except TriageError as exc:
                     results.append(_entry_error(exc))
+                    continue
+                results.append(_entry_ok(outcome))
+                if patient is not None:
+                    touched[patient.id] = patient
             self._score(session, touched)
-        return _response_bundle("batch-response", results)
+            return results
+
+        return _response_bundle("batch-response", self.unit_of_work.run(work))
 
 
 def _entry_ok(o: IngestOutcome) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from models import rules
 from models.measurements import SYMPTOM_SCORE
 from models.rules.store import canonical_dict
 from service.db.tables import PathwayVersion, Patient, PatientOverride
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.db.unit_of_work import PATHWAY_LOCKS, lock_all
+from service.errors import Conflict, Forbidden, InvalidInput, LostRace, NotFound
 from service.security.principal import Principal, Role
 
 SYSTEM_AUTHOR = "system"
@@ -213,8 +214,13 @@ class PathwayService:
         pathway_id: str,
         draft: dict[str, Any],
         reason: str,
+        expected_version: int | None = None,
     ) -> dict[str, Any]:
-        """Validate and store a new version; the one in force stays until this commits."""
+        """Validate and store a new version; the one in force stays until this commits.
+
+        ``expected_version`` (If-Match): the version the author edited; a newer one in force
+        means someone else published first, and nothing is stored.
+        """
         problems = self.validate(draft)
         if problems:
             raise InvalidInput(
@@ -224,6 +230,9 @@ class PathwayService:
             )
         if draft.get("id") != pathway_id:
             raise InvalidInput("the draft's id must match the pathway in the URL", location="id")
+        # Concurrent publishes of one pathway (any replica) take turns: the version number is
+        # read after the lock, so two never claim the same one.
+        lock_all(session, PATHWAY_LOCKS, [pathway_id])
         exists = pathway_id in self.known_in(session)
         if exists:
             version, current, current_hash = self.current(session, pathway_id)
@@ -233,6 +242,19 @@ class PathwayService:
             version, current_hash = 0, ""
             if principal.role not in (Role.ADMIN, Role.CLINICIAN):
                 raise Forbidden("only clinicians and administrators create pathways")
+        if expected_version is not None and expected_version != version:
+            row = session.scalar(
+                select(PathwayVersion).where(
+                    PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == version
+                )
+            )
+            raise LostRace(
+                f"version {version} of '{pathway_id}' is in force, not {expected_version}"
+                + (f": {row.author} published it" if row is not None else ""),
+                current={"id": pathway_id, "version": version, "hash": current_hash},
+                actor=row.author if row is not None else None,
+                action="publish",
+            )
         doc = rules.as_document({**draft, "version": version + 1})
         new_hash = rules.pathway_hash(doc)
         if new_hash == current_hash:

@@ -8,9 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.db.tables import Patient
+from service.db.unit_of_work import PERSON_LOCKS, lock_all
 from service.domain.pathways import PathwayService
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.identifiers import IdentifierError, mask, parse_person_identifier
@@ -77,7 +79,10 @@ class PatientService:
     def __init__(self, pathways: PathwayService) -> None:
         self.pathways = pathways
 
-    def enrol(self, session: Session, principal: Principal, body: PatientCreate) -> Patient:
+    def enrol(
+        self, session: Session, principal: Principal, body: PatientCreate
+    ) -> tuple[Patient, bool]:
+        """The enrolled patient, and True when this call created it (False: a repeat)."""
         try:
             ident = parse_person_identifier(body.identifier)
         except IdentifierError as exc:
@@ -105,9 +110,11 @@ class PatientService:
             body.organisation, body.unit
         ):
             raise Forbidden("you may only enrol patients in your own units")
-        existing = session.scalar(select(Patient.id).where(Patient.identifier_value == ident.value))
-        if existing:
-            raise Conflict(f"this person is already enrolled as Patient/{existing}")
+        # Two replicas enrolling one person (a sender's retry) serialise here.
+        lock_all(session, PERSON_LOCKS, [ident.value])
+        existing = self._enrolled(session, principal, body, ident.value)
+        if existing is not None:
+            return existing, False
         patient = Patient(
             id=str(uuid.uuid4()),
             identifier_system=ident.system,
@@ -122,9 +129,45 @@ class PatientService:
             created_at=datetime.now(UTC),
             created_by=principal.subject,
         )
-        session.add(patient)
-        session.flush()
-        return patient
+        try:
+            with session.begin_nested():
+                session.add(patient)
+                session.flush()
+        except IntegrityError:
+            # Enrolled by a writer that took no lock (SQLite has one writer; this is the
+            # database's last word): answered as if this request had waited for it.
+            session.expunge(patient)
+            existing = self._enrolled(session, principal, body, ident.value)
+            if existing is None:
+                raise
+            return existing, False
+        return patient, True
+
+    @staticmethod
+    def _enrolled(
+        session: Session, principal: Principal, body: PatientCreate, identifier_value: str
+    ) -> Patient | None:
+        """The person's enrolment when this request repeats it (same organisation, same body).
+
+        A retry of an enrolment (the first answer was lost, or it reached another replica)
+        gets the existing patient back; anything else about an enrolled person is a conflict.
+        """
+        existing = session.scalar(
+            select(Patient).where(Patient.identifier_value == identifier_value)
+        )
+        if existing is None:
+            return None
+        same_organisation = existing.organisation == body.organisation and (
+            principal.role is Role.ADMIN or existing.organisation == principal.organisation
+        )
+        if same_organisation and _same_enrolment(existing, body):
+            return existing
+        if same_organisation:
+            raise Conflict(
+                f"this person is already enrolled as Patient/{existing.id} with different details"
+            )
+        # Never name a record outside the caller's organisation.
+        raise Conflict("this person is already enrolled")
 
     @staticmethod
     def get_visible(session: Session, principal: Principal, patient_id: str) -> Patient:
@@ -146,3 +189,17 @@ class PatientService:
         ):
             raise NotFound(f"Patient/{patient_id} not found")
         return patient
+
+
+def _same_enrolment(patient: Patient, body: PatientCreate) -> bool:
+    stored: date | datetime = patient.birth_date
+    birth = stored.date() if isinstance(stored, datetime) else stored
+    return (
+        birth == body.birth_date
+        and patient.sex == body.sex
+        and patient.pathway_id == body.pathway
+        and patient.organisation == body.organisation
+        and patient.unit == body.unit
+        and bool(patient.confidential_to_guardians) == body.confidential_to_guardians
+        and dict(patient.pathway_options or {}) == dict(body.options)
+    )
