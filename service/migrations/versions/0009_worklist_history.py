@@ -8,7 +8,7 @@
 - patients.display_name: the name clinicians work by (never logged).
 
 Revision ID: 0009_worklist_history
-Revises: 0004_one_signoff_per_report
+Revises: 0012_outcomes
 Create Date: 2026-12-08 03:40:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_worklist_history"
-down_revision = "0004_one_signoff_per_report"
+down_revision = "0012_outcomes"
 branch_labels = None
 depends_on = None
 
