@@ -6,7 +6,7 @@ able to rewrite them): they go to an append-only file (service/security/checkpoi
 that work needed in the schema is the server-side session table.
 
 Revision ID: 0008_audit_checkpoints
-Revises: 0012_outcomes
+Revises: 0009_worklist_history
 Create Date: 2026-12-08 03:50:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_audit_checkpoints"
-down_revision = "0012_outcomes"
+down_revision = "0009_worklist_history"
 branch_labels = None
 depends_on = None
 
