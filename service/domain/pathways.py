@@ -22,6 +22,7 @@ from models.measurements import SYMPTOM_SCORE
 from models.rules.store import canonical_dict
 from service.db.tables import PathwayVersion, Patient, PatientOverride
 from service.db.unit_of_work import PATHWAY_LOCKS, lock_all
+from service.domain.free_text import refuse_person_number, refuse_person_number_in_document
 from service.errors import Conflict, Forbidden, InvalidInput, LostRace, NotFound
 from service.security.principal import Principal, Role
 
@@ -221,6 +222,8 @@ class PathwayService:
         ``expected_version`` (If-Match): the version the author edited; a newer one in force
         means someone else published first, and nothing is stored.
         """
+        refuse_person_number(reason, "reason")
+        refuse_person_number_in_document(draft, "pathway")
         problems = self.validate(draft)
         if problems:
             raise InvalidInput(
@@ -322,6 +325,7 @@ class PathwayService:
         reason: str,
         expires_at: datetime,
     ) -> PatientOverride:
+        refuse_person_number(reason, "reason")
         now = datetime.now(UTC)
         if _aware(expires_at) <= now:
             raise InvalidInput("expires_at must be in the future", location="expires_at")

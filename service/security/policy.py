@@ -57,6 +57,7 @@ METRICS_ROLES = frozenset({M, P, A})
 ROUTE_ROLES: dict[str, frozenset[Role]] = {
     # enrolment and patient record
     "enrol_patient": frozenset({C, I, A}),
+    "set_target_saturation": frozenset({C, A}),
     "get_patient": frozenset({C, A}),
     "list_patient_assessments": frozenset({C, A}),
     # FHIR ingestion: devices (VKP) and questionnaires (Helsenorge) via integration clients
@@ -104,14 +105,15 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "audit_access_report": frozenset({P, A}),
     "verify_audit_log": frozenset({P, A}),
     # drift monitoring: ML engineers and compliance run and read, only compliance signs off,
-    # administrators read; clinicians record outcomes (deterioration yes/no) for performance
+    # administrators read; clinicians (and the site's integration client, e.g. DIPS admissions)
+    # record outcomes for performance monitoring and local recalibration
     "run_drift_report": frozenset({M, P}),
     "list_drift_reports": frozenset({M, P, A}),
     "get_drift_report": frozenset({M, P, A}),
     "get_drift_report_html": frozenset({M, P, A}),
     "sign_off_drift_report": frozenset({P}),
     "list_drift_alerts": frozenset({M, P, A}),
-    "record_outcome": frozenset({C, A}),
+    "record_outcome": frozenset({C, I, A}),
     # web pages (service.web): each page as its API counterpart
     "web_worklist": frozenset({C, A}),
     "web_worklist_items": frozenset({C, A}),
@@ -119,6 +121,7 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "web_patient": frozenset({C, A}),
     "web_patient_override": frozenset({C, A}),
     "web_patient_override_revoke": frozenset({C, A}),
+    "web_patient_target": frozenset({C, A}),
     "web_pathways": frozenset({C, M, P, A}),
     "web_pathway": frozenset({C, M, P, A}),
     "web_pathway_edit": frozenset({C, A}),
