@@ -25,6 +25,7 @@ from models import rules
 from models.measurements import SYMPTOM_SCORE
 from models.rules.store import canonical_dict
 from service.db.tables import PathwayVersion, PathwayVersionDecision, Patient, PatientOverride
+from service.domain.free_text import refuse_person_number, refuse_person_number_in_document
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.security.pathway_access import (
     may_approve_pathway,
@@ -439,6 +440,8 @@ class PathwayService:
         A change to thresholds, levels or anything else that can change a level is stored as a
         proposal and scores no one until a second clinician approves it (``decide``).
         """
+        refuse_person_number(reason, "reason")
+        refuse_person_number_in_document(draft, "pathway")
         organisation, unit = self.publishing_scope(principal, organisation, unit)
         problems = self.validate(draft)
         if problems:
@@ -512,6 +515,7 @@ class PathwayService:
         reason: str,
     ) -> dict[str, Any]:
         """Approve or reject a proposed version: a second person, never its author."""
+        refuse_person_number(reason, "reason")
         row = self.version_row(session, principal, pathway_id, version)
         if not row.needs_approval:
             raise Conflict(f"version {version} needed no approval: it took effect when published")
@@ -618,6 +622,7 @@ class PathwayService:
         reason: str,
         expires_at: datetime,
     ) -> PatientOverride:
+        refuse_person_number(reason, "reason")
         now = datetime.now(UTC)
         if _aware(expires_at) <= now:
             raise InvalidInput("expires_at must be in the future", location="expires_at")
