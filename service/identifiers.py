@@ -15,6 +15,11 @@ from datetime import date
 
 FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
 DNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.2"
+# Felles hjelpenummer (Norsk helsenett): for persons without fødselsnummer or D-number, e.g.
+# before registration; in the VKP subject value set. 11 digits, first digit 8 or 9, the same two
+# mod-11 check digits; no date part.
+FHN_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.3"
+PERSON_SYSTEMS = (FNR_SYSTEM, DNR_SYSTEM, FHN_SYSTEM)
 HPR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
 ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 
@@ -29,12 +34,12 @@ class IdentifierError(ValueError):
 @dataclass(frozen=True)
 class PersonIdentifier:
     value: str
-    kind: str  # "fnr" | "dnr"
-    birth_date: date | None  # None when the date part is synthetic/unknown
+    kind: str  # "fnr" | "dnr" | "fhn" (felles hjelpenummer)
+    birth_date: date | None  # None when the date part is synthetic/unknown, and for fhn
 
     @property
     def system(self) -> str:
-        return FNR_SYSTEM if self.kind == "fnr" else DNR_SYSTEM
+        return {"fnr": FNR_SYSTEM, "dnr": DNR_SYSTEM}.get(self.kind, FHN_SYSTEM)
 
 
 def _check_digit_ok(digits: list[int], weights: tuple[int, ...], position: int) -> bool:
@@ -45,7 +50,8 @@ def _check_digit_ok(digits: list[int], weights: tuple[int, ...], position: int) 
 
 
 def parse_person_identifier(value: str) -> PersonIdentifier:
-    """Validate a fødselsnummer or D-number; raise IdentifierError naming the failed check."""
+    """Validate a fødselsnummer, D-number or felles hjelpenummer; raise IdentifierError naming
+    the failed check."""
     if len(value) != 11 or not value.isdigit():
         raise IdentifierError("identifier must be exactly 11 digits")
     digits = [int(c) for c in value]
@@ -53,6 +59,9 @@ def parse_person_identifier(value: str) -> PersonIdentifier:
         raise IdentifierError("first check digit (K1, digit 10) is wrong")
     if not _check_digit_ok(digits, _K2, 10):
         raise IdentifierError("second check digit (K2, digit 11) is wrong")
+    if value[0] in "89":
+        # A felles hjelpenummer: no date part (no fødselsnummer or D-number starts with 8 or 9).
+        return PersonIdentifier(value=value, kind="fhn", birth_date=None)
     day, month, year2 = int(value[0:2]), int(value[2:4]), int(value[4:6])
     kind = "fnr"
     if day > 40:
