@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.features import FEATURES, HISTORY_CHANNELS, N_FEATURES
 from service.db.engine import transaction
-from service.db.tables import Assessment, DriftReport, DriftSignOff, Outcome, Patient, Reading
+from service.db.tables import Assessment, DriftReport, DriftSignOff, Outcome, Reading
 from service.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -804,44 +804,6 @@ class MonitoringService:
         session.add(signoff)
         session.flush()
         return signoff_dict(signoff)
-
-    # -- outcomes ---------------------------------------------------------------------------
-
-    @staticmethod
-    def record_outcome(
-        session: Session,
-        patient: Patient,
-        occurred_at: datetime,
-        deteriorated: bool,
-        source: str,
-        recorded_by: str,
-    ) -> dict[str, Any]:
-        """An immutable outcome for a patient (a correction is a new row)."""
-        if _utc(occurred_at) > datetime.now(UTC) + timedelta(minutes=5):
-            raise InvalidInput(
-                "occurred_at lies in the future: record an outcome once it is known",
-                location="occurred_at",
-            )
-        outcome = Outcome(
-            id=str(uuid.uuid4()),
-            patient_id=patient.id,
-            occurred_at=_utc(occurred_at),
-            deteriorated=deteriorated,
-            source=source,
-            recorded_by=recorded_by[:64],
-            recorded_at=datetime.now(UTC),
-        )
-        session.add(outcome)
-        session.flush()
-        return {
-            "id": outcome.id,
-            "patient_id": patient.id,
-            "occurred_at": _utc(outcome.occurred_at),
-            "deteriorated": deteriorated,
-            "source": source,
-            "recorded_by": outcome.recorded_by,
-            "recorded_at": _utc(outcome.recorded_at),
-        }
 
     # -- schedule and governance export -----------------------------------------------------
 
