@@ -38,6 +38,7 @@ class IngestOutcome:
     patient_id: str
     assessment_id: str | None = None
     version_id: int = 1
+    last_updated: datetime | None = None  # when the server stored this version
     # The assessment made from the replaced version, superseded by the re-scoring.
     supersedes_assessment: str | None = None
 
@@ -90,7 +91,12 @@ class IngestionService:
             return parser(resource, time.time())
         except TriageError as exc:
             if location_prefix and exc.location:
-                exc.location = f"{location_prefix}{exc.location}"
+                # FHIRPath inside a Bundle: Bundle.entry[0].resource.identifier (the resource
+                # type is not a step of the path).
+                rest, own = exc.location, str(rtype)
+                if rest == own or rest.startswith(f"{own}."):
+                    rest = rest[len(own) + 1 :]
+                exc.location = f"{location_prefix}{rest}".rstrip(".")
             raise
 
     def _resolve_patient(self, session: Session, parsed: ParsedResource, loc: str) -> Patient:
@@ -110,7 +116,7 @@ class IngestionService:
             # Never echo the identifier: it may be a fødselsnummer.
             raise InvalidInput(
                 "subject is not an enrolled patient",
-                location=f"{loc}{parsed.resource_type}.subject",
+                location=_element(loc, parsed.resource_type, "subject"),
             )
         return patient
 
@@ -128,7 +134,7 @@ class IngestionService:
         if parsed.withdrawn:
             raise InvalidInput(
                 "nothing to withdraw: no resource with this identifier was received",
-                location=f"{loc}{parsed.resource_type}.identifier",
+                location=_element(loc, parsed.resource_type, "identifier"),
             )
         patient = self._resolve_patient(session, parsed, loc)
         stored = IngestedResource(
@@ -154,19 +160,29 @@ class IngestionService:
         )
         session.flush()
         self.metrics.ingested.labels(parsed.resource_type, "created").inc()
-        return IngestOutcome(201, parsed.resource_type, stored.id, patient.id), patient
+        return IngestOutcome(
+            201, parsed.resource_type, stored.id, patient.id, last_updated=stored.received_at
+        ), patient
 
-    def _latest_version(self, session: Session, existing: IngestedResource) -> tuple[int, str, str]:
-        """(version, content hash, status) of the newest version of a received resource."""
+    def _latest_version(
+        self, session: Session, existing: IngestedResource
+    ) -> tuple[int, str, str, datetime]:
+        """(version, content hash, status, stored at) of the newest version of a resource."""
         row = session.execute(
-            select(ResourceVersion.version_id, ResourceVersion.content_hash, ResourceVersion.status)
+            select(
+                ResourceVersion.version_id,
+                ResourceVersion.content_hash,
+                ResourceVersion.status,
+                ResourceVersion.received_at,
+            )
             .where(ResourceVersion.resource_id == existing.id)
             .order_by(ResourceVersion.version_id.desc())
             .limit(1)
         ).first()
         if row is not None:
-            return int(row[0]), str(row[1]), str(row[2])
-        return 1, existing.content_hash, str((existing.body or {}).get("status", "final"))
+            return int(row[0]), str(row[1]), str(row[2]), row[3]
+        status = str((existing.body or {}).get("status", "final"))
+        return 1, existing.content_hash, status, existing.received_at
 
     def _store_version(
         self,
@@ -177,30 +193,36 @@ class IngestionService:
         loc: str,
     ) -> tuple[IngestOutcome, Patient | None]:
         """A resend of a received resource: a retry, a new version, or a conflict."""
-        version, digest, status = self._latest_version(session, existing)
+        version, digest, status, stored_at = self._latest_version(session, existing)
         if digest == parsed.content_hash:
             # A retry, or a resend that differs only in meta or narrative.
             self.metrics.ingested.labels(parsed.resource_type, "duplicate").inc()
             return IngestOutcome(
-                200, existing.resource_type, existing.id, existing.patient_id, version_id=version
+                200,
+                existing.resource_type,
+                existing.id,
+                existing.patient_id,
+                version_id=version,
+                last_updated=stored_at,
             ), None
-        where = f"{loc}{parsed.resource_type}"
         if status == WITHDRAWN_STATUS:
             raise Conflict(
-                "this resource was withdrawn (entered-in-error)", location=f"{where}.status"
+                "this resource was withdrawn (entered-in-error)",
+                location=_element(loc, parsed.resource_type, "status"),
             )
         if not parsed.replaces:
             raise Conflict(
                 "a different resource with this identifier was already received; send it with "
                 "status corrected or amended to replace it, or entered-in-error to withdraw it",
-                location=f"{where}.identifier",
+                location=_element(loc, parsed.resource_type, "identifier"),
             )
         patient = self._resolve_patient(session, parsed, loc)
         if patient.id != existing.patient_id:
             raise InvalidInput(
                 "a new version cannot move the resource to another patient",
-                location=f"{where}.subject",
+                location=_element(loc, parsed.resource_type, "subject"),
             )
+        now = datetime.now(UTC)
         session.add(
             ResourceVersion(
                 resource_id=existing.id,
@@ -208,7 +230,7 @@ class IngestionService:
                 status=parsed.status,
                 content_hash=parsed.content_hash,
                 body=parsed.body,
-                received_at=datetime.now(UTC),
+                received_at=now,
                 received_by=principal.subject,
             )
         )
@@ -229,7 +251,12 @@ class IngestionService:
         session.flush()
         self.metrics.ingested.labels(parsed.resource_type, "new-version").inc()
         outcome = IngestOutcome(
-            200, parsed.resource_type, existing.id, patient.id, version_id=version + 1
+            200,
+            parsed.resource_type,
+            existing.id,
+            patient.id,
+            version_id=version + 1,
+            last_updated=now,
         )
         outcome.supersedes_assessment = session.scalar(
             select(Assessment.id)
@@ -349,13 +376,22 @@ def _superseded(outcomes: list[IngestOutcome]) -> dict[str, str]:
     return {o.patient_id: o.supersedes_assessment for o in outcomes if o.supersedes_assessment}
 
 
+def _element(entry_loc: str, resource_type: str, element: str) -> str:
+    """FHIRPath of an element: `Observation.identifier`, or inside a Bundle entry
+    `Bundle.entry[0].resource.identifier`."""
+    return f"{entry_loc}resource.{element}" if entry_loc else f"{resource_type}.{element}"
+
+
 def _entry_ok(o: IngestOutcome) -> dict[str, Any]:
-    return {
-        "response": {
-            "status": "201 Created" if o.status == 201 else "200 OK",
-            "location": f"{o.resource_type}/{o.resource_id}",
-        }
+    response: dict[str, Any] = {
+        "status": "201 Created" if o.status == 201 else "200 OK",
+        "location": f"{o.resource_type}/{o.resource_id}/_history/{o.version_id}",
+        "etag": f'W/"{o.version_id}"',
     }
+    if o.last_updated is not None:
+        stamp = o.last_updated if o.last_updated.tzinfo else o.last_updated.replace(tzinfo=UTC)
+        response["lastModified"] = stamp.isoformat()
+    return {"response": response}
 
 
 def _entry_error(exc: TriageError) -> dict[str, Any]:

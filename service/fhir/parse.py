@@ -329,6 +329,7 @@ def _pressure(node: dict[str, Any], location: str) -> float:
         "valueQuantity.value must be a number",
         f"{location}.value",
     )
+    assert isinstance(value, int | float)
     unit = node.get("code") or node.get("unit")
     try:
         mmhg = MEASUREMENTS["systolic_bp"].to_canonical(float(value), str(unit))

@@ -71,7 +71,10 @@ def test_published_vkp_example_is_accepted_and_stored(
 ) -> None:
     patient = enrol(client, auth("clinician"))
     response = post_fhir(
-        client, "/fhir/Observation", for_patient(published(name), patient["id"]), auth("integration")
+        client,
+        "/fhir/Observation",
+        for_patient(published(name), patient["id"]),
+        auth("integration"),
     )
     assert response.status_code == 201, response.text
     readings = stored_readings(app, response.json()["id"])
