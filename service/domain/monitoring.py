@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.features import FEATURES, HISTORY_CHANNELS, N_FEATURES
 from service.db.engine import transaction
 from service.db.tables import Assessment, DriftReport, DriftSignOff, Outcome, Reading
+from service.domain.free_text import refuse_person_number
 from service.errors import Conflict, InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -51,7 +52,6 @@ SIGN_OFF_DECISIONS = ("accepted", "action-required", "escalated")
 Decision = Literal["accepted", "action-required", "escalated"]
 # Reports land here, below Settings.reports_dir.
 DRIFT_SUBDIR = "drift"
-_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{6}\s?\d{5}(?!\d)")
 _LATEST_FEATURE = {f.channel: j for j, f in enumerate(FEATURES) if f.kind == "latest"}
 
 
@@ -772,13 +772,8 @@ class MonitoringService:
         comment = comment.strip()
         if len(comment) < 3:
             raise InvalidInput("write a comment of at least 3 characters", location="comment")
-        if _ELEVEN_DIGITS.search(comment):
-            # A drift sign-off is about a model, never about a patient.
-            raise InvalidInput(
-                "the comment contains an 11-digit number that may be a "
-                "fødselsnummer; refer to reports, not patients",
-                location="comment",
-            )
+        # A drift sign-off is about a model, never about a patient.
+        refuse_person_number(comment, "comment")
         # Lock the report row (PostgreSQL) so two concurrent sign-offs cannot both pass the check.
         report = session.scalar(
             select(DriftReport).where(DriftReport.id == report_id).with_for_update()

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
 from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
+from service.domain.free_text import refuse_person_number
 from service.errors import Conflict, InvalidInput, NotFound
 from service.security.principal import Principal, Role
 
@@ -128,6 +129,7 @@ class WorklistService:
     ) -> WorklistItem:
         if action not in TRANSITIONS:
             raise InvalidInput(f"unknown action '{action}'", location="action")
+        refuse_person_number(note, "note")
         item = session.get(WorklistItem, item_id)
         if item is None or not self._visible(principal, item):
             raise NotFound(f"worklist item {item_id} not found")
@@ -191,7 +193,7 @@ def _aware(dt: datetime) -> datetime:
 
 
 def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[str, Any]:
-    from service.identifiers import mask
+    from models.identifiers import mask
 
     explanation = assessment.explanation or {}
     return {
