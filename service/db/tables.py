@@ -309,3 +309,18 @@ class DriftSignOff(Base):
     signed_by: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(32))
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(Base):
+    """A signed-in browser session. The cookie carries a random id; this row says whether the
+    session is still open, so signing out ends it on the server and a saved cookie stops working.
+    Only the id's SHA-256 is stored: reading this table does not let anyone take a session over.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
