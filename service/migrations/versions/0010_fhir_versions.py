@@ -1,7 +1,7 @@
 """later versions of received resources (FHIR corrected / amended / entered-in-error)
 
 Revision ID: 0010_fhir_versions
-Revises: 0009_worklist_history
+Revises: 0008_audit_checkpoints
 Create Date: 2026-12-08 03:45:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_fhir_versions"
-down_revision = "0009_worklist_history"
+down_revision = "0008_audit_checkpoints"
 branch_labels = None
 depends_on = None
 
