@@ -26,6 +26,7 @@ from service.db.tables import (
     PathwayVersionDecision,
     Patient,
     PatientOverride,
+    ResourceVersion,
     WorklistEvent,
 )
 from service.errors import Conflict
@@ -38,6 +39,7 @@ IMMUTABLE_RECORDS: tuple[type[Any], ...] = (
     DriftSignOff,
     WorklistEvent,
     IngestedResource,
+    ResourceVersion,
     AuditEntry,
 )
 # Attribute -> the only value it may be changed to.
