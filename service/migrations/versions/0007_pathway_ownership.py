@@ -7,7 +7,7 @@ is a separate insert-only record (``pathway_version_decisions``, one per version
 row itself is never updated.
 
 Revision ID: 0007_pathway_ownership
-Revises: 0008_audit_checkpoints
+Revises: 0010_fhir_versions
 Create Date: 2026-12-08 03:40:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_pathway_ownership"
-down_revision = "0008_audit_checkpoints"
+down_revision = "0010_fhir_versions"
 branch_labels = None
 depends_on = None
 
