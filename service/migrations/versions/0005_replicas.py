@@ -2,7 +2,7 @@
 resource component; scheduled jobs record their runs so each runs once per period
 
 Revision ID: 0005_replicas
-Revises: 0008_audit_checkpoints
+Revises: 0007_pathway_ownership
 Create Date: 2026-12-08 03:40:00
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_replicas"
-down_revision = "0008_audit_checkpoints"
+down_revision = "0007_pathway_ownership"
 branch_labels = None
 depends_on = None
 
