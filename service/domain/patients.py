@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from service.db.tables import Patient
 from service.domain.pathways import PathwayService
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.errors import Conflict, Forbidden, InvalidInput
 from service.identifiers import IdentifierError, mask, parse_person_identifier
-from service.security.principal import Principal, Role
+from service.security import visibility
+from service.security.principal import Principal
 
 
 class PatientCreate(BaseModel):
@@ -99,15 +100,22 @@ class PatientService:
                 f" (it offers: {', '.join(sorted(offered)) or 'none'})",
                 location="options",
             )
-        if principal.role is not Role.ADMIN and body.organisation != principal.organisation:
-            raise Forbidden("you may only enrol patients in your own organisation")
-        if principal.role is Role.CLINICIAN and not principal.may_see_unit(
-            body.organisation, body.unit
-        ):
-            raise Forbidden("you may only enrol patients in your own units")
-        existing = session.scalar(select(Patient.id).where(Patient.identifier_value == ident.value))
-        if existing:
-            raise Conflict(f"this person is already enrolled as Patient/{existing}")
+        if not visibility.may_enrol(principal, body.organisation, body.unit):
+            raise Forbidden(
+                "you may only enrol patients in your own units"
+                if body.organisation in principal.organisations
+                else "you may only enrol patients in your own organisation"
+            )
+        existing = session.scalar(select(Patient).where(Patient.identifier_value == ident.value))
+        if existing is not None:
+            if visibility.may_read_patient(principal, existing):
+                raise Conflict(f"this person is already enrolled as Patient/{existing.id}")
+            # Another organisation's (or unit's) patient: say so without naming the record; a
+            # transfer of the follow-up is made by the organisation that holds it.
+            raise Conflict(
+                "this person is already enrolled in home follow-up outside your organisation or "
+                "units; the organisation holding the follow-up can transfer it"
+            )
         patient = Patient(
             id=str(uuid.uuid4()),
             identifier_system=ident.system,
@@ -128,21 +136,5 @@ class PatientService:
 
     @staticmethod
     def get_visible(session: Session, principal: Principal, patient_id: str) -> Patient:
-        """The patient, or 404 when it does not exist or lies outside what the caller may see.
-
-        Every role but admin is confined to its own organisation; clinicians also to their
-        units. Not 403: a caller must not learn that a record exists elsewhere.
-        """
-        patient = session.get(Patient, patient_id)
-        if patient is None or (
-            principal.role is not Role.ADMIN
-            and (
-                patient.organisation != principal.organisation
-                or (
-                    principal.role is Role.CLINICIAN
-                    and not principal.may_see_unit(patient.organisation, patient.unit)
-                )
-            )
-        ):
-            raise NotFound(f"Patient/{patient_id} not found")
-        return patient
+        """The patient, or 404 when it lies outside what the caller may see (visibility)."""
+        return visibility.visible_patient(session, principal, patient_id)
