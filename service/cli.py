@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from models.identifiers import contains_person_number
 from service.config import Settings
 
 app = typer.Typer(
@@ -416,7 +416,7 @@ def drift_sign_off(
         )
         raise typer.Exit(2)
     signer = by.strip()
-    if decision not in SIGN_OFF_DECISIONS or not signer or re.fullmatch(r"\d{11}", signer):
+    if decision not in SIGN_OFF_DECISIONS or not signer or contains_person_number(signer):
         typer.echo(
             f"error: --decision must be one of {', '.join(SIGN_OFF_DECISIONS)} and --by "
             "an HPR number (never a fødselsnummer)",

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# An 11-digit run is treated as a possible fødselsnummer and never leaves the process in a log line.
-_PERSON_NUMBER = re.compile(r"(?<!\d)\d{6}\s?\d{5}(?!\d)")
+from models.identifiers import redact_person_numbers
 
 
 def redact(text: str) -> str:
-    return _PERSON_NUMBER.sub("[redacted-id]", text)
+    """A possible fødselsnummer, in any written form, never leaves the process in a log line."""
+    return redact_person_numbers(text, "[redacted-id]")
 
 
 class JsonFormatter(logging.Formatter):

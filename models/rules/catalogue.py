@@ -8,9 +8,9 @@ Rules name signals; anything not listed here is refused by validation.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from models.identifiers import redact_person_numbers
 from models.measurements import CONSCIOUSNESS, MEASUREMENTS, ON_OXYGEN, SYMPTOM_SCORE
 
 # A reading older than this no longer counts as the patient's current value; the same window
@@ -201,12 +201,9 @@ ITEM_LABELS: dict[str, tuple[str, str]] = {
 }
 
 
-_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{11}(?!\d)")
-
-
 def redact(text: str) -> str:
     """Messages echo what a user typed; an 11-digit number may be a fødselsnummer: hide it."""
-    return _ELEVEN_DIGITS.sub("[11 sifre skjult]", text)
+    return redact_person_numbers(text, "[11 sifre skjult]")
 
 
 def item_signal(questionnaire: str, item: str) -> str:

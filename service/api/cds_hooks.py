@@ -29,12 +29,12 @@ from sqlalchemy.orm import Session, defer
 from starlette.concurrency import run_in_threadpool
 
 from models.artifact import MODEL_CARD_FILE
+from models.identifiers import DNR_SYSTEM, FNR_SYSTEM
 from service.api.deps import ERRORS
 from service.db.tables import Assessment, Patient, WorklistItem
 from service.domain.worklist import ACTIVE_STATES
 from service.errors import BadRequest, NotFound, TriageError
 from service.fhir import outputs
-from service.identifiers import DNR_SYSTEM, FNR_SYSTEM
 from service.security import visibility
 from service.security.deps import current_principal
 from service.security.principal import Principal

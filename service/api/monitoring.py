@@ -1,4 +1,4 @@
-"""Drift reports, their alerts and sign-offs (compliance), and outcomes recorded by clinicians.
+"""Drift reports, their alerts and sign-offs (compliance); outcomes are in service.api.outcomes.
 
 Thin routes: HTTP in, calls on service.domain.monitoring.MonitoringService out. A report run is
 CPU-bound (Evidently), so it runs in a worker thread and never blocks the event loop.
@@ -23,7 +23,6 @@ from service.security import visibility
 from service.security.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"], responses=ERRORS)
-outcomes_router = APIRouter(prefix="/api/v1/outcomes", tags=["monitoring"], responses=ERRORS)
 
 # Bounds that keep a datetime well inside what every store and epoch conversion handles.
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -136,32 +135,6 @@ class DriftAlertPublic(BaseModel):
     created_at: datetime
     signed_off: bool
     sign_off_decision: str | None
-
-
-class OutcomeCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    patient_id: str = Field(min_length=1, max_length=36)
-    occurred_at: AwareDatetime = Field(
-        description="When the deterioration happened, or the follow-up that found none."
-    )
-    deteriorated: bool
-    source: str = Field(
-        min_length=1,
-        max_length=64,
-        description="Where it is known from, e.g. dips-admission, follow-up-call.",
-    )
-
-    _bounds = field_validator("occurred_at")(_bounded)
-
-
-class OutcomePublic(BaseModel):
-    id: str
-    patient_id: str
-    occurred_at: datetime
-    deteriorated: bool
-    source: str
-    recorded_by: str
-    recorded_at: datetime
 
 
 def _monitoring(services: Services) -> MonitoringService:
@@ -322,21 +295,3 @@ def evidently_library() -> FileResponse:
         media_type="text/javascript",
         headers={"Cache-Control": "public, max-age=86400"},
     )
-
-
-@outcomes_router.post(
-    "",
-    name="record_outcome",
-    status_code=201,
-    response_model=OutcomePublic,
-    responses={**NOT_FOUND, **INVALID},
-)
-def record_outcome(
-    body: OutcomeCreate, request: Request, principal: CurrentPrincipal, services: ServicesDep
-) -> dict[str, Any]:
-    """Record a known outcome (deterioration or not) for a patient; immutable and audited."""
-    with transaction(request.app.state.sessions) as session:
-        patient = services.patients.get_visible(session, principal, body.patient_id)
-        return _monitoring(services).record_outcome(
-            session, patient, body.occurred_at, body.deteriorated, body.source, principal.subject
-        )

@@ -227,14 +227,20 @@ class OutboxEntry(Base):
 
 
 class Outcome(Base):
-    """A known outcome (deterioration yes/no) recorded against a patient, for performance monitoring."""
+    """A known outcome recorded against a patient (service.domain.outcomes): it labels past
+    assessments for performance monitoring and local recalibration."""
 
     __tablename__ = "outcomes"
+    __table_args__ = (Index("ix_outcomes_organisation_occurred_at", "organisation", "occurred_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    # The event's onset (or, for event_type "none", the follow-up that found no event).
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # One of service.domain.outcomes.EVENT_TYPES; deteriorated == (event_type != "none").
+    event_type: Mapped[str] = mapped_column(String(32), server_default="deterioration")
     deteriorated: Mapped[bool] = mapped_column(Boolean)
+    organisation: Mapped[str | None] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(64))
     recorded_by: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

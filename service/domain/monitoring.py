@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models.features import FEATURES, HISTORY_CHANNELS, N_FEATURES
 from service.db.engine import transaction
-from service.db.tables import Assessment, DriftReport, DriftSignOff, Outcome, Patient, Reading
+from service.db.tables import Assessment, DriftReport, DriftSignOff, Outcome, Reading
+from service.domain.free_text import refuse_person_number
 from service.errors import Conflict, InvalidInput, NotFound
 from service.security import visibility
 from service.security.principal import Principal
@@ -53,7 +54,6 @@ SIGN_OFF_DECISIONS = ("accepted", "action-required", "escalated")
 Decision = Literal["accepted", "action-required", "escalated"]
 # Reports land here, below Settings.reports_dir.
 DRIFT_SUBDIR = "drift"
-_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{6}\s?\d{5}(?!\d)")
 _LATEST_FEATURE = {f.channel: j for j, f in enumerate(FEATURES) if f.kind == "latest"}
 
 
@@ -794,13 +794,8 @@ class MonitoringService:
         comment = comment.strip()
         if len(comment) < 3:
             raise InvalidInput("write a comment of at least 3 characters", location="comment")
-        if _ELEVEN_DIGITS.search(comment):
-            # A drift sign-off is about a model, never about a patient.
-            raise InvalidInput(
-                "the comment contains an 11-digit number that may be a "
-                "fødselsnummer; refer to reports, not patients",
-                location="comment",
-            )
+        # A drift sign-off is about a model, never about a patient.
+        refuse_person_number(comment, "comment")
         # Lock the report row (PostgreSQL) so two concurrent sign-offs cannot both pass the check.
         report = session.scalar(
             select(DriftReport).where(DriftReport.id == report_id).with_for_update()
@@ -828,44 +823,6 @@ class MonitoringService:
         session.add(signoff)
         session.flush()
         return signoff_dict(signoff)
-
-    # -- outcomes ---------------------------------------------------------------------------
-
-    @staticmethod
-    def record_outcome(
-        session: Session,
-        patient: Patient,
-        occurred_at: datetime,
-        deteriorated: bool,
-        source: str,
-        recorded_by: str,
-    ) -> dict[str, Any]:
-        """An immutable outcome for a patient (a correction is a new row)."""
-        if _utc(occurred_at) > datetime.now(UTC) + timedelta(minutes=5):
-            raise InvalidInput(
-                "occurred_at lies in the future: record an outcome once it is known",
-                location="occurred_at",
-            )
-        outcome = Outcome(
-            id=str(uuid.uuid4()),
-            patient_id=patient.id,
-            occurred_at=_utc(occurred_at),
-            deteriorated=deteriorated,
-            source=source,
-            recorded_by=recorded_by[:64],
-            recorded_at=datetime.now(UTC),
-        )
-        session.add(outcome)
-        session.flush()
-        return {
-            "id": outcome.id,
-            "patient_id": patient.id,
-            "occurred_at": _utc(outcome.occurred_at),
-            "deteriorated": deteriorated,
-            "source": source,
-            "recorded_by": outcome.recorded_by,
-            "recorded_at": _utc(outcome.recorded_at),
-        }
 
     # -- schedule and governance export -----------------------------------------------------
 

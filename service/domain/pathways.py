@@ -21,6 +21,7 @@ from models import rules
 from models.measurements import SYMPTOM_SCORE
 from models.rules.store import canonical_dict
 from service.db.tables import PathwayVersion, Patient, PatientOverride
+from service.domain.free_text import refuse_person_number, refuse_person_number_in_document
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
 from service.security.principal import Principal, Role
 
@@ -215,6 +216,8 @@ class PathwayService:
         reason: str,
     ) -> dict[str, Any]:
         """Validate and store a new version; the one in force stays until this commits."""
+        refuse_person_number(reason, "reason")
+        refuse_person_number_in_document(draft, "pathway")
         problems = self.validate(draft)
         if problems:
             raise InvalidInput(
@@ -300,6 +303,7 @@ class PathwayService:
         reason: str,
         expires_at: datetime,
     ) -> PatientOverride:
+        refuse_person_number(reason, "reason")
         now = datetime.now(UTC)
         if _aware(expires_at) <= now:
             raise InvalidInput("expires_at must be in the future", location="expires_at")

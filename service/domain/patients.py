@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from models.identifiers import IdentifierError, mask, parse_person_identifier
 from service.db.tables import Patient
 from service.domain.pathways import PathwayService
 from service.errors import Conflict, Forbidden, InvalidInput
-from service.identifiers import IdentifierError, mask, parse_person_identifier
 from service.security import visibility
 from service.security.principal import Principal
 

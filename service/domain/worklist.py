@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
 from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
+from service.domain.free_text import refuse_person_number
 from service.errors import Conflict, InvalidInput, NotFound
 from service.security import visibility
 from service.security.principal import Principal
@@ -129,6 +130,7 @@ class WorklistService:
     ) -> WorklistItem:
         if action not in TRANSITIONS:
             raise InvalidInput(f"unknown action '{action}'", location="action")
+        refuse_person_number(note, "note")
         item = session.get(WorklistItem, item_id)
         patient = None if item is None else session.get(Patient, item.patient_id)
         if item is None or patient is None or not visibility.may_change_patient(principal, patient):
@@ -185,7 +187,7 @@ def _aware(dt: datetime) -> datetime:
 
 
 def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[str, Any]:
-    from service.identifiers import mask
+    from models.identifiers import mask
 
     explanation = assessment.explanation or {}
     return {

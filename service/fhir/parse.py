@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from models import questionnaires
+from models.identifiers import DNR_SYSTEM, FNR_SYSTEM, IdentifierError, require_ascii_digits
 from models.measurements import (
     CONSCIOUSNESS,
     MEASUREMENTS,
@@ -24,7 +25,6 @@ from models.measurements import (
     measurement_for_code,
 )
 from service.errors import InvalidInput
-from service.identifiers import DNR_SYSTEM, FNR_SYSTEM
 
 ACCEPTED_OBSERVATION_STATUS = {"final", "amended", "corrected", "preliminary"}
 ACCEPTED_QR_STATUS = {"completed", "amended"}
@@ -97,11 +97,10 @@ def _subject(resource: dict[str, Any], rtype: str) -> SubjectRef:
         "subject.identifier.system must be the fødselsnummer or D-number OID",
         f"{loc}.identifier.system",
     )
-    _require(
-        isinstance(value, str) and value.isdigit() and len(value) == 11,
-        "subject.identifier.value must be 11 digits",
-        f"{loc}.identifier.value",
-    )
+    try:
+        require_ascii_digits(value if isinstance(value, str) else "", "subject.identifier.value")
+    except IdentifierError as exc:
+        raise InvalidInput(str(exc), location=f"{loc}.identifier.value") from exc
     return SubjectRef(identifier_system=system, identifier_value=value)
 
 

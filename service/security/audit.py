@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, event, insert, select, text
 from sqlalchemy.orm import Session
 
+from models.identifiers import contains_person_number
 from service.db.tables import AuditEntry, Patient
 from service.security.principal import Principal, Role
 
@@ -51,7 +52,6 @@ PURPOSE_BY_ROLE = {
     Role.ADMIN: "administration",
 }
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,35}$")
-_FNR_LIKE = re.compile(r"^\d{11}$")
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ def safe_patient_id(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.removeprefix("Patient/")
-    if not _SAFE_ID.match(value) or _FNR_LIKE.match(value):
+    if not _SAFE_ID.match(value) or contains_person_number(value):
         return None
     return value
 

@@ -104,14 +104,15 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "audit_access_report": frozenset({P, A}),
     "verify_audit_log": frozenset({P, A}),
     # drift monitoring: ML engineers and compliance run and read, only compliance signs off,
-    # administrators read; clinicians record outcomes (deterioration yes/no) for performance
+    # administrators read; clinicians (and the site's integration client, e.g. DIPS admissions)
+    # record outcomes for performance monitoring and local recalibration
     "run_drift_report": frozenset({M, P}),
     "list_drift_reports": frozenset({M, P, A}),
     "get_drift_report": frozenset({M, P, A}),
     "get_drift_report_html": frozenset({M, P, A}),
     "sign_off_drift_report": frozenset({P}),
     "list_drift_alerts": frozenset({M, P, A}),
-    "record_outcome": frozenset({C, A}),
+    "record_outcome": frozenset({C, I, A}),
     # web pages (service.web): each page as its API counterpart
     "web_worklist": frozenset({C, A}),
     "web_worklist_items": frozenset({C, A}),

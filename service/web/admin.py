@@ -17,6 +17,7 @@ from starlette.datastructures import FormData
 from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import DriftReport, DriftSignOff, PathwayVersion, Patient
+from service.domain.free_text import safe_to_echo
 from service.errors import InvalidInput, NotFound, TriageError
 from service.security import visibility
 from service.security.deps import CurrentPrincipal, current_principal
@@ -135,7 +136,7 @@ def _pathway_context(
             .order_by(Patient.created_at)
             .limit(50)
         )
-        from service.identifiers import mask
+        from models.identifiers import mask
 
         patients = [
             {"id": p.id, "label": f"{mask(p.identifier_value)} · {p.unit}"}
@@ -257,7 +258,7 @@ async def web_pathway_edit(
         other_problems=other,
         validated=True,
         form={
-            "reason": str(form.get("reason") or ""),
+            "reason": safe_to_echo(str(form.get("reason") or "")),
             "dry_patient": str(form.get("dry_patient") or ""),
             **{k: str(v) for k, v in form.items() if k.startswith("dry/")},
         },
@@ -583,7 +584,13 @@ def web_drift_sign_off(
             )
     if errors:
         return _drift_page(
-            request, session, report_id, errors, {"decision": decision, "comment": comment}, [], 422
+            request,
+            session,
+            report_id,
+            errors,
+            {"decision": decision, "comment": safe_to_echo(comment)},
+            [],
+            422,
         )
     flash(request, "success", t.gettext("Sign-off recorded."))
     return RedirectResponse(request.url_for("web_drift_report", report_id=report_id).path, 303)

@@ -15,6 +15,7 @@ from models.measurements import SYMPTOM_SCORE
 from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import Assessment, Patient, PatientOverride, Reading, WorklistItem
+from service.domain.free_text import safe_to_echo
 from service.domain.patients import to_public
 from service.domain.worklist import ACTIVE_STATES, item_summary
 from service.errors import TriageError
@@ -390,7 +391,7 @@ def web_patient_override(
     t = translator(request)
     form = {
         "rule": rule,
-        "reason": reason,
+        "reason": safe_to_echo(reason),
         "expires": expires,
         "threshold_yellow": threshold_yellow,
         "threshold_red": threshold_red,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from service.identifiers import FNR_SYSTEM
+from models.identifiers import FNR_SYSTEM
 from service.security.principal import Role
 from service.security.tokens import issue_dev_token
 from tests.helpers import FNR_ADULT, ORG, enrol, observation, post_fhir, questionnaire_response
