@@ -12,7 +12,12 @@ from sqlalchemy import select
 from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import Assessment
-from service.domain.patients import PatientCreate, PatientPublic, to_public
+from service.domain.patients import (
+    PatientCreate,
+    PatientPublic,
+    TargetSaturationBody,
+    to_public,
+)
 from service.security.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"], responses=ERRORS)
@@ -56,6 +61,28 @@ def get_patient(
     patient_id: str, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
 ) -> PatientPublic:
     return to_public(services.patients.get_visible(session, principal, patient_id))
+
+
+@router.put(
+    "/{patient_id}/target-saturation",
+    name="set_target_saturation",
+    response_model=PatientPublic,
+    responses={**NOT_FOUND, **INVALID},
+)
+def set_target_saturation(
+    patient_id: str,
+    body: TargetSaturationBody,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> PatientPublic:
+    """Set the prescribed SpO2 target ("88-92": NEWS2 scale 2); the patient is re-scored."""
+    with transaction(request.app.state.sessions) as session:
+        patient = services.patients.set_target_saturation(
+            session, principal, patient_id, body.target_saturation
+        )
+        services.scoring.score(session, patient, "target-saturation")
+        return to_public(patient)
 
 
 @router.get(

@@ -25,6 +25,9 @@ class WorklistPatient(BaseModel):
     pathway: str
     unit: str
     confidential_to_guardians: bool
+    target_saturation: str | None = Field(
+        description='Prescribed SpO2 target ("88-92": NEWS2 scale 2); null: not set'
+    )
 
 
 class WorklistItemPublic(BaseModel):
@@ -35,7 +38,14 @@ class WorklistItemPublic(BaseModel):
     probability: float | None
     top_factors: list[dict[str, Any]]
     rules_fired: list[dict[str, Any]]
-    last_data_at: datetime
+    last_data_at: datetime = Field(description="Time of the newest reading (not of the scoring)")
+    current_level: str = Field(description="The newest assessment's level")
+    held: bool = Field(
+        description="The item holds a more urgent level than the newest assessment's, "
+        "until a clinician acknowledges it"
+    )
+    peak_at: datetime | None = Field(description="When the held level was reached")
+    peak_reasons: list[dict[str, Any]] = Field(description="Why the held level was reached")
     opened_at: datetime
     updated_at: datetime
     acknowledged_by: str | None

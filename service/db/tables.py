@@ -45,6 +45,8 @@ class Patient(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     # Pathway options that change the rules, e.g. {"hypercapnic_failure": true} -> NEWS2 scale 2.
     pathway_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The name clinicians work by. Personal data like the identifier: never logged.
+    display_name: Mapped[str | None] = mapped_column(String(200))
 
 
 class IngestedResource(Base):
@@ -129,6 +131,13 @@ class WorklistItem(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Whom an escalation is for: "role:<role>", "unit:<unit>" or "hpr:<HPR number>".
+    escalated_to: Mapped[str | None] = mapped_column(String(120))
+    # The level held (``level``) was reached at ``peak_at`` by ``peak_assessment_id`` for
+    # ``peak_reasons``; a re-score may not lower it, only a clinician's action (migration 0009).
+    peak_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    peak_assessment_id: Mapped[str | None] = mapped_column(String(36))
+    peak_reasons: Mapped[list[Any] | None] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic locking across replicas
 
     __mapper_args__ = {"version_id_col": version}
@@ -148,6 +157,7 @@ class WorklistEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
     assessment_id: Mapped[str | None] = mapped_column(String(36))
+    recipient: Mapped[str | None] = mapped_column(String(120))  # escalations: see WorklistItem
 
 
 class PathwayVersion(Base):

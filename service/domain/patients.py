@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -15,7 +15,14 @@ from service.db.tables import Patient
 from service.domain.pathways import PathwayService
 from service.errors import Conflict, Forbidden, InvalidInput
 from service.security import visibility
-from service.security.principal import Principal
+from service.security.principal import Principal, Role
+
+# A prescribed SpO2 target. 88–92 % is for confirmed hypercapnic respiratory failure (BTS 2017,
+# GOLD 2024) and scores SpO2 on NEWS2 scale 2 (RCP 2017); 94–98 % is everyone else's (scale 1).
+TargetSaturation = Literal["88-92", "94-98"]
+SCALE2_TARGET = "88-92"
+# The pathway option that switches NEWS2 to scale 2 (models/pathways/copd.json).
+SCALE2_OPTION = "hypercapnic_failure"
 
 
 class PatientCreate(BaseModel):
@@ -37,6 +44,19 @@ class PatientCreate(BaseModel):
         description='Pathway options, e.g. {"hypercapnic_failure": true} '
         "for NEWS2 SpO2 scale 2 (confirmed hypercapnic respiratory failure)",
     )
+    target_saturation: TargetSaturation | None = Field(
+        default=None,
+        description='Prescribed SpO2 target: "88-92" (confirmed hypercapnic respiratory '
+        'failure: NEWS2 scores SpO2 on scale 2) or "94-98" (scale 1)',
+    )
+
+
+class TargetSaturationBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_saturation: TargetSaturation = Field(
+        description='"88-92" (NEWS2 SpO2 scale 2) or "94-98" (scale 1)'
+    )
 
 
 class PatientPublic(BaseModel):
@@ -50,6 +70,9 @@ class PatientPublic(BaseModel):
     unit: str
     confidential_to_guardians: bool
     options: dict[str, bool]
+    target_saturation: TargetSaturation | None = Field(
+        description="Prescribed SpO2 target; null: not set (NEWS2 scale 1)"
+    )
     created_at: datetime
 
 
@@ -70,8 +93,36 @@ def to_public(p: Patient) -> PatientPublic:
         unit=p.unit,
         confidential_to_guardians=p.confidential_to_guardians,
         options=dict(p.pathway_options or {}),
+        target_saturation=target_of(p),
         created_at=p.created_at,
     )
+
+
+def target_of(p: Patient) -> TargetSaturation | None:
+    options = p.pathway_options or {}
+    if SCALE2_OPTION not in options:
+        return None
+    return "88-92" if options[SCALE2_OPTION] else "94-98"
+
+
+def with_target(
+    pathway: Any, options: dict[str, bool], target: TargetSaturation
+) -> dict[str, bool]:
+    """The patient's options with the switch that a target saturation implies."""
+    offered = {o.id: o for o in pathway.options}
+    switch = offered.get(SCALE2_OPTION)
+    if switch is None or "news2-scale2" not in switch.replaces_rule_sets.values():
+        raise InvalidInput(
+            f"pathway '{pathway.id}' does not score NEWS2 SpO2, so it has no target saturation",
+            location="target_saturation",
+        )
+    wanted = target == SCALE2_TARGET
+    if options.get(SCALE2_OPTION, wanted) != wanted:
+        raise InvalidInput(
+            f"target_saturation {target} contradicts options.{SCALE2_OPTION}",
+            location="target_saturation",
+        )
+    return {**options, SCALE2_OPTION: wanted}
 
 
 class PatientService:
@@ -100,6 +151,9 @@ class PatientService:
                 f" (it offers: {', '.join(sorted(offered)) or 'none'})",
                 location="options",
             )
+        options = dict(body.options)
+        if body.target_saturation is not None:
+            options = with_target(pathway, options, body.target_saturation)
         if not visibility.may_enrol(principal, body.organisation, body.unit):
             raise Forbidden(
                 "you may only enrol patients in your own units"
@@ -126,7 +180,7 @@ class PatientService:
             organisation=body.organisation,
             unit=body.unit,
             confidential_to_guardians=body.confidential_to_guardians,
-            pathway_options=dict(body.options),
+            pathway_options=options,
             created_at=datetime.now(UTC),
             created_by=principal.subject,
         )
@@ -134,7 +188,24 @@ class PatientService:
         session.flush()
         return patient
 
+    def set_target_saturation(
+        self, session: Session, principal: Principal, patient_id: str, target: TargetSaturation
+    ) -> Patient:
+        """Set the prescribed SpO2 target; the caller re-scores the patient under it."""
+        patient = self.get_visible(session, principal, patient_id, write=True)
+        if principal.role not in (Role.CLINICIAN, Role.ADMIN):
+            raise Forbidden("only clinicians set a patient's target saturation")
+        _, pathway, _ = self.pathways.current(session, patient.pathway_id)
+        current = dict(patient.pathway_options or {})
+        current.pop(SCALE2_OPTION, None)
+        patient.pathway_options = with_target(pathway, current, target)
+        session.flush()
+        return patient
+
     @staticmethod
-    def get_visible(session: Session, principal: Principal, patient_id: str) -> Patient:
-        """The patient, or 404 when it lies outside what the caller may see (visibility)."""
-        return visibility.visible_patient(session, principal, patient_id)
+    def get_visible(
+        session: Session, principal: Principal, patient_id: str, *, write: bool = False
+    ) -> Patient:
+        """The patient, or 404 when it lies outside what the caller may see (``write``: may
+        change); the rule is service.security.visibility's."""
+        return visibility.visible_patient(session, principal, patient_id, write=write)

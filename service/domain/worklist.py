@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, defer
 
 from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
 from service.domain.free_text import refuse_person_number
+from service.domain.patients import target_of
 from service.errors import Conflict, InvalidInput, NotFound
 from service.security import visibility
 from service.security.principal import Principal
@@ -58,14 +59,22 @@ class WorklistService:
         alerting: bool,
         preloaded: bool = False,
         item: WorklistItem | None = None,
+        last_data_at: datetime | None = None,
     ) -> WorklistItem | None:
         """Update the patient's active item, or open one when the level is alerting.
 
         ``level_rank`` orders urgency (0 = most urgent); the pathway's lowest level updates an
         existing item but opens none. ``preloaded``: ``item`` is the active item the caller
         already looked up (None: there is none), saving a query per patient in batch paths.
+        ``last_data_at``: the newest reading's time (a scheduled re-score's as-of is the wall
+        clock, which is not data).
+
+        An item holds the most urgent level it reached until a clinician acknowledges it: new
+        data can raise the level, a re-score cannot lower it (the card says "was red at ...;
+        now yellow" from ``peak_*`` and the newest assessment).
         """
         now = assessment.created_at
+        data_at = last_data_at if last_data_at is not None else assessment.as_of
         if not preloaded:
             item = session.scalar(
                 select(WorklistItem).where(
@@ -87,7 +96,10 @@ class WorklistService:
                 assessment_id=assessment.id,
                 opened_at=now,
                 updated_at=now,
-                last_data_at=assessment.as_of,
+                last_data_at=data_at,
+                peak_at=assessment.as_of,
+                peak_assessment_id=assessment.id,
+                peak_reasons=reasons_of(assessment),
             )
             session.add(item)
             session.flush()  # no ORM relationship orders these inserts, so flush the item first
@@ -103,18 +115,26 @@ class WorklistService:
             session.flush()
             self._notify(session, item, assessment, "opened")
             return item
-        changed = item.level != assessment.level
         worse = level_rank < item.level_rank
-        item.level, item.level_rank = assessment.level, level_rank
+        if worse or item.peak_assessment_id is None:
+            item.peak_at, item.peak_assessment_id = assessment.as_of, assessment.id
+            item.peak_reasons = reasons_of(assessment)
+        if level_rank <= item.level_rank:
+            changed = item.level != assessment.level
+            item.level, item.level_rank = assessment.level, level_rank
+            action = "level-changed" if changed else "updated"
+        else:
+            # Only a person lowers a level: the held one stays, the card shows both.
+            changed, action = False, "level-held"
         item.probability, item.assessment_id = assessment.probability, assessment.id
-        item.updated_at, item.last_data_at = now, max(_aware(item.last_data_at), assessment.as_of)
+        item.updated_at, item.last_data_at = now, data_at
         if worse and item.state == "acknowledged":
             # A worse level after acknowledgement needs a fresh look.
             item.state = "open"
         session.add(
             WorklistEvent(
                 item_id=item.id,
-                action="level-changed" if changed else "updated",
+                action=action,
                 actor="system",
                 at=now,
                 assessment_id=assessment.id,
@@ -147,11 +167,30 @@ class WorklistService:
                 item_id=item.id, action=action, actor=principal.subject, at=now, note=note
             )
         )
+        assessment = session.get(Assessment, item.assessment_id)
+        lowered = False
+        if action == "acknowledge" and assessment is not None:
+            lowered = self._settle_level(item, assessment)
         session.flush()
+        if lowered:
+            self._notify(session, item, assessment, "level-changed")
         if target == "resolved":
-            assessment = session.get(Assessment, item.assessment_id)
             self._notify(session, item, assessment, "resolved")
         return item
+
+    @staticmethod
+    def _settle_level(item: WorklistItem, assessment: Assessment) -> bool:
+        """A clinician has seen the item: it now holds the newest assessment's level.
+
+        Returns True when that lowered the level (a held level is let go).
+        """
+        order = list((assessment.explanation or {}).get("levels") or [])
+        if assessment.level == item.level or assessment.level not in order:
+            return False
+        item.level, item.level_rank = assessment.level, order.index(assessment.level)
+        item.peak_at, item.peak_assessment_id = assessment.as_of, assessment.id
+        item.peak_reasons = reasons_of(assessment)
+        return True
 
     def list_items(
         self,
@@ -186,6 +225,16 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def reasons_of(assessment: Assessment) -> list[dict[str, Any]]:
+    """Why an assessment reached its level, in words (the rules that set it, else the model's
+    top factors): kept with the item so a held level can still say why."""
+    explanation = assessment.explanation or {}
+    fired = [r for r in explanation.get("rules", []) if r.get("counts_for_triage", True)]
+    at_level = [r for r in fired if r.get("level") == assessment.level] or fired
+    chosen = at_level or explanation.get("top_factors", [])
+    return [{"text_nb": r.get("text_nb", ""), "text_en": r.get("text_en", "")} for r in chosen[:3]]
+
+
 def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[str, Any]:
     from models.identifiers import mask
 
@@ -200,6 +249,7 @@ def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -
             "pathway": patient.pathway_id,
             "unit": patient.unit,
             "confidential_to_guardians": patient.confidential_to_guardians,
+            "target_saturation": target_of(patient),
         },
         "state": item.state,
         "level": item.level,
@@ -207,6 +257,11 @@ def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -
         "top_factors": explanation.get("top_factors", [])[:3],
         "rules_fired": explanation.get("rules", []),
         "last_data_at": _aware(item.last_data_at),
+        # The newest assessment's level; below ``level`` while a higher one is held.
+        "current_level": assessment.level,
+        "held": assessment.level != item.level,
+        "peak_at": item.peak_at and _aware(item.peak_at),
+        "peak_reasons": item.peak_reasons or [],
         "opened_at": _aware(item.opened_at),
         "updated_at": _aware(item.updated_at),
         "acknowledged_by": item.acknowledged_by,

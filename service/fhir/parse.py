@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,6 +31,19 @@ ACCEPTED_OBSERVATION_STATUS = {"final", "amended", "corrected", "preliminary"}
 ACCEPTED_QR_STATUS = {"completed", "amended"}
 # A device clock a few minutes ahead of ours is not "the future".
 FUTURE_TOLERANCE_S = 300
+# No home-monitoring reading is older than this. Times such as 0001-01-01, 1900-01-01 or
+# 1970-01-01 are device clocks reset to their default, and would be stored as real history. A
+# fixed bound, not the patient's birth date: parsing happens before the patient is known, and
+# every device that speaks FHIR was made long after it.
+EARLIEST_EFFECTIVE = datetime(2000, 1, 1, tzinfo=UTC)
+# FHIR R4 dateTime (hl7.org/fhir/R4/datatypes.html#dateTime), anchored by fullmatch.
+FHIR_DATETIME = re.compile(
+    r"([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
+    r"(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1])"
+    r"(T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+    r"(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00)))?)?)?",
+    re.ASCII,
+)
 
 
 @dataclass
@@ -50,8 +64,23 @@ class ParsedResource:
     body: dict[str, Any] = field(default_factory=dict)
 
 
+def _canonical_numbers(node: Any) -> Any:
+    """91.0 and 91 are the same FHIR decimal value: hash them alike, so a retry is a retry."""
+    if isinstance(node, float) and node.is_integer():
+        return int(node)
+    if isinstance(node, dict):
+        return {k: _canonical_numbers(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_canonical_numbers(v) for v in node]
+    return node
+
+
 def content_hash(resource: dict[str, Any]) -> str:
-    canonical = json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # Hashes stored before numbers were canonicalised differ only for integral floats (91.0);
+    # a retry of such a message sent before the change answers 409 once, then never again.
+    canonical = json.dumps(
+        _canonical_numbers(resource), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -62,6 +91,13 @@ def _require(cond: bool, message: str, location: str) -> None:
 
 def _parse_time(value: Any, location: str, now_s: float) -> int:
     _require(isinstance(value, str) and len(value) >= 10, "a dateTime is required", location)
+    # Python's fromisoformat also reads the basic form (20261203T110000Z) and a space for the T;
+    # FHIR does not, and a sender that writes them has a bug we should not hide.
+    _require(
+        FHIR_DATETIME.fullmatch(str(value)) is not None,
+        f"'{value}' is not a FHIR dateTime (YYYY-MM-DDThh:mm:ss+zz:zz)",
+        location,
+    )
     try:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError as exc:
@@ -72,6 +108,11 @@ def _parse_time(value: Any, location: str, now_s: float) -> int:
         parsed = parsed.replace(tzinfo=UTC)
     seconds = int(parsed.timestamp())
     _require(seconds <= now_s + FUTURE_TOLERANCE_S, "effective time is in the future", location)
+    _require(
+        parsed >= EARLIEST_EFFECTIVE,
+        f"effective time is before {EARLIEST_EFFECTIVE:%Y-%m-%d}: a device clock that was reset",
+        location,
+    )
     return seconds
 
 

@@ -57,6 +57,7 @@ METRICS_ROLES = frozenset({M, P, A})
 ROUTE_ROLES: dict[str, frozenset[Role]] = {
     # enrolment and patient record
     "enrol_patient": frozenset({C, I, A}),
+    "set_target_saturation": frozenset({C, A}),
     "get_patient": frozenset({C, A}),
     "list_patient_assessments": frozenset({C, A}),
     # FHIR ingestion: devices (VKP) and questionnaires (Helsenorge) via integration clients
@@ -120,6 +121,7 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "web_patient": frozenset({C, A}),
     "web_patient_override": frozenset({C, A}),
     "web_patient_override_revoke": frozenset({C, A}),
+    "web_patient_target": frozenset({C, A}),
     "web_pathways": frozenset({C, M, P, A}),
     "web_pathway": frozenset({C, M, P, A}),
     "web_pathway_edit": frozenset({C, A}),

@@ -16,7 +16,7 @@ from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import Assessment, Patient, PatientOverride, Reading, WorklistItem
 from service.domain.free_text import safe_to_echo
-from service.domain.patients import to_public
+from service.domain.patients import SCALE2_OPTION, TargetSaturation, to_public
 from service.domain.worklist import ACTIVE_STATES, item_summary
 from service.errors import TriageError
 from service.security import visibility
@@ -353,6 +353,7 @@ def patient_context(
         "default_expiry": (datetime.now(UTC) + timedelta(days=14)).date().isoformat(),
         "min_expiry": (datetime.now(UTC) + timedelta(days=1)).date().isoformat(),
         "young": 12 <= public.age_years < 16,
+        "target_offered": any(o.id == SCALE2_OPTION for o in doc.options),
         "now": datetime.now(UTC),
     }
 
@@ -482,3 +483,36 @@ def web_patient_override_revoke(
     return RedirectResponse(
         request.url_for("web_patient", patient_id=patient_id).path + "#overrides", 303
     )
+
+
+@router.post("/patients/{patient_id}/target-saturation", name="web_patient_target")
+def web_patient_target(
+    request: Request,
+    patient_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    target_saturation: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    """Set the prescribed SpO2 target (88–92 %: NEWS2 scale 2); the patient is re-scored."""
+    t = translator(request)
+    back = request.url_for("web_patient", patient_id=patient_id).path + "#target-heading"
+    if target_saturation == "88-92":
+        target: TargetSaturation = "88-92"
+    elif target_saturation == "94-98":
+        target = "94-98"
+    else:
+        flash(request, "error", t.gettext("Choose a target saturation."))
+        return RedirectResponse(back, 303)
+    try:
+        with transaction(request.app.state.sessions) as session:
+            patient = services.patients.set_target_saturation(
+                session, principal, patient_id, target
+            )
+            services.scoring.score(session, patient, "target-saturation")
+    except TriageError as exc:
+        if exc.status_code in (403, 404):
+            raise
+        flash(request, "error", t.gettext("The target saturation could not be set."))
+    else:
+        flash(request, "success", t.gettext("Target saturation saved; the patient was re-scored."))
+    return RedirectResponse(back, 303)

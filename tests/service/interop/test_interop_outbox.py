@@ -78,6 +78,13 @@ def test_every_item_event_arrives_exactly_once_in_order_despite_failures_and_a_r
             integration, clinician = auth("integration"), auth("clinician")
             pids = [enrol_with_history(client, auth, i, last_spo2=85) for i in range(3)]
             send_spo2(client, integration, pids[0], 97, BASE + timedelta(hours=1), "p0-up")
+            # Better data alone holds the red; the clinician's acknowledgement lowers it.
+            acknowledged = client.post(
+                f"/api/v1/worklist/{item_of(client, pids[0]).id}/acknowledge",
+                json={"note": "ringt"},
+                headers=clinician,
+            )
+            assert acknowledged.status_code == 200, acknowledged.text
             wait_for(lambda: len(receiver.arrivals) >= 2)
 
             receiver.stop()  # DIPS goes down mid-stream ...
