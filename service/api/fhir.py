@@ -90,7 +90,19 @@ async def fhir_bundle(
     """A batch (each entry stands alone) or a transaction (all or nothing)."""
     body = await read_fhir_json(request)
     result = await _in_thread(services.ingestion.ingest_bundle, principal, body)
+    base = fhir_base(request)
+    for entry in result.get("entry", []):
+        location = (entry.get("response") or {}).get("location")
+        if location:
+            # fullUrl: the absolute URL of the resource (without the version), as FHIR asks.
+            rtype, rid = location.split("/")[:2]
+            entry["fullUrl"] = f"{base}/{rtype}/{rid}"
     return _fhir(result)
+
+
+def fhir_base(request: Request) -> str:
+    """The absolute base of this FHIR server, e.g. https://triage.example/fhir."""
+    return f"{str(request.base_url).rstrip('/')}/fhir"
 
 
 async def _in_thread(fn: Any, *args: Any) -> Any:
@@ -108,12 +120,19 @@ async def _create(
             f"resourceType must be {rtype} on this endpoint", location="resourceType"
         )
     outcome = await _in_thread(services.ingestion.ingest, principal, body)
-    stored = dict(body)
-    stored["id"] = outcome.resource_id
+    # The answer is the resource as stored: the server's id and meta, never the sender's meta.
+    stored = outputs.stored_resource(
+        body, outcome.resource_id, outcome.version_id, outcome.last_updated
+    )
     return _fhir(
         stored,
         outcome.status,
-        {"Location": f"{request.base_url}fhir/{rtype}/{outcome.resource_id}"},
+        {
+            "Location": f"{fhir_base(request)}/{rtype}/{outcome.resource_id}/_history/"
+            f"{outcome.version_id}",
+            "ETag": f'W/"{outcome.version_id}"',
+            "Last-Modified": outputs.http_date(stored["meta"]["lastUpdated"]),
+        },
     )
 
 

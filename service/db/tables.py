@@ -64,6 +64,28 @@ class IngestedResource(Base):
     received_by: Mapped[str] = mapped_column(String(64))
 
 
+class ResourceVersion(Base):
+    """A later version of a received resource (FHIR `corrected`, `amended`, `entered-in-error`).
+
+    The first version is the IngestedResource row itself; each resend that replaces it adds a row
+    here (insert-only), so every version the sender ever sent stays on record.
+    """
+
+    __tablename__ = "resource_versions"
+    __table_args__ = (UniqueConstraint("resource_id", "version_id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    resource_id: Mapped[str] = mapped_column(ForeignKey("ingested_resources.id"), index=True)
+    version_id: Mapped[int] = mapped_column(Integer)  # 2, 3, … (1 is the IngestedResource)
+    status: Mapped[str] = mapped_column(String(32))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_by: Mapped[str] = mapped_column(String(64))
+
+
 class Reading(Base):
     """One canonical value (a BP panel gives two; a questionnaire gives a score and its items)."""
 
@@ -287,3 +309,18 @@ class DriftSignOff(Base):
     signed_by: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(32))
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WebSession(Base):
+    """A signed-in browser session. The cookie carries a random id; this row says whether the
+    session is still open, so signing out ends it on the server and a saved cookie stops working.
+    Only the id's SHA-256 is stored: reading this table does not let anyone take a session over.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

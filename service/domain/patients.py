@@ -29,7 +29,9 @@ class PatientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     identifier: str = Field(
-        description="Fødselsnummer or D-number (11 digits)", min_length=1, max_length=32
+        description="Fødselsnummer, D-number or felles hjelpenummer (11 digits)",
+        min_length=1,
+        max_length=32,
     )
     birth_date: date
     sex: Literal["female", "male", "other", "unknown"]

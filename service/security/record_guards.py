@@ -25,6 +25,7 @@ from service.db.tables import (
     PathwayVersion,
     Patient,
     PatientOverride,
+    ResourceVersion,
     WorklistEvent,
 )
 from service.errors import Conflict
@@ -36,6 +37,7 @@ IMMUTABLE_RECORDS: tuple[type[Any], ...] = (
     DriftSignOff,
     WorklistEvent,
     IngestedResource,
+    ResourceVersion,
     AuditEntry,
 )
 # Attribute -> the only value it may be changed to.
