@@ -142,9 +142,9 @@ class PatientService:
             )
         if body.birth_date > datetime.now(UTC).date():
             raise InvalidInput("birth_date is in the future", location="birth_date")
-        if body.pathway not in self.pathways.known_in(session):
+        if body.pathway not in self.pathways.known_in(session, body.organisation):
             raise InvalidInput(f"unknown pathway '{body.pathway}'", location="pathway")
-        _, pathway, _ = self.pathways.current(session, body.pathway)
+        _, pathway, _ = self.pathways.current(session, body.pathway, body.organisation, body.unit)
         offered = {o.id for o in pathway.options}
         unknown = sorted(set(body.options) - offered)
         if unknown:

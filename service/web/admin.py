@@ -50,10 +50,18 @@ def web_pathways(
     request: Request, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
 ) -> Response:
     pathways = []
-    for pid in sorted(services.pathways.known_in(session)):
-        version, doc, doc_hash = services.pathways.current(session, pid)
+    scope = services.pathways.reading_scope(principal)
+    for pid in sorted(services.pathways.known_in(session, scope)):
+        found = services.pathways.in_force(session, pid, scope)
         pathways.append(
-            {"id": pid, "version": version, "doc": doc, "hash": doc_hash, "rules": len(doc.rules)}
+            {
+                "id": pid,
+                "version": found.version,
+                "doc": found.doc,
+                "hash": found.hash,
+                "rules": len(found.doc.rules),
+                "organisation": found.organisation,
+            }
         )
     return render(request, "pathways.html", {"pathways": pathways})
 
@@ -116,17 +124,20 @@ def _pathway_context(
 ) -> dict[str, Any]:
     from models.rules.describe import describe_pathway
 
-    if pathway_id not in services.pathways.known_in(session):
+    pathways = services.pathways
+    scope = pathways.reading_scope(principal)
+    if pathway_id not in pathways.known_in(session, scope):
         raise NotFound(f"pathway '{pathway_id}' not found")
-    version, doc, doc_hash = services.pathways.current(session, pathway_id)
+    found = pathways.in_force(session, pathway_id, scope)
+    version, doc, doc_hash = found.version, found.doc, found.hash
     row = session.scalar(
         select(PathwayVersion).where(
             PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == version
         )
     )
     body = dict(row.body) if row is not None else {}
-    editable = principal.role in (Role.CLINICIAN, Role.ADMIN) and services.pathways.may_edit(
-        principal, doc
+    editable = principal.role in (Role.CLINICIAN, Role.ADMIN) and pathways.may_edit_in(
+        session, principal, pathway_id, scope, None
     )
     patients = []
     if editable:
@@ -151,7 +162,8 @@ def _pathway_context(
         "stored": body,
         "described": describe_pathway(doc),
         "editable": editable,
-        "history": services.pathways.versions(session, pathway_id),
+        "history": pathways.versions(session, principal, pathway_id),
+        "organisation": found.organisation,
         "levels": [lv.id for lv in doc.levels],
         "level_labels": level_labels(translator(request)),
         "number_fields": NUMBER_FIELDS,

@@ -311,7 +311,9 @@ def patient_context(
     t = translator(request)
     patient = services.patients.get_visible(session, principal, patient_id)
     public = to_public(patient)
-    version, doc, _ = services.pathways.current(session, patient.pathway_id)
+    version, doc, _ = services.pathways.current(
+        session, patient.pathway_id, patient.organisation, patient.unit
+    )
     overrides = _override_rows(session, patient.id)
     rule_measurement = {r.id: getattr(r, "measurement", None) for r in doc.rules}
     active = [
