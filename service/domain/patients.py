@@ -15,7 +15,8 @@ from models.identifiers import IdentifierError, mask, parse_person_identifier
 from service.db.tables import Patient
 from service.db.unit_of_work import PERSON_LOCKS, lock_all
 from service.domain.pathways import PathwayService
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.errors import Conflict, Forbidden, InvalidInput
+from service.security import visibility
 from service.security.principal import Principal, Role
 
 # A prescribed SpO2 target. 88–92 % is for confirmed hypercapnic respiratory failure (BTS 2017,
@@ -160,15 +161,15 @@ class PatientService:
         options = dict(body.options)
         if body.target_saturation is not None:
             options = with_target(pathway, options, body.target_saturation)
-        if principal.role is not Role.ADMIN and body.organisation != principal.organisation:
-            raise Forbidden("you may only enrol patients in your own organisation")
-        if principal.role is Role.CLINICIAN and not principal.may_see_unit(
-            body.organisation, body.unit
-        ):
-            raise Forbidden("you may only enrol patients in your own units")
+        if not visibility.may_enrol(principal, body.organisation, body.unit):
+            raise Forbidden(
+                "you may only enrol patients in your own units"
+                if body.organisation in principal.organisations
+                else "you may only enrol patients in your own organisation"
+            )
         # Two replicas enrolling one person (a sender's retry) serialise here.
         lock_all(session, PERSON_LOCKS, [ident.value])
-        existing = self._enrolled(session, principal, body, ident.value)
+        existing = self._enrolled(session, principal, body, ident.value, options)
         if existing is not None:
             return existing, False
         patient = Patient(
@@ -193,7 +194,7 @@ class PatientService:
             # Enrolled by a writer that took no lock (SQLite has one writer; this is the
             # database's last word): answered as if this request had waited for it.
             session.expunge(patient)
-            existing = self._enrolled(session, principal, body, ident.value)
+            existing = self._enrolled(session, principal, body, ident.value, options)
             if existing is None:
                 raise
             return existing, False
@@ -201,9 +202,14 @@ class PatientService:
 
     @staticmethod
     def _enrolled(
-        session: Session, principal: Principal, body: PatientCreate, identifier_value: str
+        session: Session,
+        principal: Principal,
+        body: PatientCreate,
+        identifier_value: str,
+        options: dict[str, Any],
     ) -> Patient | None:
-        """The person's enrolment when this request repeats it (same organisation, same body).
+        """The person's enrolment when this request repeats it (visible to the caller, in the
+        same organisation, with the same details); None when the person is not enrolled.
 
         A retry of an enrolment (the first answer was lost, or it reached another replica)
         gets the existing patient back; anything else about an enrolled person is a conflict.
@@ -213,23 +219,24 @@ class PatientService:
         )
         if existing is None:
             return None
-        same_organisation = existing.organisation == body.organisation and (
-            principal.role is Role.ADMIN or existing.organisation == principal.organisation
-        )
-        if same_organisation and _same_enrolment(existing, body):
-            return existing
-        if same_organisation:
+        if visibility.may_read_patient(principal, existing):
+            if _same_enrolment(existing, body, options):
+                return existing
             raise Conflict(
-                f"this person is already enrolled as Patient/{existing.id} with different details"
+                f"this person is already enrolled as Patient/{existing.id} with other details"
             )
-        # Never name a record outside the caller's organisation.
-        raise Conflict("this person is already enrolled")
+        # Another organisation's (or unit's) patient: say so without naming the record; a
+        # transfer of the follow-up is made by the organisation that holds it.
+        raise Conflict(
+            "this person is already enrolled in home follow-up outside your organisation or "
+            "units; the organisation holding the follow-up can transfer it"
+        )
 
     def set_target_saturation(
         self, session: Session, principal: Principal, patient_id: str, target: TargetSaturation
     ) -> Patient:
         """Set the prescribed SpO2 target; the caller re-scores the patient under it."""
-        patient = self.get_visible(session, principal, patient_id)
+        patient = self.get_visible(session, principal, patient_id, write=True)
         if principal.role not in (Role.CLINICIAN, Role.ADMIN):
             raise Forbidden("only clinicians set a patient's target saturation")
         _, pathway, _ = self.pathways.current(session, patient.pathway_id)
@@ -240,28 +247,15 @@ class PatientService:
         return patient
 
     @staticmethod
-    def get_visible(session: Session, principal: Principal, patient_id: str) -> Patient:
-        """The patient, or 404 when it does not exist or lies outside what the caller may see.
-
-        Every role but admin is confined to its own organisation; clinicians also to their
-        units. Not 403: a caller must not learn that a record exists elsewhere.
-        """
-        patient = session.get(Patient, patient_id)
-        if patient is None or (
-            principal.role is not Role.ADMIN
-            and (
-                patient.organisation != principal.organisation
-                or (
-                    principal.role is Role.CLINICIAN
-                    and not principal.may_see_unit(patient.organisation, patient.unit)
-                )
-            )
-        ):
-            raise NotFound(f"Patient/{patient_id} not found")
-        return patient
+    def get_visible(
+        session: Session, principal: Principal, patient_id: str, *, write: bool = False
+    ) -> Patient:
+        """The patient, or 404 when it lies outside what the caller may see (``write``: may
+        change); the rule is service.security.visibility's."""
+        return visibility.visible_patient(session, principal, patient_id, write=write)
 
 
-def _same_enrolment(patient: Patient, body: PatientCreate) -> bool:
+def _same_enrolment(patient: Patient, body: PatientCreate, options: dict[str, Any]) -> bool:
     stored: date | datetime = patient.birth_date
     birth = stored.date() if isinstance(stored, datetime) else stored
     return (
@@ -271,5 +265,5 @@ def _same_enrolment(patient: Patient, body: PatientCreate) -> bool:
         and patient.organisation == body.organisation
         and patient.unit == body.unit
         and bool(patient.confidential_to_guardians) == body.confidential_to_guardians
-        and dict(patient.pathway_options or {}) == dict(body.options)
+        and dict(patient.pathway_options or {}) == options
     )
