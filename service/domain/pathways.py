@@ -120,6 +120,7 @@ PENDING = "pending"
 APPROVED = "approved"
 REJECTED = "rejected"
 PUBLISHED = "published"  # took effect when published (wording only, or before four-eyes)
+VERSION_STATUSES = (PUBLISHED, PENDING, APPROVED, REJECTED)
 _KEEP_SCOPE = object()
 
 
@@ -323,7 +324,13 @@ class PathwayService:
             if base is None:
                 base = previous_in_scope.get(scope)
             changes: list[Any] = (
-                [] if base is None else [c.to_dict() for c in rules.diff_pathways(base, row.body)]
+                []
+                if base is None
+                else [
+                    c.to_dict()
+                    for c in rules.diff_pathways(base, row.body)
+                    if c.path != "/version"  # every version has its own number
+                ]
             )
             if status in (PUBLISHED, APPROVED):
                 previous_in_scope[scope] = row.body
