@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from service.api.deps import ERRORS, INVALID, ReadSession
 from service.db.tables import AuditEntry
 from service.errors import InvalidInput
-from service.security.audit import safe_patient_id, verify_chain
+from service.security.audit import safe_patient_id
+from service.security.checkpoints import verify_with_checkpoints
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"], responses=ERRORS)
 
@@ -65,6 +66,8 @@ class VerifyPublic(BaseModel):
     head_hash: str
     bad_seq: int | None
     problem: str | None
+    checkpoint_seq: int | None = None
+    checkpoint_at: str | None = None
 
 
 def _flush(request: Request) -> None:
@@ -164,7 +167,7 @@ def audit_access_report(
 def verify_audit_log(request: Request, session: ReadSession) -> VerifyPublic:
     """Walk the hash chain; names the first edited row or the row after deleted ones."""
     _flush(request)
-    result = verify_chain(session)
+    result = verify_with_checkpoints(session, request.app.state.settings)
     return VerifyPublic(
         ok=result.ok,
         rows_checked=result.rows_checked,
@@ -172,4 +175,6 @@ def verify_audit_log(request: Request, session: ReadSession) -> VerifyPublic:
         head_hash=result.head_hash,
         bad_seq=result.bad_seq,
         problem=result.problem,
+        checkpoint_seq=result.checkpoint_seq,
+        checkpoint_at=result.checkpoint_at,
     )
