@@ -27,12 +27,12 @@ from models.rules.store import canonical_dict
 from service.db.tables import PathwayVersion, PathwayVersionDecision, Patient, PatientOverride
 from service.domain.free_text import refuse_person_number, refuse_person_number_in_document
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
-from service.security.pathway_access import (
+from service.security.principal import Principal, Role
+from service.security.visibility import (
     may_approve_pathway,
     may_edit_pathway,
     may_read_pathway_scope,
 )
-from service.security.principal import Principal, Role
 
 SYSTEM_AUTHOR = "system"
 
@@ -407,7 +407,7 @@ class PathwayService:
         if (
             organisation is not None
             and principal.role is not Role.ADMIN
-            and organisation != principal.organisation
+            and organisation not in principal.organisations
         ):
             raise Forbidden("you may only change pathways of your own organisation")
         return organisation, unit
@@ -561,7 +561,7 @@ class PathwayService:
                 decision=decision,
                 decided_by=principal.subject,
                 role=principal.role.value,
-                organisation=principal.organisation,
+                organisation=row.organisation or principal.organisation,
                 reason=reason,
                 decided_at=now,
             )

@@ -21,8 +21,8 @@ from service.db.tables import DriftReport, DriftSignOff, PathwayVersion, Patient
 from service.domain.free_text import safe_to_echo
 from service.domain.pathways import APPROVED, PENDING, REJECTED
 from service.errors import Conflict, InvalidInput, NotFound, TriageError
-from service.security.deps import CurrentPrincipal
-from service.security.pathway_access import may_approve_pathway
+from service.security import visibility
+from service.security.deps import CurrentPrincipal, current_principal
 from service.security.principal import Principal, Role
 from service.web.pages import flash, level_labels, problems_by_field, take_flashes
 from service.web.render import render, translator
@@ -155,14 +155,10 @@ def _pathway_context(
     if editable:
         query = (
             select(Patient)
-            .where(Patient.pathway_id == pathway_id)
+            .where(Patient.pathway_id == pathway_id, visibility.patient_filter(principal))
             .order_by(Patient.created_at)
             .limit(50)
         )
-        if principal.role is not Role.ADMIN:
-            query = query.where(Patient.organisation == principal.organisation)
-            if principal.units is not None:
-                query = query.where(Patient.unit.in_(principal.units))
         from models.identifiers import mask
 
         patients = [
@@ -183,7 +179,7 @@ def _pathway_context(
         "pending": pending,
         "pending_is_author": pending is not None and pending["author"] == principal.subject,
         "pending_can_decide": pending is not None
-        and may_approve_pathway(principal, scope, None, doc.editors, pending["author"]),
+        and visibility.may_approve_pathway(principal, scope, None, doc.editors, pending["author"]),
         "decision_form": {},
         "levels": [lv.id for lv in doc.levels],
         "level_labels": level_labels(translator(request)),
@@ -540,11 +536,19 @@ def _first_signoff(session: Any, report_id: str) -> DriftSignOff | None:
 
 
 def _reports(request: Request, session: Any) -> list[dict[str, Any]]:
-    return list(_monitoring(request).list_reports(session, limit=100))
+    viewer = current_principal(request)
+    return list(_monitoring(request).list_reports(session, limit=100, viewer=viewer))
+
+
+def _visible_report(request: Request, session: Any, report_id: str) -> DriftReport | None:
+    row = session.get(DriftReport, report_id)
+    if row is None or not visibility.may_read_report(current_principal(request), row.organisation):
+        return None
+    return row
 
 
 def _report(request: Request, session: Any, report_id: str) -> dict[str, Any]:
-    row = session.get(DriftReport, report_id)
+    row = _visible_report(request, session, report_id)
     if row is None:
         raise NotFound(f"drift report {report_id} not found")
     try:
@@ -554,7 +558,7 @@ def _report(request: Request, session: Any, report_id: str) -> dict[str, Any]:
 
 
 def _html_path(request: Request, session: Any, report_id: str) -> Path | None:
-    row = session.get(DriftReport, report_id)
+    row = _visible_report(request, session, report_id)
     if row is None or not row.html_path:
         return None
     path = Path(row.html_path)
@@ -647,6 +651,7 @@ def web_drift_sign_off(
                     comment,
                     signed_by=principal.subject,
                     role=principal.role.value,
+                    signer=principal,
                 )
         except NotFound:
             raise
@@ -704,6 +709,7 @@ def web_audit(
     try:
         page = search_audit_log(
             request,
+            principal,
             session,
             patient=patient or None,
             user=user or None,
@@ -738,7 +744,9 @@ def web_audit_export(
     """A patient's access log as CSV (pasientjournalloven § 18), from the API's report."""
     from service.api.audit import audit_access_report
 
-    report = audit_access_report(request, session, patient=patient, since=None, until=None)
+    report = audit_access_report(
+        request, principal, session, patient=patient, since=None, until=None
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";")
     writer.writerow(["time", "who", "role", "organisation", "what", "purpose", "outcome"])
