@@ -17,7 +17,8 @@ from service.db.tables import Assessment, IngestedResource, Patient, WorklistIte
 from service.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from service.fhir import outputs
 from service.security.deps import CurrentPrincipal
-from service.security.principal import Principal, Role
+from service.security.principal import Principal
+from service.security.visibility import patient_filter
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], responses=ERRORS)
 
@@ -202,15 +203,6 @@ def _last_updated(values: list[str] | None, column: Any) -> list[Any]:
     return conditions
 
 
-def _visible_patients(query: Any, principal: Principal) -> Any:
-    if principal.role is Role.ADMIN:
-        return query
-    query = query.where(Patient.organisation == principal.organisation)
-    if principal.role is Role.CLINICIAN and principal.units is not None:
-        query = query.where(Patient.unit.in_(principal.units))
-    return query
-
-
 def _page(
     request: Request, query: Any, session: Any, count: int, offset: int
 ) -> tuple[list[Any], int, str | None]:
@@ -232,7 +224,7 @@ def _assessment_search(
 ) -> Any:
     """Assessments with their patients the caller may see, newest first (stable paging)."""
     query: Any = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
-    query = _visible_patients(query, principal)
+    query = query.where(patient_filter(principal))
     if patient_id:
         query = query.where(Assessment.patient_id == patient_id)
     return query.where(*_last_updated(last_updated, Assessment.created_at)).order_by(
@@ -294,7 +286,7 @@ def fhir_search_task(
         .join(Patient, Patient.id == WorklistItem.patient_id)
         .join(Assessment, Assessment.id == WorklistItem.assessment_id)
     )
-    query = _visible_patients(query, principal)
+    query = query.where(patient_filter(principal))
     if status:
         wanted = [s.strip() for s in status.split(",")]
         unknown = [s for s in wanted if s not in outputs.STATUS_TO_STATE]

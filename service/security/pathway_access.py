@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from models.rules.schema import Editors
 from service.security.principal import Principal, Role
+from service.security.visibility import in_scope
 
 
 def may_read_pathway_scope(principal: Principal, organisation: str | None) -> bool:
@@ -34,7 +35,7 @@ def may_edit_pathway(
         return False
     if principal.organisation != organisation:
         return False
-    if unit is not None and not principal.may_see_unit(organisation, unit):
+    if unit is not None and not in_scope(principal, organisation, unit):
         return False
     if principal.role.value not in editors.roles:
         return False

@@ -19,7 +19,8 @@ from service.db.engine import transaction
 from service.db.tables import DriftReport, DriftSignOff, PathwayVersion, Patient
 from service.domain.free_text import safe_to_echo
 from service.errors import InvalidInput, NotFound, TriageError
-from service.security.deps import CurrentPrincipal
+from service.security import visibility
+from service.security.deps import CurrentPrincipal, current_principal
 from service.security.principal import Principal, Role
 from service.web.pages import flash, level_labels, problems_by_field, take_flashes
 from service.web.render import render, translator
@@ -142,14 +143,10 @@ def _pathway_context(
     if editable:
         query = (
             select(Patient)
-            .where(Patient.pathway_id == pathway_id)
+            .where(Patient.pathway_id == pathway_id, visibility.patient_filter(principal))
             .order_by(Patient.created_at)
             .limit(50)
         )
-        if principal.role is not Role.ADMIN:
-            query = query.where(Patient.organisation == principal.organisation)
-            if principal.units is not None:
-                query = query.where(Patient.unit.in_(principal.units))
         from models.identifiers import mask
 
         patients = [
@@ -474,11 +471,19 @@ def _first_signoff(session: Any, report_id: str) -> DriftSignOff | None:
 
 
 def _reports(request: Request, session: Any) -> list[dict[str, Any]]:
-    return list(_monitoring(request).list_reports(session, limit=100))
+    viewer = current_principal(request)
+    return list(_monitoring(request).list_reports(session, limit=100, viewer=viewer))
+
+
+def _visible_report(request: Request, session: Any, report_id: str) -> DriftReport | None:
+    row = session.get(DriftReport, report_id)
+    if row is None or not visibility.may_read_report(current_principal(request), row.organisation):
+        return None
+    return row
 
 
 def _report(request: Request, session: Any, report_id: str) -> dict[str, Any]:
-    row = session.get(DriftReport, report_id)
+    row = _visible_report(request, session, report_id)
     if row is None:
         raise NotFound(f"drift report {report_id} not found")
     try:
@@ -488,7 +493,7 @@ def _report(request: Request, session: Any, report_id: str) -> dict[str, Any]:
 
 
 def _html_path(request: Request, session: Any, report_id: str) -> Path | None:
-    row = session.get(DriftReport, report_id)
+    row = _visible_report(request, session, report_id)
     if row is None or not row.html_path:
         return None
     path = Path(row.html_path)
@@ -581,6 +586,7 @@ def web_drift_sign_off(
                     comment,
                     signed_by=principal.subject,
                     role=principal.role.value,
+                    signer=principal,
                 )
         except NotFound:
             raise
@@ -638,6 +644,7 @@ def web_audit(
     try:
         page = search_audit_log(
             request,
+            principal,
             session,
             patient=patient or None,
             user=user or None,
@@ -672,7 +679,9 @@ def web_audit_export(
     """A patient's access log as CSV (pasientjournalloven § 18), from the API's report."""
     from service.api.audit import audit_access_report
 
-    report = audit_access_report(request, session, patient=patient, since=None, until=None)
+    report = audit_access_report(
+        request, principal, session, patient=patient, since=None, until=None
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";")
     writer.writerow(["time", "who", "role", "organisation", "what", "purpose", "outcome"])
