@@ -43,13 +43,15 @@ K1_REMAINDERS = (0, 1, 2, 3)
 # year (ddmmyy) and the individual number, by a space (also no-break and thin spaces), a hyphen
 # or a dot: 15076500565, 150765 00565, 150765-00565, 150765.00565, 15 07 65 00565,
 # 15.07.65-005 65. `\d` is deliberately Unicode here: a full-width number is still a number.
-# The look-arounds stop it matching inside a longer run of digits (a timestamp, an account).
+# The look-arounds stop it matching inside a longer run of digits (a timestamp, an account) or
+# a word: the hex groups of a UUID such as "…-4e73-9078-12444efb…" are not a person number (without
+# them one random UUID in 200 matched).
 _SEPARATOR_CHARS = " \u00a0\u2009\u202f.\\-\u2010\u2011\u2013"
 _SEP = "(?:[ \u00a0\u2009\u202f]?[.\\-\u2010\u2011\u2013]?[ \u00a0\u2009\u202f]?)"
 PERSON_NUMBER_PATTERN = re.compile(
-    rf"(?<!\d)(?<!\d[{_SEPARATOR_CHARS}])"
+    rf"(?<!\w)(?<!\d[{_SEPARATOR_CHARS}])"
     rf"\d{{2}}{_SEP}\d{{2}}{_SEP}\d{{2}}{_SEP}\d{{3}}{_SEP}\d{{2}}"
-    rf"(?![{_SEPARATOR_CHARS}]?\d)"
+    rf"(?!\w)(?![{_SEPARATOR_CHARS}]?\d)"
 )
 
 

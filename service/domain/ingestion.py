@@ -25,6 +25,7 @@ from service.domain.scoring import ScoringService
 from service.errors import BadRequest, Conflict, InvalidInput, TriageError
 from service.fhir.parse import PARSERS, WITHDRAWN_STATUS, ParsedResource
 from service.observability import Metrics
+from service.security import visibility
 from service.security.principal import Principal
 
 MAX_BUNDLE_ENTRIES = 5000
@@ -99,7 +100,14 @@ class IngestionService:
                 exc.location = f"{location_prefix}{rest}".rstrip(".")
             raise
 
-    def _resolve_patient(self, session: Session, parsed: ParsedResource, loc: str) -> Patient:
+    def _resolve_patient(
+        self, session: Session, principal: Principal, parsed: ParsedResource, loc: str
+    ) -> Patient:
+        """The enrolled patient the resource is about, inside the caller's organisations.
+
+        Another organisation's patient gets exactly the answer of a subject that is not enrolled
+        (same status, text and element), so a sender cannot probe who is enrolled elsewhere.
+        """
         ref = parsed.subject
         if ref.patient_id:
             patient = session.get(Patient, ref.patient_id)
@@ -112,13 +120,14 @@ class IngestionService:
                     Patient.identifier_system == ref.identifier_system,
                 )
             )
-        if patient is None:
-            # Never echo the identifier: it may be a fødselsnummer.
-            raise InvalidInput(
-                "subject is not an enrolled patient",
-                location=_element(loc, parsed.resource_type, "subject"),
-            )
+        if patient is None or not visibility.may_change_patient(principal, patient):
+            raise _not_enrolled(parsed, loc)
         return patient
+
+    @staticmethod
+    def _may_write_for(session: Session, principal: Principal, stored: IngestedResource) -> bool:
+        owner = session.get(Patient, stored.patient_id)
+        return owner is not None and visibility.may_change_patient(principal, owner)
 
     def _store(
         self, session: Session, principal: Principal, parsed: ParsedResource, loc: str = ""
@@ -129,6 +138,14 @@ class IngestionService:
                 IngestedResource.idempotency_key == parsed.idempotency_key
             )
         )
+        if existing is not None and not self._may_write_for(session, principal, existing):
+            # Received before for a patient outside the caller's organisations: answer as for
+            # any resource about that subject, never with the stored id.
+            self._resolve_patient(session, principal, parsed, loc)
+            raise Conflict(
+                "a different resource with this identifier was already received",
+                location=_element(loc, parsed.resource_type, "identifier"),
+            )
         if existing is not None:
             return self._store_version(session, principal, parsed, existing, loc)
         if parsed.withdrawn:
@@ -136,7 +153,7 @@ class IngestionService:
                 "nothing to withdraw: no resource with this identifier was received",
                 location=_element(loc, parsed.resource_type, "identifier"),
             )
-        patient = self._resolve_patient(session, parsed, loc)
+        patient = self._resolve_patient(session, principal, parsed, loc)
         stored = IngestedResource(
             id=str(uuid.uuid4()),
             resource_type=parsed.resource_type,
@@ -216,7 +233,7 @@ class IngestionService:
                 "status corrected or amended to replace it, or entered-in-error to withdraw it",
                 location=_element(loc, parsed.resource_type, "identifier"),
             )
-        patient = self._resolve_patient(session, parsed, loc)
+        patient = self._resolve_patient(session, principal, parsed, loc)
         if patient.id != existing.patient_id:
             raise InvalidInput(
                 "a new version cannot move the resource to another patient",
@@ -411,6 +428,14 @@ class IngestionService:
                     results.append(_entry_error(exc))
             self._score(session, touched, _superseded(stored))
         return _response_bundle("batch-response", results)
+
+
+def _not_enrolled(parsed: ParsedResource, loc: str) -> InvalidInput:
+    # Never echo the identifier: it may be a fødselsnummer.
+    return InvalidInput(
+        "subject is not an enrolled patient",
+        location=_element(loc, parsed.resource_type, "subject"),
+    )
 
 
 def _superseded(outcomes: list[IngestOutcome]) -> dict[str, str]:

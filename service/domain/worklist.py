@@ -14,7 +14,8 @@ from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
 from service.domain.free_text import refuse_person_number
 from service.domain.patients import target_of
 from service.errors import Conflict, InvalidInput, NotFound
-from service.security.principal import Principal, Role
+from service.security import visibility
+from service.security.principal import Principal
 
 ACTIVE_STATES = ("open", "acknowledged", "escalated")
 # Allowed moves. Resolved is final: new data opens a new item instead.
@@ -151,7 +152,8 @@ class WorklistService:
             raise InvalidInput(f"unknown action '{action}'", location="action")
         refuse_person_number(note, "note")
         item = session.get(WorklistItem, item_id)
-        if item is None or not self._visible(principal, item):
+        patient = None if item is None else session.get(Patient, item.patient_id)
+        if item is None or patient is None or not visibility.may_change_patient(principal, patient):
             raise NotFound(f"worklist item {item_id} not found")
         target = TRANSITIONS[action].get(item.state)
         if target is None:
@@ -190,10 +192,6 @@ class WorklistService:
         item.peak_reasons = reasons_of(assessment)
         return True
 
-    @staticmethod
-    def _visible(principal: Principal, item: WorklistItem) -> bool:
-        return principal.role is Role.ADMIN or principal.may_see_unit(item.organisation, item.unit)
-
     def list_items(
         self,
         session: Session,
@@ -210,12 +208,8 @@ class WorklistService:
             # A list shows the explanation only: the feature snapshot and the basis (a
             # JSON list of resource ids, the largest column) are loaded when read.
             .options(defer(Assessment.features), defer(Assessment.basis))
-            .where(WorklistItem.state.in_(states))
+            .where(WorklistItem.state.in_(states), visibility.patient_filter(principal))
         )
-        if principal.role is not Role.ADMIN:
-            query = query.where(WorklistItem.organisation == principal.organisation)
-            if principal.units is not None:
-                query = query.where(WorklistItem.unit.in_(principal.units))
         if unit:
             query = query.where(WorklistItem.unit == unit)
         if level:

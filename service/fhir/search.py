@@ -32,7 +32,8 @@ from service.db.tables import (
 )
 from service.errors import BadRequest, InvalidInput, NotFound
 from service.fhir import outputs
-from service.security.principal import Principal, Role
+from service.security.principal import Principal
+from service.security.visibility import patient_filter
 
 DEFAULT_COUNT, MAX_COUNT = 50, 500
 MAX_OFFSET = 10_000_000
@@ -292,13 +293,9 @@ def date_conditions(column: Any, ranges: list[tuple[str, datetime, datetime]]) -
 
 
 def visible_patients(query: Any, principal: Principal) -> Any:
-    """Only patients the caller may see: their organisation, and their units for a clinician."""
-    if principal.role is Role.ADMIN:
-        return query
-    query = query.where(Patient.organisation == principal.organisation)
-    if principal.role is Role.CLINICIAN and principal.units is not None:
-        query = query.where(Patient.unit.in_(principal.units))
-    return query
+    """Only patients the caller may see (service.security.visibility decides; the query joins
+    Patient)."""
+    return query.where(patient_filter(principal))
 
 
 def _patient_filter(query: Any, column: Any, search: Search) -> Any:

@@ -19,8 +19,9 @@ from service.domain.free_text import safe_to_echo
 from service.domain.patients import SCALE2_OPTION, TargetSaturation, to_public
 from service.domain.worklist import ACTIVE_STATES, item_summary
 from service.errors import TriageError
+from service.security import visibility
 from service.security.deps import CurrentPrincipal
-from service.security.principal import Principal, Role
+from service.security.principal import Principal
 from service.web.charts import Chart, band_thresholds, layout, personal_baseline
 from service.web.i18n import Translator
 from service.web.render import render, translator
@@ -54,15 +55,6 @@ def problems_by_field(exc: TriageError) -> dict[str, str]:
     return {exc.location or "": exc.message}
 
 
-def _units(session: Any, principal: Principal) -> list[str]:
-    if principal.units is not None:
-        return sorted(principal.units)
-    query = select(Patient.unit).distinct()
-    if principal.role is not Role.ADMIN:
-        query = query.where(Patient.organisation == principal.organisation)
-    return sorted(session.scalars(query))
-
-
 def worklist_context(
     request: Request,
     principal: Principal,
@@ -89,7 +81,7 @@ def worklist_context(
         "more": more,
         "show_all": show_all,
         "filters": filters,
-        "units": _units(session, principal),
+        "units": visibility.visible_units(session, principal),
         "levels": LEVELS,
         "states": STATES,
         "now": datetime.now(UTC),
@@ -319,7 +311,9 @@ def patient_context(
     t = translator(request)
     patient = services.patients.get_visible(session, principal, patient_id)
     public = to_public(patient)
-    version, doc, _ = services.pathways.current(session, patient.pathway_id)
+    version, doc, _ = services.pathways.current(
+        session, patient.pathway_id, patient.organisation, patient.unit
+    )
     overrides = _override_rows(session, patient.id)
     rule_measurement = {r.id: getattr(r, "measurement", None) for r in doc.rules}
     active = [
