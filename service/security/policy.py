@@ -128,6 +128,7 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "web_pathways": frozenset({C, M, P, A}),
     "web_pathway": frozenset({C, M, P, A}),
     "web_pathway_edit": frozenset({C, A}),
+    "web_pathway_decide": frozenset({C, A}),
     "web_models": frozenset({M, P, A}),
     "web_models_reload": frozenset({M, A}),
     "web_monitoring": frozenset({M, P, A}),
