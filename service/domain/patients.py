@@ -136,7 +136,7 @@ class PatientService:
             ident = parse_person_identifier(body.identifier)
         except IdentifierError as exc:
             raise InvalidInput(str(exc), location="identifier") from exc
-        if ident.birth_date is not None and ident.birth_date != body.birth_date:
+        if not ident.may_be_born_on(body.birth_date):
             raise InvalidInput(
                 "birth_date does not match the date part of the identifier", location="birth_date"
             )
