@@ -271,6 +271,10 @@ class PathwayService:
         doc, doc_hash = self._document(session, pathway_id, int(row.version))
         return InForce(int(row.version), doc, doc_hash, row.organisation, row.unit)
 
+    def for_patient(self, session: Session, patient: Patient) -> InForce:
+        """The version that scores this patient: resolved within its organisation and unit."""
+        return self.in_force(session, patient.pathway_id, patient.organisation, patient.unit)
+
     def current(
         self,
         session: Session,
@@ -633,7 +637,7 @@ class PathwayService:
         now = datetime.now(UTC)
         if _aware(expires_at) <= now:
             raise InvalidInput("expires_at must be in the future", location="expires_at")
-        _, doc, _ = self.current(session, patient.pathway_id, patient.organisation, patient.unit)
+        doc = self.for_patient(session, patient).doc
         candidate = {
             **body,
             "reason": reason,
@@ -677,9 +681,8 @@ class PathwayService:
     ) -> TriageDecision:
         """The triage decision for a patient's readings (``draft``: a dry run of a change)."""
         if draft is None:
-            version, doc, doc_hash = self.current(
-                session, patient.pathway_id, patient.organisation, patient.unit
-            )
+            found = self.for_patient(session, patient)
+            version, doc, doc_hash = found.version, found.doc, found.hash
         else:
             doc, version = draft, 0
             doc_hash = rules.pathway_hash(draft)

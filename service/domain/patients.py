@@ -197,7 +197,7 @@ class PatientService:
         patient = self.get_visible(session, principal, patient_id, write=True)
         if principal.role not in (Role.CLINICIAN, Role.ADMIN):
             raise Forbidden("only clinicians set a patient's target saturation")
-        _, pathway, _ = self.pathways.current(session, patient.pathway_id)
+        pathway = self.pathways.for_patient(session, patient).doc
         current = dict(patient.pathway_options or {})
         current.pop(SCALE2_OPTION, None)
         patient.pathway_options = with_target(pathway, current, target)
