@@ -469,6 +469,12 @@ class PathwayService:
             base = None
         doc = rules.as_document(draft)
         assert isinstance(doc, rules.Pathway)
+        if unit is not None and doc.editors.units and unit not in doc.editors.units:
+            # The unit's own clinicians would be locked out of the unit's own version.
+            raise InvalidInput(
+                f"editors.units must include '{unit}' (or be empty) for a version of that unit",
+                location="/editors/units",
+            )
         editors = base.doc.editors if base is not None else doc.editors
         if not may_edit_pathway(principal, organisation, unit, editors):
             raise Forbidden(f"you are not among the editors of pathway '{pathway_id}' here")
