@@ -559,6 +559,9 @@ class PathwayService:
     ) -> dict[str, Any]:
         """Approve or reject a proposed version: a second person, never its author."""
         refuse_person_number(reason, "reason")
+        # Decisions and publishes of one pathway take turns (any replica): the stale-base check
+        # below then sees every publish that committed before this approval.
+        lock_all(session, PATHWAY_LOCKS, [pathway_id])
         row = self.version_row(session, principal, pathway_id, version)
         if not row.needs_approval:
             raise Conflict(f"version {version} needed no approval: it took effect when published")
