@@ -146,6 +146,8 @@ def web_worklist_action(
         with transaction(request.app.state.sessions) as session:
             services.worklist.transition(session, principal, item_id, action, note.strip() or None)
     except TriageError as exc:
+        if exc.status_code in (403, 404):
+            raise  # an item outside the caller's units is not there (service.security.visibility)
         flash(
             request,
             "error",
