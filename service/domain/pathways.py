@@ -25,14 +25,15 @@ from models import rules
 from models.measurements import SYMPTOM_SCORE
 from models.rules.store import canonical_dict
 from service.db.tables import PathwayVersion, PathwayVersionDecision, Patient, PatientOverride
+from service.db.unit_of_work import PATHWAY_LOCKS, lock_all
 from service.domain.free_text import refuse_person_number, refuse_person_number_in_document
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
-from service.security.pathway_access import (
+from service.errors import Conflict, Forbidden, InvalidInput, LostRace, NotFound
+from service.security.principal import Principal, Role
+from service.security.visibility import (
     may_approve_pathway,
     may_edit_pathway,
     may_read_pathway_scope,
 )
-from service.security.principal import Principal, Role
 
 SYSTEM_AUTHOR = "system"
 
@@ -120,6 +121,7 @@ PENDING = "pending"
 APPROVED = "approved"
 REJECTED = "rejected"
 PUBLISHED = "published"  # took effect when published (wording only, or before four-eyes)
+VERSION_STATUSES = (PUBLISHED, PENDING, APPROVED, REJECTED)
 _KEEP_SCOPE = object()
 
 
@@ -270,6 +272,10 @@ class PathwayService:
         doc, doc_hash = self._document(session, pathway_id, int(row.version))
         return InForce(int(row.version), doc, doc_hash, row.organisation, row.unit)
 
+    def for_patient(self, session: Session, patient: Patient) -> InForce:
+        """The version that scores this patient: resolved within its organisation and unit."""
+        return self.in_force(session, patient.pathway_id, patient.organisation, patient.unit)
+
     def current(
         self,
         session: Session,
@@ -323,7 +329,13 @@ class PathwayService:
             if base is None:
                 base = previous_in_scope.get(scope)
             changes: list[Any] = (
-                [] if base is None else [c.to_dict() for c in rules.diff_pathways(base, row.body)]
+                []
+                if base is None
+                else [
+                    c.to_dict()
+                    for c in rules.diff_pathways(base, row.body)
+                    if c.path != "/version"  # every version has its own number
+                ]
             )
             if status in (PUBLISHED, APPROVED):
                 previous_in_scope[scope] = row.body
@@ -400,7 +412,7 @@ class PathwayService:
         if (
             organisation is not None
             and principal.role is not Role.ADMIN
-            and organisation != principal.organisation
+            and organisation not in principal.organisations
         ):
             raise Forbidden("you may only change pathways of your own organisation")
         return organisation, unit
@@ -434,11 +446,14 @@ class PathwayService:
         reason: str,
         organisation: Any = _KEEP_SCOPE,
         unit: str | None = None,
+        expected_version: int | None = None,
     ) -> dict[str, Any]:
         """Store a new version in a scope: in force at once for wording, pending otherwise.
 
         A change to thresholds, levels or anything else that can change a level is stored as a
         proposal and scores no one until a second clinician approves it (``decide``).
+        ``expected_version`` (If-Match): the version in force the author edited; if another is
+        in force now, someone else published first and nothing is stored.
         """
         refuse_person_number(reason, "reason")
         refuse_person_number_in_document(draft, "pathway")
@@ -452,10 +467,32 @@ class PathwayService:
             )
         if draft.get("id") != pathway_id:
             raise InvalidInput("the draft's id must match the pathway in the URL", location="id")
+        # Concurrent publishes of one pathway (any replica) take turns: what is in force and
+        # the next version number are read after the lock, so two never claim the same one.
+        lock_all(session, PATHWAY_LOCKS, [pathway_id])
         try:
             base: InForce | None = self.in_force(session, pathway_id, organisation, unit)
         except NotFound:
             base = None
+        in_force_version = base.version if base is not None else 0
+        if expected_version is not None and expected_version != in_force_version:
+            row = session.scalar(
+                select(PathwayVersion).where(
+                    PathwayVersion.pathway_id == pathway_id,
+                    PathwayVersion.version == in_force_version,
+                )
+            )
+            raise LostRace(
+                f"version {in_force_version} of '{pathway_id}' is in force here, not "
+                f"{expected_version}" + (f": {row.author} published it" if row else ""),
+                current={
+                    "id": pathway_id,
+                    "version": in_force_version,
+                    "hash": base.hash if base is not None else None,
+                },
+                actor=row.author if row is not None else None,
+                action="publish",
+            )
         doc = rules.as_document(draft)
         assert isinstance(doc, rules.Pathway)
         editors = base.doc.editors if base is not None else doc.editors
@@ -554,7 +591,7 @@ class PathwayService:
                 decision=decision,
                 decided_by=principal.subject,
                 role=principal.role.value,
-                organisation=principal.organisation,
+                organisation=row.organisation or principal.organisation,
                 reason=reason,
                 decided_at=now,
             )
@@ -626,7 +663,7 @@ class PathwayService:
         now = datetime.now(UTC)
         if _aware(expires_at) <= now:
             raise InvalidInput("expires_at must be in the future", location="expires_at")
-        _, doc, _ = self.current(session, patient.pathway_id, patient.organisation, patient.unit)
+        doc = self.for_patient(session, patient).doc
         candidate = {
             **body,
             "reason": reason,
@@ -670,9 +707,8 @@ class PathwayService:
     ) -> TriageDecision:
         """The triage decision for a patient's readings (``draft``: a dry run of a change)."""
         if draft is None:
-            version, doc, doc_hash = self.current(
-                session, patient.pathway_id, patient.organisation, patient.unit
-            )
+            found = self.for_patient(session, patient)
+            version, doc, doc_hash = found.version, found.doc, found.hash
         else:
             doc, version = draft, 0
             doc_hash = rules.pathway_hash(draft)

@@ -10,15 +10,17 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from models.measurements import SYMPTOM_SCORE
 from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import Assessment, Patient, PatientOverride, Reading, WorklistItem
+from service.db.unit_of_work import lock_patients, write
 from service.domain.free_text import safe_to_echo
 from service.domain.patients import SCALE2_OPTION, TargetSaturation, to_public
 from service.domain.worklist import ACTIVE_STATES, item_summary
-from service.errors import TriageError
+from service.errors import LostRace, TriageError
 from service.security import visibility
 from service.security.deps import CurrentPrincipal
 from service.security.principal import Principal
@@ -131,6 +133,7 @@ def web_worklist_action(
     services: ServicesDep,
     note: Annotated[str, Form(max_length=2000)] = "",
     back: Annotated[str, Form(max_length=500)] = "",
+    version: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
     """Acknowledge, escalate or resolve an item, through the same service as the API."""
     t = translator(request)
@@ -142,9 +145,24 @@ def web_worklist_action(
     if action not in ACTIONS:
         flash(request, "error", t.gettext("Unknown action."))
         return RedirectResponse(target, 303)
+    expected = int(version) if version.isascii() and version.isdigit() else None
+
+    def work(session: Session) -> object:
+        return services.worklist.transition(
+            session, principal, item_id, action, note.strip() or None, expected
+        )
+
     try:
-        with transaction(request.app.state.sessions) as session:
-            services.worklist.transition(session, principal, item_id, action, note.strip() or None)
+        write(request.app.state.sessions, work)
+    except LostRace as exc:
+        # Another clinician (perhaps on another replica) was first: say who and what they did.
+        who = exc.actor or t.gettext("another user")
+        first = {
+            "acknowledge": t.gettext("Someone else just acknowledged this: {who}.", who=who),
+            "escalate": t.gettext("Someone else just escalated this: {who}.", who=who),
+            "resolve": t.gettext("Someone else just resolved this: {who}.", who=who),
+        }.get(exc.action or "", t.gettext("Someone else just changed this: {who}.", who=who))
+        flash(request, "error", first)
     except TriageError as exc:
         if exc.status_code in (403, 404):
             raise  # an item outside the caller's units is not there (service.security.visibility)
@@ -313,9 +331,8 @@ def patient_context(
     t = translator(request)
     patient = services.patients.get_visible(session, principal, patient_id)
     public = to_public(patient)
-    version, doc, _ = services.pathways.current(
-        session, patient.pathway_id, patient.organisation, patient.unit
-    )
+    found = services.pathways.for_patient(session, patient)
+    version, doc = found.version, found.doc
     overrides = _override_rows(session, patient.id)
     rule_measurement = {r.id: getattr(r, "measurement", None) for r in doc.rules}
     active = [
@@ -508,11 +525,15 @@ def web_patient_target(
         flash(request, "error", t.gettext("Choose a target saturation."))
         return RedirectResponse(back, 303)
     try:
-        with transaction(request.app.state.sessions) as session:
+
+        def work(session: Session) -> None:
+            lock_patients(session, [patient_id])  # re-scoring writes the worklist
             patient = services.patients.set_target_saturation(
                 session, principal, patient_id, target
             )
             services.scoring.score(session, patient, "target-saturation")
+
+        write(request.app.state.sessions, work)
     except TriageError as exc:
         if exc.status_code in (403, 404):
             raise
