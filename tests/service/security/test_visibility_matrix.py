@@ -34,7 +34,14 @@ from fastapi.testclient import TestClient
 
 from service.security.policy import GUARDIAN_ROUTES, PUBLIC_ROUTES, ROUTE_ROLES, iter_routes
 from service.security.principal import Role
-from tests.helpers import FNR_ADULT, ORG, build_handmade_artifact, observation, post_fhir
+from tests.helpers import (
+    FNR_ADULT,
+    ORG,
+    build_handmade_artifact,
+    observation,
+    post_fhir,
+    questionnaire_response,
+)
 
 OTHER_ORG = "974557746"
 SEED_ACTOR = "seed-actor-a"  # the subject that wrote A's data: appears in A's audit trail
@@ -49,6 +56,10 @@ class Ids:
     report: str
     override: str
     child: str
+    observation: str
+    questionnaire_response: str
+    assessment: str
+    detected_issue: str
 
 
 @dataclass(frozen=True)
@@ -126,6 +137,7 @@ ROUTES: dict[str, Entry] = {
     "web_pathways": Entry(lambda i: Call(GET, "/web/pathways"), "none"),
     "web_pathway": Entry(lambda i: Call(GET, "/web/pathways/copd"), "none"),
     "web_pathway_edit": Entry(lambda i: Call(POST, "/web/pathways/copd"), "none"),
+    "web_pathway_decide": Entry(lambda i: Call(POST, "/web/pathways/copd/versions/999"), "none"),
     # one patient of A (unit "lungs")
     "enrol_patient": Entry(
         lambda i: Call(
@@ -141,7 +153,8 @@ ROUTES: dict[str, Entry] = {
             },
         ),
         "patient",
-        ok=frozenset({409}),  # already enrolled: inside A the answer names the record
+        # a retry of the enrolment (200), or a conflict that names the record inside A
+        ok=frozenset({200, 409}),
         shows=True,
     ),
     "get_patient": Entry(
@@ -224,6 +237,24 @@ ROUTES: dict[str, Entry] = {
         ),
         "patient",
         ok=frozenset({201, 422}),
+    ),
+    "fhir_read_observation": Entry(
+        lambda i: Call(GET, f"/fhir/Observation/{i.observation}"), "patient", shows=True
+    ),
+    "fhir_read_questionnaireresponse": Entry(
+        lambda i: Call(GET, f"/fhir/QuestionnaireResponse/{i.questionnaire_response}"),
+        "patient",
+        shows=True,
+    ),
+    "fhir_read_riskassessment": Entry(
+        lambda i: Call(GET, f"/fhir/RiskAssessment/{i.assessment}"), "patient", shows=True
+    ),
+    "fhir_read_task": Entry(lambda i: Call(GET, f"/fhir/Task/{i.item}"), "patient", shows=True),
+    "fhir_read_detectedissue": Entry(
+        lambda i: Call(GET, f"/fhir/DetectedIssue/{i.detected_issue}"), "patient", shows=True
+    ),
+    "fhir_read_patient": Entry(
+        lambda i: Call(GET, f"/fhir/Patient/{i.patient}"), "patient", shows=True
     ),
     "fhir_search_risk_assessment": Entry(
         lambda i: Call(GET, "/fhir/RiskAssessment", {"subject": f"Patient/{i.patient}"}),
@@ -451,7 +482,19 @@ def _seed(client: TestClient, settings: Any) -> Ids:
         "id"
     ]
     red = observation(patient, "spo2", 80, datetime.now(UTC) - timedelta(minutes=30), "seed-red")
-    assert post_fhir(client, "/fhir/Observation", red, as_a(Role.INTEGRATION)).status_code == 201
+    stored = post_fhir(client, "/fhir/Observation", red, as_a(Role.INTEGRATION))
+    assert stored.status_code == 201, stored.text
+    answer = questionnaire_response(patient, datetime.now(UTC) - timedelta(minutes=29), "seed-qr")
+    answered = post_fhir(client, "/fhir/QuestionnaireResponse", answer, as_a(Role.INTEGRATION))
+    assert answered.status_code == 201, answered.text
+    issues = client.get(
+        "/fhir/DetectedIssue",
+        params={"patient": f"Patient/{patient}"},
+        headers=as_a(Role.CLINICIAN),
+    ).json()["entry"]
+    assessment = client.get(
+        f"/api/v1/patients/{patient}/assessments", headers=as_a(Role.CLINICIAN)
+    ).json()[0]["id"]
     assert (
         client.get(f"/api/v1/patients/{patient}", headers=as_a(Role.CLINICIAN)).status_code == 200
     )
@@ -472,7 +515,7 @@ def _seed(client: TestClient, settings: Any) -> Ids:
     folder = Path(settings.var_dir) / "matrix"
     folder.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
-    stored = {
+    report_json = {
         "report_key": f"matrix-{report}",
         "model_version": "0.0.1",
         "organisation": ORG,
@@ -481,7 +524,7 @@ def _seed(client: TestClient, settings: Any) -> Ids:
         "verdict": "drift",
         "drifted_features": ["spo2_pct_latest"],
     }
-    (folder / "r.json").write_text(json.dumps(stored))
+    (folder / "r.json").write_text(json.dumps(report_json))
     (folder / "r.html").write_text("<html><body>report</body></html>")
     with transaction(client.app.state.sessions) as session:  # type: ignore[attr-defined]
         session.add(
@@ -514,7 +557,17 @@ def _seed(client: TestClient, settings: Any) -> Ids:
             )
         )
     client.app.state.audit.flush()  # type: ignore[attr-defined]
-    return Ids(patient, item, report, override, child)
+    return Ids(
+        patient,
+        item,
+        report,
+        override,
+        child,
+        stored.json()["id"],
+        answered.json()["id"],
+        assessment,
+        issues[0]["resource"]["id"],
+    )
 
 
 @pytest.fixture(scope="module")
