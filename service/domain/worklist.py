@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, false, or_, select
 from sqlalchemy.orm import Session, defer
 
 from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
@@ -23,6 +24,43 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     "escalate": {"open": "escalated", "acknowledged": "escalated"},
     "resolve": {"open": "resolved", "acknowledged": "resolved", "escalated": "resolved"},
 }
+
+# Whom an escalation may name besides a unit or a person: the roles that work the worklist.
+RECIPIENT_ROLES = (Role.CLINICIAN.value, Role.ADMIN.value)
+HPR_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
+def hpr_of(principal: Principal) -> str | None:
+    """The HPR number in the caller's subject ("hpr-9144889", "9144889"), if it has one."""
+    digits = "".join(ch for ch in principal.subject if ch in "0123456789")
+    return str(int(digits)) if digits and len(digits) <= 9 else None
+
+
+def recipient_keys(principal: Principal) -> set[str]:
+    keys = {f"role:{principal.role.value}"}
+    if (hpr := hpr_of(principal)) is not None:
+        keys.add(f"hpr:{hpr}")
+    for unit in principal.units or ():
+        keys.add(f"unit:{unit}")
+    return keys
+
+
+def is_for(principal: Principal, escalated_to: str | None) -> bool:
+    if not escalated_to:
+        return False
+    if escalated_to.startswith("unit:") and principal.units is None:
+        return True  # every unit of the organisation
+    return escalated_to in recipient_keys(principal)
+
+
+def recipient_clause(principal: Principal) -> ColumnElement[bool]:
+    """SQL for "escalated to the caller" (by role, by one of their units, or by HPR number)."""
+    keys = recipient_keys(principal)
+    clauses: list[ColumnElement[bool]] = [WorklistItem.escalated_to.in_(sorted(keys))]
+    if principal.units is None:
+        clauses.append(WorklistItem.escalated_to.like("unit:%"))
+    return or_(false(), *clauses)
+
 
 # Called inside the assessment's transaction when an item opens, changes level or is resolved
 # (the DIPS outbox subscribes here).
@@ -145,8 +183,15 @@ class WorklistService:
         return item
 
     def transition(
-        self, session: Session, principal: Principal, item_id: str, action: str, note: str | None
+        self,
+        session: Session,
+        principal: Principal,
+        item_id: str,
+        action: str,
+        note: str | None,
+        recipient: str | None = None,
     ) -> WorklistItem:
+        """Acknowledge, escalate (to a recipient) or resolve; each is a history event."""
         if action not in TRANSITIONS:
             raise InvalidInput(f"unknown action '{action}'", location="action")
         refuse_person_number(note, "note")
@@ -156,13 +201,30 @@ class WorklistService:
         target = TRANSITIONS[action].get(item.state)
         if target is None:
             raise Conflict(f"cannot {action} an item that is {item.state}")
+        if action == "resolve" and item.level_rank == 0 and not (note and note.strip()):
+            # Handover: the next person must be able to read what was done about a red.
+            raise InvalidInput(
+                f"a {item.level} item is resolved only with a note saying what was done",
+                location="note",
+            )
+        to = None
+        if action == "escalate":
+            to = self.parse_recipient(session, item, recipient)
         now = datetime.now(UTC)
         item.state, item.updated_at = target, now
         setattr(item, f"{target}_by", principal.subject)
         setattr(item, f"{target}_at", now)
+        if to is not None:
+            item.escalated_to = to
         session.add(
             WorklistEvent(
-                item_id=item.id, action=action, actor=principal.subject, at=now, note=note
+                item_id=item.id,
+                action=action,
+                actor=principal.subject,
+                at=now,
+                note=note,
+                recipient=to,
+                assessment_id=item.assessment_id,
             )
         )
         assessment = session.get(Assessment, item.assessment_id)
@@ -175,6 +237,60 @@ class WorklistService:
         if target == "resolved":
             self._notify(session, item, assessment, "resolved")
         return item
+
+    @staticmethod
+    def parse_recipient(session: Session, item: WorklistItem, raw: str | None) -> str:
+        """``role:<role>``, ``unit:<unit of the organisation>`` or ``hpr:<HPR number>``."""
+        text = (raw or "").strip()
+        kind, _, value = text.partition(":")
+        value = value.strip()
+        if not text:
+            raise InvalidInput(
+                "an escalation names its recipient: role:<role>, unit:<unit> or hpr:<HPR number>",
+                location="recipient",
+            )
+        if kind == "role" and value in RECIPIENT_ROLES:
+            return f"role:{value}"
+        if kind == "hpr" and HPR_NUMBER.fullmatch(value) and int(value) > 0:
+            return f"hpr:{int(value)}"
+        if kind == "unit" and value:
+            known = session.scalar(
+                select(Patient.unit)
+                .where(Patient.organisation == item.organisation, Patient.unit == value)
+                .limit(1)
+            )
+            if known is not None:
+                return f"unit:{value}"
+            raise InvalidInput(f"no unit '{value}' in this organisation", location="recipient")
+        raise InvalidInput(
+            "recipient must be role:<"
+            + "|".join(RECIPIENT_ROLES)
+            + ">, unit:<unit> or hpr:<HPR number, 1 to 9 digits>",
+            location="recipient",
+        )
+
+    @staticmethod
+    def history(session: Session, item_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """What people did with each item (who, when, note, recipient), oldest first."""
+        out: dict[str, list[dict[str, Any]]] = {i: [] for i in item_ids}
+        if not item_ids:
+            return out
+        rows = session.scalars(
+            select(WorklistEvent)
+            .where(WorklistEvent.item_id.in_(item_ids), WorklistEvent.actor != "system")
+            .order_by(WorklistEvent.at, WorklistEvent.id)
+        )
+        for e in rows:
+            out[e.item_id].append(
+                {
+                    "action": e.action,
+                    "actor": e.actor,
+                    "at": _aware(e.at),
+                    "note": e.note,
+                    "recipient": e.recipient,
+                }
+            )
+        return out
 
     @staticmethod
     def _settle_level(item: WorklistItem, assessment: Assessment) -> bool:
@@ -192,7 +308,10 @@ class WorklistService:
 
     @staticmethod
     def _visible(principal: Principal, item: WorklistItem) -> bool:
-        return principal.role is Role.ADMIN or principal.may_see_unit(item.organisation, item.unit)
+        if principal.role is Role.ADMIN or principal.may_see_unit(item.organisation, item.unit):
+            return True
+        # An escalation reaches its recipient in another unit of the same organisation.
+        return item.organisation == principal.organisation and is_for(principal, item.escalated_to)
 
     def list_items(
         self,
@@ -202,7 +321,10 @@ class WorklistService:
         states: tuple[str, ...] = ACTIVE_STATES,
         level: str | None = None,
         limit: int = 500,
+        for_me: bool = False,
     ) -> list[tuple[WorklistItem, Patient, Assessment]]:
+        """Most urgent level first; within a level, items no one has acknowledged yet, then
+        the highest risk, then the longest waiting. ``for_me``: escalations to the caller."""
         query = (
             select(WorklistItem, Patient, Assessment)
             .join(Patient, Patient.id == WorklistItem.patient_id)
@@ -212,7 +334,13 @@ class WorklistService:
             .options(defer(Assessment.features), defer(Assessment.basis))
             .where(WorklistItem.state.in_(states))
         )
-        if principal.role is not Role.ADMIN:
+        if for_me:
+            query = query.where(
+                WorklistItem.state == "escalated",
+                WorklistItem.organisation == principal.organisation,
+                recipient_clause(principal),
+            )
+        elif principal.role is not Role.ADMIN:
             query = query.where(WorklistItem.organisation == principal.organisation)
             if principal.units is not None:
                 query = query.where(WorklistItem.unit.in_(principal.units))
@@ -220,9 +348,11 @@ class WorklistService:
             query = query.where(WorklistItem.unit == unit)
         if level:
             query = query.where(WorklistItem.level == level)
-        # Most urgent level first, then highest risk, then longest waiting.
         query = query.order_by(
-            WorklistItem.level_rank, WorklistItem.probability.desc(), WorklistItem.opened_at
+            WorklistItem.level_rank,
+            case((WorklistItem.state == "acknowledged", 1), else_=0),
+            WorklistItem.probability.desc(),
+            WorklistItem.opened_at,
         ).limit(limit)
         return [(row[0], row[1], row[2]) for row in session.execute(query).all()]
 
@@ -241,7 +371,12 @@ def reasons_of(assessment: Assessment) -> list[dict[str, Any]]:
     return [{"text_nb": r.get("text_nb", ""), "text_en": r.get("text_en", "")} for r in chosen[:3]]
 
 
-def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[str, Any]:
+def item_summary(
+    item: WorklistItem,
+    patient: Patient,
+    assessment: Assessment,
+    history: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     from models.identifiers import mask
 
     explanation = assessment.explanation or {}
@@ -276,6 +411,8 @@ def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -
         "escalated_at": item.escalated_at and _aware(item.escalated_at),
         "resolved_by": item.resolved_by,
         "resolved_at": item.resolved_at and _aware(item.resolved_at),
+        "escalated_to": item.escalated_to,
+        "history": history or [],
         "assessment_id": assessment.id,
         "model_version": assessment.model_version,
     }

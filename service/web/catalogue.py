@@ -31,6 +31,7 @@ def dynamic_messages() -> list[str]:
         "verdict": ("ok", "drift", "warning", "insufficient-data"),
         "decision": SIGN_OFF_DECISIONS,
         "audit": ("read", "write", "refuse"),
+        "history": ("acknowledge", "escalate", "resolve"),
     }
     keys = [f"{family}:{value}" for family, values in families.items() for value in values]
     return keys + [label for _, label in NAV]

@@ -63,6 +63,15 @@ def _units(session: Any, principal: Principal) -> list[str]:
     return sorted(session.scalars(query))
 
 
+def escalation_units(session: Any, principal: Principal) -> list[str]:
+    """Every unit of the caller's organisation: an escalation may go to another unit."""
+    return sorted(
+        session.scalars(
+            select(Patient.unit).distinct().where(Patient.organisation == principal.organisation)
+        )
+    )
+
+
 def worklist_context(
     request: Request,
     principal: Principal,
@@ -72,17 +81,31 @@ def worklist_context(
     level: str | None,
     state: str | None,
     show_all: bool = False,
+    for_me: bool = False,
 ) -> dict[str, Any]:
     states = (state,) if state in STATES else ACTIVE_STATES
     # The most urgent PAGE_SIZE first; "show all" lists up to the API's default limit. One more
     # row than shown tells whether there are more.
     limit = MAX_ITEMS if show_all else PAGE_SIZE + 1
     rows = services.worklist.list_items(
-        session, principal, unit or None, states, level if level in LEVELS else None, limit
+        session,
+        principal,
+        unit or None,
+        states,
+        level if level in LEVELS else None,
+        limit,
+        for_me=for_me,
     )
     more = not show_all and len(rows) > PAGE_SIZE
-    items = [item_summary(*row) for row in rows[: PAGE_SIZE if more else None]]
-    filters = {"unit": unit or "", "level": level or "", "state": state or ""}
+    rows = rows[: PAGE_SIZE if more else None]
+    history = services.worklist.history(session, [row[0].id for row in rows])
+    items = [item_summary(i, p, a, history[i.id]) for i, p, a in rows]
+    filters = {
+        "unit": unit or "",
+        "level": level or "",
+        "state": state or "",
+        "mine": "1" if for_me else "",
+    }
     query = {k: v for k, v in filters.items() if v}
     return {
         "items": items,
@@ -90,6 +113,7 @@ def worklist_context(
         "show_all": show_all,
         "filters": filters,
         "units": _units(session, principal),
+        "escalation_units": escalation_units(session, principal),
         "levels": LEVELS,
         "states": STATES,
         "now": datetime.now(UTC),
@@ -108,9 +132,12 @@ def web_worklist(
     level: Annotated[str | None, Query(max_length=16)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
     show_all: Annotated[bool, Query(alias="all")] = False,
+    mine: Annotated[bool, Query()] = False,
 ) -> Response:
-    """The prioritised worklist of the user's units."""
-    ctx = worklist_context(request, principal, session, services, unit, level, state, show_all)
+    """The prioritised worklist of the user's units (``mine``: escalated to the user)."""
+    ctx = worklist_context(
+        request, principal, session, services, unit, level, state, show_all, mine
+    )
     return render(request, "worklist.html", {**ctx, "flashes": take_flashes(request)})
 
 
@@ -124,9 +151,12 @@ def web_worklist_items(
     level: Annotated[str | None, Query(max_length=16)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
     show_all: Annotated[bool, Query(alias="all")] = False,
+    mine: Annotated[bool, Query()] = False,
 ) -> Response:
     """Only the list, for the page's quiet self-refresh."""
-    ctx = worklist_context(request, principal, session, services, unit, level, state, show_all)
+    ctx = worklist_context(
+        request, principal, session, services, unit, level, state, show_all, mine
+    )
     return render(request, "_worklist_items.html", ctx)
 
 
@@ -139,34 +169,79 @@ def web_worklist_action(
     services: ServicesDep,
     note: Annotated[str, Form(max_length=2000)] = "",
     back: Annotated[str, Form(max_length=500)] = "",
+    recipient: Annotated[str, Form(max_length=120)] = "",
+    recipient_hpr: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """Acknowledge, escalate or resolve an item, through the same service as the API."""
+    """Acknowledge, escalate or resolve an item, through the same service as the API.
+
+    The answer returns to the same item on the page it came from, and the message names the
+    patient, so a nurse working down the list keeps her place.
+    """
     t = translator(request)
     target = (
         back
         if back.startswith("/web/") and not back.startswith("//")
         else (request.url_for("web_worklist").path)
     )
+    target = target.split("#", 1)[0] + f"#item-{item_id}"
     if action not in ACTIONS:
         flash(request, "error", t.gettext("Unknown action."))
         return RedirectResponse(target, 303)
+    to = f"hpr:{recipient_hpr.strip()}" if recipient_hpr.strip() else recipient
+    who = ""
     try:
         with transaction(request.app.state.sessions) as session:
-            services.worklist.transition(session, principal, item_id, action, note.strip() or None)
+            item = services.worklist.transition(
+                session, principal, item_id, action, note.strip() or None, to or None
+            )
+            patient = session.get(Patient, item.patient_id)
+            who = patient_label(t, patient) if patient is not None else ""
     except TriageError as exc:
+        with request.app.state.sessions() as session:
+            who = label_of_item(t, session, principal, item_id)
+        if exc.location == "note" and "identity number" in exc.message:
+            reason = t.gettext("the note seems to hold a national identity number")
+        elif exc.location == "note":
+            reason = t.gettext("write a note saying what was done (required for a red item)")
+        elif exc.location == "recipient":
+            reason = t.gettext("choose a recipient, or give an HPR number of 1 to 9 digits")
+        elif exc.status_code == 409:
+            reason = t.gettext("that action does not apply to its state now")
+        else:
+            reason = t.gettext("the item was not found")
         flash(
             request,
             "error",
-            t.gettext("The item could not be changed: {reason}", reason=exc.message),
+            t.gettext(
+                "{patient}: the item could not be changed: {reason}", patient=who, reason=reason
+            ),
         )
     else:
         done = {
-            "acknowledge": t.gettext("Item acknowledged."),
-            "escalate": t.gettext("Item escalated."),
-            "resolve": t.gettext("Item resolved."),
+            "acknowledge": t.gettext("{patient}: item acknowledged.", patient=who),
+            "escalate": t.gettext("{patient}: item escalated.", patient=who),
+            "resolve": t.gettext("{patient}: item resolved.", patient=who),
         }[action]
         flash(request, "success", done)
     return RedirectResponse(target, 303)
+
+
+def patient_label(t: Translator, patient: Patient) -> str:
+    """How a page names a patient: the name clinicians work by, else the masked number."""
+    from models.identifiers import mask
+
+    name = getattr(patient, "display_name", None)
+    return name or t.gettext("Patient {ident}", ident=mask(patient.identifier_value))
+
+
+def label_of_item(t: Translator, session: Any, principal: Principal, item_id: str) -> str:
+    item = session.get(WorklistItem, item_id)
+    patient = session.get(Patient, item.patient_id) if item is not None else None
+    if patient is None or not (
+        principal.role is Role.ADMIN or principal.may_see_unit(patient.organisation, patient.unit)
+    ):
+        return t.gettext("Unknown item")
+    return patient_label(t, patient)
 
 
 # ---- patient page --------------------------------------------------------------------------
@@ -313,6 +388,23 @@ def _override_rows(session: Any, patient_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def past_items(session: Any, services: Any, patient_id: str) -> list[dict[str, Any]]:
+    """The patient's resolved items, newest first, each with what was done (handover)."""
+    rows = list(
+        session.scalars(
+            select(WorklistItem)
+            .where(WorklistItem.patient_id == patient_id, WorklistItem.state == "resolved")
+            .order_by(WorklistItem.opened_at.desc())
+            .limit(10)
+        )
+    )
+    history = services.worklist.history(session, [r.id for r in rows])
+    return [
+        {"id": r.id, "level": r.level, "opened_at": r.opened_at, "history": history[r.id]}
+        for r in rows
+    ]
+
+
 def patient_context(
     request: Request, principal: Principal, session: Any, services: Any, patient_id: str, days: int
 ) -> dict[str, Any]:
@@ -341,7 +433,13 @@ def patient_context(
         .join(Assessment, Assessment.id == WorklistItem.assessment_id)
         .where(WorklistItem.patient_id == patient.id, WorklistItem.state.in_(ACTIVE_STATES))
     ).first()
-    item = item_summary(item_row[0], patient, item_row[1]) if item_row else None
+    history = services.worklist.history(session, [item_row[0].id]) if item_row else {}
+    item = (
+        item_summary(item_row[0], patient, item_row[1], history[item_row[0].id])
+        if item_row
+        else None
+    )
+    past = past_items(session, services, patient.id)
     since_s = (end_s or int(datetime.now(UTC).timestamp())) - 30 * DAY_S
     return {
         "patient": public,
@@ -361,6 +459,8 @@ def patient_context(
         "default_expiry": (datetime.now(UTC) + timedelta(days=14)).date().isoformat(),
         "min_expiry": (datetime.now(UTC) + timedelta(days=1)).date().isoformat(),
         "young": 12 <= public.age_years < 16,
+        "past_items": past,
+        "escalation_units": escalation_units(session, principal),
         "target_offered": any(o.id == SCALE2_OPTION for o in doc.options),
         "now": datetime.now(UTC),
     }

@@ -347,7 +347,7 @@ def test_keyboard_only_round(browser: Any, server: Server) -> None:
     tab_to(page, "el => el.tagName === 'BUTTON' && el.textContent.trim() === 'Kvitter'")
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    assert page.get_by_role("status").filter(has_text="Saken er kvittert.").count() == 1
+    assert page.get_by_role("status").filter(has_text="saken er kvittert.").count() == 1
     assert page.get_by_text("Kvittert", exact=True).count() >= 1  # the item's state now
     tab_to(page, "el => el.tagName === 'BUTTON' && el.textContent.trim() === 'Logg ut'")
     page.keyboard.press("Enter")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,3 +86,85 @@ def test_target_saturation_set_on_the_patient_page_and_shown_on_the_card(
 def test_pathway_editor_says_why_news2_is_not_edited_there(signed_in: Any) -> None:
     html = text_of(signed_in("clinician").get("/web/pathways/copd").text)
     assert "en endret NEWS2 er ikke lenger NEWS2" in html and "målmetningen 88–92 %" in html
+
+
+def test_handover_on_the_card_the_patient_page_and_in_the_audit_log(
+    signed_in: Any, web_env: Any
+) -> None:
+    web = signed_in("clinician", subject="hpr-9144889")
+    api = web_env.headers("clinician")
+    pid = web_env.ids["stable"]
+    # A red for a patient nobody has touched yet.
+    when = datetime.now(UTC) - timedelta(minutes=2)
+    post_fhir(
+        web,
+        "/fhir/Observation",
+        observation(pid, "spo2", 83, when, "handover-red"),
+        web_env.headers("integration"),
+    )
+    item = next(
+        i for i in web.get("/api/v1/worklist", headers=api).json() if i["patient"]["id"] == pid
+    )
+    assert item["level"] == "red"
+    page = web.get("/web/worklist").text
+    token = csrf_of(page)
+    # Every card offers the same three buttons in the same order, whatever its state.
+    for card in page.split('<li class="item')[1:]:
+        buttons = [b for b in ("Kvitter", "Eskaler", "Avslutt") if f">{b}</button>" in card]
+        assert buttons == ["Kvitter", "Eskaler", "Avslutt"]
+    refused = web.post(
+        f"/web/worklist/{item['id']}/resolve",
+        data={"csrf_token": token, "back": "/web/worklist"},
+    )
+    assert "skriv et notat om hva som er gjort" in text_of(refused.text)
+    escalated = web.post(
+        f"/web/worklist/{item['id']}/escalate",
+        data={
+            "csrf_token": token,
+            "back": "/web/worklist",
+            "note": "Ber lege vurdere innleggelse",
+            "recipient_hpr": "565656",
+        },
+        follow_redirects=False,
+    )
+    assert escalated.headers["location"] == f"/web/worklist#item-{item['id']}"
+    page = web.get("/web/worklist").text
+    card = card_of(page, pid)
+    assert ": saken er eskalert." in text_of(page)
+    assert "Eskalert til HPR 565656" in card and "Ber lege vurdere innleggelse" in card
+    assert "hpr-9144889" in card
+    # The doctor sees it in her own list.
+    doctor = web_env.headers("clinician", subject="hpr-565656", units=["heart"])
+    mine = web.get("/api/v1/worklist?for_me=true", headers=doctor).json()
+    assert [i["id"] for i in mine] == [item["id"]]
+    patient_page = text_of(web.get(f"/web/patients/{pid}").text)
+    assert "Ber lege vurdere innleggelse" in patient_page
+    web.post(
+        f"/web/worklist/{item['id']}/resolve",
+        data={"csrf_token": token, "back": "/web/worklist", "note": "Innlagt medisinsk avdeling"},
+    )
+    history = text_of(web.get(f"/web/patients/{pid}").text)
+    assert "Tidligere saker på arbeidslisten" in history and "Innlagt medisinsk avdeling" in history
+    audit = signed_in("compliance").get(f"/web/audit?patient={pid}").text
+    handover = text_of(audit.split('id="handover-heading"', 1)[1])
+    assert handover.index("Innlagt medisinsk avdeling") < handover.index("Ber lege vurdere")
+    assert "HPR 565656" in handover
+
+
+def test_audit_page_newest_first_with_action_and_resource_filters(
+    signed_in: Any, web_env: Any
+) -> None:
+    web = signed_in("compliance")
+    html = web.get("/web/audit?user=dev-clinician").text
+    stamps = re.findall(r"<tr><td>([^<]+)</td><td>dev-clinician</td>", html)
+    assert stamps and "Logginnslag, nyeste først" in html
+    api = web.get(
+        "/api/v1/audit?user=dev-clinician&newest_first=true",
+        headers=web_env.headers("compliance"),
+    )
+    assert api.status_code == 200, api.text
+    seqs = [e["seq"] for e in api.json()["entries"]]
+    assert len(seqs) > 1 and seqs == sorted(seqs, reverse=True)
+    writes = web.get("/web/audit?action=write&resource=/worklist").text
+    rows = re.findall(r"<tr><td>.*?</tr>", writes.split("<tbody>", 1)[1].split("</tbody>", 1)[0])
+    assert rows and all("/worklist" in r and ">skrevet<" in r for r in rows)
