@@ -19,6 +19,7 @@ router = APIRouter(prefix="/api/v1/worklist", tags=["worklist"], responses=ERROR
 
 class WorklistPatient(BaseModel):
     id: str
+    display_name: str | None
     display_identifier: str
     sex: str
     birth_date: str

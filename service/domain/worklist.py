@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, false, or_, select
+from sqlalchemy import ColumnElement, case, false, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
@@ -270,6 +270,23 @@ class WorklistService:
         )
 
     @staticmethod
+    def level_counts(
+        session: Session,
+        principal: Principal,
+        unit: str | None,
+        states: tuple[str, ...] = ACTIVE_STATES,
+        for_me: bool = False,
+    ) -> dict[str, int]:
+        """Items per level in what the caller's list shows (for the counts above the table)."""
+        query = scoped(
+            select(WorklistItem.level, func.count()).where(WorklistItem.state.in_(states)),
+            principal,
+            unit,
+            for_me,
+        ).group_by(WorklistItem.level)
+        return {str(level): int(n) for level, n in session.execute(query).all()}
+
+    @staticmethod
     def history(session: Session, item_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """What people did with each item (who, when, note, recipient), oldest first."""
         out: dict[str, list[dict[str, Any]]] = {i: [] for i in item_ids}
@@ -334,18 +351,7 @@ class WorklistService:
             .options(defer(Assessment.features), defer(Assessment.basis))
             .where(WorklistItem.state.in_(states))
         )
-        if for_me:
-            query = query.where(
-                WorklistItem.state == "escalated",
-                WorklistItem.organisation == principal.organisation,
-                recipient_clause(principal),
-            )
-        elif principal.role is not Role.ADMIN:
-            query = query.where(WorklistItem.organisation == principal.organisation)
-            if principal.units is not None:
-                query = query.where(WorklistItem.unit.in_(principal.units))
-        if unit:
-            query = query.where(WorklistItem.unit == unit)
+        query = scoped(query, principal, unit, for_me)
         if level:
             query = query.where(WorklistItem.level == level)
         query = query.order_by(
@@ -355,6 +361,24 @@ class WorklistService:
             WorklistItem.opened_at,
         ).limit(limit)
         return [(row[0], row[1], row[2]) for row in session.execute(query).all()]
+
+
+def scoped(query: Any, principal: Principal, unit: str | None, for_me: bool) -> Any:
+    """The items a list shows the caller: their organisation and units, or (``for_me``) the
+    escalations to them; one definition for the list and its counts."""
+    if for_me:
+        query = query.where(
+            WorklistItem.state == "escalated",
+            WorklistItem.organisation == principal.organisation,
+            recipient_clause(principal),
+        )
+    elif principal.role is not Role.ADMIN:
+        query = query.where(WorklistItem.organisation == principal.organisation)
+        if principal.units is not None:
+            query = query.where(WorklistItem.unit.in_(principal.units))
+    if unit:
+        query = query.where(WorklistItem.unit == unit)
+    return query
 
 
 def _aware(dt: datetime) -> datetime:
@@ -384,6 +408,7 @@ def item_summary(
         "id": item.id,
         "patient": {
             "id": patient.id,
+            "display_name": patient.display_name,
             "display_identifier": mask(patient.identifier_value),
             "sex": patient.sex,
             "birth_date": str(patient.birth_date)[:10],

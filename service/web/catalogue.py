@@ -9,6 +9,7 @@ from models.rules import RULE_TYPES
 from service.security.principal import Role
 from service.web.admin import BAND_BOUNDS, DRY_RUN_VALUES, NUMBER_FIELDS, SIGN_OFF_DECISIONS
 from service.web.i18n import LANGUAGES
+from service.web.pages import STEADY
 from service.web.render import NAV
 
 
@@ -32,6 +33,8 @@ def dynamic_messages() -> list[str]:
         "decision": SIGN_OFF_DECISIONS,
         "audit": ("read", "write", "refuse"),
         "history": ("acknowledge", "escalate", "resolve"),
+        "trend": ("up", "down", "steady"),
+        "short": tuple(STEADY),
     }
     keys = [f"{family}:{value}" for family, values in families.items() for value in values]
     return keys + [label for _, label in NAV]

@@ -31,6 +31,21 @@ router = APIRouter(prefix="/web", include_in_schema=False)
 LEVELS = ("red", "yellow", "green")
 STATES = ("open", "acknowledged", "escalated", "resolved")
 ACTIONS = ("acknowledge", "escalate", "resolve")
+VIEWS = ("table", "cards")
+# Readings looked at for the table's newest values and trend arrows.
+TABLE_LOOKBACK_S = 7 * 86400
+# A change smaller than this (per measurement, in its unit) is drawn as steady (→).
+STEADY = {
+    "spo2": 1.0,
+    "heart_rate": 5.0,
+    "respiratory_rate": 2.0,
+    "temperature": 0.3,
+    "weight": 0.5,
+    "systolic_bp": 10.0,
+    "diastolic_bp": 5.0,
+    SYMPTOM_SCORE: 1.0,
+}
+LEVEL_ORDER = {"red": 0, "yellow": 1, "green": 2}
 CHART_DAYS = (7, 14, 30)
 PAGE_SIZE = 50  # worklist items shown before "show all"
 MAX_ITEMS = 500
@@ -82,7 +97,9 @@ def worklist_context(
     state: str | None,
     show_all: bool = False,
     for_me: bool = False,
+    view: str = "table",
 ) -> dict[str, Any]:
+    view = view if view in VIEWS else "table"
     states = (state,) if state in STATES else ACTIVE_STATES
     # The most urgent PAGE_SIZE first; "show all" lists up to the API's default limit. One more
     # row than shown tells whether there are more.
@@ -100,11 +117,18 @@ def worklist_context(
     rows = rows[: PAGE_SIZE if more else None]
     history = services.worklist.history(session, [row[0].id for row in rows])
     items = [item_summary(i, p, a, history[i.id]) for i, p, a in rows]
+    t = translator(request)
+    if view == "table":
+        add_table_facts(t, session, services, items, [a for _, _, a in rows])
+    else:
+        for item in items:
+            item["pathway_title"] = pathway_title(t, session, services, item["patient"]["pathway"])
     filters = {
         "unit": unit or "",
         "level": level or "",
         "state": state or "",
         "mine": "1" if for_me else "",
+        "view": "" if view == "table" else view,
     }
     query = {k: v for k, v in filters.items() if v}
     return {
@@ -114,12 +138,124 @@ def worklist_context(
         "filters": filters,
         "units": _units(session, principal),
         "escalation_units": escalation_units(session, principal),
+        "view": view,
+        "counts": services.worklist.level_counts(session, principal, unit or None, states, for_me),
+        "base_query": {k: v for k, v in query.items() if k not in ("level", "view")},
         "levels": LEVELS,
         "states": STATES,
         "now": datetime.now(UTC),
         "query": urlencode({**query, **({"all": "1"} if show_all else {})}),
         "all_query": urlencode({**query, "all": "1"}),
     }
+
+
+def pathway_title(t: Translator, session: Any, services: Any, pathway_id: str) -> str:
+    """A pathway's name in the page's language (never its id)."""
+    try:
+        _, doc, _ = services.pathways.current(session, pathway_id)
+    except TriageError:
+        return pathway_id
+    return t.pick(doc.title_nb, doc.title_en)
+
+
+def add_table_facts(
+    t: Translator, session: Any, services: Any, items: list[dict[str, Any]], assessments: list[Any]
+) -> None:
+    """What a table row shows beyond the item: age, pathway name, a short reason and the
+    newest value of each of the pathway's measurements with its trend and level colour.
+
+    One windowed query for all rows (newest two readings per patient and measurement).
+    """
+    from models.rules.catalogue import NUMERIC_SIGNALS
+    from models.rules.text import label
+
+    ids = [item["patient"]["id"] for item in items]
+    if not ids:
+        return
+    newest = (
+        select(
+            Reading.patient_id,
+            Reading.name,
+            Reading.value,
+            Reading.effective_s,
+            func.row_number()
+            .over(
+                partition_by=(Reading.patient_id, Reading.name),
+                order_by=Reading.effective_s.desc(),
+            )
+            .label("n"),
+        )
+        .where(
+            Reading.patient_id.in_(ids),
+            Reading.effective_s
+            > int(min(i["last_data_at"] for i in items).timestamp()) - TABLE_LOOKBACK_S,
+            ~Reading.name.startswith("q:"),
+        )
+        .subquery()
+    )
+    latest: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    for pid, name, value, at_s, _n in session.execute(select(newest).where(newest.c.n <= 2)):
+        latest[(pid, name)].append((float(value), int(at_s)))
+    docs: dict[str, Any] = {}
+    today = datetime.now(UTC).date()
+    for item, assessment in zip(items, assessments, strict=True):
+        patient = item["patient"]
+        pathway_id = patient["pathway"]
+        if pathway_id not in docs:
+            try:
+                docs[pathway_id] = services.pathways.current(session, pathway_id)[1]
+            except TriageError:
+                docs[pathway_id] = None
+        doc = docs[pathway_id]
+        item["pathway_title"] = t.pick(doc.title_nb, doc.title_en) if doc else pathway_id
+        birth = date.fromisoformat(patient["birth_date"])
+        item["age"] = (
+            today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+        )
+        fired = (assessment.explanation or {}).get("rules", [])
+        level_of: dict[str, str] = {}
+        for rule in fired:
+            name = (rule.get("values") or {}).get("measurement")
+            lv = rule.get("level")
+            if name and lv and LEVEL_ORDER.get(lv, 9) < LEVEL_ORDER.get(level_of.get(name, ""), 9):
+                level_of[name] = lv
+        names = [m.measurement for m in doc.measurements] if doc else []
+        if doc is not None and doc.questionnaires:
+            names.append(SYMPTOM_SCORE)
+        values = []
+        for name in names:
+            pair = latest.get((patient["id"], name), [])
+            value = pair[0][0] if pair else None
+            trend = "none"
+            if len(pair) == 2:
+                delta = pair[0][0] - pair[1][0]
+                steady = STEADY.get(name, 0.0)
+                trend = "up" if delta > steady else "down" if delta < -steady else "steady"
+            signal = NUMERIC_SIGNALS.get(name)
+            values.append(
+                {
+                    "name": name,
+                    "short": t.gettext(f"short:{name}"),
+                    "label": label(name, t.content_lang),
+                    "unit": ""
+                    if name == SYMPTOM_SCORE
+                    else (signal.unit_display if signal else ""),
+                    "value": None
+                    if value is None
+                    else t.number(value, WHOLE_NUMBER_SIGNALS.get(name, 1)),
+                    "trend": trend,
+                    "level": level_of.get(name, ""),
+                }
+            )
+        item["values"] = values
+        reasons = item["peak_reasons"] if item["held"] else []
+        if not reasons:
+            reasons = [r for r in fired if r.get("level") == item["level"]] or fired
+        if not reasons:
+            reasons = item["top_factors"]
+        text = t.pick(reasons[0].get("text_nb"), reasons[0].get("text_en")) if reasons else ""
+        item["reason"] = text if len(text) <= 60 else text[:57].rstrip() + "…"
+        item["reason_full"] = text
 
 
 @router.get("/worklist", name="web_worklist")
@@ -133,10 +269,12 @@ def web_worklist(
     state: Annotated[str | None, Query(max_length=16)] = None,
     show_all: Annotated[bool, Query(alias="all")] = False,
     mine: Annotated[bool, Query()] = False,
+    view: Annotated[str, Query(max_length=8)] = "table",
 ) -> Response:
-    """The prioritised worklist of the user's units (``mine``: escalated to the user)."""
+    """The prioritised worklist of the user's units (``mine``: escalated to the user), as a
+    dense table (default) or as cards."""
     ctx = worklist_context(
-        request, principal, session, services, unit, level, state, show_all, mine
+        request, principal, session, services, unit, level, state, show_all, mine, view
     )
     return render(request, "worklist.html", {**ctx, "flashes": take_flashes(request)})
 
@@ -152,10 +290,11 @@ def web_worklist_items(
     state: Annotated[str | None, Query(max_length=16)] = None,
     show_all: Annotated[bool, Query(alias="all")] = False,
     mine: Annotated[bool, Query()] = False,
+    view: Annotated[str, Query(max_length=8)] = "table",
 ) -> Response:
     """Only the list, for the page's quiet self-refresh."""
     ctx = worklist_context(
-        request, principal, session, services, unit, level, state, show_all, mine
+        request, principal, session, services, unit, level, state, show_all, mine, view
     )
     return render(request, "_worklist_items.html", ctx)
 

@@ -101,3 +101,48 @@ def test_acknowledged_items_sort_below_open_items_of_the_same_level(client, auth
     after = items_of(client, nurse)
     assert [i["id"] for i in after] == [before[1]["id"], top["id"]]
     assert [i["state"] for i in after] == ["open", "acknowledged"]
+
+
+def test_a_display_name_is_shown_to_those_who_may_see_the_patient_and_never_logged(
+    client, auth, caplog
+):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    clinician = auth("clinician")
+    patient = enrol(client, clinician, display_name="Ingrid  Testesen")
+    assert patient["display_name"] == "Ingrid Testesen"
+    feed_stable_then(client, auth("integration"), patient["id"], 84)
+    [item] = items_of(client, clinician)
+    assert item["patient"]["display_name"] == "Ingrid Testesen"
+    assert item["patient"]["display_identifier"].endswith("*****")
+    again = client.post(
+        "/api/v1/patients",
+        json={
+            "identifier": "15076500565",
+            "birth_date": "1965-07-15",
+            "sex": "female",
+            "pathway": "copd",
+            "organisation": "983974899",
+            "unit": "lungs",
+            "display_name": "Ingrid Testesen",
+        },
+        headers=clinician,
+    )
+    assert again.status_code == 409 and "Testesen" not in again.text
+    numbered = client.post(
+        "/api/v1/patients",
+        json={
+            "identifier": OTHER_FNR,
+            "birth_date": "1970-01-01",
+            "sex": "female",
+            "pathway": "copd",
+            "organisation": "983974899",
+            "unit": "lungs",
+            "display_name": f"Ola {OTHER_FNR}",
+        },
+        headers=clinician,
+    )
+    assert numbered.status_code == 422 and numbered.json()["location"] == "display_name"
+    assert OTHER_FNR not in numbered.text
+    assert caplog.records and "Testesen" not in caplog.text

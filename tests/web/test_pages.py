@@ -17,7 +17,7 @@ def text_of(html: str) -> str:
 
 
 def test_worklist_in_priority_order_with_level_as_icon_and_text(signed_in: Any) -> None:
-    html = signed_in("clinician").get("/web/worklist").text
+    html = signed_in("clinician").get("/web/worklist?view=cards").text
     levels = re.findall(r'<li class="item item-(\w+)"', html)
     assert levels and levels[0] == "red"
     order = {"red": 0, "yellow": 1, "green": 2}
@@ -38,11 +38,11 @@ def test_worklist_in_priority_order_with_level_as_icon_and_text(signed_in: Any) 
 
 def test_worklist_filters_and_kind_empty_state(signed_in: Any) -> None:
     web = signed_in("clinician")
-    yellow = web.get("/web/worklist?level=yellow").text
+    yellow = web.get("/web/worklist?level=yellow&view=cards").text
     assert "item-red" not in yellow and "item-yellow" in yellow
     empty = web.get("/web/worklist?state=resolved&level=red").text
     assert "Ingen pasienter trenger oppfølging akkurat nå." in empty
-    fragment = web.get("/web/worklist/items?level=yellow")
+    fragment = web.get("/web/worklist/items?level=yellow&view=cards")
     assert fragment.status_code == 200 and "<html" not in fragment.text
     assert "item-yellow" in fragment.text
 
@@ -320,7 +320,7 @@ def test_language_choice_is_remembered(signed_in: Any) -> None:
     )
     assert switched.status_code == 303 and switched.headers["location"] == "/web/worklist"
     assert "triage_lang=en" in switched.headers["set-cookie"]
-    english = web.get("/web/worklist").text
+    english = web.get("/web/worklist?view=cards").text
     assert '<html lang="en">' in english and "Worklist" in english and "Top factors" in english
     nn = web.post(
         "/web/language",
@@ -328,7 +328,7 @@ def test_language_choice_is_remembered(signed_in: Any) -> None:
         follow_redirects=False,
     )
     assert nn.status_code == 303, nn.text[:300]
-    nynorsk = web.get("/web/worklist").text
+    nynorsk = web.get("/web/worklist?view=cards").text
     assert '<html lang="nn">' in nynorsk and "Viktigaste faktorar" in nynorsk
     refused = web.post("/web/language", data={"csrf_token": token, "lang": "de"})
     assert refused.status_code == 400
@@ -378,10 +378,10 @@ def test_worklist_shows_the_most_urgent_first_then_all_on_request(
 
     monkeypatch.setattr(pages, "PAGE_SIZE", 2)
     web = signed_in("clinician")
-    first = web.get("/web/worklist").text
+    first = web.get("/web/worklist?view=cards").text
     assert len(re.findall(r'<li class="item ', first)) == 2
-    assert "De 2 mest hastende sakene" in first and "?all=1" in first
-    everything = web.get("/web/worklist?all=1").text
+    assert "De 2 mest hastende sakene" in first and "all=1" in first
+    everything = web.get("/web/worklist?all=1&view=cards").text
     assert len(re.findall(r'<li class="item ', everything)) > 2
     assert "Vis alle saker" not in everything
 
