@@ -27,6 +27,10 @@ from typing import Literal
 
 FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
 DNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.2"
+# Felles hjelpenummer (Norsk helsenett): for persons without fødselsnummer or D-number; in the
+# VKP subject value set. 11 digits, first digit 8 or 9, the same two check digits, no date part.
+FHN_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.3"
+PERSON_SYSTEMS = (FNR_SYSTEM, DNR_SYSTEM, FHN_SYSTEM)
 HPR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
 ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 
@@ -39,13 +43,15 @@ K1_REMAINDERS = (0, 1, 2, 3)
 # year (ddmmyy) and the individual number, by a space (also no-break and thin spaces), a hyphen
 # or a dot: 15076500565, 150765 00565, 150765-00565, 150765.00565, 15 07 65 00565,
 # 15.07.65-005 65. `\d` is deliberately Unicode here: a full-width number is still a number.
-# The look-arounds stop it matching inside a longer run of digits (a timestamp, an account).
+# The look-arounds stop it matching inside a longer run of digits (a timestamp, an account) or
+# a word: the hex groups of a UUID such as "…-4e73-9078-12444efb…" are not a person number (without
+# them one random UUID in 200 matched).
 _SEPARATOR_CHARS = " \u00a0\u2009\u202f.\\-\u2010\u2011\u2013"
 _SEP = "(?:[ \u00a0\u2009\u202f]?[.\\-\u2010\u2011\u2013]?[ \u00a0\u2009\u202f]?)"
 PERSON_NUMBER_PATTERN = re.compile(
-    rf"(?<!\d)(?<!\d[{_SEPARATOR_CHARS}])"
+    rf"(?<!\w)(?<!\d[{_SEPARATOR_CHARS}])"
     rf"\d{{2}}{_SEP}\d{{2}}{_SEP}\d{{2}}{_SEP}\d{{3}}{_SEP}\d{{2}}"
-    rf"(?![{_SEPARATOR_CHARS}]?\d)"
+    rf"(?!\w)(?![{_SEPARATOR_CHARS}]?\d)"
 )
 
 
@@ -56,12 +62,12 @@ class IdentifierError(ValueError):
 @dataclass(frozen=True)
 class PersonIdentifier:
     value: str
-    kind: Literal["fnr", "dnr"]
-    birth_date: date | None  # None when the date part is synthetic/unknown
+    kind: Literal["fnr", "dnr", "fhn"]
+    birth_date: date | None  # None when the date part is synthetic/unknown, and for fhn
 
     @property
     def system(self) -> str:
-        return FNR_SYSTEM if self.kind == "fnr" else DNR_SYSTEM
+        return {"fnr": FNR_SYSTEM, "dnr": DNR_SYSTEM, "fhn": FHN_SYSTEM}[self.kind]
 
 
 def _weighted(digits: str, weights: tuple[int, ...]) -> int:
@@ -108,12 +114,16 @@ def require_ascii_digits(value: str, field: str, length: int = 11) -> None:
 
 
 def parse_person_identifier(value: str, field: str = "identifier") -> PersonIdentifier:
-    """Validate a fødselsnummer or D-number; raise IdentifierError naming the failed check."""
+    """Validate a fødselsnummer, D-number or felles hjelpenummer; raise IdentifierError naming
+    the failed check."""
     require_ascii_digits(value, field)
     if int(value[9]) not in first_check_digits(value[:9]):
         raise IdentifierError(f"{field}: first check digit (K1, digit 10) is wrong")
     if second_check_digit(value[:10]) != int(value[10]):
         raise IdentifierError(f"{field}: second check digit (K2, digit 11) is wrong")
+    if value[0] in "89":
+        # A felles hjelpenummer: no fødselsnummer or D-number starts with 8 or 9 (day 80–99).
+        return PersonIdentifier(value=value, kind="fhn", birth_date=None)
     day, month, year2 = int(value[0:2]), int(value[2:4]), int(value[4:6])
     kind: Literal["fnr", "dnr"] = "fnr"
     if day > 40:

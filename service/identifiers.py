@@ -6,9 +6,11 @@ code imports from `models.identifiers`.
 
 from models.identifiers import (
     DNR_SYSTEM,
+    FHN_SYSTEM,
     FNR_SYSTEM,
     HPR_SYSTEM,
     ORGNR_SYSTEM,
+    PERSON_SYSTEMS,
     IdentifierError,
     PersonIdentifier,
     mask,
@@ -17,9 +19,11 @@ from models.identifiers import (
 
 __all__ = [
     "DNR_SYSTEM",
+    "FHN_SYSTEM",
     "FNR_SYSTEM",
     "HPR_SYSTEM",
     "ORGNR_SYSTEM",
+    "PERSON_SYSTEMS",
     "IdentifierError",
     "PersonIdentifier",
     "mask",

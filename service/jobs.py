@@ -20,6 +20,7 @@ from service.config import Settings
 from service.db.engine import transaction
 from service.db.tables import Patient
 from service.domain.monitoring import ScheduledRun
+from service.security.checkpoints import write_checkpoint
 
 log = logging.getLogger("triage.jobs")
 
@@ -28,6 +29,8 @@ log = logging.getLogger("triage.jobs")
 RESCORE_LOCK_ID = 0x7269_5343
 # The same for the drift-report schedule.
 DRIFT_LOCK_ID = 0x6472_6966
+# The same for signing audit checkpoints: one replica signs each head.
+CHECKPOINT_LOCK_ID = 0x6175_6463
 # The first scheduled drift run waits this long after startup; `triage demo` runs one itself as
 # soon as its cohort is loaded.
 DRIFT_INITIAL_DELAY_S = 300.0
@@ -128,6 +131,18 @@ def run_drift_schedule(app: FastAPI) -> list[ScheduledRun]:
     return runs
 
 
+def write_audit_checkpoint(app: FastAPI) -> None:
+    """Sign the audit chain's head into the append-only checkpoint file (one replica)."""
+    with _session_lock(app.state.engine, CHECKPOINT_LOCK_ID) as held:
+        if not held:
+            return
+        writer = getattr(app.state, "audit", None)
+        if writer is not None:
+            writer.flush()  # sign what the requests so far wrote, not a head a batch behind
+        with app.state.sessions() as session:
+            write_checkpoint(session, app.state.settings)
+
+
 def default_background_jobs(
     settings: Settings, *, drift_initial_delay_s: float = DRIFT_INITIAL_DELAY_S
 ) -> tuple[BackgroundJob, ...]:
@@ -147,6 +162,15 @@ def default_background_jobs(
                 settings.drift_schedule_hours * 3600,
                 run_drift_schedule,
                 initial_delay_s=drift_initial_delay_s,
+            )
+        )
+    if settings.audit_checkpoint_minutes > 0:
+        jobs.append(
+            periodic(
+                "audit-checkpoint",
+                settings.audit_checkpoint_minutes * 60,
+                write_audit_checkpoint,
+                initial_delay_s=60.0,
             )
         )
     return tuple(jobs)

@@ -35,8 +35,9 @@ from service.db.tables import Assessment, Patient, WorklistItem
 from service.domain.worklist import ACTIVE_STATES
 from service.errors import BadRequest, NotFound, TriageError
 from service.fhir import outputs
+from service.security import visibility
 from service.security.deps import current_principal
-from service.security.principal import Principal, Role
+from service.security.principal import Principal
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], responses=ERRORS)
 
@@ -200,12 +201,6 @@ def _identifier_values(patient_resource: Any) -> list[str]:
     ]
 
 
-def _visible(principal: Principal, patient: Patient) -> bool:
-    return principal.role is Role.ADMIN or principal.may_see_unit(
-        patient.organisation, patient.unit
-    )
-
-
 def resolve_patient(
     session: Session, principal: Principal, patient_id: str, prefetch: dict[str, Any] | None
 ) -> Patient | None:
@@ -215,7 +210,7 @@ def resolve_patient(
     """
     patient = session.get(Patient, patient_id)
     if patient is not None:
-        return patient if _visible(principal, patient) else None
+        return patient if visibility.may_read_patient(principal, patient) else None
     prefetched = (prefetch or {}).get("patient")
     if prefetched is None:
         raise PreconditionFailed(
@@ -229,7 +224,7 @@ def resolve_patient(
             f"({FNR_SYSTEM} or {DNR_SYSTEM})"
         )
     patient = session.scalar(select(Patient).where(Patient.identifier_value.in_(values)))
-    if patient is None or not _visible(principal, patient):
+    if patient is None or not visibility.may_read_patient(principal, patient):
         return None  # a person who is not in (the caller's) home follow-up: nothing to say
     return patient
 

@@ -17,7 +17,8 @@ from service.db.tables import Assessment, IngestedResource, Patient, WorklistIte
 from service.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from service.fhir import outputs
 from service.security.deps import CurrentPrincipal
-from service.security.principal import Principal, Role
+from service.security.principal import Principal
+from service.security.visibility import patient_filter
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], responses=ERRORS)
 
@@ -89,7 +90,19 @@ async def fhir_bundle(
     """A batch (each entry stands alone) or a transaction (all or nothing)."""
     body = await read_fhir_json(request)
     result = await _in_thread(services.ingestion.ingest_bundle, principal, body)
+    base = fhir_base(request)
+    for entry in result.get("entry", []):
+        location = (entry.get("response") or {}).get("location")
+        if location:
+            # fullUrl: the absolute URL of the resource (without the version), as FHIR asks.
+            rtype, rid = location.split("/")[:2]
+            entry["fullUrl"] = f"{base}/{rtype}/{rid}"
     return _fhir(result)
+
+
+def fhir_base(request: Request) -> str:
+    """The absolute base of this FHIR server, e.g. https://triage.example/fhir."""
+    return f"{str(request.base_url).rstrip('/')}/fhir"
 
 
 async def _in_thread(fn: Any, *args: Any) -> Any:
@@ -107,12 +120,19 @@ async def _create(
             f"resourceType must be {rtype} on this endpoint", location="resourceType"
         )
     outcome = await _in_thread(services.ingestion.ingest, principal, body)
-    stored = dict(body)
-    stored["id"] = outcome.resource_id
+    # The answer is the resource as stored: the server's id and meta, never the sender's meta.
+    stored = outputs.stored_resource(
+        body, outcome.resource_id, outcome.version_id, outcome.last_updated
+    )
     return _fhir(
         stored,
         outcome.status,
-        {"Location": f"{request.base_url}fhir/{rtype}/{outcome.resource_id}"},
+        {
+            "Location": f"{fhir_base(request)}/{rtype}/{outcome.resource_id}/_history/"
+            f"{outcome.version_id}",
+            "ETag": f'W/"{outcome.version_id}"',
+            "Last-Modified": outputs.http_date(stored["meta"]["lastUpdated"]),
+        },
     )
 
 
@@ -183,15 +203,6 @@ def _last_updated(values: list[str] | None, column: Any) -> list[Any]:
     return conditions
 
 
-def _visible_patients(query: Any, principal: Principal) -> Any:
-    if principal.role is Role.ADMIN:
-        return query
-    query = query.where(Patient.organisation == principal.organisation)
-    if principal.role is Role.CLINICIAN and principal.units is not None:
-        query = query.where(Patient.unit.in_(principal.units))
-    return query
-
-
 def _page(
     request: Request, query: Any, session: Any, count: int, offset: int
 ) -> tuple[list[Any], int, str | None]:
@@ -213,7 +224,7 @@ def _assessment_search(
 ) -> Any:
     """Assessments with their patients the caller may see, newest first (stable paging)."""
     query: Any = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
-    query = _visible_patients(query, principal)
+    query = query.where(patient_filter(principal))
     if patient_id:
         query = query.where(Assessment.patient_id == patient_id)
     return query.where(*_last_updated(last_updated, Assessment.created_at)).order_by(
@@ -275,7 +286,7 @@ def fhir_search_task(
         .join(Patient, Patient.id == WorklistItem.patient_id)
         .join(Assessment, Assessment.id == WorklistItem.assessment_id)
     )
-    query = _visible_patients(query, principal)
+    query = query.where(patient_filter(principal))
     if status:
         wanted = [s.strip() for s in status.split(",")]
         unknown = [s for s in wanted if s not in outputs.STATUS_TO_STATE]

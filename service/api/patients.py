@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
@@ -38,6 +38,12 @@ class AssessmentPublic(BaseModel):
     features: list[float | None]
     explanation: dict[str, Any]
     basis: list[str]
+    supersedes_id: str | None = Field(
+        None, description="The assessment this one replaced (its input was corrected)"
+    )
+    superseded_by: str | None = Field(
+        None, description="Set when a later assessment replaced this one; it stays on record"
+    )
 
 
 @router.post(
@@ -106,4 +112,15 @@ def list_patient_assessments(
         .order_by(Assessment.created_at.desc())
         .limit(limit)
     ).all()
-    return [AssessmentPublic.model_validate(r, from_attributes=True) for r in rows]
+    ids = [r.id for r in rows]
+    successors = dict(
+        session.execute(
+            select(Assessment.supersedes_id, Assessment.id).where(Assessment.supersedes_id.in_(ids))
+        ).all()
+    )
+    out = []
+    for r in rows:
+        public = AssessmentPublic.model_validate(r, from_attributes=True)
+        public.superseded_by = successors.get(r.id)
+        out.append(public)
+    return out

@@ -14,7 +14,8 @@ from models.identifiers import IdentifierError, mask, parse_person_identifier
 from service.db.tables import Patient
 from service.domain.free_text import refuse_person_number
 from service.domain.pathways import PathwayService
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.errors import Conflict, Forbidden, InvalidInput
+from service.security import visibility
 from service.security.principal import Principal, Role
 
 # A prescribed SpO2 target. 88–92 % is for confirmed hypercapnic respiratory failure (BTS 2017,
@@ -29,7 +30,9 @@ class PatientCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     identifier: str = Field(
-        description="Fødselsnummer or D-number (11 digits)", min_length=1, max_length=32
+        description="Fødselsnummer, D-number or felles hjelpenummer (11 digits)",
+        min_length=1,
+        max_length=32,
     )
     birth_date: date
     sex: Literal["female", "male", "other", "unknown"]
@@ -149,9 +152,9 @@ class PatientService:
             )
         if body.birth_date > datetime.now(UTC).date():
             raise InvalidInput("birth_date is in the future", location="birth_date")
-        if body.pathway not in self.pathways.known_in(session):
+        if body.pathway not in self.pathways.known_in(session, body.organisation):
             raise InvalidInput(f"unknown pathway '{body.pathway}'", location="pathway")
-        _, pathway, _ = self.pathways.current(session, body.pathway)
+        _, pathway, _ = self.pathways.current(session, body.pathway, body.organisation, body.unit)
         offered = {o.id for o in pathway.options}
         unknown = sorted(set(body.options) - offered)
         if unknown:
@@ -165,15 +168,22 @@ class PatientService:
         options = dict(body.options)
         if body.target_saturation is not None:
             options = with_target(pathway, options, body.target_saturation)
-        if principal.role is not Role.ADMIN and body.organisation != principal.organisation:
-            raise Forbidden("you may only enrol patients in your own organisation")
-        if principal.role is Role.CLINICIAN and not principal.may_see_unit(
-            body.organisation, body.unit
-        ):
-            raise Forbidden("you may only enrol patients in your own units")
-        existing = session.scalar(select(Patient.id).where(Patient.identifier_value == ident.value))
-        if existing:
-            raise Conflict(f"this person is already enrolled as Patient/{existing}")
+        if not visibility.may_enrol(principal, body.organisation, body.unit):
+            raise Forbidden(
+                "you may only enrol patients in your own units"
+                if body.organisation in principal.organisations
+                else "you may only enrol patients in your own organisation"
+            )
+        existing = session.scalar(select(Patient).where(Patient.identifier_value == ident.value))
+        if existing is not None:
+            if visibility.may_read_patient(principal, existing):
+                raise Conflict(f"this person is already enrolled as Patient/{existing.id}")
+            # Another organisation's (or unit's) patient: say so without naming the record; a
+            # transfer of the follow-up is made by the organisation that holds it.
+            raise Conflict(
+                "this person is already enrolled in home follow-up outside your organisation or "
+                "units; the organisation holding the follow-up can transfer it"
+            )
         patient = Patient(
             id=str(uuid.uuid4()),
             identifier_system=ident.system,
@@ -197,7 +207,7 @@ class PatientService:
         self, session: Session, principal: Principal, patient_id: str, target: TargetSaturation
     ) -> Patient:
         """Set the prescribed SpO2 target; the caller re-scores the patient under it."""
-        patient = self.get_visible(session, principal, patient_id)
+        patient = self.get_visible(session, principal, patient_id, write=True)
         if principal.role not in (Role.CLINICIAN, Role.ADMIN):
             raise Forbidden("only clinicians set a patient's target saturation")
         _, pathway, _ = self.pathways.current(session, patient.pathway_id)
@@ -208,22 +218,9 @@ class PatientService:
         return patient
 
     @staticmethod
-    def get_visible(session: Session, principal: Principal, patient_id: str) -> Patient:
-        """The patient, or 404 when it does not exist or lies outside what the caller may see.
-
-        Every role but admin is confined to its own organisation; clinicians also to their
-        units. Not 403: a caller must not learn that a record exists elsewhere.
-        """
-        patient = session.get(Patient, patient_id)
-        if patient is None or (
-            principal.role is not Role.ADMIN
-            and (
-                patient.organisation != principal.organisation
-                or (
-                    principal.role is Role.CLINICIAN
-                    and not principal.may_see_unit(patient.organisation, patient.unit)
-                )
-            )
-        ):
-            raise NotFound(f"Patient/{patient_id} not found")
-        return patient
+    def get_visible(
+        session: Session, principal: Principal, patient_id: str, *, write: bool = False
+    ) -> Patient:
+        """The patient, or 404 when it lies outside what the caller may see (``write``: may
+        change); the rule is service.security.visibility's."""
+        return visibility.visible_patient(session, principal, patient_id, write=write)

@@ -181,13 +181,23 @@ class ScoringService:
         return assessment, decision
 
     def score(
-        self, session: Session, patient: Patient, trigger: str, as_of_s: int | None = None
+        self,
+        session: Session,
+        patient: Patient,
+        trigger: str,
+        as_of_s: int | None = None,
+        supersedes_id: str | None = None,
     ) -> ScoringResult | None:
-        """Score one patient as of its newest reading (or ``as_of_s``) and store the result."""
+        """Score one patient as of its newest reading (or ``as_of_s``) and store the result.
+
+        ``supersedes_id`` names the assessment this one replaces (its input was corrected or
+        withdrawn); that assessment stays on record, marked superseded by this one.
+        """
         computed = self.assess(session, patient, trigger, as_of_s)
         if computed is None:
             return None
         assessment, decision = computed
+        assessment.supersedes_id = supersedes_id
         session.add(assessment)
         session.flush()
         item = self.worklist.apply_assessment(

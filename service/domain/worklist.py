@@ -15,6 +15,7 @@ from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
 from service.domain.free_text import refuse_person_number
 from service.domain.patients import target_of
 from service.errors import Conflict, InvalidInput, NotFound
+from service.security import visibility
 from service.security.principal import Principal, Role
 
 ACTIVE_STATES = ("open", "acknowledged", "escalated")
@@ -196,7 +197,8 @@ class WorklistService:
             raise InvalidInput(f"unknown action '{action}'", location="action")
         refuse_person_number(note, "note")
         item = session.get(WorklistItem, item_id)
-        if item is None or not self._visible(principal, item):
+        patient = None if item is None else session.get(Patient, item.patient_id)
+        if item is None or patient is None or not self._may_act(principal, item, patient):
             raise NotFound(f"worklist item {item_id} not found")
         target = TRANSITIONS[action].get(item.state)
         if target is None:
@@ -239,6 +241,15 @@ class WorklistService:
         return item
 
     @staticmethod
+    def _may_act(principal: Principal, item: WorklistItem, patient: Patient) -> bool:
+        if visibility.may_change_patient(principal, patient):
+            return True
+        # An escalation reaches its named recipient in another unit of the organisation.
+        return is_for(principal, item.escalated_to) and visibility.may_act_on_escalation(
+            principal, item.organisation
+        )
+
+    @staticmethod
     def parse_recipient(session: Session, item: WorklistItem, raw: str | None) -> str:
         """``role:<role>``, ``unit:<unit of the organisation>`` or ``hpr:<HPR number>``."""
         text = (raw or "").strip()
@@ -279,7 +290,9 @@ class WorklistService:
     ) -> dict[str, int]:
         """Items per level in what the caller's list shows (for the counts above the table)."""
         query = scoped(
-            select(WorklistItem.level, func.count()).where(WorklistItem.state.in_(states)),
+            select(WorklistItem.level, func.count())
+            .join(Patient, Patient.id == WorklistItem.patient_id)
+            .where(WorklistItem.state.in_(states)),
             principal,
             unit,
             for_me,
@@ -323,13 +336,6 @@ class WorklistService:
         item.peak_reasons = reasons_of(assessment)
         return True
 
-    @staticmethod
-    def _visible(principal: Principal, item: WorklistItem) -> bool:
-        if principal.role is Role.ADMIN or principal.may_see_unit(item.organisation, item.unit):
-            return True
-        # An escalation reaches its recipient in another unit of the same organisation.
-        return item.organisation == principal.organisation and is_for(principal, item.escalated_to)
-
     def list_items(
         self,
         session: Session,
@@ -364,18 +370,16 @@ class WorklistService:
 
 
 def scoped(query: Any, principal: Principal, unit: str | None, for_me: bool) -> Any:
-    """The items a list shows the caller: their organisation and units, or (``for_me``) the
-    escalations to them; one definition for the list and its counts."""
+    """The items a list shows the caller (the visibility rule), or (``for_me``) the
+    escalations to them; one definition for the list and its counts. ``query`` joins Patient."""
     if for_me:
         query = query.where(
             WorklistItem.state == "escalated",
-            WorklistItem.organisation == principal.organisation,
+            visibility.escalation_scope(principal),
             recipient_clause(principal),
         )
-    elif principal.role is not Role.ADMIN:
-        query = query.where(WorklistItem.organisation == principal.organisation)
-        if principal.units is not None:
-            query = query.where(WorklistItem.unit.in_(principal.units))
+    else:
+        query = query.where(visibility.patient_filter(principal))
     if unit:
         query = query.where(WorklistItem.unit == unit)
     return query

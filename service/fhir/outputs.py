@@ -42,6 +42,31 @@ def _meta(patient: Patient, last_updated: datetime) -> dict[str, Any]:
     return meta
 
 
+def stored_resource(
+    body: dict[str, Any], resource_id: str, version_id: int, last_updated: datetime | None
+) -> dict[str, Any]:
+    """A received resource as this server holds it: its id and meta are the server's."""
+    resource = {k: v for k, v in body.items() if k not in ("id", "meta")}
+    meta: dict[str, Any] = {
+        "versionId": str(version_id),
+        "lastUpdated": _iso(last_updated or datetime.now(UTC)),
+    }
+    profiles = (
+        (body.get("meta") or {}).get("profile") if isinstance(body.get("meta"), dict) else None
+    )
+    if isinstance(profiles, list) and profiles:
+        meta["profile"] = profiles  # what the sender claims to meet; kept as received
+    return {"resourceType": body.get("resourceType"), "id": resource_id, "meta": meta, **resource}
+
+
+def http_date(iso: str) -> str:
+    """An RFC 7231 date for Last-Modified from an ISO 8601 instant."""
+    from email.utils import format_datetime
+
+    moment = datetime.fromisoformat(iso)
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
+
+
 def _level_codes(level: str) -> tuple[str, str, str]:
     return LEVEL_CODES.get(level, LEVEL_CODES["yellow"])
 

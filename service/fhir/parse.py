@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from models import questionnaires
-from models.identifiers import DNR_SYSTEM, FNR_SYSTEM, IdentifierError, require_ascii_digits
+from models.identifiers import PERSON_SYSTEMS, IdentifierError, require_ascii_digits
 from models.measurements import (
+    BLOOD_PRESSURE_EXTRA_COMPONENTS,
+    BLOOD_PRESSURE_EXTRA_PLAUSIBLE,
     CONSCIOUSNESS,
     MEASUREMENTS,
     ON_OXYGEN,
@@ -27,8 +29,13 @@ from models.measurements import (
 )
 from service.errors import InvalidInput
 
-ACCEPTED_OBSERVATION_STATUS = {"final", "amended", "corrected", "preliminary"}
-ACCEPTED_QR_STATUS = {"completed", "amended"}
+ACCEPTED_OBSERVATION_STATUS = {"final", "amended", "corrected", "preliminary", "entered-in-error"}
+ACCEPTED_QR_STATUS = {"completed", "amended", "entered-in-error"}
+# A resend with one of these statuses replaces the stored resource as its next version.
+REPLACING_STATUS = {"amended", "corrected"}
+WITHDRAWN_STATUS = "entered-in-error"
+# Elements that do not change what was observed: the sender's metadata and the narrative.
+NON_CLINICAL_ELEMENTS = ("meta", "text")
 # A device clock a few minutes ahead of ours is not "the future".
 FUTURE_TOLERANCE_S = 300
 # No home-monitoring reading is older than this. Times such as 0001-01-01, 1900-01-01 or
@@ -62,6 +69,20 @@ class ParsedResource:
     effective_s: int
     readings: list[tuple[str, float]] = field(default_factory=list)  # (canonical name, value)
     body: dict[str, Any] = field(default_factory=dict)
+    status: str = "final"
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.status == WITHDRAWN_STATUS
+
+    @property
+    def replaces(self) -> bool:
+        return self.status in REPLACING_STATUS or self.withdrawn
+
+
+def clinical_content(resource: dict[str, Any]) -> dict[str, Any]:
+    """The resource without meta and narrative: a resend differing only there is the same."""
+    return {k: v for k, v in resource.items() if k not in NON_CLINICAL_ELEMENTS}
 
 
 def _canonical_numbers(node: Any) -> Any:
@@ -134,8 +155,8 @@ def _subject(resource: dict[str, Any], rtype: str) -> SubjectRef:
         raise InvalidInput("subject needs a reference or an identifier", location=loc)
     system, value = ident.get("system"), ident.get("value")
     _require(
-        system in (FNR_SYSTEM, DNR_SYSTEM),
-        "subject.identifier.system must be the fødselsnummer or D-number OID",
+        system in PERSON_SYSTEMS,
+        "subject.identifier.system must be the fødselsnummer, D-number or felles hjelpenummer OID",
         f"{loc}.identifier.system",
     )
     try:
@@ -176,6 +197,52 @@ def _codings(node: Any, location: str) -> list[tuple[str, str]]:
     return out
 
 
+def _ratio_percent(node: Any, location: str) -> float:
+    """A valueRatio (DIPS sends SpO2 as 24/25) as a percentage."""
+    numerator, denominator = node.get("numerator"), node.get("denominator")
+    _require(
+        isinstance(numerator, dict), "valueRatio.numerator is required", f"{location}.numerator"
+    )
+    _require(
+        isinstance(denominator, dict),
+        "valueRatio.denominator is required",
+        f"{location}.denominator",
+    )
+    top, bottom = numerator.get("value"), denominator.get("value")
+    for v, where in ((top, "numerator"), (bottom, "denominator")):
+        _require(
+            isinstance(v, int | float) and not isinstance(v, bool),
+            f"valueRatio.{where}.value must be a number",
+            f"{location}.{where}.value",
+        )
+    _require(bottom != 0, "valueRatio.denominator.value must not be 0", f"{location}.denominator")
+    return 100.0 * float(top) / float(bottom)
+
+
+def _value(resource: dict[str, Any], name: str, location: str) -> float:
+    """valueQuantity, or valueRatio where the canonical unit is a percentage."""
+    if "valueQuantity" not in resource and isinstance(resource.get("valueRatio"), dict):
+        _require(
+            MEASUREMENTS[name].unit == "%",
+            "valueRatio is accepted only for percentages; send valueQuantity",
+            f"{location}.valueRatio",
+        )
+        value = _ratio_percent(resource["valueRatio"], f"{location}.valueRatio")
+        return _plausible(name, value, f"{location}.valueRatio")
+    return _quantity(resource.get("valueQuantity"), name, f"{location}.valueQuantity")
+
+
+def _plausible(name: str, canonical: float, location: str) -> float:
+    measurement = MEASUREMENTS[name]
+    _require(
+        measurement.is_plausible(canonical),
+        f"{measurement.label_en} {canonical:g} {measurement.unit} is outside the plausible "
+        f"range {measurement.plausible_min:g}–{measurement.plausible_max:g}",
+        location,
+    )
+    return canonical
+
+
 def _quantity(node: Any, name: str, location: str) -> float:
     _require(isinstance(node, dict), "valueQuantity is required", location)
     value = node.get("value")
@@ -201,13 +268,7 @@ def _quantity(node: Any, name: str, location: str) -> float:
         canonical = measurement.to_canonical(float(value), str(unit))
     except ValueError as exc:
         raise InvalidInput(str(exc), location=f"{location}.code") from exc
-    _require(
-        measurement.is_plausible(canonical),
-        f"{measurement.label_en} {canonical:g} {measurement.unit} is outside the plausible "
-        f"range {measurement.plausible_min:g}–{measurement.plausible_max:g}",
-        f"{location}.value",
-    )
-    return canonical
+    return _plausible(name, canonical, f"{location}.value")
 
 
 def _known_measurement(codings: list[tuple[str, str]]) -> str | None:
@@ -251,16 +312,31 @@ def parse_observation(resource: dict[str, Any], now_s: float) -> ParsedResource:
         for i, comp in enumerate(components):
             loc = f"{rtype}.component[{i}]"
             _require(isinstance(comp, dict), "component must be an object", loc)
-            name = _known_measurement(_codings(comp.get("code"), f"{loc}.code"))
-            _require(
-                name in ("systolic_bp", "diastolic_bp"),
-                "blood-pressure components must be 8480-6 (systolic) or 8462-4 (diastolic)",
-                f"{loc}.code",
+            comp_codings = _codings(comp.get("code"), f"{loc}.code")
+            name = _known_measurement(comp_codings)
+            if name in ("systolic_bp", "diastolic_bp"):
+                assert name is not None
+                readings.append(
+                    (name, _quantity(comp.get("valueQuantity"), name, f"{loc}.valueQuantity"))
+                )
+                continue
+            extra = next(
+                (
+                    BLOOD_PRESSURE_EXTRA_COMPONENTS[c]
+                    for c in comp_codings
+                    if c in BLOOD_PRESSURE_EXTRA_COMPONENTS
+                ),
+                None,
             )
-            assert name is not None
-            readings.append(
-                (name, _quantity(comp.get("valueQuantity"), name, f"{loc}.valueQuantity"))
-            )
+            # The profiles slice component openly: a component we do not know stays in the
+            # stored resource and is not read.
+            if extra is not None and isinstance(comp.get("valueQuantity"), dict):
+                readings.append((extra, _pressure(comp["valueQuantity"], f"{loc}.valueQuantity")))
+        _require(
+            any(r[0] in ("systolic_bp", "diastolic_bp") for r in readings),
+            "a blood-pressure panel needs a systolic (8480-6) or diastolic (8462-4) component",
+            f"{rtype}.component",
+        )
         names = [r[0] for r in readings]
         _require(len(set(names)) == len(names), "a component is repeated", f"{rtype}.component")
     else:
@@ -271,10 +347,8 @@ def parse_observation(resource: dict[str, Any], now_s: float) -> ParsedResource:
             f"{rtype}.code.coding",
         )
         assert name is not None
-        readings.append(
-            (name, _quantity(resource.get("valueQuantity"), name, f"{rtype}.valueQuantity"))
-        )
-    digest = content_hash(resource)
+        readings.append((name, _value(resource, name, rtype)))
+    digest = content_hash(clinical_content(resource))
     return ParsedResource(
         rtype,
         _idempotency_key(resource, rtype, digest),
@@ -283,7 +357,27 @@ def parse_observation(resource: dict[str, Any], now_s: float) -> ParsedResource:
         effective_s,
         readings,
         resource,
+        str(status),
     )
+
+
+def _pressure(node: dict[str, Any], location: str) -> float:
+    """An extra blood-pressure component (MAP, pulse pressure) in mm[Hg]."""
+    value = node.get("value")
+    _require(
+        isinstance(value, int | float) and not isinstance(value, bool),
+        "valueQuantity.value must be a number",
+        f"{location}.value",
+    )
+    assert isinstance(value, int | float)
+    unit = node.get("code") or node.get("unit")
+    try:
+        mmhg = MEASUREMENTS["systolic_bp"].to_canonical(float(value), str(unit))
+    except ValueError as exc:
+        raise InvalidInput(str(exc), location=f"{location}.code") from exc
+    low, high = BLOOD_PRESSURE_EXTRA_PLAUSIBLE
+    _require(low <= mmhg <= high, f"{mmhg:g} mm[Hg] is not plausible", f"{location}.value")
+    return mmhg
 
 
 def parse_questionnaire_response(resource: dict[str, Any], now_s: float) -> ParsedResource:
@@ -293,8 +387,9 @@ def parse_questionnaire_response(resource: dict[str, Any], now_s: float) -> Pars
         "resourceType must be QuestionnaireResponse",
         "resourceType",
     )
+    status = resource.get("status")
     _require(
-        resource.get("status") in ACCEPTED_QR_STATUS,
+        status in ACCEPTED_QR_STATUS,
         f"status must be one of {sorted(ACCEPTED_QR_STATUS)}",
         f"{rtype}.status",
     )
@@ -332,7 +427,7 @@ def parse_questionnaire_response(resource: dict[str, Any], now_s: float) -> Pars
         readings.append((ON_OXYGEN, 1.0 if score.values[ON_OXYGEN] else 0.0))
     if CONSCIOUSNESS in score.values:
         readings.append((CONSCIOUSNESS, 0.0 if score.values[CONSCIOUSNESS] == "alert" else 1.0))
-    digest = content_hash(resource)
+    digest = content_hash(clinical_content(resource))
     return ParsedResource(
         rtype,
         _idempotency_key(resource, rtype, digest),
@@ -341,6 +436,7 @@ def parse_questionnaire_response(resource: dict[str, Any], now_s: float) -> Pars
         effective_s,
         readings,
         resource,
+        str(status),
     )
 
 

@@ -77,6 +77,9 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "get_pathway": frozenset({C, M, P, A}),
     "list_pathway_versions": frozenset({C, M, P, A}),
     "publish_pathway": frozenset({C, A}),
+    # four-eyes: a second clinician of the organisation (a second admin for a template)
+    "approve_pathway_version": frozenset({C, A}),
+    "reject_pathway_version": frozenset({C, A}),
     "validate_pathway_draft": frozenset({C, A}),
     "evaluate_rules": frozenset({C, A}),
     # per-patient personal thresholds

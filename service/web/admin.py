@@ -19,7 +19,8 @@ from service.db.engine import transaction
 from service.db.tables import DriftReport, DriftSignOff, PathwayVersion, Patient
 from service.domain.free_text import safe_to_echo
 from service.errors import InvalidInput, NotFound, TriageError
-from service.security.deps import CurrentPrincipal
+from service.security import visibility
+from service.security.deps import CurrentPrincipal, current_principal
 from service.security.principal import Principal, Role
 from service.web.pages import flash, level_labels, problems_by_field, take_flashes
 from service.web.render import render, translator
@@ -49,10 +50,18 @@ def web_pathways(
     request: Request, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
 ) -> Response:
     pathways = []
-    for pid in sorted(services.pathways.known_in(session)):
-        version, doc, doc_hash = services.pathways.current(session, pid)
+    scope = services.pathways.reading_scope(principal)
+    for pid in sorted(services.pathways.known_in(session, scope)):
+        found = services.pathways.in_force(session, pid, scope)
         pathways.append(
-            {"id": pid, "version": version, "doc": doc, "hash": doc_hash, "rules": len(doc.rules)}
+            {
+                "id": pid,
+                "version": found.version,
+                "doc": found.doc,
+                "hash": found.hash,
+                "rules": len(found.doc.rules),
+                "organisation": found.organisation,
+            }
         )
     return render(request, "pathways.html", {"pathways": pathways})
 
@@ -115,30 +124,29 @@ def _pathway_context(
 ) -> dict[str, Any]:
     from models.rules.describe import describe_pathway
 
-    if pathway_id not in services.pathways.known_in(session):
+    pathways = services.pathways
+    scope = pathways.reading_scope(principal)
+    if pathway_id not in pathways.known_in(session, scope):
         raise NotFound(f"pathway '{pathway_id}' not found")
-    version, doc, doc_hash = services.pathways.current(session, pathway_id)
+    found = pathways.in_force(session, pathway_id, scope)
+    version, doc, doc_hash = found.version, found.doc, found.hash
     row = session.scalar(
         select(PathwayVersion).where(
             PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == version
         )
     )
     body = dict(row.body) if row is not None else {}
-    editable = principal.role in (Role.CLINICIAN, Role.ADMIN) and services.pathways.may_edit(
-        principal, doc
+    editable = principal.role in (Role.CLINICIAN, Role.ADMIN) and pathways.may_edit_in(
+        session, principal, pathway_id, scope, None
     )
     patients = []
     if editable:
         query = (
             select(Patient)
-            .where(Patient.pathway_id == pathway_id)
+            .where(Patient.pathway_id == pathway_id, visibility.patient_filter(principal))
             .order_by(Patient.created_at)
             .limit(50)
         )
-        if principal.role is not Role.ADMIN:
-            query = query.where(Patient.organisation == principal.organisation)
-            if principal.units is not None:
-                query = query.where(Patient.unit.in_(principal.units))
         from models.identifiers import mask
 
         patients = [
@@ -154,7 +162,8 @@ def _pathway_context(
         "stored": body,
         "described": describe_pathway(doc),
         "editable": editable,
-        "history": services.pathways.versions(session, pathway_id),
+        "history": pathways.versions(session, principal, pathway_id),
+        "organisation": found.organisation,
         "levels": [lv.id for lv in doc.levels],
         "level_labels": level_labels(translator(request)),
         "number_fields": NUMBER_FIELDS,
@@ -462,11 +471,19 @@ def _first_signoff(session: Any, report_id: str) -> DriftSignOff | None:
 
 
 def _reports(request: Request, session: Any) -> list[dict[str, Any]]:
-    return list(_monitoring(request).list_reports(session, limit=100))
+    viewer = current_principal(request)
+    return list(_monitoring(request).list_reports(session, limit=100, viewer=viewer))
+
+
+def _visible_report(request: Request, session: Any, report_id: str) -> DriftReport | None:
+    row = session.get(DriftReport, report_id)
+    if row is None or not visibility.may_read_report(current_principal(request), row.organisation):
+        return None
+    return row
 
 
 def _report(request: Request, session: Any, report_id: str) -> dict[str, Any]:
-    row = session.get(DriftReport, report_id)
+    row = _visible_report(request, session, report_id)
     if row is None:
         raise NotFound(f"drift report {report_id} not found")
     try:
@@ -476,7 +493,7 @@ def _report(request: Request, session: Any, report_id: str) -> dict[str, Any]:
 
 
 def _html_path(request: Request, session: Any, report_id: str) -> Path | None:
-    row = session.get(DriftReport, report_id)
+    row = _visible_report(request, session, report_id)
     if row is None or not row.html_path:
         return None
     path = Path(row.html_path)
@@ -569,6 +586,7 @@ def web_drift_sign_off(
                     comment,
                     signed_by=principal.subject,
                     role=principal.role.value,
+                    signer=principal,
                 )
         except NotFound:
             raise
@@ -638,8 +656,9 @@ def _worklist_events(
         .join(WorklistItem, WorklistItem.id == WorklistEvent.item_id)
         .where(WorklistEvent.actor != "system")
     )
-    if principal.role is not Role.ADMIN:
-        query = query.where(WorklistItem.organisation == principal.organisation)
+    query = query.join(Patient, Patient.id == WorklistItem.patient_id).where(
+        visibility.patient_filter(principal)
+    )
     if patient:
         query = query.where(WorklistItem.patient_id == safe_patient_id(patient))
     if user:
@@ -682,6 +701,7 @@ def web_audit(
     try:
         page = search_audit_log(
             request,
+            principal,
             session,
             patient=patient or None,
             user=user or None,
@@ -737,7 +757,9 @@ def web_audit_export(
     """A patient's access log as CSV (pasientjournalloven § 18), from the API's report."""
     from service.api.audit import audit_access_report
 
-    report = audit_access_report(request, session, patient=patient, since=None, until=None)
+    report = audit_access_report(
+        request, principal, session, patient=patient, since=None, until=None
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";")
     writer.writerow(["time", "who", "role", "organisation", "what", "purpose", "outcome"])

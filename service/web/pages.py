@@ -19,8 +19,9 @@ from service.domain.free_text import safe_to_echo
 from service.domain.patients import SCALE2_OPTION, TargetSaturation, to_public
 from service.domain.worklist import ACTIVE_STATES, item_summary
 from service.errors import TriageError
+from service.security import visibility
 from service.security.deps import CurrentPrincipal
-from service.security.principal import Principal, Role
+from service.security.principal import Principal
 from service.web.charts import Chart, band_thresholds, layout, personal_baseline
 from service.web.i18n import Translator
 from service.web.render import render, translator
@@ -69,20 +70,11 @@ def problems_by_field(exc: TriageError) -> dict[str, str]:
     return {exc.location or "": exc.message}
 
 
-def _units(session: Any, principal: Principal) -> list[str]:
-    if principal.units is not None:
-        return sorted(principal.units)
-    query = select(Patient.unit).distinct()
-    if principal.role is not Role.ADMIN:
-        query = query.where(Patient.organisation == principal.organisation)
-    return sorted(session.scalars(query))
-
-
 def escalation_units(session: Any, principal: Principal) -> list[str]:
     """Every unit of the caller's organisation: an escalation may go to another unit."""
     return sorted(
         session.scalars(
-            select(Patient.unit).distinct().where(Patient.organisation == principal.organisation)
+            select(Patient.unit).distinct().where(Patient.organisation.in_(principal.organisations))
         )
     )
 
@@ -136,7 +128,7 @@ def worklist_context(
         "more": more,
         "show_all": show_all,
         "filters": filters,
-        "units": _units(session, principal),
+        "units": visibility.visible_units(session, principal),
         "escalation_units": escalation_units(session, principal),
         "view": view,
         "counts": services.worklist.level_counts(session, principal, unit or None, states, for_me),
@@ -376,9 +368,7 @@ def patient_label(t: Translator, patient: Patient) -> str:
 def label_of_item(t: Translator, session: Any, principal: Principal, item_id: str) -> str:
     item = session.get(WorklistItem, item_id)
     patient = session.get(Patient, item.patient_id) if item is not None else None
-    if patient is None or not (
-        principal.role is Role.ADMIN or principal.may_see_unit(patient.organisation, patient.unit)
-    ):
+    if patient is None or not visibility.may_read_patient(principal, patient):
         return t.gettext("Unknown item")
     return patient_label(t, patient)
 
@@ -550,7 +540,9 @@ def patient_context(
     t = translator(request)
     patient = services.patients.get_visible(session, principal, patient_id)
     public = to_public(patient)
-    version, doc, _ = services.pathways.current(session, patient.pathway_id)
+    version, doc, _ = services.pathways.current(
+        session, patient.pathway_id, patient.organisation, patient.unit
+    )
     overrides = _override_rows(session, patient.id)
     rule_measurement = {r.id: getattr(r, "measurement", None) for r in doc.rules}
     active = [

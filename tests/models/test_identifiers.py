@@ -181,6 +181,10 @@ def test_the_pattern_finds_every_common_written_form(text):
         "orgnr 983974899",
         "150765005651",  # twelve digits: an account or a timestamp, not a person number
         "ring innen 48 timer",
+        # UUIDs whose digit groups matched before the pattern looked at letters next to them
+        "8ebb52a4-e9e4-4e73-9078-12444efb7f72",
+        "fe510286-72da-4afe-8099-6676251ce998",
+        "Patient/3c5da64c-17b7-436b-bc1d-a21565684078",
     ],
 )
 def test_the_pattern_leaves_ordinary_clinical_text_alone(text):

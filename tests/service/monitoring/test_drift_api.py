@@ -26,9 +26,9 @@ def _window(seeded: Seeded, shift_s: int) -> dict[str, str]:
 
 
 def _run(seeded: Seeded, shift_s: int, role: str = "ml-engineer", **scope: str) -> Any:
-    return seeded.client.post(
-        REPORTS, json={**_window(seeded, shift_s), **scope}, headers=seeded.headers(role)
-    )
+    # An organisation's report is run by that organisation (service.security.visibility).
+    headers = seeded.headers(role, scope.get("organisation", ORG))
+    return seeded.client.post(REPORTS, json={**_window(seeded, shift_s), **scope}, headers=headers)
 
 
 def _audit_rows(seeded: Seeded, resource_part: str) -> list[Any]:
@@ -254,14 +254,14 @@ def test_data_quality_is_flagged_apart_from_drift(
     alerts = seeded.client.get(
         "/api/v1/monitoring/alerts",
         params={"kind": "data_quality"},
-        headers=seeded.headers("ml-engineer"),
+        headers=seeded.headers("ml-engineer", OTHER_ORG),
     ).json()
     mine = [a for a in alerts if a["report_id"] == faulty.json()["id"]]
     assert mine and all(a["kind"] == "data_quality" for a in mine)
     assert any(set(a["features"]) & weight_flags and "out of range" in a["text_en"] for a in mine)
     # The statistical-drift alert of the same report, if any, is a separate entry.
     everything = seeded.client.get(
-        "/api/v1/monitoring/alerts", headers=seeded.headers("compliance")
+        "/api/v1/monitoring/alerts", headers=seeded.headers("compliance", OTHER_ORG)
     ).json()
     kinds = {a["kind"] for a in everything if a["report_id"] == faulty.json()["id"]}
     assert "data_quality" in kinds

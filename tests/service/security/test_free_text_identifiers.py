@@ -153,3 +153,50 @@ def test_log_redaction_covers_every_written_form(caplog: pytest.LogCaptureFixtur
         assert redact(f"lookup {form} failed") == "lookup [redacted-id] failed"
     record = logging.LogRecord("triage", logging.INFO, __file__, 1, "for %s", (HYPHENATED,), None)
     assert FNR_ADULT[6:] not in JsonFormatter().format(record)
+
+
+# Free-text request fields and the domain call that refuses a person number in each. A new
+# route with a field of one of these names fails the test below until it is added here, which
+# means: call service.domain.free_text.refuse_person_number for it, and test it above.
+FREE_TEXT_NAMES = {"note", "reason", "comment", "source", "legal_basis", "justification", "text"}
+CHECKED = {
+    ("POST", "/api/v1/worklist/{item_id}/{action}", "note"),  # WorklistService.transition
+    ("PUT", "/api/v1/pathways/{pathway_id}", "reason"),  # PathwayService.publish
+    ("POST", "/api/v1/pathways/{pathway_id}/versions/{version}/approve", "reason"),  # decide
+    ("POST", "/api/v1/pathways/{pathway_id}/versions/{version}/reject", "reason"),  # decide
+    ("POST", "/api/v1/patients/{patient_id}/overrides", "reason"),  # add_override
+    ("POST", "/api/v1/monitoring/drift-reports/{report_id}/sign-off", "comment"),  # sign_off
+    ("POST", "/api/v1/outcomes", "source"),  # OutcomeService.record
+}
+
+
+def _free_text_fields(spec: dict[str, Any]) -> set[tuple[str, str, str]]:
+    schemas = spec.get("components", {}).get("schemas", {})
+
+    def resolve(node: dict[str, Any]) -> list[dict[str, Any]]:
+        if "$ref" in node:
+            return resolve(schemas[node["$ref"].rsplit("/", 1)[-1]])
+        if "anyOf" in node:
+            return [n for option in node["anyOf"] for n in resolve(option)]
+        return [node]
+
+    found = set()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                for schema in resolve(content.get("schema", {})):
+                    for name in schema.get("properties", {}):
+                        if name in FREE_TEXT_NAMES:
+                            found.add((method.upper(), path, name))
+    return found
+
+
+def test_every_free_text_field_of_the_api_is_checked(app: Any) -> None:
+    found = _free_text_fields(app.openapi())
+    assert found, "the API has no free-text fields: the name list is out of date"
+    unchecked = sorted(found - CHECKED)
+    assert not unchecked, (
+        f"free-text fields without the person-number check: {unchecked}; call "
+        "service.domain.free_text.refuse_person_number for them and list them in CHECKED"
+    )
+    assert not CHECKED - found, f"CHECKED lists fields the API no longer has: {CHECKED - found}"
