@@ -69,6 +69,16 @@ class PersonIdentifier:
     def system(self) -> str:
         return {"fnr": FNR_SYSTEM, "dnr": DNR_SYSTEM, "fhn": FHN_SYSTEM}[self.kind]
 
+    def may_be_born_on(self, born: date) -> bool:
+        """Day, month and two-digit year agree with the number. Not the century: numbers issued
+        from 2032 no longer tell it ("Individnummeret vil ikke lenger angi århundre",
+        Skatteetaten), so the birth date given with the number (from the register) decides."""
+        if self.kind == "fhn":
+            return True  # a felles hjelpenummer carries no birth date
+        # D-numbers add 40 to the day, test and synthetic numbers 40 or 80 to the month.
+        day, month = int(self.value[0:2]) % 40, int(self.value[2:4]) % 40
+        return (day, month, int(self.value[4:6])) == (born.day, born.month, born.year % 100)
+
 
 def _weighted(digits: str, weights: tuple[int, ...]) -> int:
     return sum(int(d) * w for d, w in zip(digits, weights, strict=True))

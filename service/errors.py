@@ -70,3 +70,10 @@ class UnsupportedMediaType(TriageError):
 class ModelNotReady(TriageError):
     status_code = 503
     code = "transient"
+
+
+class PreconditionFailed(TriageError):
+    """A conditional request matched more than one resource (FHIR If-None-Exist)."""
+
+    status_code = 412
+    code = "duplicate"

@@ -15,8 +15,8 @@ from service.db.tables import PatientOverride
 from service.domain.pathways import APPROVED, REJECTED, InForce, PathwayService, version_status
 from service.errors import Forbidden, InvalidInput
 from service.security.deps import CurrentPrincipal
-from service.security.pathway_access import may_read_pathway_scope
 from service.security.principal import Principal
+from service.security.visibility import may_read_pathway_scope
 
 router = APIRouter(prefix="/api/v1", tags=["pathways and rules"], responses=ERRORS)
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.engine import transaction
 from service.db.tables import Assessment, IngestedResource, Patient, Reading, ResourceVersion
 from service.domain.scoring import ScoringService
-from service.errors import Conflict, InvalidInput, TriageError
+from service.errors import BadRequest, Conflict, InvalidInput, TriageError
 from service.fhir.parse import PARSERS, WITHDRAWN_STATUS, ParsedResource
 from service.observability import Metrics
 from service.security import visibility
@@ -302,6 +302,48 @@ class IngestionService:
             if result:
                 assessed[patient.id] = result.assessment.id
         return assessed
+
+    def conditional_matches(self, resource_type: str, criteria: str) -> list[str]:
+        """Ids of stored resources matching an If-None-Exist query (`identifier=[system|]value`).
+
+        The identifier is what the idempotency key is made of, so a match is exactly the
+        resource a plain create would have answered 200 for.
+        """
+        from urllib.parse import parse_qsl
+
+        try:
+            pairs = parse_qsl(criteria, keep_blank_values=True, strict_parsing=True)
+        except ValueError as exc:
+            raise BadRequest(
+                "If-None-Exist must be a search query", location="If-None-Exist"
+            ) from exc
+        if not pairs or any(name != "identifier" for name, _ in pairs):
+            raise BadRequest(
+                "If-None-Exist supports identifier=[system|]value only", location="If-None-Exist"
+            )
+        with self.sessions() as session:
+            ids: set[str] | None = None
+            for _, token in pairs:
+                system, bar, value = token.partition("|")
+                if not bar:
+                    system, value = "", token
+                if not value:
+                    raise BadRequest(
+                        "If-None-Exist: identifier needs a value", location="If-None-Exist"
+                    )
+                query = select(IngestedResource.id).where(
+                    IngestedResource.resource_type == resource_type
+                )
+                if bar:
+                    key = f"{resource_type}|{system}|{value}"[:300]
+                    query = query.where(IngestedResource.idempotency_key == key)
+                else:
+                    query = query.where(
+                        IngestedResource.idempotency_key.like(f"{resource_type}|%|{value}")
+                    )
+                found = set(session.scalars(query))
+                ids = found if ids is None else ids & found
+            return sorted(ids or ())
 
     def ingest(self, principal: Principal, resource: Any) -> IngestOutcome:
         parsed = self.parse(resource)

@@ -27,12 +27,12 @@ from models.rules.store import canonical_dict
 from service.db.tables import PathwayVersion, PathwayVersionDecision, Patient, PatientOverride
 from service.domain.free_text import refuse_person_number, refuse_person_number_in_document
 from service.errors import Conflict, Forbidden, InvalidInput, NotFound
-from service.security.pathway_access import (
+from service.security.principal import Principal, Role
+from service.security.visibility import (
     may_approve_pathway,
     may_edit_pathway,
     may_read_pathway_scope,
 )
-from service.security.principal import Principal, Role
 
 SYSTEM_AUTHOR = "system"
 
@@ -120,6 +120,7 @@ PENDING = "pending"
 APPROVED = "approved"
 REJECTED = "rejected"
 PUBLISHED = "published"  # took effect when published (wording only, or before four-eyes)
+VERSION_STATUSES = (PUBLISHED, PENDING, APPROVED, REJECTED)
 _KEEP_SCOPE = object()
 
 
@@ -270,6 +271,10 @@ class PathwayService:
         doc, doc_hash = self._document(session, pathway_id, int(row.version))
         return InForce(int(row.version), doc, doc_hash, row.organisation, row.unit)
 
+    def for_patient(self, session: Session, patient: Patient) -> InForce:
+        """The version that scores this patient: resolved within its organisation and unit."""
+        return self.in_force(session, patient.pathway_id, patient.organisation, patient.unit)
+
     def current(
         self,
         session: Session,
@@ -323,7 +328,13 @@ class PathwayService:
             if base is None:
                 base = previous_in_scope.get(scope)
             changes: list[Any] = (
-                [] if base is None else [c.to_dict() for c in rules.diff_pathways(base, row.body)]
+                []
+                if base is None
+                else [
+                    c.to_dict()
+                    for c in rules.diff_pathways(base, row.body)
+                    if c.path != "/version"  # every version has its own number
+                ]
             )
             if status in (PUBLISHED, APPROVED):
                 previous_in_scope[scope] = row.body
@@ -400,7 +411,7 @@ class PathwayService:
         if (
             organisation is not None
             and principal.role is not Role.ADMIN
-            and organisation != principal.organisation
+            and organisation not in principal.organisations
         ):
             raise Forbidden("you may only change pathways of your own organisation")
         return organisation, unit
@@ -554,7 +565,7 @@ class PathwayService:
                 decision=decision,
                 decided_by=principal.subject,
                 role=principal.role.value,
-                organisation=principal.organisation,
+                organisation=row.organisation or principal.organisation,
                 reason=reason,
                 decided_at=now,
             )
@@ -626,7 +637,7 @@ class PathwayService:
         now = datetime.now(UTC)
         if _aware(expires_at) <= now:
             raise InvalidInput("expires_at must be in the future", location="expires_at")
-        _, doc, _ = self.current(session, patient.pathway_id, patient.organisation, patient.unit)
+        doc = self.for_patient(session, patient).doc
         candidate = {
             **body,
             "reason": reason,
@@ -670,9 +681,8 @@ class PathwayService:
     ) -> TriageDecision:
         """The triage decision for a patient's readings (``draft``: a dry run of a change)."""
         if draft is None:
-            version, doc, doc_hash = self.current(
-                session, patient.pathway_id, patient.organisation, patient.unit
-            )
+            found = self.for_patient(session, patient)
+            version, doc, doc_hash = found.version, found.doc, found.hash
         else:
             doc, version = draft, 0
             doc_hash = rules.pathway_hash(draft)

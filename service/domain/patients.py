@@ -146,7 +146,7 @@ class PatientService:
             ident = parse_person_identifier(body.identifier)
         except IdentifierError as exc:
             raise InvalidInput(str(exc), location="identifier") from exc
-        if ident.birth_date is not None and ident.birth_date != body.birth_date:
+        if not ident.may_be_born_on(body.birth_date):
             raise InvalidInput(
                 "birth_date does not match the date part of the identifier", location="birth_date"
             )
@@ -210,7 +210,7 @@ class PatientService:
         patient = self.get_visible(session, principal, patient_id, write=True)
         if principal.role not in (Role.CLINICIAN, Role.ADMIN):
             raise Forbidden("only clinicians set a patient's target saturation")
-        _, pathway, _ = self.pathways.current(session, patient.pathway_id)
+        pathway = self.pathways.for_patient(session, patient).doc
         current = dict(patient.pathway_options or {})
         current.pop(SCALE2_OPTION, None)
         patient.pathway_options = with_target(pathway, current, target)

@@ -34,8 +34,13 @@ def _iso(dt: datetime) -> str:
     return aware.isoformat()
 
 
-def _meta(patient: Patient, last_updated: datetime) -> dict[str, Any]:
-    meta: dict[str, Any] = {"lastUpdated": _iso(last_updated)}
+def _meta(
+    patient: Patient, last_updated: datetime, version: int = 1, profiles: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    # Set by this server: record entries are immutable (version 1); a Task counts its updates.
+    meta: dict[str, Any] = {"versionId": str(version), "lastUpdated": _iso(last_updated)}
+    if profiles:
+        meta["profile"] = list(profiles)
     if patient.confidential_to_guardians:
         # pasient- og brukerrettighetsloven § 3-4: not to be shared with parents/guardians.
         meta["security"] = [{"system": CONFIDENTIALITY, "code": "R", "display": "restricted"}]
@@ -72,7 +77,10 @@ def _level_codes(level: str) -> tuple[str, str, str]:
 
 
 def risk_assessment(
-    assessment: Assessment, patient: Patient, basis_types: dict[str, str] | None = None
+    assessment: Assessment,
+    patient: Patient,
+    basis_types: dict[str, str] | None = None,
+    superseded_by: str | None = None,
 ) -> dict[str, Any]:
     explanation = assessment.explanation or {}
     qualitative, _, _ = _level_codes(assessment.level)
@@ -123,6 +131,16 @@ def risk_assessment(
     }
     if assessment.probability is not None:
         resource["prediction"][0]["probabilityDecimal"] = round(float(assessment.probability), 6)
+    if assessment.supersedes_id:
+        resource["note"].append(
+            {"text": f"Erstatter RiskAssessment/{assessment.supersedes_id} (korrigerte data)"}
+        )
+    if superseded_by:
+        # Kept on record, never deleted; the later assessment replaced it.
+        resource["meta"]["tag"] = [
+            {"system": f"{CODE_SYSTEM}/assessment-state", "code": "superseded"}
+        ]
+        resource["note"].append({"text": f"Erstattet av RiskAssessment/{superseded_by}"})
     if rules:
         resource["note"].append(
             {
@@ -140,7 +158,7 @@ def task(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[s
     resource: dict[str, Any] = {
         "resourceType": "Task",
         "id": item.id,
-        "meta": _meta(patient, item.updated_at),
+        "meta": _meta(patient, item.updated_at, int(item.version or 1)),
         "identifier": [{"system": f"{CODE_SYSTEM}/worklist-item", "value": item.id}],
         "status": TASK_STATUS[item.state],
         "businessStatus": {"text": item.state},
@@ -198,100 +216,22 @@ def detected_issues(assessment: Assessment, patient: Patient) -> list[dict[str, 
     return out
 
 
-def searchset(
-    resources: list[dict[str, Any]],
-    self_url: str,
-    total: int | None = None,
-    next_url: str | None = None,
-) -> dict[str, Any]:
-    links = [{"relation": "self", "url": self_url}]
-    if next_url:
-        links.append({"relation": "next", "url": next_url})
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(resources) if total is None else total,
-        "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{r['resourceType']}/{r['id']}",
-                "resource": r,
-                "search": {"mode": "match"},
-            }
-            for r in resources
-        ],
+def patient(row: Patient) -> dict[str, Any]:
+    """A minimal Patient: what a reference to it must resolve to, and nothing more."""
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": row.id,
+        "meta": _meta(row, row.created_at),
+        "identifier": [{"system": row.identifier_system, "value": row.identifier_value}],
+        "birthDate": (
+            row.birth_date.isoformat()
+            if hasattr(row.birth_date, "isoformat")
+            else str(row.birth_date)
+        )[:10],
+        "managingOrganization": {
+            "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": row.organisation}
+        },
     }
-
-
-def capability_statement(base_url: str, software_version: str) -> dict[str, Any]:
-    def search(name: str, kind: str, doc: str) -> dict[str, str]:
-        return {"name": name, "type": kind, "documentation": doc}
-
-    paging = [
-        search("_count", "number", "page size (default 50, max 500)"),
-        search("_lastUpdated", "date", "e.g. ge2026-01-01T00:00:00Z"),
-    ]
-    return {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": datetime.now(UTC).date().isoformat(),
-        "kind": "instance",
-        "software": {"name": "home-followup-triage", "version": software_version},
-        "implementation": {"description": "Triage for digital home follow-up", "url": base_url},
-        "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
-        "rest": [
-            {
-                "mode": "server",
-                "security": {
-                    "cors": False,
-                    "service": [
-                        {
-                            "coding": [
-                                {
-                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                    "code": "OAuth",
-                                }
-                            ]
-                        }
-                    ],
-                    "description": "OAuth2 bearer tokens from HelseID (JWT, JWKS-verified)",
-                },
-                "interaction": [{"code": "batch"}, {"code": "transaction"}],
-                "resource": [
-                    {
-                        "type": "Observation",
-                        "interaction": [{"code": "create"}],
-                        "conditionalCreate": True,
-                        "documentation": "VKP vital signs (LOINC or SNOMED CT, UCUM); identifier is the "
-                        "idempotency key",
-                    },
-                    {
-                        "type": "QuestionnaireResponse",
-                        "interaction": [{"code": "create"}],
-                        "conditionalCreate": True,
-                        "documentation": "Helsenorge answers to the pathway questionnaires",
-                    },
-                    {
-                        "type": "RiskAssessment",
-                        "interaction": [{"code": "search-type"}],
-                        "searchParam": [search("subject", "reference", "Patient/{id}"), *paging],
-                    },
-                    {
-                        "type": "Task",
-                        "interaction": [{"code": "search-type"}],
-                        "searchParam": [
-                            search("status", "token", "requested|accepted|in-progress|completed"),
-                            search("patient", "reference", "Patient/{id}"),
-                            *paging,
-                        ],
-                    },
-                    {
-                        "type": "DetectedIssue",
-                        "interaction": [{"code": "search-type"}],
-                        "searchParam": [search("patient", "reference", "Patient/{id}"), *paging],
-                    },
-                ],
-            }
-        ],
-    }
+    if row.sex in ("female", "male", "other", "unknown"):
+        resource["gender"] = row.sex
+    return resource

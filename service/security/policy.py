@@ -68,6 +68,13 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "fhir_search_risk_assessment": frozenset({C, I, A}),
     "fhir_search_task": frozenset({C, I, A}),
     "fhir_search_detected_issue": frozenset({C, I, A}),
+    # FHIR reads by id (DIPS resolves Task.focus, RiskAssessment.basis, Location).
+    "fhir_read_observation": frozenset({C, I, A}),
+    "fhir_read_questionnaireresponse": frozenset({C, I, A}),
+    "fhir_read_riskassessment": frozenset({C, I, A}),
+    "fhir_read_task": frozenset({C, I, A}),
+    "fhir_read_detectedissue": frozenset({C, I, A}),
+    "fhir_read_patient": frozenset({C, I, A}),
     # worklist: clinicians only (an integration client may write measurements, not read worklists)
     "get_worklist": frozenset({C, A}),
     "worklist_transition": frozenset({C, A}),
@@ -128,6 +135,7 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "web_pathways": frozenset({C, M, P, A}),
     "web_pathway": frozenset({C, M, P, A}),
     "web_pathway_edit": frozenset({C, A}),
+    "web_pathway_decide": frozenset({C, A}),
     "web_models": frozenset({M, P, A}),
     "web_models_reload": frozenset({M, A}),
     "web_monitoring": frozenset({M, P, A}),

@@ -16,7 +16,9 @@ default and work together only on purpose:
 
 Drift reports belong to an organisation, or to no organisation (regional: an aggregate over the
 shared model, run by the schedule). Audit rows are read by the organisation of the actor or of
-the patient.
+the patient. Pathways: the regional templates are read by everyone and changed by admin; an
+organisation's versions are read and published by that organisation's editors, and a change to
+thresholds or levels is approved by a second clinician of the organisation (four-eyes).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, false, or_, select, true
 
+from models.rules.schema import Editors
 from service.db.tables import AuditEntry, DriftReport, Patient
 from service.errors import NotFound
 from service.security.principal import Principal, Role
@@ -193,3 +196,61 @@ def may_read_audit_of(session: Session, principal: Principal, patient_id: str) -
         return True
     patient = session.get(Patient, patient_id)
     return patient is not None and patient.organisation in principal.organisations
+
+
+# ---- pathways --------------------------------------------------------------------------------
+# A pathway version's scope is the regional template library (organisation None, owned by
+# admin), an organisation, or one unit of an organisation (service.domain.pathways.in_force).
+
+
+def may_read_pathway_scope(principal: Principal, organisation: str | None) -> bool:
+    """Templates are for everyone; an organisation's own versions for that organisation."""
+    return (
+        organisation is None
+        or sees_everything(principal)
+        or organisation in principal.organisations
+    )
+
+
+def may_edit_pathway(
+    principal: Principal, organisation: str | None, unit: str | None, editors: Editors
+) -> bool:
+    """Publish or propose in a scope, under the ``editors`` of the version in force there.
+
+    The template library is admin's. In an organisation: admin, or a clinician of that
+    organisation (and of the unit, for a unit's version) whom the pathway's editors admit.
+    """
+    if sees_everything(principal):
+        return True
+    if organisation is None or principal.role is not Role.CLINICIAN:
+        return False
+    if organisation not in principal.organisations:
+        return False
+    if unit is not None and not in_scope(principal, organisation, unit):
+        return False
+    if principal.role.value not in editors.roles:
+        return False
+    units = editors.units
+    return not units or principal.units is None or bool(set(units) & set(principal.units))
+
+
+def may_approve_pathway(
+    principal: Principal,
+    organisation: str | None,
+    unit: str | None,
+    editors: Editors,
+    author: str,
+) -> bool:
+    """Four-eyes: a second person, never the author.
+
+    An organisation's change is approved by a clinician of that organisation who may edit the
+    pathway there (an administrator may propose but not approve clinical thresholds); a
+    template's change by a second administrator.
+    """
+    if principal.subject == author:
+        return False
+    if organisation is None:
+        return sees_everything(principal)
+    return principal.role is Role.CLINICIAN and may_edit_pathway(
+        principal, organisation, unit, editors
+    )

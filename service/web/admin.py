@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import FormData
@@ -18,7 +19,8 @@ from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import DriftReport, DriftSignOff, PathwayVersion, Patient
 from service.domain.free_text import safe_to_echo
-from service.errors import InvalidInput, NotFound, TriageError
+from service.domain.pathways import APPROVED, PENDING, REJECTED
+from service.errors import Conflict, InvalidInput, NotFound, TriageError
 from service.security import visibility
 from service.security.deps import CurrentPrincipal, current_principal
 from service.security.principal import Principal, Role
@@ -139,6 +141,16 @@ def _pathway_context(
     editable = principal.role in (Role.CLINICIAN, Role.ADMIN) and pathways.may_edit_in(
         session, principal, pathway_id, scope, None
     )
+    history = pathways.versions(session, principal, pathway_id)
+    # The proposal awaiting a second clinician in the caller's own scope (admin: the template).
+    pending = next(
+        (
+            v
+            for v in history
+            if v["status"] == PENDING and v["organisation"] == scope and v["unit"] is None
+        ),
+        None,
+    )
     patients = []
     if editable:
         query = (
@@ -162,8 +174,13 @@ def _pathway_context(
         "stored": body,
         "described": describe_pathway(doc),
         "editable": editable,
-        "history": pathways.versions(session, principal, pathway_id),
+        "history": history,
         "organisation": found.organisation,
+        "pending": pending,
+        "pending_is_author": pending is not None and pending["author"] == principal.subject,
+        "pending_can_decide": pending is not None
+        and visibility.may_approve_pathway(principal, scope, None, doc.editors, pending["author"]),
+        "decision_form": {},
         "levels": [lv.id for lv in doc.levels],
         "level_labels": level_labels(translator(request)),
         "number_fields": NUMBER_FIELDS,
@@ -300,21 +317,69 @@ async def web_pathway_edit(
             try:
                 with transaction(request.app.state.sessions) as tx:
                     result = services.pathways.publish(tx, principal, pathway_id, draft, reason)
-            except InvalidInput as exc:
+            except (InvalidInput, Conflict) as exc:
                 ctx["other_problems"] = [
                     {"path": k, "message": v} for k, v in problems_by_field(exc).items()
                 ]
-                status = 422
+                status = exc.status_code
             else:
-                flash(
-                    request,
-                    "success",
-                    t.gettext("Version {version} published.", version=result["version"]),
-                )
+                if result["status"] == PENDING:
+                    message = t.gettext(
+                        "Version {version} is proposed. It takes effect when a second clinician "
+                        "approves it.",
+                        version=result["version"],
+                    )
+                else:
+                    message = t.gettext("Version {version} published.", version=result["version"])
+                flash(request, "success", message)
                 return RedirectResponse(
                     request.url_for("web_pathway", pathway_id=pathway_id).path + "#history", 303
                 )
     return render(request, "pathway.html", {**ctx, "flashes": []}, status_code=status)
+
+
+@router.post("/pathways/{pathway_id}/versions/{version}", name="web_pathway_decide")
+async def web_pathway_decide(
+    request: Request,
+    pathway_id: str,
+    version: Annotated[int, PathParam(ge=1, le=1_000_000)],
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    services: ServicesDep,
+) -> Response:
+    """Four-eyes: a second clinician approves or rejects a proposed version, with a reason."""
+    t = translator(request)
+    form = await request.form()
+    intent = str(form.get("intent") or "")
+    reason = str(form.get("decision_reason") or "").strip()
+    errors: dict[str, str] = {}
+    if intent not in ("approve", "reject"):
+        errors["decision_reason"] = t.gettext("Choose to approve or to reject the change.")
+    elif len(reason) < 3:
+        errors["decision_reason"] = t.gettext(
+            "Say why you approve or reject the change (at least 3 characters)."
+        )
+    else:
+        decision = APPROVED if intent == "approve" else REJECTED
+        try:
+            with transaction(request.app.state.sessions) as tx:
+                services.pathways.decide(tx, principal, pathway_id, version, decision, reason)
+        except (InvalidInput, Conflict) as exc:
+            errors["decision_reason"] = exc.message
+        else:
+            done = (
+                t.gettext("Version {version} approved: it is now in force.", version=version)
+                if decision == APPROVED
+                else t.gettext("Version {version} rejected.", version=version)
+            )
+            flash(request, "success", done)
+            return RedirectResponse(
+                request.url_for("web_pathway", pathway_id=pathway_id).path + "#history", 303
+            )
+    ctx = _pathway_context(request, principal, session, services, pathway_id)
+    ctx["errors"] = errors
+    ctx["decision_form"] = {"decision_reason": safe_to_echo(reason)}
+    return render(request, "pathway.html", {**ctx, "flashes": []}, status_code=422)
 
 
 def _field_names(draft: dict[str, Any]) -> list[str]:

@@ -540,9 +540,8 @@ def patient_context(
     t = translator(request)
     patient = services.patients.get_visible(session, principal, patient_id)
     public = to_public(patient)
-    version, doc, _ = services.pathways.current(
-        session, patient.pathway_id, patient.organisation, patient.unit
-    )
+    found = services.pathways.for_patient(session, patient)
+    version, doc = found.version, found.doc
     overrides = _override_rows(session, patient.id)
     rule_measurement = {r.id: getattr(r, "measurement", None) for r in doc.rules}
     active = [

@@ -57,6 +57,28 @@ def test_one_person_cannot_be_enrolled_twice_in_other_digits(
     assert len(client.get("/api/v1/worklist", headers=clinician).json()) == 0
 
 
+def test_a_2032_number_of_someone_born_in_1932_can_be_enrolled(client: Any, auth: Any) -> None:
+    # From 2032 the individual number no longer tells the century (Skatteetaten, "Nytt
+    # fødselsnummer fra 2032"): 30103299914 (K1 leaves remainder 1) may belong to someone born
+    # 30.10.1932. The old check derived 2032 from it and refused the register's birth date.
+    body = {
+        "identifier": "30103299914",
+        "birth_date": "1932-10-30",
+        "sex": "female",
+        "pathway": "copd",
+        "organisation": ORG,
+        "unit": "lungs",
+    }
+    clinician = auth("clinician")
+    wrong_day = client.post(
+        "/api/v1/patients", headers=clinician, json={**body, "birth_date": "1932-10-31"}
+    )
+    assert wrong_day.status_code == 422 and wrong_day.json()["location"] == "birth_date"
+    enrolled = client.post("/api/v1/patients", headers=clinician, json=body)
+    assert enrolled.status_code == 201, enrolled.text
+    assert enrolled.json()["birth_date"] == "1932-10-30"
+
+
 def test_fhir_subject_identifier_in_other_digits_is_refused(client: Any, auth: Any) -> None:
     integration = auth("integration")
     patient = enrol(client, auth("clinician"))

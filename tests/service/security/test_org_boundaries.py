@@ -156,6 +156,8 @@ def _child(client: Any, auth: Any, k: int) -> str:
 def _patients_in(bundle: dict[str, Any]) -> set[str]:
     out = set()
     for entry in bundle.get("entry", []):
+        if entry.get("search", {}).get("mode") == "outcome":
+            continue  # an OperationOutcome about the search (an ignored parameter), not data
         resource = entry["resource"]
         ref = (resource.get("subject") or resource.get("for") or resource.get("patient") or {}).get(
             "reference", ""
