@@ -188,6 +188,46 @@ BLOOD_PRESSURE_EXTRA_PLAUSIBLE = (0.0, 300.0)  # mm[Hg]
 # Values that arrive as questionnaire answers rather than device readings, with their meaning.
 ON_OXYGEN = "on_oxygen"  # bool: receiving supplemental oxygen (NEWS2 "air or oxygen")
 CONSCIOUSNESS = "consciousness"  # "alert" or "cvpu" (new confusion, voice, pain, unresponsive)
+
+# ACVPU (RCP NEWS2 chart, 2017): the words clinicians and devices use. NEWS2 scores 0 for Alert and
+# 3 for any of new Confusion, Voice, Pain, Unresponsive, so they collapse to "cvpu".
+ACVPU_LEVELS = ("alert", "confusion", "voice", "pain", "unresponsive")
+# SNOMED CT findings for the levels (international edition), and the VKP consciousness
+# profile's observable (UK extension 1104441000000107, "ACVPU scale score").
+ACVPU_SNOMED: dict[str, str] = {
+    "248234008": "alert",  # Mentally alert (finding)
+    "40917007": "confusion",  # Clouded consciousness / confusion (finding)
+    "286933003": "confusion",  # Confusional state (finding)
+    "300202002": "voice",  # Responds to voice (finding)
+    "450847001": "pain",  # Responds to pain (finding)
+    "422768004": "unresponsive",  # Unresponsive (finding)
+}
+ACVPU_OBSERVABLES = ("1104441000000107",)
+_ACVPU_ALIASES = {
+    "a": "alert",
+    "c": "confusion",
+    "new confusion": "confusion",
+    "new-confusion": "confusion",
+    "confused": "confusion",
+    "v": "voice",
+    "p": "pain",
+    "u": "unresponsive",
+}
+
+
+def consciousness_category(value: str) -> str:
+    """'alert' or 'cvpu' for an ACVPU term, letter or SNOMED CT code; ValueError otherwise."""
+    term = value.strip().lower()
+    term = ACVPU_SNOMED.get(term, _ACVPU_ALIASES.get(term, term))
+    if term == "alert":
+        return "alert"
+    if term == "cvpu" or term in ACVPU_LEVELS:
+        return "cvpu"
+    raise ValueError(
+        f"consciousness '{value}' is not an ACVPU level ({', '.join(ACVPU_LEVELS)}, or cvpu)"
+    )
+
+
 SYMPTOM_SCORE = "symptom_score"  # pathway questionnaire total, normalised to 0–10 points
 
 _BY_CODE: dict[tuple[str, str], str] = {}

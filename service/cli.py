@@ -124,7 +124,12 @@ def serve(
     """Serve the API (applies pending migrations first)."""
     import uvicorn
 
+    from service.observability import configure_logging
+
     settings = Settings()
+    # Before anything logs: the server's own lines (and its tracebacks) go through the same
+    # redacting handler as ours; each worker's lifespan configures it again the same way.
+    configure_logging(settings.log_json)
     _migrate(settings)
     if workers > 1:
         uvicorn.run(
@@ -169,7 +174,7 @@ def load_demo_cohort(
 ) -> dict[str, int]:
     """Feed a synthetic cohort through the real HTTP API: enrol, then FHIR batch Bundles.
 
-    Re-running is harmless: enrolment answers 409 for known patients and every message is
+    Re-running is harmless: enrolment answers 200 (or 409) for known patients and every message is
     idempotent by its identifier (ids carry the cohort's start date).
     """
     import httpx
@@ -200,7 +205,7 @@ def load_demo_cohort(
             r = http.post("/api/v1/patients", json=body)
             if r.status_code == 201:
                 counts["enrolled"] += 1
-            elif r.status_code == 409:
+            elif r.status_code in (200, 409):  # 200: the same enrolment already stored
                 counts["already_enrolled"] += 1
             else:
                 raise RuntimeError(f"enrolment refused ({r.status_code}): {r.text[:200]}")

@@ -8,10 +8,17 @@ Rules name signals; anything not listed here is refused by validation.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from models.identifiers import redact_person_numbers
-from models.measurements import CONSCIOUSNESS, MEASUREMENTS, ON_OXYGEN, SYMPTOM_SCORE
+from models.measurements import (
+    CONSCIOUSNESS,
+    MEASUREMENTS,
+    ON_OXYGEN,
+    SYMPTOM_SCORE,
+    consciousness_category,
+)
 
 # A reading older than this no longer counts as the patient's current value; the same window
 # as the model's "latest" features (models/features.py LATEST_LOOKBACK_S), so rules and model
@@ -229,6 +236,10 @@ def category_code(signal: str, value: object) -> float:
     spec = CATEGORY_SIGNALS[signal]
     if signal == ON_OXYGEN and isinstance(value, bool):
         return 1.0 if value else 0.0
+    if signal == CONSCIOUSNESS and isinstance(value, str):
+        # ACVPU terms and SNOMED CT codes; anything else is refused below with the categories
+        with contextlib.suppress(ValueError):
+            value = consciousness_category(value)
     if isinstance(value, str) and value.lower() in spec.categories:
         return float(spec.categories.index(value.lower()))
     raise ValueError(f"{signal}: '{value}' is not one of {', '.join(spec.categories)}")

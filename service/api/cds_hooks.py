@@ -33,7 +33,7 @@ from models.identifiers import DNR_SYSTEM, FNR_SYSTEM
 from service.api.deps import ERRORS
 from service.db.tables import Assessment, Patient, WorklistItem
 from service.domain.worklist import ACTIVE_STATES
-from service.errors import BadRequest, NotFound, TriageError
+from service.errors import BadRequest, InvalidInput, NotFound, TriageError
 from service.fhir import outputs
 from service.security import visibility
 from service.security.deps import current_principal
@@ -192,12 +192,29 @@ class CardInputs:
 def _identifier_values(patient_resource: Any) -> list[str]:
     if not isinstance(patient_resource, dict) or patient_resource.get("resourceType") != "Patient":
         return []
+    identifiers = patient_resource.get("identifier") or []
+    if not isinstance(identifiers, list):
+        raise InvalidInput(
+            "prefetch.patient.identifier must be an array of Identifier objects",
+            location="prefetch.patient.identifier",
+        )
+    for i, identifier in enumerate(identifiers):
+        value = identifier.get("value") if isinstance(identifier, dict) else None
+        if not isinstance(identifier, dict) or (value is not None and not isinstance(value, str)):
+            raise InvalidInput(
+                "prefetch.patient.identifier entries must be Identifier objects whose value is "
+                "a string",
+                location=f"prefetch.patient.identifier[{i}].value",
+            )
     return [
-        str(i["value"])
-        for i in patient_resource.get("identifier") or []
-        if isinstance(i, dict)
-        and i.get("system") in (FNR_SYSTEM, DNR_SYSTEM)
-        and isinstance(i.get("value"), str)
+        i["value"]
+        for i in identifiers
+        if i.get("system") in (FNR_SYSTEM, DNR_SYSTEM)
+        # A person number is 11 digits; anything else cannot match (and a NUL byte would
+        # make PostgreSQL refuse the query).
+        and len(i.get("value") or "") == 11
+        and i["value"].isascii()
+        and i["value"].isdigit()
     ]
 
 

@@ -5,13 +5,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.orm import Session
 
 from models import rules
-from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
+from service.api.deps import (
+    ERRORS,
+    INVALID,
+    NOT_FOUND,
+    ReadSession,
+    ServicesDep,
+    parse_if_match,
+)
 from service.db.engine import transaction
 from service.db.tables import PatientOverride
+from service.db.unit_of_work import write
 from service.domain.pathways import APPROVED, REJECTED, InForce, PathwayService, version_status
 from service.errors import Forbidden, InvalidInput
 from service.security.deps import CurrentPrincipal
@@ -261,14 +270,23 @@ def get_pathway(
     name="publish_pathway",
     response_model=PublishResult,
     status_code=201,
-    responses={**PROBLEMS, 403: {"description": "Not an editor"}},
+    responses={
+        **PROBLEMS,
+        403: {"description": "Not an editor"},
+        409: {
+            "description": "A proposal awaits approval, or If-Match names a version no longer "
+            "in force (the body holds the current version and who published it)"
+        },
+    },
 )
 def publish_pathway(
     pathway_id: str,
     body: PublishBody,
     request: Request,
+    response: Response,
     principal: CurrentPrincipal,
     services: ServicesDep,
+    if_match: str | None = Header(None, max_length=100),
 ) -> dict[str, Any]:
     """Publish a new version for your organisation (validated first; on any problem the version
     in force stays).
@@ -276,14 +294,21 @@ def publish_pathway(
     Wording changes take effect at once. A change to thresholds or levels is stored as
     ``pending`` and scores no one until a second clinician of the organisation approves it.
     Takes effect for new assessments only; earlier assessments keep the version they used.
+    Send the version in force you edited as If-Match ("3"), so a concurrent publish is not
+    silently replaced; the answer's ETag is the new version.
     """
-    scope: dict[str, Any] = {"unit": body.unit}
+    scope: dict[str, Any] = {"unit": body.unit, "expected_version": parse_if_match(if_match)}
     if "organisation" in body.model_fields_set:
         scope["organisation"] = body.organisation
-    with transaction(request.app.state.sessions) as session:
+
+    def work(session: Session) -> dict[str, Any]:
         return services.pathways.publish(
             session, principal, pathway_id, body.pathway, body.reason, **scope
         )
+
+    result = write(request.app.state.sessions, work)
+    response.headers["ETag"] = f'"{result["version"]}"'
+    return result
 
 
 def _decide(

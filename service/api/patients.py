@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
-from service.db.engine import transaction
 from service.db.tables import Assessment
+from service.db.unit_of_work import lock_patients, write
 from service.domain.patients import (
     PatientCreate,
     PatientPublic,
@@ -51,15 +52,33 @@ class AssessmentPublic(BaseModel):
     name="enrol_patient",
     status_code=201,
     response_model=PatientPublic,
-    responses={**INVALID, 409: {"description": "Already enrolled"}},
+    responses={
+        **INVALID,
+        200: {"description": "Already enrolled with the same details (a repeated request)"},
+        409: {"description": "Already enrolled with different details"},
+    },
 )
 def enrol_patient(
-    body: PatientCreate, request: Request, principal: CurrentPrincipal, services: ServicesDep
+    body: PatientCreate,
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
 ) -> PatientPublic:
-    """Enrol a patient on a pathway (identifier check digits verified)."""
-    with transaction(request.app.state.sessions) as session:
-        patient = services.patients.enrol(session, principal, body)
-        return to_public(patient)
+    """Enrol a patient on a pathway (identifier check digits verified).
+
+    Idempotent: the same person with the same body again answers 200 with the existing
+    patient (a retry that reached another replica), a different body 409.
+    """
+
+    def work(session: Session) -> tuple[PatientPublic, bool]:
+        patient, created = services.patients.enrol(session, principal, body)
+        return to_public(patient), created
+
+    public, created = write(request.app.state.sessions, work)
+    if not created:
+        response.status_code = 200
+    return public
 
 
 @router.get("/{patient_id}", name="get_patient", response_model=PatientPublic, responses=NOT_FOUND)
@@ -83,12 +102,17 @@ def set_target_saturation(
     services: ServicesDep,
 ) -> PatientPublic:
     """Set the prescribed SpO2 target ("88-92": NEWS2 scale 2); the patient is re-scored."""
-    with transaction(request.app.state.sessions) as session:
+
+    def work(session: Session) -> PatientPublic:
+        # Re-scoring writes the worklist: the patient's lock, as ingestion takes it.
+        lock_patients(session, [patient_id])
         patient = services.patients.set_target_saturation(
             session, principal, patient_id, body.target_saturation
         )
         services.scoring.score(session, patient, "target-saturation")
         return to_public(patient)
+
+    return write(request.app.state.sessions, work)
 
 
 @router.get(

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
-from service.api.deps import ERRORS, NOT_FOUND, ReadSession, ServicesDep
-from service.db.engine import transaction
+from service.api.deps import ERRORS, NOT_FOUND, ReadSession, ServicesDep, parse_if_match
 from service.db.tables import Assessment, Patient
+from service.db.unit_of_work import write
 from service.domain.worklist import ACTIVE_STATES, item_summary
 from service.security.deps import CurrentPrincipal
 
@@ -71,6 +72,7 @@ class WorklistItemPublic(BaseModel):
     )
     assessment_id: str
     model_version: str | None
+    version: int = Field(description="Changes with every change; send it as If-Match")
 
 
 class TransitionBody(BaseModel):
@@ -113,10 +115,13 @@ def get_worklist(
     response_model=WorklistItemPublic,
     responses={
         **NOT_FOUND,
-        409: {"description": "Illegal transition"},
+        409: {
+            "description": "Illegal transition, or someone else changed the item first: the body "
+            "holds its current state and who changed it"
+        },
         422: {
-            "description": "Unknown action; a red resolved without a note; an escalation "
-            "without a valid recipient"
+            "description": "Unknown action; an If-Match that is not an item ETag; a red "
+            "resolved without a note; an escalation without a valid recipient"
         },
     },
 )
@@ -124,22 +129,35 @@ def worklist_transition(
     item_id: str,
     action: Literal["acknowledge", "escalate", "resolve"],
     request: Request,
+    response: Response,
     principal: CurrentPrincipal,
     services: ServicesDep,
     body: TransitionBody | None = None,
+    if_match: str | None = Header(None, max_length=100),
 ) -> dict[str, Any]:
-    """Acknowledge, escalate or resolve an item (with an optional note)."""
-    with transaction(request.app.state.sessions) as session:
+    """Acknowledge, escalate or resolve an item (with an optional note).
+
+    Send the item's version as If-Match to act only on what you saw; the answer's ETag is the
+    new version.
+    """
+    expected = parse_if_match(if_match)
+
+    def work(session: Session) -> dict[str, Any]:
         item = services.worklist.transition(
             session,
             principal,
             item_id,
             action,
             body.note if body else None,
-            body.recipient if body else None,
+            expected,
+            recipient=body.recipient if body else None,
         )
         patient = session.get(Patient, item.patient_id)
         assessment = session.get(Assessment, item.assessment_id)
         assert patient is not None and assessment is not None
         history = services.worklist.history(session, [item.id])[item.id]
         return item_summary(item, patient, assessment, history)
+
+    summary = write(request.app.state.sessions, work)
+    response.headers["ETag"] = f'"{summary["version"]}"'
+    return summary

@@ -19,8 +19,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ACTIVE_ITEM_CONDITION = "state IN ('open', 'acknowledged', 'escalated')"
 
 
 class Base(DeclarativeBase):
@@ -90,7 +93,11 @@ class Reading(Base):
     """One canonical value (a BP panel gives two; a questionnaire gives a score and its items)."""
 
     __tablename__ = "readings"
-    __table_args__ = (Index("ix_readings_patient_time", "patient_id", "effective_s"),)
+    __table_args__ = (
+        Index("ix_readings_patient_time", "patient_id", "effective_s"),
+        # One reading per stored resource component (migration 0005).
+        Index("uq_readings_resource_component", "resource_id", "name", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -133,7 +140,17 @@ class Assessment(Base):
 
 class WorklistItem(Base):
     __tablename__ = "worklist_items"
-    __table_args__ = (Index("ix_worklist_unit_state", "unit", "state"),)
+    __table_args__ = (
+        Index("ix_worklist_unit_state", "unit", "state"),
+        # At most one active item per patient, whatever replica opens it (migration 0005).
+        Index(
+            "uq_worklist_one_active_per_patient",
+            "patient_id",
+            unique=True,
+            postgresql_where=text(ACTIVE_ITEM_CONDITION),
+            sqlite_where=text(ACTIVE_ITEM_CONDITION),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
@@ -346,6 +363,17 @@ class DriftSignOff(Base):
     signed_by: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(32))
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobRun(Base):
+    """When a scheduled job last ran, whichever replica ran it (exactly once per period)."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    runner: Mapped[str] = mapped_column(String(128))  # host:pid of the replica
 
 
 class WebSession(Base):

@@ -7,20 +7,18 @@ Data, assessment, worklist update and outbox entry commit in one transaction.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.db.engine import transaction
 from service.db.tables import Assessment, IngestedResource, Patient, Reading, ResourceVersion
+from service.db.unit_of_work import UnitOfWork, lock_patients
 from service.domain.scoring import ScoringService
 from service.errors import BadRequest, Conflict, InvalidInput, TriageError
 from service.fhir.parse import PARSERS, WITHDRAWN_STATUS, ParsedResource
@@ -56,25 +54,8 @@ class IngestionService:
         self.scoring = scoring
         self.metrics = metrics
         self.scoring_enabled = scoring_enabled
-        bind = sessions.kw.get("bind")
-        self._sqlite = bind is not None and bind.dialect.name == "sqlite"
-        # SQLite has one writer at a time. Writers queued on its lock poll with back-off sleeps
-        # (up to 100 ms each), so at concurrency 8 a request could wait seconds while the lock
-        # sat free; a lock in the process hands it on at once (PostgreSQL needs none).
-        self._write_lock: AbstractContextManager[object] = (
-            threading.Lock() if self._sqlite else nullcontext()
-        )
-
-    @contextmanager
-    def _writing(self) -> Iterator[Session]:
-        """One write transaction; on SQLite it holds the database's write lock from its start."""
-        with self._write_lock, transaction(self.sessions) as session:
-            if self._sqlite:
-                # A batch's savepoints would otherwise begin as readers, and a reader that
-                # finds another connection committed since cannot become a writer: SQLite
-                # answers "database is locked" at once, which was a 500 under load.
-                session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-            yield session
+        # Every write: per-patient locks in one order, retried on deadlock (service.db.unit_of_work).
+        self.unit_of_work = UnitOfWork(sessions)
 
     def parse(self, resource: Any, location_prefix: str = "") -> ParsedResource:
         if not isinstance(resource, dict):
@@ -129,16 +110,44 @@ class IngestionService:
         owner = session.get(Patient, stored.patient_id)
         return owner is not None and visibility.may_change_patient(principal, owner)
 
-    def _store(
-        self, session: Session, principal: Principal, parsed: ParsedResource, loc: str = ""
-    ) -> tuple[IngestOutcome, Patient | None]:
-        """Store one parsed resource; returns the patient when new data arrived."""
-        existing = session.scalar(
+    def _patients_to_lock(self, session: Session, parsed: list[ParsedResource]) -> set[str]:
+        """The enrolled patients these resources are about (read before any lock or write)."""
+        ids = {p.subject.patient_id for p in parsed if p.subject.patient_id}
+        values = {p.subject.identifier_value for p in parsed if not p.subject.patient_id}
+        values.discard(None)
+        if values:
+            ids |= set(
+                session.scalars(select(Patient.id).where(Patient.identifier_value.in_(values)))
+            )
+        return {i for i in ids if i}
+
+    def _received(self, session: Session, parsed: ParsedResource) -> IngestedResource | None:
+        return session.scalar(
             select(IngestedResource).where(
                 IngestedResource.idempotency_key == parsed.idempotency_key
             )
         )
-        if existing is not None and not self._may_write_for(session, principal, existing):
+
+    def _store(
+        self, session: Session, principal: Principal, parsed: ParsedResource, loc: str = ""
+    ) -> tuple[IngestOutcome, Patient | None]:
+        """Store one parsed resource; returns the patient when new data arrived.
+
+        The insert runs in a savepoint: when another replica committed the same key first (a
+        sender's retry that reached the other replica), the unique violation is answered
+        exactly as a retry is (200 with the stored id), and the surrounding transaction and
+        the Bundle's other entries go on.
+        """
+        existing = self._received(session, parsed)
+        if existing is None:
+            try:
+                with session.begin_nested():
+                    return self._store_new(session, principal, parsed, loc)
+            except IntegrityError:
+                existing = self._received(session, parsed)
+                if existing is None:
+                    raise
+        if not self._may_write_for(session, principal, existing):
             # Received before for a patient outside the caller's organisations: answer as for
             # any resource about that subject, never with the stored id.
             self._resolve_patient(session, principal, parsed, loc)
@@ -146,8 +155,11 @@ class IngestionService:
                 "a different resource with this identifier was already received",
                 location=_element(loc, parsed.resource_type, "identifier"),
             )
-        if existing is not None:
-            return self._store_version(session, principal, parsed, existing, loc)
+        return self._store_version(session, principal, parsed, existing, loc)
+
+    def _store_new(
+        self, session: Session, principal: Principal, parsed: ParsedResource, loc: str
+    ) -> tuple[IngestOutcome, Patient | None]:
         if parsed.withdrawn:
             raise InvalidInput(
                 "nothing to withdraw: no resource with this identifier was received",
@@ -347,14 +359,18 @@ class IngestionService:
 
     def ingest(self, principal: Principal, resource: Any) -> IngestOutcome:
         parsed = self.parse(resource)
+
+        def work(session: Session) -> IngestOutcome:
+            lock_patients(session, self._patients_to_lock(session, [parsed]))
+            outcome, patient = self._store(session, principal, parsed)
+            if patient is not None:
+                outcome.assessment_id = self._score(
+                    session, {patient.id: patient}, _superseded([outcome])
+                ).get(patient.id)
+            return outcome
+
         try:
-            with self._writing() as session:
-                outcome, patient = self._store(session, principal, parsed)
-                if patient is not None:
-                    outcome.assessment_id = self._score(
-                        session, {patient.id: patient}, _superseded([outcome])
-                    ).get(patient.id)
-                return outcome
+            return self.unit_of_work.run(work)
         except TriageError:
             self.metrics.ingested.labels(parsed.resource_type, "refused").inc()
             raise
@@ -395,39 +411,60 @@ class IngestionService:
             self.parse(self._entry_resource(e, i), f"Bundle.entry[{i}].resource.")
             for i, e in enumerate(entries)
         ]
-        outcomes: list[IngestOutcome] = []
-        with self._writing() as session:
+
+        def work(session: Session) -> tuple[list[IngestOutcome], dict[str, str]]:
+            # Every patient of the Bundle, locked in one order before the first write.
+            lock_patients(session, self._patients_to_lock(session, parsed))
+            outcomes: list[IngestOutcome] = []
             touched: dict[str, Patient] = {}
             for i, p in enumerate(parsed):
                 outcome, patient = self._store(session, principal, p, f"Bundle.entry[{i}].")
                 outcomes.append(outcome)
                 if patient is not None:
                     touched[patient.id] = patient
-            assessed = self._score(session, touched, _superseded(outcomes))
+            return outcomes, self._score(session, touched, _superseded(outcomes))
+
+        outcomes, assessed = self.unit_of_work.run(work)
         for o in outcomes:
             o.assessment_id = assessed.get(o.patient_id)
         return _response_bundle("transaction-response", [_entry_ok(o) for o in outcomes])
 
     def _batch(self, principal: Principal, entries: list[Any]) -> dict[str, Any]:
-        results: list[dict[str, Any]] = []
-        touched: dict[str, Patient] = {}
-        stored: list[IngestOutcome] = []
-        with self._writing() as session:
-            for i, entry in enumerate(entries):
+        # Parse first (outside the transaction): a refused entry has its outcome already, and
+        # the patients of the valid ones are known before the first lock.
+        parsed: list[ParsedResource | TriageError] = []
+        for i, entry in enumerate(entries):
+            try:
+                parsed.append(
+                    self.parse(self._entry_resource(entry, i), f"Bundle.entry[{i}].resource.")
+                )
+            except TriageError as exc:
+                parsed.append(exc)
+        valid = [p for p in parsed if not isinstance(p, TriageError)]
+
+        def work(session: Session) -> list[dict[str, Any]]:
+            lock_patients(session, self._patients_to_lock(session, valid))
+            results: list[dict[str, Any]] = []
+            touched: dict[str, Patient] = {}
+            stored: list[IngestOutcome] = []
+            for i, p in enumerate(parsed):
+                if isinstance(p, TriageError):
+                    results.append(_entry_error(p))
+                    continue
                 try:
                     with session.begin_nested():  # a savepoint per entry
-                        p = self.parse(
-                            self._entry_resource(entry, i), f"Bundle.entry[{i}].resource."
-                        )
                         outcome, patient = self._store(session, principal, p, f"Bundle.entry[{i}].")
-                    results.append(_entry_ok(outcome))
-                    stored.append(outcome)
-                    if patient is not None:
-                        touched[patient.id] = patient
                 except TriageError as exc:
                     results.append(_entry_error(exc))
+                    continue
+                results.append(_entry_ok(outcome))
+                stored.append(outcome)
+                if patient is not None:
+                    touched[patient.id] = patient
             self._score(session, touched, _superseded(stored))
-        return _response_bundle("batch-response", results)
+            return results
+
+        return _response_bundle("batch-response", self.unit_of_work.run(work))
 
 
 def _not_enrolled(parsed: ParsedResource, loc: str) -> InvalidInput:

@@ -25,8 +25,9 @@ from models import rules
 from models.measurements import SYMPTOM_SCORE
 from models.rules.store import canonical_dict
 from service.db.tables import PathwayVersion, PathwayVersionDecision, Patient, PatientOverride
+from service.db.unit_of_work import PATHWAY_LOCKS, lock_all
 from service.domain.free_text import refuse_person_number, refuse_person_number_in_document
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.errors import Conflict, Forbidden, InvalidInput, LostRace, NotFound
 from service.security.principal import Principal, Role
 from service.security.visibility import (
     may_approve_pathway,
@@ -445,11 +446,14 @@ class PathwayService:
         reason: str,
         organisation: Any = _KEEP_SCOPE,
         unit: str | None = None,
+        expected_version: int | None = None,
     ) -> dict[str, Any]:
         """Store a new version in a scope: in force at once for wording, pending otherwise.
 
         A change to thresholds, levels or anything else that can change a level is stored as a
         proposal and scores no one until a second clinician approves it (``decide``).
+        ``expected_version`` (If-Match): the version in force the author edited; if another is
+        in force now, someone else published first and nothing is stored.
         """
         refuse_person_number(reason, "reason")
         refuse_person_number_in_document(draft, "pathway")
@@ -463,10 +467,32 @@ class PathwayService:
             )
         if draft.get("id") != pathway_id:
             raise InvalidInput("the draft's id must match the pathway in the URL", location="id")
+        # Concurrent publishes of one pathway (any replica) take turns: what is in force and
+        # the next version number are read after the lock, so two never claim the same one.
+        lock_all(session, PATHWAY_LOCKS, [pathway_id])
         try:
             base: InForce | None = self.in_force(session, pathway_id, organisation, unit)
         except NotFound:
             base = None
+        in_force_version = base.version if base is not None else 0
+        if expected_version is not None and expected_version != in_force_version:
+            row = session.scalar(
+                select(PathwayVersion).where(
+                    PathwayVersion.pathway_id == pathway_id,
+                    PathwayVersion.version == in_force_version,
+                )
+            )
+            raise LostRace(
+                f"version {in_force_version} of '{pathway_id}' is in force here, not "
+                f"{expected_version}" + (f": {row.author} published it" if row else ""),
+                current={
+                    "id": pathway_id,
+                    "version": in_force_version,
+                    "hash": base.hash if base is not None else None,
+                },
+                actor=row.author if row is not None else None,
+                action="publish",
+            )
         doc = rules.as_document(draft)
         assert isinstance(doc, rules.Pathway)
         editors = base.doc.editors if base is not None else doc.editors

@@ -8,10 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.identifiers import IdentifierError, mask, parse_person_identifier
 from service.db.tables import Patient
+from service.db.unit_of_work import PERSON_LOCKS, lock_all
 from service.domain.free_text import refuse_person_number
 from service.domain.pathways import PathwayService
 from service.errors import Conflict, Forbidden, InvalidInput
@@ -141,7 +143,10 @@ class PatientService:
     def __init__(self, pathways: PathwayService) -> None:
         self.pathways = pathways
 
-    def enrol(self, session: Session, principal: Principal, body: PatientCreate) -> Patient:
+    def enrol(
+        self, session: Session, principal: Principal, body: PatientCreate
+    ) -> tuple[Patient, bool]:
+        """The enrolled patient, and True when this call created it (False: a repeat)."""
         try:
             ident = parse_person_identifier(body.identifier)
         except IdentifierError as exc:
@@ -174,16 +179,11 @@ class PatientService:
                 if body.organisation in principal.organisations
                 else "you may only enrol patients in your own organisation"
             )
-        existing = session.scalar(select(Patient).where(Patient.identifier_value == ident.value))
+        # Two replicas enrolling one person (a sender's retry) serialise here.
+        lock_all(session, PERSON_LOCKS, [ident.value])
+        existing = self._enrolled(session, principal, body, ident.value, options)
         if existing is not None:
-            if visibility.may_read_patient(principal, existing):
-                raise Conflict(f"this person is already enrolled as Patient/{existing.id}")
-            # Another organisation's (or unit's) patient: say so without naming the record; a
-            # transfer of the follow-up is made by the organisation that holds it.
-            raise Conflict(
-                "this person is already enrolled in home follow-up outside your organisation or "
-                "units; the organisation holding the follow-up can transfer it"
-            )
+            return existing, False
         patient = Patient(
             id=str(uuid.uuid4()),
             identifier_system=ident.system,
@@ -199,9 +199,51 @@ class PatientService:
             created_at=datetime.now(UTC),
             created_by=principal.subject,
         )
-        session.add(patient)
-        session.flush()
-        return patient
+        try:
+            with session.begin_nested():
+                session.add(patient)
+                session.flush()
+        except IntegrityError:
+            # Enrolled by a writer that took no lock (SQLite has one writer; this is the
+            # database's last word): answered as if this request had waited for it.
+            session.expunge(patient)
+            existing = self._enrolled(session, principal, body, ident.value, options)
+            if existing is None:
+                raise
+            return existing, False
+        return patient, True
+
+    @staticmethod
+    def _enrolled(
+        session: Session,
+        principal: Principal,
+        body: PatientCreate,
+        identifier_value: str,
+        options: dict[str, Any],
+    ) -> Patient | None:
+        """The person's enrolment when this request repeats it (visible to the caller, in the
+        same organisation, with the same details); None when the person is not enrolled.
+
+        A retry of an enrolment (the first answer was lost, or it reached another replica)
+        gets the existing patient back; anything else about an enrolled person is a conflict.
+        """
+        existing = session.scalar(
+            select(Patient).where(Patient.identifier_value == identifier_value)
+        )
+        if existing is None:
+            return None
+        if visibility.may_read_patient(principal, existing):
+            if _same_enrolment(existing, body, options):
+                return existing
+            raise Conflict(
+                f"this person is already enrolled as Patient/{existing.id} with other details"
+            )
+        # Another organisation's (or unit's) patient: say so without naming the record; a
+        # transfer of the follow-up is made by the organisation that holds it.
+        raise Conflict(
+            "this person is already enrolled in home follow-up outside your organisation or "
+            "units; the organisation holding the follow-up can transfer it"
+        )
 
     def set_target_saturation(
         self, session: Session, principal: Principal, patient_id: str, target: TargetSaturation
@@ -224,3 +266,17 @@ class PatientService:
         """The patient, or 404 when it lies outside what the caller may see (``write``: may
         change); the rule is service.security.visibility's."""
         return visibility.visible_patient(session, principal, patient_id, write=write)
+
+
+def _same_enrolment(patient: Patient, body: PatientCreate, options: dict[str, Any]) -> bool:
+    stored: date | datetime = patient.birth_date
+    birth = stored.date() if isinstance(stored, datetime) else stored
+    return (
+        birth == body.birth_date
+        and patient.sex == body.sex
+        and patient.pathway_id == body.pathway
+        and patient.organisation == body.organisation
+        and patient.unit == body.unit
+        and bool(patient.confidential_to_guardians) == body.confidential_to_guardians
+        and dict(patient.pathway_options or {}) == options
+    )

@@ -12,9 +12,10 @@ from sqlalchemy import ColumnElement, case, false, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
+from service.db.unit_of_work import lock_patients
 from service.domain.free_text import refuse_person_number
 from service.domain.patients import target_of
-from service.errors import Conflict, InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, LostRace, NotFound
 from service.security import visibility
 from service.security.principal import Principal, Role
 
@@ -190,9 +191,13 @@ class WorklistService:
         item_id: str,
         action: str,
         note: str | None,
+        expected_version: int | None = None,
         recipient: str | None = None,
     ) -> WorklistItem:
-        """Acknowledge, escalate (to a recipient) or resolve; each is a history event."""
+        """Acknowledge, escalate (to a recipient) or resolve; each is a history event.
+
+        ``expected_version`` (If-Match) refuses a change to a stale copy.
+        """
         if action not in TRANSITIONS:
             raise InvalidInput(f"unknown action '{action}'", location="action")
         refuse_person_number(note, "note")
@@ -200,8 +205,18 @@ class WorklistService:
         patient = None if item is None else session.get(Patient, item.patient_id)
         if item is None or patient is None or not self._may_act(principal, item, patient):
             raise NotFound(f"worklist item {item_id} not found")
+        # The patient's lock, as ingestion takes it: a clinician's action and arriving data
+        # for the same patient follow one another; then read the item as it is now.
+        lock_patients(session, [item.patient_id])
+        session.refresh(item)
+        if expected_version is not None and item.version != expected_version:
+            raise _lost_race(session, item, f"the item changed since version {expected_version}")
         target = TRANSITIONS[action].get(item.state)
         if target is None:
+            actor, _ = last_change(session, item)
+            if item.state in TRANSITIONS[action].values() and actor != principal.subject:
+                # Two clinicians pressed the same button: the second learns who was first.
+                raise _lost_race(session, item, f"this item was already {item.state}")
             raise Conflict(f"cannot {action} an item that is {item.state}")
         if action == "resolve" and item.level_rank == 0 and not (note and note.strip()):
             # Handover: the next person must be able to read what was done about a red.
@@ -385,6 +400,31 @@ def scoped(query: Any, principal: Principal, unit: str | None, for_me: bool) -> 
     return query
 
 
+def last_change(session: Session, item: WorklistItem) -> tuple[str | None, str | None]:
+    """(actor, action) of the item's latest event: who got there first."""
+    event = session.scalar(
+        select(WorklistEvent)
+        .where(WorklistEvent.item_id == item.id)
+        .order_by(WorklistEvent.id.desc())
+        .limit(1)
+    )
+    return (event.actor, event.action) if event is not None else (None, None)
+
+
+def _lost_race(session: Session, item: WorklistItem, reason: str) -> LostRace:
+    patient = session.get(Patient, item.patient_id)
+    assessment = session.get(Assessment, item.assessment_id)
+    assert patient is not None and assessment is not None
+    actor, action = last_change(session, item)
+    who = f" by {actor}" if actor else ""
+    return LostRace(
+        f"{reason}{who}; reload and decide again",
+        current=item_summary(item, patient, assessment),
+        actor=actor,
+        action=action,
+    )
+
+
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
@@ -444,4 +484,5 @@ def item_summary(
         "history": history or [],
         "assessment_id": assessment.id,
         "model_version": assessment.model_version,
+        "version": item.version,  # the ETag: send it back as If-Match to change this item
     }

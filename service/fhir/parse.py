@@ -17,13 +17,16 @@ from typing import Any
 from models import questionnaires
 from models.identifiers import PERSON_SYSTEMS, IdentifierError, require_ascii_digits
 from models.measurements import (
+    ACVPU_OBSERVABLES,
     BLOOD_PRESSURE_EXTRA_COMPONENTS,
     BLOOD_PRESSURE_EXTRA_PLAUSIBLE,
     CONSCIOUSNESS,
     MEASUREMENTS,
     ON_OXYGEN,
+    SNOMED,
     SYMPTOM_SCORE,
     UCUM,
+    consciousness_category,
     is_blood_pressure_panel,
     measurement_for_code,
 )
@@ -339,6 +342,8 @@ def parse_observation(resource: dict[str, Any], now_s: float) -> ParsedResource:
         )
         names = [r[0] for r in readings]
         _require(len(set(names)) == len(names), "a component is repeated", f"{rtype}.component")
+    elif any(system == SNOMED and code in ACVPU_OBSERVABLES for system, code in codings):
+        readings.append((CONSCIOUSNESS, _acvpu_value(resource, rtype)))
     else:
         name = _known_measurement(codings)
         _require(
@@ -358,6 +363,34 @@ def parse_observation(resource: dict[str, Any], now_s: float) -> ParsedResource:
         readings,
         resource,
         str(status),
+    )
+
+
+def _acvpu_value(resource: dict[str, Any], rtype: str) -> float:
+    """0 for Alert, 1 for new Confusion, Voice, Pain or Unresponsive (NEWS2 scores 3)."""
+    node = resource.get("valueCodeableConcept")
+    terms: list[str] = []
+    location = f"{rtype}.valueCodeableConcept"
+    if isinstance(node, dict):
+        terms += [
+            str(c.get("code"))
+            for c in node.get("coding") or []
+            if isinstance(c, dict) and c.get("code")
+        ]
+        if isinstance(node.get("text"), str):
+            terms.append(node["text"])
+    elif isinstance(resource.get("valueString"), str):
+        terms.append(resource["valueString"])
+        location = f"{rtype}.valueString"
+    for term in terms:
+        try:
+            return 0.0 if consciousness_category(term) == "alert" else 1.0
+        except ValueError:
+            continue
+    raise InvalidInput(
+        "the ACVPU level must be alert, confusion, voice, pain or unresponsive (a term or its "
+        "SNOMED CT code)",
+        location=location,
     )
 
 

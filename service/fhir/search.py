@@ -271,7 +271,7 @@ def parse_date_param(value: str, name: str = "_lastUpdated") -> tuple[str, datet
                 else timedelta(minutes=1)
             )
             end = start + step
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # 0001-01-01T00:00:00+14:00 is before year 1 UTC
         raise BadRequest(f"{name}: {value!r} is not a valid date", location=name) from exc
     return prefix, start, end
 

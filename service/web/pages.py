@@ -10,15 +10,17 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from models.measurements import SYMPTOM_SCORE
 from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import Assessment, Patient, PatientOverride, Reading, WorklistItem
+from service.db.unit_of_work import lock_patients, write
 from service.domain.free_text import safe_to_echo
 from service.domain.patients import SCALE2_OPTION, TargetSaturation, to_public
 from service.domain.worklist import ACTIVE_STATES, item_summary
-from service.errors import TriageError
+from service.errors import LostRace, TriageError
 from service.security import visibility
 from service.security.deps import CurrentPrincipal
 from service.security.principal import Principal
@@ -300,6 +302,7 @@ def web_worklist_action(
     services: ServicesDep,
     note: Annotated[str, Form(max_length=2000)] = "",
     back: Annotated[str, Form(max_length=500)] = "",
+    version: Annotated[str, Form(max_length=12)] = "",
     recipient: Annotated[str, Form(max_length=120)] = "",
     recipient_hpr: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
@@ -318,15 +321,35 @@ def web_worklist_action(
     if action not in ACTIONS:
         flash(request, "error", t.gettext("Unknown action."))
         return RedirectResponse(target, 303)
+    expected = int(version) if version.isascii() and version.isdigit() else None
+
     to = f"hpr:{recipient_hpr.strip()}" if recipient_hpr.strip() else recipient
+
+    def work(session: Session) -> str:
+        item = services.worklist.transition(
+            session,
+            principal,
+            item_id,
+            action,
+            note.strip() or None,
+            expected,
+            recipient=to or None,
+        )
+        patient = session.get(Patient, item.patient_id)
+        return patient_label(t, patient) if patient is not None else ""
+
     who = ""
     try:
-        with transaction(request.app.state.sessions) as session:
-            item = services.worklist.transition(
-                session, principal, item_id, action, note.strip() or None, to or None
-            )
-            patient = session.get(Patient, item.patient_id)
-            who = patient_label(t, patient) if patient is not None else ""
+        who = write(request.app.state.sessions, work)
+    except LostRace as exc:
+        # Another clinician (perhaps on another replica) was first: say who and what they did.
+        who = exc.actor or t.gettext("another user")
+        first = {
+            "acknowledge": t.gettext("Someone else just acknowledged this: {who}.", who=who),
+            "escalate": t.gettext("Someone else just escalated this: {who}.", who=who),
+            "resolve": t.gettext("Someone else just resolved this: {who}.", who=who),
+        }.get(exc.action or "", t.gettext("Someone else just changed this: {who}.", who=who))
+        flash(request, "error", first)
     except TriageError as exc:
         with request.app.state.sessions() as session:
             who = label_of_item(t, session, principal, item_id)
@@ -742,11 +765,15 @@ def web_patient_target(
         flash(request, "error", t.gettext("Choose a target saturation."))
         return RedirectResponse(back, 303)
     try:
-        with transaction(request.app.state.sessions) as session:
+
+        def work(session: Session) -> None:
+            lock_patients(session, [patient_id])  # re-scoring writes the worklist
             patient = services.patients.set_target_saturation(
                 session, principal, patient_id, target
             )
             services.scoring.score(session, patient, "target-saturation")
+
+        write(request.app.state.sessions, work)
     except TriageError as exc:
         if exc.status_code in (403, 404):
             raise

@@ -127,11 +127,18 @@ def test_enrolment_conflict_names_no_id_outside_the_callers_organisation(
     )
     assert response.status_code == 409
     assert patient["id"] not in response.text and "Patient/" not in response.text
-    # Inside the organisation the id is named, so the sender can use it.
+    # Inside the organisation the id is named, so the sender can use it: the same enrolment
+    # again is a retry (200 with the existing patient, issue 14), other details a 409 with the id.
     own = client.post(
         "/api/v1/patients", json={**body, "organisation": ORG}, headers=auth("integration")
     )
-    assert own.status_code == 409 and patient["id"] in own.text
+    assert own.status_code == 200 and own.json()["id"] == patient["id"]
+    other = client.post(
+        "/api/v1/patients",
+        json={**body, "organisation": ORG, "sex": "male"},
+        headers=auth("integration"),
+    )
+    assert other.status_code == 409 and patient["id"] in other.text
 
 
 # ---- finding 3: a guardian sees the one child they represent ---------------------------------
