@@ -495,6 +495,12 @@ class PathwayService:
             )
         doc = rules.as_document(draft)
         assert isinstance(doc, rules.Pathway)
+        if unit is not None and doc.editors.units and unit not in doc.editors.units:
+            # The unit's own clinicians would be locked out of the unit's own version.
+            raise InvalidInput(
+                f"editors.units must include '{unit}' (or be empty) for a version of that unit",
+                location="/editors/units",
+            )
         editors = base.doc.editors if base is not None else doc.editors
         if not may_edit_pathway(principal, organisation, unit, editors):
             raise Forbidden(f"you are not among the editors of pathway '{pathway_id}' here")
@@ -553,6 +559,9 @@ class PathwayService:
     ) -> dict[str, Any]:
         """Approve or reject a proposed version: a second person, never its author."""
         refuse_person_number(reason, "reason")
+        # Decisions and publishes of one pathway take turns (any replica): the stale-base check
+        # below then sees every publish that committed before this approval.
+        lock_all(session, PATHWAY_LOCKS, [pathway_id])
         row = self.version_row(session, principal, pathway_id, version)
         if not row.needs_approval:
             raise Conflict(f"version {version} needed no approval: it took effect when published")

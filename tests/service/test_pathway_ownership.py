@@ -165,7 +165,10 @@ def test_b_clinician_publishing_copd_leaves_a_patient_red_at_spo2_71(client, org
     # B cannot publish into A's organisation, nor read or approve A's versions.
     into_a = publish(client, b_author, draft, "for them", organisation=ORG_A)
     assert into_a.status_code == 403
-    assert client.get(f"/api/v1/pathways/copd?version={version}", headers=a_clinician).json()
+    assert (
+        client.get(f"/api/v1/pathways/copd?version={version}", headers=a_clinician).status_code
+        == 404
+    )
     assert (
         client.get(f"/api/v1/pathways/copd?organisation={ORG_B}", headers=a_clinician).status_code
         == 403
@@ -185,6 +188,10 @@ def test_unit_limited_clinician_cannot_lock_editors_out(client, orgs):
     # Nor can an administrator: nobody locks the clinicians out.
     admin = publish(client, orgs.a("admin"), draft, "only admins")
     assert admin.status_code == 422 and admin.json()["location"] == "/editors/roles"
+    # A unit's own version cannot shut that unit's clinicians out either.
+    unit_only = {**doc, "editors": {"roles": ["clinician"], "units": ["lungs"]}}
+    response = publish(client, limited, unit_only, "lungs only", organisation=ORG_A, unit="heart")
+    assert response.status_code == 422 and response.json()["location"] == "/editors/units"
     assert in_force(client, limited, "heart-failure")["version"] == 1
 
 
