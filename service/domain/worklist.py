@@ -38,30 +38,37 @@ def hpr_of(principal: Principal) -> str | None:
     return str(int(digits)) if digits and len(digits) <= 9 else None
 
 
-def recipient_keys(principal: Principal) -> set[str]:
-    keys = {f"role:{principal.role.value}"}
+def named_keys(principal: Principal) -> set[str]:
+    """Escalation recipients that name the caller beyond their own units: their HPR number, or
+    one of their units. (A role recipient means that role where the item already is.)"""
+    keys = {f"unit:{unit}" for unit in principal.units or ()}
     if (hpr := hpr_of(principal)) is not None:
         keys.add(f"hpr:{hpr}")
-    for unit in principal.units or ():
-        keys.add(f"unit:{unit}")
     return keys
 
 
 def is_for(principal: Principal, escalated_to: str | None) -> bool:
+    """Whether an escalation names the caller by unit or HPR number."""
     if not escalated_to:
         return False
     if escalated_to.startswith("unit:") and principal.units is None:
         return True  # every unit of the organisation
-    return escalated_to in recipient_keys(principal)
+    return escalated_to in named_keys(principal)
 
 
 def recipient_clause(principal: Principal) -> ColumnElement[bool]:
-    """SQL for "escalated to the caller" (by role, by one of their units, or by HPR number)."""
-    keys = recipient_keys(principal)
-    clauses: list[ColumnElement[bool]] = [WorklistItem.escalated_to.in_(sorted(keys))]
+    """SQL for "escalated to the caller": by role inside what they see anyway, by one of their
+    units or by HPR number anywhere in their organisations."""
+    named: list[ColumnElement[bool]] = [
+        WorklistItem.escalated_to.in_(sorted(named_keys(principal)))
+    ]
     if principal.units is None:
-        clauses.append(WorklistItem.escalated_to.like("unit:%"))
-    return or_(false(), *clauses)
+        named.append(WorklistItem.escalated_to.like("unit:%"))
+    return or_(
+        (WorklistItem.escalated_to == f"role:{principal.role.value}")
+        & visibility.patient_filter(principal),
+        or_(false(), *named) & visibility.escalation_scope(principal),
+    )
 
 
 # Called inside the assessment's transaction when an item opens, changes level or is resolved
@@ -388,11 +395,7 @@ def scoped(query: Any, principal: Principal, unit: str | None, for_me: bool) -> 
     """The items a list shows the caller (the visibility rule), or (``for_me``) the
     escalations to them; one definition for the list and its counts. ``query`` joins Patient."""
     if for_me:
-        query = query.where(
-            WorklistItem.state == "escalated",
-            visibility.escalation_scope(principal),
-            recipient_clause(principal),
-        )
+        query = query.where(WorklistItem.state == "escalated", recipient_clause(principal))
     else:
         query = query.where(visibility.patient_filter(principal))
     if unit:

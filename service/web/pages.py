@@ -351,6 +351,8 @@ def web_worklist_action(
         }.get(exc.action or "", t.gettext("Someone else just changed this: {who}.", who=who))
         flash(request, "error", first)
     except TriageError as exc:
+        if exc.status_code in (403, 404):
+            raise  # an item outside the caller's units is not there (service.security.visibility)
         with request.app.state.sessions() as session:
             who = label_of_item(t, session, principal, item_id)
         if exc.location == "note" and "identity number" in exc.message:
@@ -362,7 +364,7 @@ def web_worklist_action(
         elif exc.status_code == 409:
             reason = t.gettext("that action does not apply to its state now")
         else:
-            reason = t.gettext("the item was not found")
+            reason = t.gettext("check the form and try again")
         flash(
             request,
             "error",
