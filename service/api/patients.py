@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
@@ -30,6 +30,10 @@ class AssessmentPublic(BaseModel):
     rule_set_hash: str
     probability: float | None
     level: str
+    level_source: str = Field(
+        description="Where the level came from: rule (a pathway rule, a hard safety limit), "
+        "model (the model at the pathway's operating point), rule+model, or none"
+    )
     features: list[float | None]
     explanation: dict[str, Any]
     basis: list[str]
