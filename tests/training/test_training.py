@@ -116,11 +116,8 @@ def test_run_is_tracked_and_registered_with_signature(trained):
         run.data.metrics
     )
     assert {"recall_score", "precision_score", "true_positives"} <= set(run.data.metrics)
-    contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
-    assert contexts == {"train", "validation", "test"}
-    assert all(
-        i.dataset.name.startswith("synthetic-cohort-seed2-") for i in run.inputs.dataset_inputs
-    )
+    lineage = {i.dataset.name for i in run.inputs.dataset_inputs}
+    assert lineage >= {f"synthetic-cohort-seed2-{c}" for c in ("train", "validation", "test")}
     version = client.get_model_version_by_alias("home-followup-deterioration", "challenger")
     assert str(version.version) == "1" and version.tags["synthetic_data"] == "true"
     info = mlflow.models.get_model_info("models:/home-followup-deterioration/1")
