@@ -18,6 +18,8 @@ from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDe
 from service.db.engine import transaction
 from service.domain.container import Services
 from service.domain.monitoring import MonitoringService
+from service.errors import Forbidden
+from service.security import visibility
 from service.security.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"], responses=ERRORS)
@@ -163,6 +165,8 @@ async def run_drift_report(
 ) -> dict[str, Any]:
     """Run a drift report for a window (idempotent), against the loaded model's reference."""
     body.check_window()
+    if not visibility.may_run_report(principal, body.organisation):
+        raise Forbidden("you may run drift reports for your own organisation only")
     outcome = await asyncio.to_thread(
         _monitoring(services).run_report,
         request.app.state.sessions,
@@ -179,6 +183,7 @@ async def run_drift_report(
 
 @router.get("/drift-reports", name="list_drift_reports", response_model=list[DriftReportPublic])
 def list_drift_reports(
+    principal: CurrentPrincipal,
     session: ReadSession,
     services: ServicesDep,
     pathway: str | None = Query(None, pattern=_PATHWAY_ID),
@@ -197,6 +202,7 @@ def list_drift_reports(
         verdict=verdict,
         signed_off=signed_off,
         limit=limit,
+        viewer=principal,
     )
 
 
@@ -206,9 +212,11 @@ def list_drift_reports(
     response_model=DriftReportDetail,
     responses=NOT_FOUND,
 )
-def get_drift_report(report_id: str, session: ReadSession, services: ServicesDep) -> dict[str, Any]:
+def get_drift_report(
+    report_id: str, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
+) -> dict[str, Any]:
     """One report: its index row, sign-off and the full JSON."""
-    return _monitoring(services).get_report(session, report_id)
+    return _monitoring(services).get_report(session, report_id, principal)
 
 
 @router.get(
@@ -221,10 +229,10 @@ def get_drift_report(report_id: str, session: ReadSession, services: ServicesDep
     },
 )
 def get_drift_report_html(
-    report_id: str, session: ReadSession, services: ServicesDep
+    report_id: str, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
 ) -> FileResponse:
     """The readable report: verdict banner, then Evidently's plots (aggregates, no raw rows)."""
-    path = _monitoring(services).html_path(session, report_id)
+    path = _monitoring(services).html_path(session, report_id, principal)
     return FileResponse(
         path,
         media_type="text/html; charset=utf-8",
@@ -259,11 +267,13 @@ def sign_off_drift_report(
             body.comment,
             signed_by=principal.subject,
             role=principal.role.value,
+            signer=principal,
         )
 
 
 @router.get("/alerts", name="list_drift_alerts", response_model=list[DriftAlertPublic])
 def list_drift_alerts(
+    principal: CurrentPrincipal,
     session: ReadSession,
     services: ServicesDep,
     pathway: str | None = Query(None, pattern=_PATHWAY_ID),
@@ -271,7 +281,7 @@ def list_drift_alerts(
     | None = None,
 ) -> list[dict[str, Any]]:
     """Alerts of the newest report per scope: statistical drift and data quality apart."""
-    alerts = _monitoring(services).alerts(session, pathway)
+    alerts = _monitoring(services).alerts(session, pathway, principal)
     return [a for a in alerts if kind is None or a["kind"] == kind]
 
 

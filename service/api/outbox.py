@@ -12,8 +12,8 @@ from sqlalchemy import select
 from service.api.deps import ERRORS, ReadSession
 from service.db.tables import OutboxEntry, Patient
 from service.outbox.store import counts_by_state
+from service.security import visibility
 from service.security.deps import CurrentPrincipal
-from service.security.principal import Role
 
 router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"], responses=ERRORS)
 
@@ -54,9 +54,9 @@ def list_outbox(
     """Counts by state (all organisations), the oldest undelivered entry, and the newest entries
     of the caller's organisation (no payloads)."""
     query = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
-    if principal.role is not Role.ADMIN:
+    if not visibility.sees_everything(principal):
         query = query.join(Patient, Patient.id == OutboxEntry.patient_id).where(
-            Patient.organisation == principal.organisation
+            visibility.patient_filter(principal)
         )
     if state:
         query = query.where(OutboxEntry.state == state)

@@ -100,7 +100,7 @@ def record_outcome(
     """Record what happened to a patient (event type, onset, source); immutable and audited."""
     assert body.event_type is not None  # set by the validator
     with transaction(request.app.state.sessions) as session:
-        patient = services.patients.get_visible(session, principal, body.patient_id)
+        patient = services.patients.get_visible(session, principal, body.patient_id, write=True)
         return OutcomeService.record(
             session,
             patient,

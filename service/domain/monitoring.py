@@ -28,7 +28,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from models.features import FEATURES, HISTORY_CHANNELS, N_FEATURES
 from service.db.engine import transaction
 from service.db.tables import Assessment, DriftReport, DriftSignOff, Outcome, Reading
+from service.domain.free_text import refuse_person_number
 from service.errors import Conflict, InvalidInput, NotFound
+from service.security import visibility
+from service.security.principal import Principal
 
 if TYPE_CHECKING:
     from monitoring.alerts import Alert
@@ -51,7 +54,6 @@ SIGN_OFF_DECISIONS = ("accepted", "action-required", "escalated")
 Decision = Literal["accepted", "action-required", "escalated"]
 # Reports land here, below Settings.reports_dir.
 DRIFT_SUBDIR = "drift"
-_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{6}\s?\d{5}(?!\d)")
 _LATEST_FEATURE = {f.channel: j for j, f in enumerate(FEATURES) if f.kind == "latest"}
 
 
@@ -625,13 +627,18 @@ class MonitoringService:
             }
         return self._gauges
 
-    def alerts(self, session: Session, pathway: str | None = None) -> list[dict[str, Any]]:
+    def alerts(
+        self, session: Session, pathway: str | None = None, viewer: Principal | None = None
+    ) -> list[dict[str, Any]]:
         """The alerts of the newest report of each scope (drift and data quality apart)."""
         from monitoring.alerts import alerts_from_report
 
         out: list[dict[str, Any]] = []
         reports = [
-            r for r in self._latest_per_scope(session) if pathway is None or r.pathway == pathway
+            r
+            for r in self._latest_per_scope(session)
+            if (pathway is None or r.pathway == pathway)
+            and (viewer is None or visibility.may_read_report(viewer, r.organisation))
         ]
         signoffs = self._signoffs(session, [r.id for r in reports])
         for r in reports:
@@ -697,14 +704,18 @@ class MonitoringService:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 100,
+        viewer: Principal | None = None,
     ) -> list[dict[str, Any]]:
-        """Index rows, newest first, each with its sign-off (or None)."""
+        """Index rows, newest first, each with its sign-off (or None); ``viewer``: only the
+        reports that caller may read."""
         query = _equal(
             select(DriftReport),
             (DriftReport.pathway, pathway),
             (DriftReport.organisation, organisation),
             (DriftReport.verdict, verdict),
         )
+        if viewer is not None:
+            query = query.where(visibility.report_filter(viewer))
         if since is not None:
             query = query.where(DriftReport.window_start >= _utc(since))
         if until is not None:
@@ -722,22 +733,28 @@ class MonitoringService:
         signoffs = self._signoffs(session, [r.id for r in rows])
         return [report_dict(r, signoffs.get(r.id)) for r in rows]
 
-    def get_row(self, session: Session, report_id: str) -> DriftReport:
+    def get_row(
+        self, session: Session, report_id: str, viewer: Principal | None = None
+    ) -> DriftReport:
         row = session.get(DriftReport, report_id)
-        if row is None:
+        if row is None or (
+            viewer is not None and not visibility.may_read_report(viewer, row.organisation)
+        ):
             raise NotFound(f"drift report {report_id} not found")
         return row
 
-    def get_report(self, session: Session, report_id: str) -> dict[str, Any]:
+    def get_report(
+        self, session: Session, report_id: str, viewer: Principal | None = None
+    ) -> dict[str, Any]:
         """The index row, its sign-off and the full report JSON."""
-        row = self.get_row(session, report_id)
+        row = self.get_row(session, report_id, viewer)
         report = self._read_json(row)
         if report is None:
             raise NotFound(f"the JSON file of drift report {report_id} is missing")
         return {**report_dict(row, self._signoff(session, row.id)), "report": report}
 
-    def html_path(self, session: Session, report_id: str) -> Path:
-        row = self.get_row(session, report_id)
+    def html_path(self, session: Session, report_id: str, viewer: Principal | None = None) -> Path:
+        row = self.get_row(session, report_id, viewer)
         path = Path(row.html_path) if row.html_path else None
         if path is None or not path.is_file():
             raise NotFound(f"drift report {report_id} has no HTML file")
@@ -763,8 +780,13 @@ class MonitoringService:
         *,
         signed_by: str,
         role: str,
+        signer: Principal | None = None,
     ) -> dict[str, Any]:
-        """Record the decision on a report: once, never edited (a second one is a 409)."""
+        """Record the decision on a report: once, never edited (a second one is a 409).
+
+        ``signer``: an organisation's report is signed by that organisation only; any other
+        caller gets the 404 of a report that does not exist.
+        """
         if decision not in SIGN_OFF_DECISIONS:
             raise InvalidInput(
                 f"decision must be one of {', '.join(SIGN_OFF_DECISIONS)}", location="decision"
@@ -772,18 +794,15 @@ class MonitoringService:
         comment = comment.strip()
         if len(comment) < 3:
             raise InvalidInput("write a comment of at least 3 characters", location="comment")
-        if _ELEVEN_DIGITS.search(comment):
-            # A drift sign-off is about a model, never about a patient.
-            raise InvalidInput(
-                "the comment contains an 11-digit number that may be a "
-                "fødselsnummer; refer to reports, not patients",
-                location="comment",
-            )
+        # A drift sign-off is about a model, never about a patient.
+        refuse_person_number(comment, "comment")
         # Lock the report row (PostgreSQL) so two concurrent sign-offs cannot both pass the check.
         report = session.scalar(
             select(DriftReport).where(DriftReport.id == report_id).with_for_update()
         )
-        if report is None:
+        if report is None or (
+            signer is not None and not visibility.may_sign_report(signer, report.organisation)
+        ):
             raise NotFound(f"drift report {report_id} not found")
         existing = self._signoff(session, report_id)
         if existing is not None:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.db.tables import Assessment, Outcome, Patient
+from service.domain.free_text import refuse_person_number
 from service.errors import InvalidInput
 
 # What a site can know happened. "none" is a follow-up (a call, a visit, the end of the pathway)
@@ -83,6 +84,7 @@ class OutcomeService:
         source: str,
         recorded_by: str,
     ) -> dict[str, object]:
+        refuse_person_number(source, "source")
         if event_type not in EVENT_TYPES:
             raise InvalidInput(
                 f"unknown event_type '{event_type}' (one of: {', '.join(EVENT_TYPES)})",
