@@ -139,13 +139,14 @@ def test_b_clinician_publishing_copd_leaves_a_patient_red_at_spo2_71(client, org
     draft = spo2_red_below(in_force(client, b_author)["pathway"], 70)
     proposed = publish(client, b_author, draft, "our COPD patients live at lower saturations")
     assert proposed.status_code == 201, proposed.text
-    assert proposed.json()["organisation"] == ORG_B
     version = proposed.json()["version"]
     approved = decide(client, b_second, "copd", version, "approve")
 
     send_spo2(client, a_patient, 71, 0, "a-71", ORG_A)
     send_spo2(client, b_patient, 71, 0, "b-71", ORG_B)
+    # The finding itself: A's patient at SpO2 71 % is still red under A's (the template's) bands.
     assert latest_level(client, a_clinician, a_patient) == "red"
+    assert proposed.json()["organisation"] == ORG_B
     assert approved.status_code == 201, approved.text
     assert latest_level(client, b_author, b_patient) == "yellow"  # B's own version scores B
 
@@ -222,11 +223,12 @@ def test_pending_change_does_not_score_until_approved(client, orgs):
     template = in_force(client, author)
     draft = spo2_red_below(template["pathway"], 70)
     proposed = publish(client, author, draft, "lower red")
-    assert proposed.status_code == 201 and proposed.json()["status"] == "pending"
+    assert proposed.status_code == 201, proposed.text
     version = proposed.json()["version"]
-    assert in_force(client, author)["version"] == template["version"]  # still the template
     send_spo2(client, patient, 71, 0, "p-1", ORG_A)
-    assert latest_level(client, author, patient) == "red"
+    assert latest_level(client, author, patient) == "red"  # the proposal scores no one yet
+    assert in_force(client, author)["version"] == template["version"]  # still the template
+    assert proposed.json()["status"] == "pending"
     pending = client.get(f"/api/v1/pathways/copd?version={version}", headers=author).json()
     assert pending["status"] == "pending" and pending["decided_by"] is None
     # A second proposal waits for the first to be decided.
@@ -314,3 +316,30 @@ def test_only_admin_maintains_the_regional_templates(client, orgs):
     )
     assert decide(client, orgs.a("admin", "admin-2"), "copd", version, "approve").status_code == 201
     assert in_force(client, orgs.b("clinician"))["version"] == version  # every organisation
+
+
+def test_batch_rescoring_uses_each_organisations_own_version(client, orgs):
+    """The scheduled re-scoring evaluates many patients at once: still one version per scope."""
+    from service.db.tables import Assessment
+
+    b_author, b_second = orgs.b("clinician", "hpr-b-author"), orgs.b("clinician", "hpr-b-second")
+    a_patient = enrol_in(client, orgs.a("clinician"), ORG_A, 500)
+    b_patient = enrol_in(client, b_author, ORG_B, 600)
+    draft = spo2_red_below(in_force(client, b_author)["pathway"], 70)
+    version = publish(client, b_author, draft, "lower red in B").json()["version"]
+    assert decide(client, b_second, "copd", version, "approve").status_code == 201
+    send_spo2(client, a_patient, 71, 0, "ba-71", ORG_A)
+    send_spo2(client, b_patient, 71, 0, "bb-71", ORG_B)
+    as_of = int((NOW + timedelta(minutes=30)).timestamp())
+    with client.app.state.sessions() as session:
+        stored = client.app.state.services.scoring.rescore_cohort(
+            session, as_of, [a_patient, b_patient]
+        )
+        session.commit()
+        assert stored == 2
+        levels = {
+            row.patient_id: (row.level, row.pathway_version)
+            for row in session.query(Assessment).filter(Assessment.trigger == "schedule")
+        }
+    assert levels[a_patient][0] == "red" and levels[a_patient][1] != version
+    assert levels[b_patient] == ("yellow", version)
