@@ -57,6 +57,10 @@ class AssessmentPublic(BaseModel):
     rule_set_hash: str
     probability: float | None
     level: str
+    level_source: str = Field(
+        description="Where the level came from: rule (a pathway rule, a hard safety limit), "
+        "model (the model at the pathway's operating point), rule+model, or none"
+    )
     features: list[float | None]
     explanation: dict[str, Any]
     basis: list[str]

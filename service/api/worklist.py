@@ -45,6 +45,9 @@ class WorklistItemPublic(BaseModel):
     patient: WorklistPatient
     state: str
     level: str
+    level_source: str = Field(
+        description="Where the level came from: rule | model | rule+model | none"
+    )
     probability: float | None
     top_factors: list[dict[str, Any]]
     rules_fired: list[dict[str, Any]]
