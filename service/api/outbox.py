@@ -56,7 +56,7 @@ def list_outbox(
     query = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
     if not visibility.sees_everything(principal):
         query = query.join(Patient, Patient.id == OutboxEntry.patient_id).where(
-            visibility.patient_filter(principal)
+            visibility.patient_filter(principal, shared=False)
         )
     if state:
         query = query.where(OutboxEntry.state == state)

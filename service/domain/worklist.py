@@ -226,7 +226,9 @@ class WorklistService:
             # A list shows the explanation only: the feature snapshot and the basis (a
             # JSON list of resource ids, the largest column) are loaded when read.
             .options(defer(Assessment.features), defer(Assessment.basis))
-            .where(WorklistItem.state.in_(states), visibility.patient_filter(principal))
+            .where(
+                WorklistItem.state.in_(states), visibility.patient_filter(principal, shared=False)
+            )
         )
         if unit:
             query = query.where(WorklistItem.unit == unit)
