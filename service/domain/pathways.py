@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, func, or_, select
@@ -316,15 +317,12 @@ class PathwayService:
             )
         }
         bodies = {r.version: r.body for r in rows}
-        in_force: dict[tuple[str | None, str | None], int] = {}
         previous_in_scope: dict[tuple[str | None, str | None], dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
         for row in rows:
             scope = (row.organisation, row.unit)
             decision = decisions.get(row.id)
             status = version_status(row.needs_approval, decision.decision if decision else None)
-            if status in (PUBLISHED, APPROVED):
-                in_force[scope] = row.version
             base = bodies.get(row.base_version) if row.base_version else None
             if base is None:
                 base = previous_in_scope.get(scope)
@@ -357,9 +355,22 @@ class PathwayService:
                     "changes": changes,
                 }
             )
+        # "In force in its own scope" by the same pick as in_force, over that scope's rows alone.
+        light = [
+            SimpleNamespace(
+                version=e["version"],
+                organisation=e["organisation"],
+                unit=e["unit"],
+                needs_approval=e["needs_approval"],
+                decision=None if e["status"] in (PUBLISHED, PENDING) else e["status"],
+            )
+            for e in history
+        ]
         for entry in history:
             scope = (entry["organisation"], entry["unit"])
-            entry["in_force"] = in_force.get(scope) == entry["version"]
+            same_scope = [r for r in light if (r.organisation, r.unit) == scope]
+            chosen = self._pick(same_scope, *scope)
+            entry["in_force"] = chosen is not None and chosen.version == entry["version"]
         return list(reversed(history))
 
     def version_row(

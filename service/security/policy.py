@@ -116,6 +116,8 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "v2_version_infer": frozenset({M, I, A}),
     # DIPS outbox delivery state: operations (admin) and the integration client; no payloads
     "list_outbox": frozenset({I, A}),
+    # Resending a dead letter is an operations decision, after the cause is fixed.
+    "resend_outbox_entry": frozenset({A}),
     # audit log (Normen): compliance officers, and administrators for operations
     "search_audit_log": frozenset({P, A}),
     "audit_access_report": frozenset({P, A}),
