@@ -333,6 +333,10 @@ ROUTES: dict[str, Entry] = {
         shows=True,
     ),
     "list_outbox": Entry(lambda i: Call(GET, "/api/v1/outbox"), "patient"),
+    # administrators only (who see every organisation); no dead letter exists here, hence 404/409
+    "resend_outbox_entry": Entry(
+        lambda i: Call(POST, "/api/v1/outbox/1/resend"), "patient", ok=frozenset({200, 404, 409})
+    ),
     "record_outcome": Entry(
         lambda i: Call(
             POST,
