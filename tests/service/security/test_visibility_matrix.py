@@ -120,6 +120,23 @@ ROUTES: dict[str, Entry] = {
     "reload_models": Entry(lambda i: Call(POST, "/api/v1/models/reload"), "none"),
     "cds_discovery": Entry(lambda i: Call(GET, "/cds-services"), "none"),
     "cds_model_card": Entry(lambda i: Call(GET, "/cds-services/model-card"), "none"),
+    # feedback names a card, not a patient; it is stored with the caller's organisation
+    "cds_feedback": Entry(
+        lambda i: Call(
+            POST,
+            "/cds-services/home-followup-risk/feedback",
+            json={
+                "feedback": [
+                    {
+                        "card": str(uuid.uuid4()),
+                        "outcome": "accepted",
+                        "outcomeTimestamp": datetime.now(UTC).isoformat(),
+                    }
+                ]
+            },
+        ),
+        "none",
+    ),
     "web_models": Entry(lambda i: Call(GET, "/web/models"), "none"),
     "web_models_reload": Entry(lambda i: Call(POST, "/web/models/reload"), "none"),
     # pathways (their ownership is tested in tests/service/test_pathway_ownership.py)
