@@ -52,6 +52,9 @@ def create_app(
         metrics.model_info.labels(loaded.model.name, loaded.model.version).set(1)
         app.state.verifier = TokenVerifier(settings)
         app.state.services = build_services(app)
+        from service.domain.export import ExportService
+
+        app.state.exports = ExportService(app.state.sessions, engine, settings)
         async with AsyncExitStack() as stack:
             for job in background_jobs:
                 await stack.enter_async_context(job(app))
@@ -73,6 +76,7 @@ def create_app(
 
     from service.api import (
         cds_hooks,
+        export,
         fhir,
         ops,
         outbox,
@@ -90,6 +94,7 @@ def create_app(
         v2.router,
         ops.router,
         patients.router,
+        export.router,  # before fhir.router: /fhir/$export is not a resource type
         fhir.router,
         worklist.router,
         models_api.router,

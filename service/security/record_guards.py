@@ -20,7 +20,9 @@ from sqlalchemy.orm import Session
 from service.db.tables import (
     Assessment,
     AuditEntry,
+    DataRelease,
     DriftSignOff,
+    ExportFile,
     IngestedResource,
     PathwayVersion,
     PathwayVersionDecision,
@@ -41,6 +43,8 @@ IMMUTABLE_RECORDS: tuple[type[Any], ...] = (
     IngestedResource,
     ResourceVersion,
     AuditEntry,
+    DataRelease,  # a release for secondary use, and the files it released
+    ExportFile,
 )
 # Attribute -> the only value it may be changed to.
 SANCTIONED_UPDATES: dict[type[Any], dict[str, Any]] = {PatientOverride: {"revoked": True}}
