@@ -79,6 +79,18 @@ class Settings(BaseSettings):
     """FHIR base URL of DIPS to push worklist Tasks to; unset: the outbox only records."""
     outbox_poll_s: float = 2.0
     """How often the outbox sender looks for undelivered entries."""
+    outbox_token_url: str | None = None
+    """HelseID token endpoint for the outbox (client credentials with private_key_jwt); unset:
+    DIPS is called without an Authorization header (development only)."""
+    outbox_client_id: str | None = None
+    """Our HelseID client id (the client assertion's iss and sub)."""
+    outbox_client_key: str | None = None
+    """Path of the PEM private key (RSA or EC) that signs the client assertion; its public half
+    is registered with HelseID."""
+    outbox_client_key_id: str | None = None
+    """`kid` of that key in the JWKS registered with HelseID."""
+    outbox_scope: str | None = None
+    """Scope(s) requested for DIPS, space-separated."""
     session_secret: str = "dev-only-session-secret-change-me"  # noqa: S105 - refused in production
     """Signs web session cookies; must be set in production."""
     audit_checkpoint_key: str | None = None

@@ -139,6 +139,13 @@ class Metrics:
         self.outbox = Gauge(
             "triage_outbox_entries", "Outbox entries by state", ["state"], registry=self.registry
         )
+        # The alert on a refused delivery: alert rules fire on any increase (and on the
+        # dead-letter state of triage_outbox_entries staying above 0).
+        self.outbox_dead_letters = Counter(
+            "triage_outbox_dead_letters_total",
+            "Outbox entries DIPS refused with a 4xx, set aside as dead letters",
+            registry=self.registry,
+        )
         self.drift_alerts = Gauge(
             "triage_drift_alert",
             "1 when the latest report for a slice flags drift or a data-quality problem",

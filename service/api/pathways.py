@@ -320,10 +320,12 @@ def _decide(
     principal: Principal,
     services: Any,
 ) -> dict[str, Any]:
-    with transaction(request.app.state.sessions) as session:
+    def work(session: Session) -> dict[str, Any]:
         return services.pathways.decide(
             session, principal, pathway_id, version, decision, body.reason
         )
+
+    return write(request.app.state.sessions, work)
 
 
 VersionPath = Annotated[int, Path(ge=1, le=1_000_000, description="The proposed version")]

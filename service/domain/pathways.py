@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, func, or_, select
@@ -316,15 +317,12 @@ class PathwayService:
             )
         }
         bodies = {r.version: r.body for r in rows}
-        in_force: dict[tuple[str | None, str | None], int] = {}
         previous_in_scope: dict[tuple[str | None, str | None], dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
         for row in rows:
             scope = (row.organisation, row.unit)
             decision = decisions.get(row.id)
             status = version_status(row.needs_approval, decision.decision if decision else None)
-            if status in (PUBLISHED, APPROVED):
-                in_force[scope] = row.version
             base = bodies.get(row.base_version) if row.base_version else None
             if base is None:
                 base = previous_in_scope.get(scope)
@@ -357,9 +355,22 @@ class PathwayService:
                     "changes": changes,
                 }
             )
+        # "In force in its own scope" by the same pick as in_force, over that scope's rows alone.
+        light = [
+            SimpleNamespace(
+                version=e["version"],
+                organisation=e["organisation"],
+                unit=e["unit"],
+                needs_approval=e["needs_approval"],
+                decision=None if e["status"] in (PUBLISHED, PENDING) else e["status"],
+            )
+            for e in history
+        ]
         for entry in history:
             scope = (entry["organisation"], entry["unit"])
-            entry["in_force"] = in_force.get(scope) == entry["version"]
+            same_scope = [r for r in light if (r.organisation, r.unit) == scope]
+            chosen = self._pick(same_scope, *scope)
+            entry["in_force"] = chosen is not None and chosen.version == entry["version"]
         return list(reversed(history))
 
     def version_row(
@@ -495,6 +506,12 @@ class PathwayService:
             )
         doc = rules.as_document(draft)
         assert isinstance(doc, rules.Pathway)
+        if unit is not None and doc.editors.units and unit not in doc.editors.units:
+            # The unit's own clinicians would be locked out of the unit's own version.
+            raise InvalidInput(
+                f"editors.units must include '{unit}' (or be empty) for a version of that unit",
+                location="/editors/units",
+            )
         editors = base.doc.editors if base is not None else doc.editors
         if not may_edit_pathway(principal, organisation, unit, editors):
             raise Forbidden(f"you are not among the editors of pathway '{pathway_id}' here")
@@ -553,6 +570,9 @@ class PathwayService:
     ) -> dict[str, Any]:
         """Approve or reject a proposed version: a second person, never its author."""
         refuse_person_number(reason, "reason")
+        # Decisions and publishes of one pathway take turns (any replica): the stale-base check
+        # below then sees every publish that committed before this approval.
+        lock_all(session, PATHWAY_LOCKS, [pathway_id])
         row = self.version_row(session, principal, pathway_id, version)
         if not row.needs_approval:
             raise Conflict(f"version {version} needed no approval: it took effect when published")

@@ -13,6 +13,52 @@ RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 OUTCOME_TEXT = "Deterioration needing hospital contact within 72 hours"
 
+# The profiles each output declares in meta.profile, and meets (tests validate against FHIR R4).
+# DetectedIssue follows VKP's VkpDetectedIssue (HL7Norway/Velferdsteknologi, VKP-R4,
+# vkp-DetectedIssue-v090: code required, preferred binding to the VKP alert codes). For Task,
+# RiskAssessment and Patient no Norwegian profile applies to what we send, so they declare the
+# FHIR R4 core profile they meet.
+PROFILES = {
+    "DetectedIssue": "http://ehelse.no/fhir/StructureDefinition/vkp-DetectedIssue-v090",
+    "Task": "http://hl7.org/fhir/StructureDefinition/Task",
+    "RiskAssessment": "http://hl7.org/fhir/StructureDefinition/RiskAssessment",
+    "Patient": "http://hl7.org/fhir/StructureDefinition/Patient",
+}
+VKP_ALERT_CODES = "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090"
+# Our rule types (models/rules/schema.py RULE_TYPES) -> VKP alert code and its display.
+# A threshold on reported measurements is "1.1 Måledata rapportert", on questionnaire answers
+# "1.2 Skjemabesvarelse"; a missed reading "2.2 Måling ikke rapportert" (a missed questionnaire
+# "2.1"); an aggregate of several rules or a score (NEWS2) "0 Oppsummerende varsel".
+VKP_ALERT_DISPLAY = {
+    "0": "Oppsummerende varsel",
+    "1.1": "Måledata rapportert",
+    "1.2": "Skjemabesvarelse",
+    "2.1": "Manglende skjemabesvarelse",
+    "2.2": "Måling ikke rapportert",
+}
+RULE_TYPE_TO_VKP_ALERT = {
+    "bands": "1.1",
+    "category": "1.1",
+    "baseline_deviation": "1.1",
+    "change": "1.1",
+    "consecutive": "1.1",
+    "questionnaire": "1.2",
+    "missed": "2.2",
+    "combination": "0",
+    "score": "0",
+}
+
+
+def vkp_alert_code(rule: dict[str, Any]) -> str:
+    """The VKP alert code for a fired rule (see RULE_TYPE_TO_VKP_ALERT)."""
+    code = RULE_TYPE_TO_VKP_ALERT.get(str(rule.get("type", "")), "0")
+    if code == "2.2":
+        measured = str((rule.get("values") or {}).get("measurement", ""))
+        if measured.startswith("q/") or measured == "symptom_score":
+            code = "2.1"
+    return code
+
+
 # Triage level -> (RiskAssessment qualitativeRisk, Task priority, DetectedIssue severity).
 LEVEL_CODES: dict[str, tuple[str, str, str]] = {
     "red": ("high", "asap", "high"),
@@ -90,7 +136,7 @@ def risk_assessment(
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
         "id": assessment.id,
-        "meta": _meta(patient, assessment.created_at),
+        "meta": _meta(patient, assessment.created_at, profiles=(PROFILES["RiskAssessment"],)),
         "status": "final",
         "subject": {"reference": f"Patient/{patient.id}"},
         "occurrenceDateTime": _iso(assessment.as_of),
@@ -158,7 +204,7 @@ def task(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[s
     resource: dict[str, Any] = {
         "resourceType": "Task",
         "id": item.id,
-        "meta": _meta(patient, item.updated_at, int(item.version or 1)),
+        "meta": _meta(patient, item.updated_at, int(item.version or 1), (PROFILES["Task"],)),
         "identifier": [{"system": f"{CODE_SYSTEM}/worklist-item", "value": item.id}],
         "status": TASK_STATUS[item.state],
         "businessStatus": {"text": item.state},
@@ -192,15 +238,24 @@ def detected_issues(assessment: Assessment, patient: Patient) -> list[dict[str, 
     out = []
     for i, rule in enumerate((assessment.explanation or {}).get("rules", [])):
         _, _, severity = _level_codes(str(rule.get("level", "yellow")))
+        alert = vkp_alert_code(rule)
         out.append(
             {
                 "resourceType": "DetectedIssue",
                 "id": f"{assessment.id}-{i}",
-                "meta": _meta(patient, assessment.created_at),
+                "meta": _meta(
+                    patient, assessment.created_at, profiles=(PROFILES["DetectedIssue"],)
+                ),
                 "status": "final",
                 "code": {
                     "coding": [
-                        {"system": f"{CODE_SYSTEM}/rule", "code": str(rule.get("rule", "rule"))}
+                        {
+                            "system": VKP_ALERT_CODES,
+                            "code": alert,
+                            "display": VKP_ALERT_DISPLAY[alert],
+                        },
+                        # Which of the pathway's rules fired, for systems that know our rules.
+                        {"system": f"{CODE_SYSTEM}/rule", "code": str(rule.get("rule", "rule"))},
                     ],
                     "text": str(rule.get("text_nb", rule.get("rule", ""))),
                 },
@@ -221,7 +276,7 @@ def patient(row: Patient) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Patient",
         "id": row.id,
-        "meta": _meta(row, row.created_at),
+        "meta": _meta(row, row.created_at, profiles=(PROFILES["Patient"],)),
         "identifier": [{"system": row.identifier_system, "value": row.identifier_value}],
         "birthDate": (
             row.birth_date.isoformat()

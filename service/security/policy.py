@@ -117,6 +117,8 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "fhir_group_export": frozenset({P, A}),
     "fhir_export_status": frozenset({P, A}),
     "fhir_export_file": frozenset({P, A}),
+    # Resending a dead letter is an operations decision, after the cause is fixed.
+    "resend_outbox_entry": frozenset({A}),
     # audit log (Normen): compliance officers, and administrators for operations
     "search_audit_log": frozenset({P, A}),
     "audit_access_report": frozenset({P, A}),

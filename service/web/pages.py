@@ -164,6 +164,8 @@ def web_worklist_action(
         }.get(exc.action or "", t.gettext("Someone else just changed this: {who}.", who=who))
         flash(request, "error", first)
     except TriageError as exc:
+        if exc.status_code in (403, 404):
+            raise  # an item outside the caller's units is not there (service.security.visibility)
         flash(
             request,
             "error",

@@ -173,3 +173,40 @@ def test_operation_outcome_parses(client, auth):
     )
     outcome = validate_r4(response.json())
     assert outcome.issue[0].severity == "error"
+
+
+def test_every_rule_type_maps_to_a_vkp_alert_code():
+    from models.rules.schema import RULE_TYPES
+
+    assert set(outputs.RULE_TYPE_TO_VKP_ALERT) == set(RULE_TYPES)
+    assert set(outputs.RULE_TYPE_TO_VKP_ALERT.values()) <= set(outputs.VKP_ALERT_DISPLAY)
+    missed_questionnaire = {"type": "missed", "values": {"measurement": "symptom_score"}}
+    assert outputs.vkp_alert_code(missed_questionnaire) == "2.1"
+    assert outputs.vkp_alert_code({"type": "missed", "values": {"measurement": "spo2"}}) == "2.2"
+    assert outputs.vkp_alert_code({"type": "bands"}) == "1.1"
+    assert outputs.vkp_alert_code({"type": "score"}) == "0"
+
+
+def test_outputs_declare_the_profiles_they_meet(client, auth, scored_patient):
+    """DetectedIssue declares VkpDetectedIssue (code from the VKP alert codes); Task, RiskAssessment
+    and Patient declare the FHIR R4 core profile; all validate as R4."""
+    headers = auth("integration")
+    for rtype, param in (("RiskAssessment", "subject"), ("Task", "patient")):
+        bundle = client.get(f"/fhir/{rtype}?{param}=Patient/{scored_patient}", headers=headers)
+        resource = bundle.json()["entry"][0]["resource"]
+        validate_r4(resource)
+        assert resource["meta"]["profile"] == [outputs.PROFILES[rtype]]
+    patient = client.get(f"/fhir/Patient/{scored_patient}", headers=headers).json()
+    validate_r4(patient)
+    assert patient["meta"]["profile"] == [outputs.PROFILES["Patient"]]
+    issues = client.get(f"/fhir/DetectedIssue?patient=Patient/{scored_patient}", headers=headers)
+    found = [e["resource"] for e in issues.json()["entry"]]
+    assert found, "the 85 % reading fires at least one rule"
+    for issue in found:
+        validate_r4(issue)
+        assert issue["meta"]["profile"] == [
+            "http://ehelse.no/fhir/StructureDefinition/vkp-DetectedIssue-v090"
+        ]
+        vkp = issue["code"]["coding"][0]
+        assert vkp["system"] == "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090"
+        assert vkp["code"] in outputs.VKP_ALERT_DISPLAY

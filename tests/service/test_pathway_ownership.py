@@ -139,13 +139,14 @@ def test_b_clinician_publishing_copd_leaves_a_patient_red_at_spo2_71(client, org
     draft = spo2_red_below(in_force(client, b_author)["pathway"], 70)
     proposed = publish(client, b_author, draft, "our COPD patients live at lower saturations")
     assert proposed.status_code == 201, proposed.text
-    assert proposed.json()["organisation"] == ORG_B
     version = proposed.json()["version"]
     approved = decide(client, b_second, "copd", version, "approve")
 
     send_spo2(client, a_patient, 71, 0, "a-71", ORG_A)
     send_spo2(client, b_patient, 71, 0, "b-71", ORG_B)
+    # The finding itself: A's patient at SpO2 71 % is still red under A's (the template's) bands.
     assert latest_level(client, a_clinician, a_patient) == "red"
+    assert proposed.json()["organisation"] == ORG_B
     assert approved.status_code == 201, approved.text
     assert latest_level(client, b_author, b_patient) == "yellow"  # B's own version scores B
 
@@ -165,7 +166,10 @@ def test_b_clinician_publishing_copd_leaves_a_patient_red_at_spo2_71(client, org
     # B cannot publish into A's organisation, nor read or approve A's versions.
     into_a = publish(client, b_author, draft, "for them", organisation=ORG_A)
     assert into_a.status_code == 403
-    assert client.get(f"/api/v1/pathways/copd?version={version}", headers=a_clinician).json()
+    assert (
+        client.get(f"/api/v1/pathways/copd?version={version}", headers=a_clinician).status_code
+        == 404
+    )
     assert (
         client.get(f"/api/v1/pathways/copd?organisation={ORG_B}", headers=a_clinician).status_code
         == 403
@@ -185,6 +189,10 @@ def test_unit_limited_clinician_cannot_lock_editors_out(client, orgs):
     # Nor can an administrator: nobody locks the clinicians out.
     admin = publish(client, orgs.a("admin"), draft, "only admins")
     assert admin.status_code == 422 and admin.json()["location"] == "/editors/roles"
+    # A unit's own version cannot shut that unit's clinicians out either.
+    unit_only = {**doc, "editors": {"roles": ["clinician"], "units": ["lungs"]}}
+    response = publish(client, limited, unit_only, "lungs only", organisation=ORG_A, unit="heart")
+    assert response.status_code == 422 and response.json()["location"] == "/editors/units"
     assert in_force(client, limited, "heart-failure")["version"] == 1
 
 
@@ -215,11 +223,12 @@ def test_pending_change_does_not_score_until_approved(client, orgs):
     template = in_force(client, author)
     draft = spo2_red_below(template["pathway"], 70)
     proposed = publish(client, author, draft, "lower red")
-    assert proposed.status_code == 201 and proposed.json()["status"] == "pending"
+    assert proposed.status_code == 201, proposed.text
     version = proposed.json()["version"]
-    assert in_force(client, author)["version"] == template["version"]  # still the template
     send_spo2(client, patient, 71, 0, "p-1", ORG_A)
-    assert latest_level(client, author, patient) == "red"
+    assert latest_level(client, author, patient) == "red"  # the proposal scores no one yet
+    assert in_force(client, author)["version"] == template["version"]  # still the template
+    assert proposed.json()["status"] == "pending"
     pending = client.get(f"/api/v1/pathways/copd?version={version}", headers=author).json()
     assert pending["status"] == "pending" and pending["decided_by"] is None
     # A second proposal waits for the first to be decided.

@@ -235,7 +235,14 @@ def test_fired_rules_travel_as_detected_issues(client, auth, patient_with_histor
     issues = [e for e in payload["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
     assert len(issues) == 1
     issue = issues[0]["resource"]
-    assert issue["severity"] == "high" and issue["code"]["coding"][0]["code"] == "news2-single-3"
+    codes = {c["system"]: c["code"] for c in issue["code"]["coding"]}
+    assert issue["severity"] == "high"
+    assert codes["https://triage.example.org/fhir/CodeSystem/rule"] == "news2-single-3"
+    # VkpDetectedIssue: the VKP alert code comes first.
+    assert (
+        issue["code"]["coding"][0]["system"]
+        == "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090"
+    )
     assert issue["implicated"] == [{"reference": payload["entry"][0]["fullUrl"]}]
     assert issues[0]["request"]["url"].startswith("DetectedIssue?identifier=")
 
