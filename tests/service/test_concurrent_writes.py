@@ -103,6 +103,7 @@ def test_if_match_refuses_a_change_to_a_stale_copy(client, auth):
     assert seen["id"] == item
     done = client.post(
         f"/api/v1/worklist/{item}/escalate",
+        json={"recipient": "role:clinician"},
         headers={**auth("clinician", subject="hpr-2"), "If-Match": f'"{seen["version"]}"'},
     )
     assert done.status_code == 200 and done.headers["ETag"] == f'"{seen["version"] + 1}"'

@@ -165,14 +165,14 @@ def test_transitions_and_illegal_moves(client, auth):
     assert ack.json()["state"] == "acknowledged"
     assert ack.json()["acknowledged_by"] == "hpr-1234567" and ack.json()["acknowledged_at"]
     assert client.post(f"/api/v1/worklist/{item}/acknowledge", headers=clinician).status_code == 409
-    assert (
-        client.post(f"/api/v1/worklist/{item}/escalate", headers=clinician).json()["state"]
-        == "escalated"
+    escalated = client.post(
+        f"/api/v1/worklist/{item}/escalate", json={"recipient": "unit:lungs"}, headers=clinician
     )
-    assert (
-        client.post(f"/api/v1/worklist/{item}/resolve", headers=clinician).json()["state"]
-        == "resolved"
+    assert escalated.json()["state"] == "escalated", escalated.text
+    resolved = client.post(
+        f"/api/v1/worklist/{item}/resolve", json={"note": "innlagt"}, headers=clinician
     )
+    assert resolved.json()["state"] == "resolved", resolved.text
     assert client.post(f"/api/v1/worklist/{item}/escalate", headers=clinician).status_code == 409
     assert client.post(f"/api/v1/worklist/{item}/frobnicate", headers=clinician).status_code == 422
     assert (
@@ -193,7 +193,9 @@ def test_new_data_updates_the_open_item_or_opens_a_new_one(client, auth):
     )
     [updated] = client.get("/api/v1/worklist", headers=clinician).json()
     assert updated["id"] == item["id"] and updated["assessment_id"] != item["assessment_id"]
-    client.post(f"/api/v1/worklist/{item['id']}/resolve", headers=clinician)
+    client.post(
+        f"/api/v1/worklist/{item['id']}/resolve", json={"note": "stabil"}, headers=clinician
+    )
     post_fhir(
         client,
         "/fhir/Observation",
