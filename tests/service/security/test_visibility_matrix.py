@@ -293,6 +293,8 @@ ROUTES: dict[str, Entry] = {
         shows=True,
     ),
     "list_outbox": Entry(lambda i: Call(GET, "/api/v1/outbox"), "patient"),
+    # Resending a dead letter (admin only, who sees everything); an unknown entry is a 404.
+    "resend_outbox_entry": Entry(lambda i: Call(POST, "/api/v1/outbox/999999999/resend"), "none"),
     # Bulk export (issue 18): the role gate here; which patients an export holds (the caller's
     # organisation and units only) and who reads a job's status and files are tested end to end
     # in tests/service/test_bulk_export.py. Without Prefer: respond-async the kick-off is a 400.
