@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from service.db.tables import (
     Assessment,
     AuditEntry,
+    CdsFeedback,
     DataRelease,
     DriftSignOff,
     ExportFile,
@@ -42,6 +43,7 @@ IMMUTABLE_RECORDS: tuple[type[Any], ...] = (
     WorklistEvent,
     IngestedResource,
     ResourceVersion,
+    CdsFeedback,
     AuditEntry,
     DataRelease,  # a release for secondary use, and the files it released
     ExportFile,
