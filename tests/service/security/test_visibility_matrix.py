@@ -117,7 +117,11 @@ ROUTES: dict[str, Entry] = {
     "list_models": Entry(lambda i: Call(GET, "/api/v1/models"), "none"),
     "reload_models": Entry(lambda i: Call(POST, "/api/v1/models/reload"), "none"),
     "cds_discovery": Entry(lambda i: Call(GET, "/cds-services"), "none"),
-    "cds_model_card": Entry(lambda i: Call(GET, "/cds-services/model-card"), "none"),
+    # Feedback on a card; an empty list is refused before anything is looked up.
+    "cds_feedback": Entry(
+        lambda i: Call(POST, "/cds-services/home-followup-risk/feedback", json={"feedback": []}),
+        "none",
+    ),
     "web_models": Entry(lambda i: Call(GET, "/web/models"), "none"),
     "web_models_reload": Entry(lambda i: Call(POST, "/web/models/reload"), "none"),
     # pathways (their ownership is tested in tests/service/test_pathway_ownership.py)
