@@ -155,6 +155,16 @@ class Assessment(Base):
     organisation: Mapped[str] = mapped_column(String(16), index=True)
     supersedes_id: Mapped[str | None] = mapped_column(String(36))
 
+    @property
+    def level_source(self) -> str:
+        """Where the level came from: rule | model | rule+model | none (the combining policy,
+        models/operating_points.py). Older assessments stored only ``decided_by``."""
+        triage = (self.explanation or {}).get("triage") or {}
+        if "level_source" in triage:
+            return str(triage["level_source"])
+        decided = triage.get("decided_by", "none")
+        return {"rules": "rule", "model": "model", "rules+model": "rule+model"}.get(decided, "none")
+
 
 class WorklistItem(Base):
     __tablename__ = "worklist_items"

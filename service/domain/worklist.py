@@ -466,6 +466,7 @@ def item_summary(
         },
         "state": item.state,
         "level": item.level,
+        "level_source": assessment.level_source,
         "probability": item.probability,
         "top_factors": explanation.get("top_factors", [])[:3],
         "rules_fired": explanation.get("rules", []),
