@@ -110,7 +110,7 @@ def search_audit_log(
     user: str | None = Query(None, max_length=64, description="Actor: HPR number or client id"),
     since: datetime | None = Query(None, alias="from", description="From (inclusive), ISO 8601"),
     until: datetime | None = Query(None, alias="to", description="To (exclusive), ISO 8601"),
-    action: Literal["read", "write", "refuse"] | None = None,
+    action: Literal["read", "write", "refuse", "release"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10_000_000),
     resource: str | None = Query(

@@ -119,6 +119,13 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "v2_version_infer": frozenset({M, I, A}),
     # DIPS outbox delivery state: operations (admin) and the integration client; no payloads
     "list_outbox": frozenset({I, A}),
+    # FHIR Bulk Data export for secondary use (registries, research): pseudonymised, k-anonymous,
+    # recorded as a release; the compliance officer releases (admin for operations). Status and
+    # files are read only by the client that asked (service.domain.export).
+    "fhir_export": frozenset({P, A}),
+    "fhir_group_export": frozenset({P, A}),
+    "fhir_export_status": frozenset({P, A}),
+    "fhir_export_file": frozenset({P, A}),
     # Resending a dead letter is an operations decision, after the cause is fixed.
     "resend_outbox_entry": frozenset({A}),
     # audit log (Normen): compliance officers, and administrators for operations

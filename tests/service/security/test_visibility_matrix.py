@@ -119,21 +119,9 @@ ROUTES: dict[str, Entry] = {
     "list_models": Entry(lambda i: Call(GET, "/api/v1/models"), "none"),
     "reload_models": Entry(lambda i: Call(POST, "/api/v1/models/reload"), "none"),
     "cds_discovery": Entry(lambda i: Call(GET, "/cds-services"), "none"),
-    # feedback names a card, not a patient; it is stored with the caller's organisation
+    # Feedback on a card; an empty list is refused before anything is looked up.
     "cds_feedback": Entry(
-        lambda i: Call(
-            POST,
-            "/cds-services/home-followup-risk/feedback",
-            json={
-                "feedback": [
-                    {
-                        "card": str(uuid.uuid4()),
-                        "outcome": "accepted",
-                        "outcomeTimestamp": datetime.now(UTC).isoformat(),
-                    }
-                ]
-            },
-        ),
+        lambda i: Call(POST, "/cds-services/home-followup-risk/feedback", json={"feedback": []}),
         "none",
     ),
     "web_models": Entry(lambda i: Call(GET, "/web/models"), "none"),
@@ -351,9 +339,20 @@ ROUTES: dict[str, Entry] = {
         shows=True,
     ),
     "list_outbox": Entry(lambda i: Call(GET, "/api/v1/outbox"), "patient"),
-    # administrators only (who see every organisation); no dead letter exists here, hence 404/409
-    "resend_outbox_entry": Entry(
-        lambda i: Call(POST, "/api/v1/outbox/1/resend"), "patient", ok=frozenset({200, 404, 409})
+    # Resending a dead letter (admin only, who sees everything); an unknown entry is a 404.
+    "resend_outbox_entry": Entry(lambda i: Call(POST, "/api/v1/outbox/999999999/resend"), "none"),
+    # Bulk export (issue 18): the role gate here; which patients an export holds (the caller's
+    # organisation and units only) and who reads a job's status and files are tested end to end
+    # in tests/service/test_bulk_export.py. Without Prefer: respond-async the kick-off is a 400.
+    "fhir_export": Entry(
+        lambda i: Call(GET, "/fhir/$export", {"recipient": "r", "purpose": "p"}), "none"
+    ),
+    "fhir_group_export": Entry(
+        lambda i: Call(GET, "/fhir/Group/unit.lungs/$export", {"recipient": "r"}), "none"
+    ),
+    "fhir_export_status": Entry(lambda i: Call(GET, "/fhir/bulk-status/no-such-job"), "none"),
+    "fhir_export_file": Entry(
+        lambda i: Call(GET, "/fhir/bulk-files/no-such-job/Patient.ndjson"), "none"
     ),
     "record_outcome": Entry(
         lambda i: Call(
