@@ -1,7 +1,7 @@
 """organisation boundaries: transfers of a patient's follow-up and time-limited read grants
 
 Revision ID: 0006_org_boundaries
-Revises: 0005_replicas
+Revises: 0013_patient_side
 Create Date: 2026-12-08 04:30:00
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_org_boundaries"
-down_revision = "0005_replicas"
+down_revision = "0013_patient_side"
 branch_labels = None
 depends_on = None
 
