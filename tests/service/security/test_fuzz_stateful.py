@@ -49,6 +49,7 @@ def test_no_server_error_along_the_openapi_links_on_postgresql(app: Any, setting
         failures: list[str] = []
         steps = [0]
         linked: set[str] = set()  # operations reached with a value taken from an earlier answer
+        reached: set[str] = set()
 
         class Machine(schema.as_state_machine()):  # type: ignore[misc]
             def get_call_kwargs(self, case: Any) -> dict[str, Any]:
@@ -56,6 +57,8 @@ def test_no_server_error_along_the_openapi_links_on_postgresql(app: Any, setting
 
             def validate_response(self, response: Any, case: Any, **_: Any) -> None:
                 steps[0] += 1
+                if "{" in case.operation.path:
+                    reached.add(f"{case.method} {case.operation.path} {response.status_code}")
                 if response.status_code < 400 and "{" in case.operation.path:
                     linked.add(f"{case.method} {case.operation.path}")
                 if response.status_code >= 500 or FNR_ADULT in response.text:
@@ -76,6 +79,7 @@ def test_no_server_error_along_the_openapi_links_on_postgresql(app: Any, setting
             )
         )
     print("stateful steps:", steps[0], "linked operations answered < 400:", sorted(linked))
+    print("reached:", sorted(reached))
     assert steps[0] >= 40
     assert linked  # the links were followed: an id from one answer was used in the next call
     assert not failures, f"{len(failures)} server errors:\n" + "\n".join(failures[:10])
