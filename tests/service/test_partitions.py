@@ -16,6 +16,7 @@ from tests.conftest import POSTGRES_URL, _admin
 
 pytestmark = pytest.mark.postgres
 
+PREVIOUS = "0006_org_boundaries"  # the revision before 0014
 PARTITIONED = ("readings", "assessments", "audit_log")
 
 
@@ -139,7 +140,7 @@ def _engine(url: str) -> Engine:
 
 
 def test_migration_partitions_existing_rows_and_downgrade_restores_them(pg_url: str) -> None:
-    _alembic(pg_url, "upgrade", "0005_replicas")
+    _alembic(pg_url, "upgrade", PREVIOUS)
     engine = _engine(pg_url)
     march, april = datetime(2025, 3, 10, tzinfo=UTC), datetime(2025, 4, 20, tzinfo=UTC)
     with engine.begin() as conn:
@@ -187,7 +188,7 @@ def test_migration_partitions_existing_rows_and_downgrade_restores_them(pg_url: 
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
 
-    _alembic(pg_url, "downgrade", "0005_replicas")
+    _alembic(pg_url, "downgrade", PREVIOUS)
     with engine.begin() as conn:
         for table in PARTITIONED:
             assert _relkind(conn, table) == "r"

@@ -18,7 +18,7 @@ SQLite has no table partitioning, and a single-hospital SQLite store does not gr
 this is for: on SQLite the migration does nothing.
 
 Revision ID: 0014_monthly_partitions
-Revises: 0005_replicas
+Revises: 0006_org_boundaries
 Create Date: 2026-12-08 04:50:00
 """
 
@@ -41,7 +41,7 @@ from service.db.partitions import (
 )
 
 revision = "0014_monthly_partitions"
-down_revision = "0005_replicas"
+down_revision = "0006_org_boundaries"
 branch_labels = None
 depends_on = None
 
