@@ -489,14 +489,63 @@ async def cds_service_call(service_id: str, request: Request) -> JSONResponse:
             f"service '{SERVICE_ID}' answers the '{HOOK}' hook, not '{call.hook}'", location="hook"
         )
 
+    prefetch = dict(call.prefetch or {})
+    if "patient" not in prefetch and call.fhirAuthorization is not None:
+        # What prefetch lacks, fetched with the client's fhirAuthorization (CDS Hooks 2.0
+        # "FHIR Resource Access") - only when the chart's patient id is not already ours.
+        def known() -> bool:
+            with request.app.state.sessions() as session:
+                return session.get(Patient, call.context.patientId) is not None
+
+        if not await run_in_threadpool(known):
+            prefetch["patient"] = await fetch_patient(
+                request.app.state.settings, call, call.context.patientId
+            )
+
     def answer() -> list[dict[str, Any]]:
         # One thread hop for all the database work (a session dependency would add two more).
         with request.app.state.sessions() as session:
-            patient = resolve_patient(session, principal, call.context.patientId, call.prefetch)
+            patient = resolve_patient(session, principal, call.context.patientId, prefetch)
             inputs = load_card_inputs(session, patient) if patient is not None else None
             return build_cards(inputs, str(request.base_url))
 
     return JSONResponse({"cards": await run_in_threadpool(answer)})
+
+
+async def fetch_patient(settings: Any, call: CdsRequest, patient_id: str) -> dict[str, Any]:
+    """GET {fhirServer}/Patient/{id} with the request's access token; 412 when that fails."""
+    import httpx
+
+    server = str(call.fhirServer).rstrip("/")
+    trusted = [s.rstrip("/") for s in settings.cds_fhir_servers]
+    if server not in trusted:
+        raise PreconditionFailed(
+            "the 'patient' prefetch is missing and fhirServer is not a FHIR server this service "
+            "may call (TRIAGE_CDS_FHIR_SERVERS)"
+        )
+    assert call.fhirAuthorization is not None
+    headers = {
+        "Authorization": f"Bearer {call.fhirAuthorization.access_token}",
+        "Accept": "application/fhir+json",
+    }
+    try:
+        async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as http:
+            response = await http.get(f"{server}/Patient/{patient_id}", headers=headers)
+    except httpx.HTTPError as exc:
+        raise PreconditionFailed(
+            f"the patient could not be fetched from fhirServer: {type(exc).__name__}"
+        ) from exc
+    if response.status_code != 200:
+        raise PreconditionFailed(
+            f"fhirServer answered {response.status_code} to Patient/{patient_id}"
+        )
+    try:
+        resource = response.json()
+    except ValueError as exc:
+        raise PreconditionFailed("fhirServer's Patient is not JSON") from exc
+    if not isinstance(resource, dict):
+        raise PreconditionFailed("fhirServer's Patient is not a resource")
+    return resource
 
 
 @router.get(

@@ -155,7 +155,9 @@ def _pathway_context(
     if editable:
         query = (
             select(Patient)
-            .where(Patient.pathway_id == pathway_id, visibility.patient_filter(principal))
+            .where(
+                Patient.pathway_id == pathway_id, visibility.patient_filter(principal, shared=False)
+            )
             .order_by(Patient.created_at)
             .limit(50)
         )
