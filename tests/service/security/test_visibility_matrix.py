@@ -117,7 +117,23 @@ ROUTES: dict[str, Entry] = {
     "list_models": Entry(lambda i: Call(GET, "/api/v1/models"), "none"),
     "reload_models": Entry(lambda i: Call(POST, "/api/v1/models/reload"), "none"),
     "cds_discovery": Entry(lambda i: Call(GET, "/cds-services"), "none"),
-    "cds_model_card": Entry(lambda i: Call(GET, "/cds-services/model-card"), "none"),
+    # cds_model_card is public (a card's source.url opens in a browser): not in this matrix.
+    "cds_feedback": Entry(
+        lambda i: Call(
+            POST,
+            "/cds-services/home-followup-risk/feedback",
+            json={
+                "feedback": [
+                    {
+                        "card": str(uuid.uuid4()),
+                        "outcome": "accepted",
+                        "outcomeTimestamp": "2026-03-01T10:00:00Z",
+                    }
+                ]
+            },
+        ),
+        "none",
+    ),
     "web_models": Entry(lambda i: Call(GET, "/web/models"), "none"),
     "web_models_reload": Entry(lambda i: Call(POST, "/web/models/reload"), "none"),
     # pathways (their ownership is tested in tests/service/test_pathway_ownership.py)
@@ -293,6 +309,10 @@ ROUTES: dict[str, Entry] = {
         shows=True,
     ),
     "list_outbox": Entry(lambda i: Call(GET, "/api/v1/outbox"), "patient"),
+    # Admin only; entry 1 is recorded (no endpoint here), so not a dead letter: 409 (or 404).
+    "resend_outbox_entry": Entry(
+        lambda i: Call(POST, "/api/v1/outbox/1/resend"), "patient", ok=frozenset({404, 409})
+    ),
     "record_outcome": Entry(
         lambda i: Call(
             POST,
