@@ -296,6 +296,50 @@ class PatientOverride(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class PatientTransfer(Base):
+    """A patient's follow-up moved to another unit or organisation, with why and on what basis.
+
+    The history (readings, assessments, worklist events) stays with the patient: the receiving
+    unit continues the record; the sending one no longer sees it unless given a grant.
+    """
+
+    __tablename__ = "patient_transfers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    from_organisation: Mapped[str] = mapped_column(String(16))
+    from_unit: Mapped[str] = mapped_column(String(64))
+    to_organisation: Mapped[str] = mapped_column(String(16))
+    to_unit: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(String(200))
+    transferred_by: Mapped[str] = mapped_column(String(64))
+    transferred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PatientAccessGrant(Base):
+    """Read access to one patient for a named organisation, for a limited time (samhandling,
+    e.g. the municipality's home-care service). Revoked by setting revoked_at, never deleted."""
+
+    __tablename__ = "patient_access_grants"
+    __table_args__ = (
+        Index("ix_patient_access_grants_grantee", "grantee_organisation", "valid_until"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    grantee_organisation: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(String(200))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_by_organisation: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
 class AuditEntry(Base):
     """Normen / pasientjournalloven § 22: who did what to whose record, hash-chained."""
 
@@ -417,3 +461,69 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ExportJob(Base):
+    """A FHIR Bulk Data export (service.domain.export): its request, its state and, when done,
+    its manifest. Operational state, updated as the job runs; the release itself is the
+    insert-only DataRelease row."""
+
+    __tablename__ = "export_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    requested_by: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    # The caller's scope when it asked: organisations and units (None = every unit).
+    organisations: Mapped[list[Any]] = mapped_column(JSON)
+    units: Mapped[list[Any] | None] = mapped_column(JSON)
+    request_url: Mapped[str] = mapped_column(Text)
+    # recipient, purpose, legal basis, _type, _since, group: the validated parameters.
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))  # in-progress | complete | failed
+    progress: Mapped[str | None] = mapped_column(String(120))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ExportFile(Base):
+    """One NDJSON file of an export, kept in the database so every replica can serve it."""
+
+    __tablename__ = "export_files"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("export_jobs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))  # e.g. Observation.ndjson
+    resource_type: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # output | error
+    count: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)
+
+
+class DataRelease(Base):
+    """A release of data for secondary use: who released what to whom, why and on what legal
+    basis, with a SHA-256 of every file. Insert-only; the audit log holds a chained row that
+    names it and its content hash, so the record cannot be changed unnoticed."""
+
+    __tablename__ = "data_releases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("export_jobs.id"), unique=True)
+    released_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    released_by: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    organisation: Mapped[str | None] = mapped_column(String(16), index=True)
+    recipient: Mapped[str] = mapped_column(String(120))
+    purpose: Mapped[str] = mapped_column(Text)
+    # helseregisterloven | consent | rek-approval (service.domain.export.LEGAL_BASES)
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    legal_basis_reference: Mapped[str | None] = mapped_column(String(120))
+    # Everything released: the request, every file with its type, count and SHA-256, and what
+    # the k-anonymity rule withheld.
+    contents: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
