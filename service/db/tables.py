@@ -296,6 +296,50 @@ class PatientOverride(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class PatientTransfer(Base):
+    """A patient's follow-up moved to another unit or organisation, with why and on what basis.
+
+    The history (readings, assessments, worklist events) stays with the patient: the receiving
+    unit continues the record; the sending one no longer sees it unless given a grant.
+    """
+
+    __tablename__ = "patient_transfers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    from_organisation: Mapped[str] = mapped_column(String(16))
+    from_unit: Mapped[str] = mapped_column(String(64))
+    to_organisation: Mapped[str] = mapped_column(String(16))
+    to_unit: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(String(200))
+    transferred_by: Mapped[str] = mapped_column(String(64))
+    transferred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PatientAccessGrant(Base):
+    """Read access to one patient for a named organisation, for a limited time (samhandling,
+    e.g. the municipality's home-care service). Revoked by setting revoked_at, never deleted."""
+
+    __tablename__ = "patient_access_grants"
+    __table_args__ = (
+        Index("ix_patient_access_grants_grantee", "grantee_organisation", "valid_until"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    grantee_organisation: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(String(200))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_by_organisation: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
 class AuditEntry(Base):
     """Normen / pasientjournalloven § 22: who did what to whose record, hash-chained."""
 

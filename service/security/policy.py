@@ -63,6 +63,12 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "set_target_saturation": frozenset({C, A}),
     "get_patient": frozenset({C, A}),
     "list_patient_assessments": frozenset({C, A}),
+    # sharing on purpose (service.domain.sharing): the holding organisation's clinicians
+    "transfer_patient": frozenset({C, A}),
+    "list_patient_transfers": frozenset({C, A}),
+    "grant_patient_access": frozenset({C, A}),
+    "list_patient_grants": frozenset({C, A}),
+    "revoke_patient_grant": frozenset({C, A}),
     # FHIR ingestion: devices (VKP) and questionnaires (Helsenorge) via integration clients
     "fhir_bundle": frozenset({I, A}),
     "fhir_create_observation": frozenset({I, A}),
