@@ -1,5 +1,4 @@
-"""patient side and secondary use: bulk export jobs, their files, the release record, and the
-questionnaires sent to patients as Tasks
+"""patient side and secondary use: bulk export jobs, their files and the release record
 
 Revision ID: 0013_patient_side
 Revises: 0005_replicas
@@ -71,35 +70,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_data_releases_released_at", "data_releases", ["released_at"])
     op.create_index("ix_data_releases_organisation", "data_releases", ["organisation"])
-    op.create_table(
-        "questionnaire_tasks",
-        sa.Column("id", sa.String(length=36), primary_key=True),
-        sa.Column("patient_id", sa.String(length=36), sa.ForeignKey("patients.id"), nullable=False),
-        sa.Column("questionnaire", sa.String(length=80), nullable=False),
-        sa.Column("questionnaire_url", sa.String(length=300), nullable=False),
-        sa.Column("questionnaire_version", sa.String(length=32), nullable=False),
-        sa.Column("pathway_id", sa.String(length=64), nullable=False),
-        sa.Column("pathway_version", sa.Integer(), nullable=False),
-        sa.Column("organisation", sa.String(length=16), nullable=False),
-        sa.Column("unit", sa.String(length=64), nullable=False),
-        sa.Column("opens_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("closes_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("response_id", sa.String(length=36), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.UniqueConstraint("patient_id", "questionnaire", "opens_at"),
-    )
-    op.create_index("ix_questionnaire_tasks_patient_id", "questionnaire_tasks", ["patient_id"])
-    op.create_index(
-        "ix_questionnaire_tasks_status_closes", "questionnaire_tasks", ["status", "closes_at"]
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_questionnaire_tasks_status_closes", table_name="questionnaire_tasks")
-    op.drop_index("ix_questionnaire_tasks_patient_id", table_name="questionnaire_tasks")
-    op.drop_table("questionnaire_tasks")
     op.drop_index("ix_data_releases_organisation", table_name="data_releases")
     op.drop_index("ix_data_releases_released_at", table_name="data_releases")
     op.drop_table("data_releases")
