@@ -108,7 +108,11 @@ class CdsFeedback(Base):
 
 
 class Reading(Base):
-    """One canonical value (a BP panel gives two; a questionnaire gives a score and its items)."""
+    """One canonical value (a BP panel gives two; a questionnaire gives a score and its items).
+
+    On PostgreSQL partitioned by month of ``effective_s`` (migration 0014): there the primary key
+    is (id, effective_s) and the unique index (resource_id, name, effective_s).
+    """
 
     __tablename__ = "readings"
     __table_args__ = (
@@ -130,7 +134,11 @@ class Reading(Base):
 
 
 class Assessment(Base):
-    """An immutable record entry: what was scored, with what, and why."""
+    """An immutable record entry: what was scored, with what, and why.
+
+    On PostgreSQL partitioned by month of ``created_at`` (migration 0014): the primary key is
+    (id, created_at), and worklist_items.assessment_id is checked by a trigger, not a foreign key.
+    """
 
     __tablename__ = "assessments"
     __table_args__ = (Index("ix_assessments_patient_created", "patient_id", "created_at"),)
@@ -341,7 +349,11 @@ class PatientAccessGrant(Base):
 
 
 class AuditEntry(Base):
-    """Normen / pasientjournalloven § 22: who did what to whose record, hash-chained."""
+    """Normen / pasientjournalloven § 22: who did what to whose record, hash-chained.
+
+    On PostgreSQL partitioned by month of ``at`` (migration 0014): the primary key is (seq, at);
+    one seq per row is held by the writers' advisory lock and checked by `triage audit verify`.
+    """
 
     __tablename__ = "audit_log"
 
