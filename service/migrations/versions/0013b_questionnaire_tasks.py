@@ -1,11 +1,11 @@
 """questionnaires sent to patients as Tasks (issue 18, part 2)
 
-A second migration of the same issue: 0013_patient_side had already landed and another migration
-(0006_org_boundaries) had been chained after it, so the table is added here rather than by
-editing a migration that databases may already have applied.
+A second migration of the same issue: 0013_patient_side had already landed and others
+(0006_org_boundaries, then 0014_monthly_partitions) were chained after it, so the table is added
+here rather than by editing a migration that databases may already have applied.
 
 Revision ID: 0013b_questionnaire_tasks
-Revises: 0006_org_boundaries
+Revises: 0014_monthly_partitions
 Create Date: 2026-12-08 05:10:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013b_questionnaire_tasks"
-down_revision = "0006_org_boundaries"
+down_revision = "0014_monthly_partitions"
 branch_labels = None
 depends_on = None
 
