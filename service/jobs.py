@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import BackgroundJob
 from service.config import Settings
+from service.db.engine import transaction
 from service.db.tables import JobRun, Patient
 from service.db.unit_of_work import lock_patients, write
 from service.domain.monitoring import ScheduledRun
@@ -208,6 +209,25 @@ def create_upcoming_partitions(app: FastAPI) -> None:
         log.info("created partitions %s", ", ".join(created))
 
 
+def dispatch_questionnaires(app: FastAPI, min_interval_s: float | None = None) -> None:
+    """Send due questionnaires as Tasks, complete answered ones, mark missed ones (one replica
+    per period: the unique (patient, questionnaire, opening) key stops a duplicate Task)."""
+    from service.domain.questionnaire_tasks import QuestionnaireDispatch
+
+    sessions = app.state.sessions
+    if not claim_run(sessions, "questionnaires", min_interval_s):
+        return
+    try:
+        dispatch = QuestionnaireDispatch(
+            app.state.services.pathways, deliver=app.state.settings.outbox_endpoint is not None
+        )
+        with transaction(sessions) as session:
+            result = dispatch.run(session, datetime.now(UTC))
+        log.info("questionnaires dispatched", extra={"fields": vars(result)})
+    finally:
+        finish_run(sessions, "questionnaires")
+
+
 def default_background_jobs(
     settings: Settings, *, drift_initial_delay_s: float = DRIFT_INITIAL_DELAY_S
 ) -> tuple[BackgroundJob, ...]:
@@ -233,6 +253,16 @@ def default_background_jobs(
                 initial_delay_s=drift_initial_delay_s,
             )
         )
+    if settings.questionnaire_dispatch_minutes > 0:
+        interval_s = settings.questionnaire_dispatch_minutes * 60
+        jobs.append(
+            periodic(
+                "questionnaires",
+                interval_s,
+                functools.partial(dispatch_questionnaires, min_interval_s=interval_s / 2),
+                initial_delay_s=30.0,
+            )
+        )
     if settings.audit_checkpoint_minutes > 0:
         jobs.append(
             periodic(
@@ -242,10 +272,15 @@ def default_background_jobs(
                 initial_delay_s=60.0,
             )
         )
-    if settings.resolved_database_url.startswith("postgresql"):
+    if settings.partition_schedule_hours > 0 and settings.resolved_database_url.startswith(
+        "postgresql"
+    ):
         jobs.append(
             periodic(
-                "storage-partitions", 24 * 3600, create_upcoming_partitions, initial_delay_s=30.0
+                "storage-partitions",
+                settings.partition_schedule_hours * 3600,
+                create_upcoming_partitions,
+                initial_delay_s=30.0,
             )
         )
     return tuple(jobs)
