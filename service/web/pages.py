@@ -480,6 +480,33 @@ def _personal(value: float, level: str, labels: dict[str, str], t: Translator) -
     )
 
 
+def _sent_questionnaires(session: Any, patient_id: str, since_s: int) -> list[dict[str, Any]]:
+    """Questionnaires sent as Tasks (service.domain.questionnaire_tasks): sent, answered, missed."""
+    from service.db.tables import QuestionnaireTask
+
+    since = datetime.fromtimestamp(since_s, UTC)
+    rows = session.scalars(
+        select(QuestionnaireTask)
+        .where(QuestionnaireTask.patient_id == patient_id, QuestionnaireTask.opens_at >= since)
+        .order_by(QuestionnaireTask.opens_at.desc())
+        .limit(60)
+    )
+
+    def epoch(moment: datetime) -> int:
+        aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return int(aware.timestamp())
+
+    return [
+        {
+            "questionnaire": r.questionnaire,
+            "opens_s": epoch(r.opens_at),
+            "closes_s": epoch(r.closes_at),
+            "status": r.status,
+        }
+        for r in rows
+    ]
+
+
 def _questionnaires(session: Any, patient_id: str, since_s: int) -> list[dict[str, Any]]:
     from models.rules.catalogue import ITEM_LABELS
 
@@ -609,6 +636,7 @@ def patient_context(
         "overrides": overrides,
         "override_rules": _override_rules(doc),
         "questionnaires": _questionnaires(session, patient.id, since_s),
+        "sent_questionnaires": _sent_questionnaires(session, patient.id, since_s),
         "level_labels": level_labels(t),
         "levels": [lv.id for lv in doc.levels],
         "default_expiry": (datetime.now(UTC) + timedelta(days=14)).date().isoformat(),

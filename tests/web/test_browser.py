@@ -119,7 +119,7 @@ def server(
     from service.security.tokens import issue_dev_token
     from tests.helpers import migrate_test_database as migrate
     from tests.web.conftest import make_settings_for
-    from tests.web.seed import seed_cohort
+    from tests.web.seed import seed_cohort, seed_questionnaire_tasks
 
     tmp = tmp_path_factory.mktemp("browser")
     settings = make_settings_for(tmp, artifact_dir)
@@ -169,6 +169,8 @@ def server(
         token = issue_dev_token(settings, Role.INTEGRATION)
         with httpx.Client(base_url=base, timeout=60) as client:
             ids = seed_cohort(client, {"Authorization": f"Bearer {token}"})
+        # Questionnaires sent, so the patient pages' sent/answered/missed table is checked too.
+        seed_questionnaire_tasks(settings.resolved_database_url)
         yield Server(base, settings, ids)
     finally:
         process.terminate()
