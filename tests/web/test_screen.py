@@ -196,7 +196,7 @@ def test_the_default_worklist_is_a_dense_table_with_counts_names_and_newest_valu
     web = signed_in("clinician")
     html = web.get("/web/worklist").text
     assert '<table class="worklist-table">' in html and '<li class="item' not in html
-    rows = re.findall(r'<tr id="item-[^"]+" class="row row-(\w+)', html)
+    rows = re.findall(r'<tr id="item-[^"]+" class="wl-row row-(\w+)', html)
     order = {"red": 0, "yellow": 1, "green": 2}
     assert rows and [order[r] for r in rows] == sorted(order[r] for r in rows)
     counts = text_of(html.split('class="level-counts"', 1)[1].split("</nav>", 1)[0])
@@ -216,7 +216,7 @@ def test_the_default_worklist_is_a_dense_table_with_counts_names_and_newest_valu
     assert "<title>Kari Nordmann" in kari and "010170 *****" in text_of(kari)
     assert "01017000027" not in kari
     only_yellow = web.get("/web/worklist?level=yellow").text
-    assert set(re.findall(r'class="row row-(\w+)', only_yellow)) == {"yellow"}
+    assert set(re.findall(r'class="wl-row row-(\w+)', only_yellow)) == {"yellow"}
     english = web.get("/web/worklist", cookies={"triage_lang": "en"}).text
     assert "Risk of hospital contact within 72 h" in english and "COPD" in english
 
