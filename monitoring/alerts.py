@@ -145,15 +145,23 @@ def _performance_alerts(
     citl = float(perf["calibration_in_the_large"])
     ece = float(perf["expected_calibration_error"])
     if abs(citl) > max_cal or ece > max_cal:
+        # The remedy for calibration drift on recorded outcomes is a local recalibration: a new
+        # model version that goes through the same promotion gate (training/recalibrate.py).
+        org = scope.get("organisation")
+        command = f"triage recalibrate --organisation {org or '<orgnr>'}"
         out.append(
             Alert(
                 "performance",
                 "warning",
                 **scope,
                 text_en=f"Calibration off: observed minus predicted event rate {citl:+.3f}, "
-                f"expected calibration error {ece:.3f} (limit {max_cal:.2f}; {where_en})",
+                f"expected calibration error {ece:.3f} (limit {max_cal:.2f}; {where_en}). "
+                f"Proposal: recalibrate on the recorded outcomes ({command}), then "
+                "triage promote",
                 text_nb=f"Kalibreringen avviker: observert minus predikert hendelsesrate {citl:+.3f}, "
-                f"forventet kalibreringsfeil {ece:.3f} (grense {max_cal:.2f}; {where_nb})",
+                f"forventet kalibreringsfeil {ece:.3f} (grense {max_cal:.2f}; {where_nb}). "
+                f"Forslag: rekalibrer på de registrerte utfallene ({command}), deretter "
+                "triage promote",
             )
         )
     return out

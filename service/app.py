@@ -51,7 +51,14 @@ def create_app(
         loaded = app.state.models.load()  # refuses to start on a hash/spec mismatch
         metrics.model_info.labels(loaded.model.name, loaded.model.version).set(1)
         app.state.verifier = TokenVerifier(settings)
+        if settings.cds_client_jwks:
+            from service.security.cds_client import CdsClientVerifier
+
+            app.state.cds_clients = CdsClientVerifier(settings)
         app.state.services = build_services(app)
+        from service.domain.export import ExportService
+
+        app.state.exports = ExportService(app.state.sessions, engine, settings)
         async with AsyncExitStack() as stack:
             for job in background_jobs:
                 await stack.enter_async_context(job(app))
@@ -73,6 +80,7 @@ def create_app(
 
     from service.api import (
         cds_hooks,
+        export,
         fhir,
         ops,
         outbox,
@@ -90,6 +98,7 @@ def create_app(
         v2.router,
         ops.router,
         patients.router,
+        export.router,  # before fhir.router: /fhir/$export is not a resource type
         fhir.router,
         worklist.router,
         models_api.router,

@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     """`kid` of that key in the JWKS registered with HelseID."""
     outbox_scope: str | None = None
     """Scope(s) requested for DIPS, space-separated."""
+    cds_client_jwks: dict[str, str] = {}
+    """CDS Hooks clients trusted with their own JWT (CDS Hooks 2.0 "Trusting CDS Clients"), as
+    issuer -> JWKS URL, e.g. {"https://dips.example/cds": "https://dips.example/cds/jwks"}.
+    Beside HelseID: a token from one of these issuers is accepted on the /cds-services routes."""
+    cds_client_organisations: dict[str, str] = {}
+    """The organisation (orgnr) each trusted CDS client acts for, by issuer."""
+    cds_fhir_servers: list[str] = []
+    """FHIR base URLs the CDS service may fetch from with a request's fhirAuthorization (when
+    prefetch lacks the patient); any other fhirServer is not called (no fetch on the caller's
+    say-so)."""
     session_secret: str = "dev-only-session-secret-change-me"  # noqa: S105 - refused in production
     """Signs web session cookies; must be set in production."""
     audit_checkpoint_key: str | None = None
@@ -105,6 +115,16 @@ class Settings(BaseSettings):
     `triage audit checkpoint` does it where in_process_jobs is false)."""
     log_json: bool = True
     """Structured JSON log lines (one object per line)."""
+    export_pseudonym_secret: str = "dev-only-export-secret-change-me"  # noqa: S105 - see below
+    """Keys the per-recipient pseudonyms and time shifts of bulk exports (HMAC-SHA256 over the
+    recipient and the service's id). Keep it from every recipient; in production bulk exports are
+    refused until it is set (the service itself still starts without it)."""
+    export_k_anonymity: int = Field(default=5, ge=2)
+    """A bulk export withholds every patient whose (age band, sex, unit, pathway) group holds
+    fewer than this many patients in the export."""
+    export_time_shift_max_days: int = Field(default=180, ge=1)
+    """Each patient's times move by a secret whole number of days in ±this range (per recipient),
+    so intervals inside one patient's record are kept and calendar dates are not."""
 
     @model_validator(mode="after")
     def refuse_unsafe_production(self) -> Settings:

@@ -45,6 +45,9 @@ class WorklistItemPublic(BaseModel):
     patient: WorklistPatient
     state: str
     level: str
+    level_source: str = Field(
+        description="Where the level came from: rule | model | rule+model | none"
+    )
     probability: float | None
     top_factors: list[dict[str, Any]]
     rules_fired: list[dict[str, Any]]
@@ -88,7 +91,25 @@ class TransitionBody(BaseModel):
     )
 
 
-@router.get("", name="get_worklist", response_model=list[WorklistItemPublic])
+_TRANSITION = "worklist_transition_api_v1_worklist__item_id___action__post"
+
+
+@router.get(
+    "",
+    name="get_worklist",
+    response_model=list[WorklistItemPublic],
+    responses={
+        200: {
+            "description": "The items",
+            "links": {
+                "ActOnFirstItem": {
+                    "operationId": _TRANSITION,
+                    "parameters": {"item_id": "$response.body#/0/id"},
+                }
+            },
+        }
+    },
+)
 def get_worklist(
     principal: CurrentPrincipal,
     session: ReadSession,
@@ -115,6 +136,18 @@ def get_worklist(
     response_model=WorklistItemPublic,
     responses={
         **NOT_FOUND,
+        200: {
+            "description": "The item as it is now; its ETag is the new version",
+            "links": {
+                "ActAgain": {
+                    "operationId": _TRANSITION,
+                    "parameters": {
+                        "item_id": "$response.body#/id",
+                        "header.If-Match": "$response.header.ETag",
+                    },
+                }
+            },
+        },
         409: {
             "description": "Illegal transition, or someone else changed the item first: the body "
             "holds its current state and who changed it"

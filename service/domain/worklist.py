@@ -397,7 +397,8 @@ def scoped(query: Any, principal: Principal, unit: str | None, for_me: bool) -> 
     if for_me:
         query = query.where(WorklistItem.state == "escalated", recipient_clause(principal))
     else:
-        query = query.where(visibility.patient_filter(principal))
+        # A patient merely shared with the caller's organisation (a grant) is not theirs to work.
+        query = query.where(visibility.patient_filter(principal, shared=False))
     if unit:
         query = query.where(WorklistItem.unit == unit)
     return query
@@ -466,6 +467,7 @@ def item_summary(
         },
         "state": item.state,
         "level": item.level,
+        "level_source": assessment.level_source,
         "probability": item.probability,
         "top_factors": explanation.get("top_factors", [])[:3],
         "rules_fired": explanation.get("rules", []),

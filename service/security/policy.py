@@ -34,6 +34,9 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "swagger_ui_redirect",
         "redoc_html",
         "fhir_metadata",
+        # The model card a CDS card's source.url points at: a browser opens it without a token
+        # (it describes the model, synthetic training data, no patient data).
+        "cds_model_card",
         "v2_live",
         "v2_ready",
         # Evidently's JavaScript library that drift-report HTML loads (no data in it)
@@ -60,6 +63,12 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "set_target_saturation": frozenset({C, A}),
     "get_patient": frozenset({C, A}),
     "list_patient_assessments": frozenset({C, A}),
+    # sharing on purpose (service.domain.sharing): the holding organisation's clinicians
+    "transfer_patient": frozenset({C, A}),
+    "list_patient_transfers": frozenset({C, A}),
+    "grant_patient_access": frozenset({C, A}),
+    "list_patient_grants": frozenset({C, A}),
+    "revoke_patient_grant": frozenset({C, A}),
     # FHIR ingestion: devices (VKP) and questionnaires (Helsenorge) via integration clients
     "fhir_bundle": frozenset({I, A}),
     "fhir_create_observation": frozenset({I, A}),
@@ -99,7 +108,7 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     # CDS Hooks (DIPS calls as an integration client; a clinician-context app may call too)
     "cds_discovery": frozenset({C, I, A}),
     "cds_service_call": frozenset({C, I, A}),
-    "cds_model_card": frozenset({C, M, P, I, A}),
+    "cds_feedback": frozenset({C, I, A}),
     # Open Inference Protocol (V2): the model for ML engineers and integration clients
     "v2_server_metadata": frozenset({M, I, A}),
     "v2_model_metadata": frozenset({M, I, A}),
@@ -110,6 +119,13 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "v2_version_infer": frozenset({M, I, A}),
     # DIPS outbox delivery state: operations (admin) and the integration client; no payloads
     "list_outbox": frozenset({I, A}),
+    # FHIR Bulk Data export for secondary use (registries, research): pseudonymised, k-anonymous,
+    # recorded as a release; the compliance officer releases (admin for operations). Status and
+    # files are read only by the client that asked (service.domain.export).
+    "fhir_export": frozenset({P, A}),
+    "fhir_group_export": frozenset({P, A}),
+    "fhir_export_status": frozenset({P, A}),
+    "fhir_export_file": frozenset({P, A}),
     # Resending a dead letter is an operations decision, after the cause is fixed.
     "resend_outbox_entry": frozenset({A}),
     # audit log (Normen): compliance officers, and administrators for operations

@@ -20,7 +20,10 @@ from sqlalchemy.orm import Session
 from service.db.tables import (
     Assessment,
     AuditEntry,
+    CdsFeedback,
+    DataRelease,
     DriftSignOff,
+    ExportFile,
     IngestedResource,
     PathwayVersion,
     PathwayVersionDecision,
@@ -40,7 +43,10 @@ IMMUTABLE_RECORDS: tuple[type[Any], ...] = (
     WorklistEvent,
     IngestedResource,
     ResourceVersion,
+    CdsFeedback,
     AuditEntry,
+    DataRelease,  # a release for secondary use, and the files it released
+    ExportFile,
 )
 # Attribute -> the only value it may be changed to.
 SANCTIONED_UPDATES: dict[type[Any], dict[str, Any]] = {PatientOverride: {"revoked": True}}

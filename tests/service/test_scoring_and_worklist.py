@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from models.features import FEATURE_INDEX, N_FEATURES
 from service.db.tables import Assessment, WorklistItem
 from tests.helpers import FNR_ADULT, enrol, observation, post_fhir
 
@@ -62,7 +63,7 @@ def test_every_ingestion_stores_an_immutable_assessment_with_provenance(client, 
     assert latest.model_name == "handmade-test-model" and latest.model_version == "0.0.1"
     assert latest.as_of == NOW or latest.as_of.replace(tzinfo=UTC) == NOW
     assert latest.rule_set_hash and latest.pathway_id == "copd"
-    assert len(latest.features) == 28 and len(latest.basis) > 1
+    assert len(latest.features) == N_FEATURES and len(latest.basis) > 1
     explanation = latest.explanation
     total = (
         explanation["intercept"]
@@ -262,7 +263,7 @@ def test_cohort_rescoring_equals_one_at_a_time(client, auth):
         assert [r["rule"] for r in batch.explanation["rules"]] == [
             r["rule"] for r in singles[pid].explanation["rules"]
         ]
-    hours = batch.features[26]  # hours_since_last_measurement_h
+    hours = batch.features[FEATURE_INDEX["hours_since_last_measurement_h"]]
     assert hours == pytest.approx(30.0)
 
 
