@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     rescore_schedule_hours: float = 6.0
     """How often every patient is re-scored as of the wall clock (catches silent patients); 0
     disables."""
+    questionnaire_dispatch_minutes: float = 5.0
+    """How often due questionnaires are sent to patients as Tasks, answered ones completed and
+    overdue ones marked missed (service/domain/questionnaire_tasks.py); 0 disables."""
     drift_schedule_hours: float = 24.0
     """How often the built-in drift report job runs; 0 disables it."""
     drift_window_days: int = 7

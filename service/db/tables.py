@@ -539,3 +539,30 @@ class DataRelease(Base):
     # the k-anonymity rule withheld.
     contents: Mapped[dict[str, Any]] = mapped_column(JSON)
     content_hash: Mapped[str] = mapped_column(String(64))
+
+
+class QuestionnaireTask(Base):
+    """A questionnaire sent to a patient (a FHIR Task to Helsenorge): when it was due, and
+    whether it was answered (a QuestionnaireResponse whose basedOn names it) or missed."""
+
+    __tablename__ = "questionnaire_tasks"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "questionnaire", "opens_at"),
+        Index("ix_questionnaire_tasks_status_closes", "status", "closes_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    questionnaire: Mapped[str] = mapped_column(String(80))
+    questionnaire_url: Mapped[str] = mapped_column(String(300))
+    questionnaire_version: Mapped[str] = mapped_column(String(32))
+    pathway_id: Mapped[str] = mapped_column(String(64))
+    pathway_version: Mapped[int] = mapped_column(Integer)
+    organisation: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str] = mapped_column(String(64))
+    opens_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closes_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))  # requested | completed | missed
+    response_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
