@@ -338,30 +338,57 @@ def drift_run(
         str | None, typer.Option(help="Window end (ISO, UTC unless an offset); default now")
     ] = None,
     by: Annotated[str, typer.Option(help="Who runs it (HPR number / user id)")] = "cli",
+    start: Annotated[
+        str | None, typer.Option(help="Window start (ISO); default END minus DAYS")
+    ] = None,
+    reference_start: Annotated[
+        str | None,
+        typer.Option(help="Local baseline start (ISO): compare with this period of the same scope"),
+    ] = None,
+    reference_end: Annotated[
+        str | None, typer.Option(help="Local baseline end (ISO, exclusive)")
+    ] = None,
 ) -> None:
-    """Run a drift report for the last DAYS on the service's database; prints verdict and id."""
+    """Run a drift report on the service's database (clinical time); prints verdict and id.
+
+    Without --reference-start/--reference-end the reference is the model's training sample.
+    """
     from service.domain.monitoring import InsufficientWindow
 
     settings = Settings()
     _migrate(settings)
     service, engine, sessions = _monitoring_service(settings)
+    from service.errors import TriageError
+
     window_end = _when(end)
+    window_start = _when(start) if start else window_end - timedelta(days=days)
+    if (reference_start is None) != (reference_end is None):
+        typer.echo("error: give both --reference-start and --reference-end, or neither", err=True)
+        raise typer.Exit(2)
     try:
         outcome = service.run_report(
             sessions,
-            window_end - timedelta(days=days),
+            window_start,
             window_end,
             pathway,
             organisation,
             created_by=f"cli:{by}",
+            reference_start=_when(reference_start) if reference_start else None,
+            reference_end=_when(reference_end) if reference_end else None,
+            role="cli",
         )
     except InsufficientWindow as exc:
         typer.echo(f"no report: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    except TriageError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
     finally:
         engine.dispose()
     report = outcome.report
     typer.echo(f"verdict: {report['verdict']}")
+    if report.get("summary_en"):
+        typer.echo(report["summary_en"])
     typer.echo(f"report id: {report['id']}{'' if outcome.created else ' (already stored)'}")
     typer.echo(f"drifted features: {', '.join(report['drifted_features']) or 'none'}")
     for flag in report["data_quality"]:
@@ -526,7 +553,18 @@ def _mount_job_commands() -> None:
 
     app.add_typer(training_app)
     app.add_typer(audit_app)
-    _mount_offline_drift(register(typer.Typer()), app, drift_app)
+    _mount_offline_drift(register(typer.Typer(), demo_source=_drift_demo_source), app, drift_app)
+
+
+def _drift_demo_source(scenario: str, seed: int) -> Any:
+    """(local baseline, window) from training's simulator, scored by the shipped model."""
+    from models.artifact import SHIPPED_ARTIFACT_DIR
+    from models.runtime import OnnxRiskModel
+    from service.drift_demo import SCENARIOS, demo_window
+
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown demo {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    return demo_window(OnnxRiskModel(SHIPPED_ARTIFACT_DIR).load(), scenario, seed)
 
 
 def _mount_offline_drift(offline: typer.Typer, top: typer.Typer, drift: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from starlette.datastructures import FormData
 from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import DriftReport, DriftSignOff, PathwayVersion, Patient
+from service.domain.monitoring import SIGN_OFF_DECISIONS
 from service.errors import InvalidInput, NotFound, TriageError
 from service.security.deps import CurrentPrincipal
 from service.security.principal import Principal, Role
@@ -37,7 +38,6 @@ NUMBER_FIELDS = (
 )
 BAND_BOUNDS = ("gt", "ge", "lt", "le")
 DRY_RUN_VALUES = ("spo2", "heart_rate", "respiratory_rate", "temperature", "systolic_bp", "weight")
-SIGN_OFF_DECISIONS = ("accepted", "action-required", "escalated")
 
 
 # ---- pathways ---------------------------------------------------------------------------------
