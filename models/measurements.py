@@ -7,6 +7,7 @@ Codes: LOINC and SNOMED CT as used by the VKP profiles (hl7norway VkpObservation
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -32,10 +33,12 @@ class Measurement:
     conversions: dict[str, Callable[[float], float]] = field(default_factory=dict)
 
     def to_canonical(self, value: float, unit: str) -> float:
-        if unit == self.unit:
+        unit = ucum_normalise(unit)
+        if unit == ucum_normalise(self.unit):
             return value
+        conversions = {ucum_normalise(u): f for u, f in self.conversions.items()}
         try:
-            return self.conversions[unit](value)
+            return conversions[unit](value)
         except KeyError:
             raise ValueError(
                 f"unit '{unit}' is not accepted for {self.name}; expected '{self.unit}'"
@@ -44,6 +47,21 @@ class Measurement:
 
     def is_plausible(self, value: float) -> bool:
         return self.plausible_min <= value <= self.plausible_max
+
+
+# UCUM is case-sensitive, with one exception: the litre may be written `l` or `L` (UCUM §4.2,
+# "l" and "L" are both valid symbols of the same unit), alone or with a metric prefix.
+_LITRE_TERM = re.compile(r"^(\d*)(da|[YZEPTGMkhdcmunpfazy])?[lL]$")
+
+
+def ucum_normalise(unit: str) -> str:
+    """One spelling per UCUM unit where UCUM allows several (litre: `mmol/l` == `mmol/L`)."""
+    parts = re.split(r"([./])", unit.strip())
+    out = []
+    for part in parts:
+        match = _LITRE_TERM.match(part)
+        out.append(f"{match.group(1)}{match.group(2) or ''}L" if match else part)
+    return "".join(out)
 
 
 def _same(value: float) -> float:
@@ -144,7 +162,7 @@ MEASUREMENTS: dict[str, Measurement] = {
             "glucose",
             "mmol/L",
             ("15074-8",),
-            (),
+            ("434912009",),
             0.5,
             50,
             "Blodsukker",
@@ -157,10 +175,59 @@ MEASUREMENTS: dict[str, Measurement] = {
 
 # The blood-pressure panel carries no value of its own; its components do.
 BLOOD_PRESSURE_PANEL = {"loinc": ("85354-9",), "snomed": ("75367002",)}
+# Further components the (open-sliced) VKP and DIPS blood-pressure profiles carry: stored as
+# readings under these names, in mm[Hg], but not scored (no rule or feature reads them).
+BLOOD_PRESSURE_EXTRA_COMPONENTS: dict[tuple[str, str], str] = {
+    (LOINC, "8478-0"): "mean_arterial_pressure",
+    (SNOMED, "6797001"): "mean_arterial_pressure",
+    (SNOMED, "4461000202102"): "pulse_pressure",  # Norwegian SNOMED CT extension
+    (SNOMED, "87179004"): "pulse_pressure",
+}
+BLOOD_PRESSURE_EXTRA_PLAUSIBLE = (0.0, 300.0)  # mm[Hg]
 
 # Values that arrive as questionnaire answers rather than device readings, with their meaning.
 ON_OXYGEN = "on_oxygen"  # bool: receiving supplemental oxygen (NEWS2 "air or oxygen")
 CONSCIOUSNESS = "consciousness"  # "alert" or "cvpu" (new confusion, voice, pain, unresponsive)
+
+# ACVPU (RCP NEWS2 chart, 2017): the words clinicians and devices use. NEWS2 scores 0 for Alert and
+# 3 for any of new Confusion, Voice, Pain, Unresponsive, so they collapse to "cvpu".
+ACVPU_LEVELS = ("alert", "confusion", "voice", "pain", "unresponsive")
+# SNOMED CT findings for the levels (international edition), and the VKP consciousness
+# profile's observable (UK extension 1104441000000107, "ACVPU scale score").
+ACVPU_SNOMED: dict[str, str] = {
+    "248234008": "alert",  # Mentally alert (finding)
+    "40917007": "confusion",  # Clouded consciousness / confusion (finding)
+    "286933003": "confusion",  # Confusional state (finding)
+    "300202002": "voice",  # Responds to voice (finding)
+    "450847001": "pain",  # Responds to pain (finding)
+    "422768004": "unresponsive",  # Unresponsive (finding)
+}
+ACVPU_OBSERVABLES = ("1104441000000107",)
+_ACVPU_ALIASES = {
+    "a": "alert",
+    "c": "confusion",
+    "new confusion": "confusion",
+    "new-confusion": "confusion",
+    "confused": "confusion",
+    "v": "voice",
+    "p": "pain",
+    "u": "unresponsive",
+}
+
+
+def consciousness_category(value: str) -> str:
+    """'alert' or 'cvpu' for an ACVPU term, letter or SNOMED CT code; ValueError otherwise."""
+    term = value.strip().lower()
+    term = ACVPU_SNOMED.get(term, _ACVPU_ALIASES.get(term, term))
+    if term == "alert":
+        return "alert"
+    if term == "cvpu" or term in ACVPU_LEVELS:
+        return "cvpu"
+    raise ValueError(
+        f"consciousness '{value}' is not an ACVPU level ({', '.join(ACVPU_LEVELS)}, or cvpu)"
+    )
+
+
 SYMPTOM_SCORE = "symptom_score"  # pathway questionnaire total, normalised to 0–10 points
 
 _BY_CODE: dict[tuple[str, str], str] = {}

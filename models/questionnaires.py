@@ -10,6 +10,7 @@ On the serving path: standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -18,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from models.measurements import CONSCIOUSNESS, ON_OXYGEN
+from models.measurements import CONSCIOUSNESS, ON_OXYGEN, consciousness_category
 
 ITEM_WEIGHT_URL = "http://hl7.org/fhir/StructureDefinition/itemWeight"
 # The older SDC name of the same extension; forms built before itemWeight existed use it.
@@ -137,6 +138,10 @@ def score_answers(questionnaire: dict[str, Any], answers: dict[str, object]) -> 
             values[link_id] = answer
             continue
         code = _answer_code(link_id, answer)
+        if link_id == CONSCIOUSNESS and isinstance(code, str):
+            # alert, confusion, voice, pain, unresponsive; anything else is refused below
+            with contextlib.suppress(ValueError):
+                code = consciousness_category(code)
         options = [
             o["valueCoding"]["code"] for o in item.get("answerOption", []) if "valueCoding" in o
         ]

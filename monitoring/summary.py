@@ -13,18 +13,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from models.identifiers import redact_person_numbers
 from monitoring.vocabulary import DECISION_LABELS, OPEN_VERDICTS, Decision
 
 SUMMARY_DIR = Path("governance") / "monitoring"
 DECISIONS = DECISION_LABELS
-_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{6}\s?\d{5}(?!\d)")
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _cell(value: Any) -> str:
     """Table-safe text: no pipes or newlines, and no 11-digit personal identifiers."""
     text = "–" if value is None or value == "" else str(value)
-    text = _ELEVEN_DIGITS.sub("[id removed]", text)
+    text = redact_person_numbers(text, "[id removed]")
     return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ").strip()
 
 

@@ -71,7 +71,17 @@ def create_app(
     app.state.metrics = metrics
     install_error_handlers(app)
 
-    from service.api import cds_hooks, fhir, ops, outbox, pathways, patients, v2, worklist
+    from service.api import (
+        cds_hooks,
+        fhir,
+        ops,
+        outbox,
+        outcomes,
+        pathways,
+        patients,
+        v2,
+        worklist,
+    )
     from service.api import models as models_api
     from service.api import monitoring as monitoring_api
 
@@ -87,7 +97,7 @@ def create_app(
         cds_hooks.router,
         outbox.router,
         monitoring_api.router,
-        monitoring_api.outcomes_router,
+        outcomes.router,
     ):
         app.include_router(router)
     install_security(app)  # audit trail, input guard, record guards, /api/v1/audit

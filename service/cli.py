@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from models.identifiers import contains_person_number
 from service.config import Settings
 
 app = typer.Typer(
@@ -124,7 +124,12 @@ def serve(
     """Serve the API (applies pending migrations first)."""
     import uvicorn
 
+    from service.observability import configure_logging
+
     settings = Settings()
+    # Before anything logs: the server's own lines (and its tracebacks) go through the same
+    # redacting handler as ours; each worker's lifespan configures it again the same way.
+    configure_logging(settings.log_json)
     _migrate(settings)
     if workers > 1:
         uvicorn.run(
@@ -169,7 +174,7 @@ def load_demo_cohort(
 ) -> dict[str, int]:
     """Feed a synthetic cohort through the real HTTP API: enrol, then FHIR batch Bundles.
 
-    Re-running is harmless: enrolment answers 409 for known patients and every message is
+    Re-running is harmless: enrolment answers 200 (or 409) for known patients and every message is
     idempotent by its identifier (ids carry the cohort's start date).
     """
     import httpx
@@ -200,7 +205,7 @@ def load_demo_cohort(
             r = http.post("/api/v1/patients", json=body)
             if r.status_code == 201:
                 counts["enrolled"] += 1
-            elif r.status_code == 409:
+            elif r.status_code in (200, 409):  # 200: the same enrolment already stored
                 counts["already_enrolled"] += 1
             else:
                 raise RuntimeError(f"enrolment refused ({r.status_code}): {r.text[:200]}")
@@ -443,7 +448,7 @@ def drift_sign_off(
         )
         raise typer.Exit(2)
     signer = by.strip()
-    if decision not in SIGN_OFF_DECISIONS or not signer or re.fullmatch(r"\d{11}", signer):
+    if decision not in SIGN_OFF_DECISIONS or not signer or contains_person_number(signer):
         typer.echo(
             f"error: --decision must be one of {', '.join(SIGN_OFF_DECISIONS)} and --by "
             "an HPR number (never a fødselsnummer)",

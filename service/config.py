@@ -79,8 +79,30 @@ class Settings(BaseSettings):
     """FHIR base URL of DIPS to push worklist Tasks to; unset: the outbox only records."""
     outbox_poll_s: float = 2.0
     """How often the outbox sender looks for undelivered entries."""
+    outbox_token_url: str | None = None
+    """HelseID token endpoint for the outbox (client credentials with private_key_jwt); unset:
+    DIPS is called without an Authorization header (development only)."""
+    outbox_client_id: str | None = None
+    """Our HelseID client id (the client assertion's iss and sub)."""
+    outbox_client_key: str | None = None
+    """Path of the PEM private key (RSA or EC) that signs the client assertion; its public half
+    is registered with HelseID."""
+    outbox_client_key_id: str | None = None
+    """`kid` of that key in the JWKS registered with HelseID."""
+    outbox_scope: str | None = None
+    """Scope(s) requested for DIPS, space-separated."""
     session_secret: str = "dev-only-session-secret-change-me"  # noqa: S105 - refused in production
     """Signs web session cookies; must be set in production."""
+    audit_checkpoint_key: str | None = None
+    """Ed25519 private key (PEM, or the 32-byte seed in base64) that signs audit checkpoints;
+    outside production one is made at var/audit-checkpoint-key.pem. The database administrator
+    must not hold it."""
+    audit_checkpoint_dir: Path | None = None
+    """Folder of the append-only checkpoint file (checkpoints.jsonl); default var/audit. Put it
+    where the database administrator cannot write (another volume, WORM storage)."""
+    audit_checkpoint_minutes: float = 60.0
+    """How often the in-process schedule signs the audit chain's head; 0 disables (the CronJob
+    `triage audit checkpoint` does it where in_process_jobs is false)."""
     log_json: bool = True
     """Structured JSON log lines (one object per line)."""
 
@@ -105,6 +127,10 @@ class Settings(BaseSettings):
     @property
     def dev_key_path(self) -> Path:
         return self.var_dir / "dev-signing-key.pem"
+
+    @property
+    def audit_checkpoint_dir_resolved(self) -> Path:
+        return self.audit_checkpoint_dir or self.var_dir / "audit"
 
     @property
     def reports_dir(self) -> Path:

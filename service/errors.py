@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from service.observability import redact
 
 
@@ -57,6 +59,22 @@ class Conflict(TriageError):
     code = "conflict"
 
 
+class LostRace(Conflict):
+    """Someone else changed the record first (another clinician, maybe on another replica).
+
+    Carries the record's current state, so the client can show it instead of guessing; `actor`
+    and `action` say who changed it and how ("someone else just acknowledged this").
+    """
+
+    def __init__(
+        self, message: str, *, current: dict[str, Any], actor: str | None, action: str | None
+    ) -> None:
+        super().__init__(message)
+        self.current = current
+        self.actor = actor
+        self.action = action
+
+
 class PayloadTooLarge(TriageError):
     status_code = 413
     code = "too-costly"
@@ -70,3 +88,17 @@ class UnsupportedMediaType(TriageError):
 class ModelNotReady(TriageError):
     status_code = 503
     code = "transient"
+
+
+class Busy(TriageError):
+    """The database kept refusing a write under contention (after bounded retries)."""
+
+    status_code = 503
+    code = "transient"
+
+
+class PreconditionFailed(TriageError):
+    """A conditional request matched more than one resource (FHIR If-None-Exist)."""
+
+    status_code = 412
+    code = "duplicate"

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -14,12 +17,14 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import BackgroundJob
 from service.config import Settings
-from service.db.engine import transaction
-from service.db.tables import Patient
+from service.db.tables import JobRun, Patient
+from service.db.unit_of_work import lock_patients, write
 from service.domain.monitoring import ScheduledRun
+from service.security.checkpoints import write_checkpoint
 
 log = logging.getLogger("triage.jobs")
 
@@ -28,6 +33,8 @@ log = logging.getLogger("triage.jobs")
 RESCORE_LOCK_ID = 0x7269_5343
 # The same for the drift-report schedule.
 DRIFT_LOCK_ID = 0x6472_6966
+# The same for signing audit checkpoints: one replica signs each head.
+CHECKPOINT_LOCK_ID = 0x6175_6463
 # The first scheduled drift run waits this long after startup; `triage demo` runs one itself as
 # soon as its cohort is loaded.
 DRIFT_INITIAL_DELAY_S = 300.0
@@ -66,25 +73,75 @@ def periodic(
 RESCORE_CHUNK = 500
 
 
-def rescore_all(app: FastAPI, chunk: int = RESCORE_CHUNK) -> int:
+def rescore_all(
+    app: FastAPI, chunk: int = RESCORE_CHUNK, min_interval_s: float | None = None
+) -> int:
     """Re-score every patient as of now, so those who stopped sending data surface.
 
-    One reference time for the whole run, committed chunk by chunk, one replica at a time.
+    One reference time for the whole run, committed chunk by chunk, one replica at a time;
+    with ``min_interval_s`` (the schedule) a run that another replica finished less than that
+    long ago is not repeated, so N replicas re-score once per period, not N times.
     """
     as_of_s = int(time.time())
     count = 0
     with _session_lock(app.state.engine, RESCORE_LOCK_ID) as held:
         if not held:
             return 0
+        if not claim_run(app.state.sessions, "rescore", min_interval_s):
+            log.info("scheduled re-scoring: another replica ran it recently")
+            return 0
         with app.state.sessions() as session:
             patient_ids = list(session.scalars(select(Patient.id).order_by(Patient.id)))
+        scoring = app.state.services.scoring
         for start in range(0, len(patient_ids), chunk):
-            with transaction(app.state.sessions) as session:
-                count += app.state.services.scoring.rescore_cohort(
-                    session, as_of_s, patient_ids[start : start + chunk]
-                )
+            ids = patient_ids[start : start + chunk]
+
+            def work(session: Session, ids: list[str] = ids) -> int:
+                # The same per-patient locks as ingestion, in the same order: a chunk and a
+                # Bundle for the same patients take turns instead of deadlocking.
+                lock_patients(session, ids)
+                return int(scoring.rescore_cohort(session, as_of_s, ids))
+
+            count += write(app.state.sessions, work)
+        finish_run(app.state.sessions, "rescore")
     log.info("scheduled re-scoring stored %d assessments", count)
     return count
+
+
+def _runner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:128]
+
+
+def claim_run(sessions: sessionmaker[Session], name: str, min_interval_s: float | None) -> bool:
+    """Record that this replica starts job ``name``; False when it ran too recently.
+
+    Called under the job's advisory lock, so the check and the record cannot race.
+    """
+    now = datetime.now(UTC)
+
+    def work(session: Session) -> bool:
+        run = session.get(JobRun, name)
+        if run is None:
+            session.add(JobRun(name=name, started_at=now, finished_at=None, runner=_runner()))
+            return True
+        finished = run.finished_at
+        if finished is not None and finished.tzinfo is None:
+            finished = finished.replace(tzinfo=UTC)
+        if min_interval_s and finished and finished > now - timedelta(seconds=min_interval_s):
+            return False
+        run.started_at, run.finished_at, run.runner = now, None, _runner()
+        return True
+
+    return write(sessions, work)
+
+
+def finish_run(sessions: sessionmaker[Session], name: str) -> None:
+    def work(session: Session) -> None:
+        run = session.get(JobRun, name)
+        if run is not None:
+            run.finished_at = datetime.now(UTC)
+
+    write(sessions, work)
 
 
 @contextlib.contextmanager
@@ -128,6 +185,18 @@ def run_drift_schedule(app: FastAPI) -> list[ScheduledRun]:
     return runs
 
 
+def write_audit_checkpoint(app: FastAPI) -> None:
+    """Sign the audit chain's head into the append-only checkpoint file (one replica)."""
+    with _session_lock(app.state.engine, CHECKPOINT_LOCK_ID) as held:
+        if not held:
+            return
+        writer = getattr(app.state, "audit", None)
+        if writer is not None:
+            writer.flush()  # sign what the requests so far wrote, not a head a batch behind
+        with app.state.sessions() as session:
+            write_checkpoint(session, app.state.settings)
+
+
 def default_background_jobs(
     settings: Settings, *, drift_initial_delay_s: float = DRIFT_INITIAL_DELAY_S
 ) -> tuple[BackgroundJob, ...]:
@@ -135,9 +204,13 @@ def default_background_jobs(
     if not settings.in_process_jobs:  # CronJobs run them (deploy/k8s/cronjobs.yaml)
         return ()
     if settings.rescore_schedule_hours > 0:
+        interval_s = settings.rescore_schedule_hours * 3600
         jobs.append(
             periodic(
-                "rescore", settings.rescore_schedule_hours * 3600, rescore_all, initial_delay_s=60.0
+                "rescore",
+                interval_s,
+                functools.partial(rescore_all, min_interval_s=interval_s / 2),
+                initial_delay_s=60.0,
             )
         )
     if settings.drift_schedule_hours > 0:
@@ -147,6 +220,15 @@ def default_background_jobs(
                 settings.drift_schedule_hours * 3600,
                 run_drift_schedule,
                 initial_delay_s=drift_initial_delay_s,
+            )
+        )
+    if settings.audit_checkpoint_minutes > 0:
+        jobs.append(
+            periodic(
+                "audit-checkpoint",
+                settings.audit_checkpoint_minutes * 60,
+                write_audit_checkpoint,
+                initial_delay_s=60.0,
             )
         )
     return tuple(jobs)

@@ -43,13 +43,24 @@ class RequestGuard:
                     raise HTTPException(413, f"request body exceeds {limit} bytes")
             return message
 
+        started_response = [False]
+
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+                started_response[0] = True
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
+        except Exception:
+            # A chunked body (no Content-Length) crossed the limit inside a handler that reads
+            # the body itself (the V2 fast path) rather than through FastAPI, which maps the
+            # HTTPException: answer 413 here instead of letting the server log a 500.
+            if received <= limit or started_response[0]:
+                raise
+            status[0] = 413
+            await _too_large(scope, send, limit)
         finally:
             self._observe(scope, status[0], started)
 

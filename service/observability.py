@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
+import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# An 11-digit run is treated as a possible fødselsnummer and never leaves the process in a log line.
-_PERSON_NUMBER = re.compile(r"(?<!\d)\d{6}\s?\d{5}(?!\d)")
+from models.identifiers import redact_person_numbers
 
 
 def redact(text: str) -> str:
-    return _PERSON_NUMBER.sub("[redacted-id]", text)
+    """A possible fødselsnummer, in any written form, never leaves the process in a log line."""
+    return redact_person_numbers(text, "[redacted-id]")
 
 
 class JsonFormatter(logging.Formatter):
@@ -30,6 +31,8 @@ class JsonFormatter(logging.Formatter):
             payload[key] = redact(value) if isinstance(value, str) else value
         if record.exc_info:
             payload["exc"] = redact(self.formatException(record.exc_info))
+        if record.stack_info:
+            payload["stack"] = redact(self.formatStack(record.stack_info))
         return json.dumps(payload, ensure_ascii=False, default=str)
 
 
@@ -38,17 +41,60 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+# Loggers of the libraries that print on their own: the ASGI server ("Exception in ASGI
+# application" with a traceback that may quote a database key), the event loop, SQLAlchemy,
+# the HTTP client. They all propagate to the root handler below instead of keeping their own.
+LIBRARY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "asyncio", "sqlalchemy", "httpx")
+
+
+class _ProcessHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    """Marks the one handler this module installs, so configuring again replaces it."""
+
+
 def configure_logging(json_lines: bool, level: int = logging.INFO) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    """One logging configuration for the whole process: every record, ours or a library's,
+    leaves through one redacting handler on the root logger."""
+    handler = _ProcessHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter()
         if json_lines
         else RedactingFormatter("%(asctime)s %(levelname)s %(name)s %(message)s")
     )
-    root = logging.getLogger("triage")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = True  # pytest's caplog sees it too
+    root = logging.getLogger()
+    # Other handlers on the root (pytest's capture) stay; only our own earlier one goes.
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _ProcessHandler)]
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers[:] = []  # uvicorn's own config would print around the redaction
+        library.propagate = True
+    logging.getLogger("uvicorn.error").setLevel(level)
+    ours = logging.getLogger("triage")
+    ours.handlers[:] = []
+    ours.setLevel(level)
+    ours.propagate = True  # to the root handler (and pytest's caplog)
+    logging.captureWarnings(True)  # warnings name values too; they go through the handler
+    # Uncaught exceptions in threads and at top level are printed raw by default: log them.
+    threading.excepthook = _log_thread_exception
+    sys.excepthook = _log_uncaught
+
+
+def _log_thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger("triage.threads").error(
+        "uncaught exception in thread %s",
+        args.thread.name if args.thread else "?",
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
+    )
+
+
+def _log_uncaught(exc_type: Any, exc_value: Any, traceback: Any) -> None:
+    logging.getLogger("triage").critical(
+        "uncaught exception", exc_info=(exc_type, exc_value, traceback)
+    )
 
 
 def log_fields(**fields: object) -> dict[str, dict[str, object]]:
@@ -92,6 +138,13 @@ class Metrics:
         )
         self.outbox = Gauge(
             "triage_outbox_entries", "Outbox entries by state", ["state"], registry=self.registry
+        )
+        # The alert on a refused delivery: alert rules fire on any increase (and on the
+        # dead-letter state of triage_outbox_entries staying above 0).
+        self.outbox_dead_letters = Counter(
+            "triage_outbox_dead_letters_total",
+            "Outbox entries DIPS refused with a 4xx, set aside as dead letters",
+            registry=self.registry,
         )
         self.drift_alerts = Gauge(
             "triage_drift_alert",

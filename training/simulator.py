@@ -30,6 +30,7 @@ from models.features import (
     compute_features,
     patient_day_times,
 )
+from models.identifiers import individual_range, person_number_for
 from models.measurements import (
     CONSCIOUSNESS,
     LOINC,
@@ -488,43 +489,19 @@ class Cohort:
 # Identifiers
 
 
-def fnr_check_digits(first9: str) -> tuple[int, int] | None:
-    """The two mod-11 check digits of a fødselsnummer, or None when a remainder gives 10."""
-    w1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
-    w2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
-    digits = [int(c) for c in first9]
-    k1 = 11 - sum(a * b for a, b in zip(w1, digits, strict=True)) % 11
-    k1 = 0 if k1 == 11 else k1
-    if k1 == 10:
-        return None
-    k2 = 11 - sum(a * b for a, b in zip(w2, [*digits, k1], strict=True)) % 11
-    k2 = 0 if k2 == 11 else k2
-    if k2 == 10:
-        return None
-    return k1, k2
-
-
 def synthetic_fnr(birth: date, rng: np.random.Generator, synthetic_month: bool = True) -> str:
-    """A valid fødselsnummer for the birth date; month +80 marks it synthetic (Tenor test data)."""
-    # Individual numbers by birth year (Skatteetaten): 1900–1999: 000–499 (and 900–999 from
-    # 1940); 2000–2039: 500–999.
-    lo, hi = (500, 999) if birth.year >= 2000 else (0, 499)
-    month = birth.month + (80 if synthetic_month else 0)
-    stem = f"{birth.day:02d}{month:02d}{birth.year % 100:02d}"
+    """A valid fødselsnummer for the birth date; month +80 marks it synthetic (Tenor test data).
+
+    The rules are those of `models/identifiers.py`; only the random start is chosen here.
+    """
+    lo, hi = individual_range(birth.year)
     start = int(rng.integers(lo, hi + 1))
     for step in range(hi - lo + 1):
         individual = lo + (start - lo + step) % (hi - lo + 1)
-        first9 = f"{stem}{individual:03d}"
-        check = fnr_check_digits(first9)
-        if check is not None:
-            return f"{first9}{check[0]}{check[1]}"
+        number = person_number_for(birth, individual, synthetic_month)
+        if number is not None:
+            return number
     raise ValueError("no valid fødselsnummer for this birth date")  # pragma: no cover
-
-
-def is_valid_fnr(value: str) -> bool:
-    if len(value) != 11 or not value.isdigit():
-        return False
-    return fnr_check_digits(value[:9]) == (int(value[9]), int(value[10]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,10 +8,17 @@ Rules name signals; anything not listed here is refused by validation.
 
 from __future__ import annotations
 
-import re
+import contextlib
 from dataclasses import dataclass
 
-from models.measurements import CONSCIOUSNESS, MEASUREMENTS, ON_OXYGEN, SYMPTOM_SCORE
+from models.identifiers import redact_person_numbers
+from models.measurements import (
+    CONSCIOUSNESS,
+    MEASUREMENTS,
+    ON_OXYGEN,
+    SYMPTOM_SCORE,
+    consciousness_category,
+)
 
 # A reading older than this no longer counts as the patient's current value; the same window
 # as the model's "latest" features (models/features.py LATEST_LOOKBACK_S), so rules and model
@@ -201,12 +208,9 @@ ITEM_LABELS: dict[str, tuple[str, str]] = {
 }
 
 
-_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{11}(?!\d)")
-
-
 def redact(text: str) -> str:
     """Messages echo what a user typed; an 11-digit number may be a fødselsnummer: hide it."""
-    return _ELEVEN_DIGITS.sub("[11 sifre skjult]", text)
+    return redact_person_numbers(text, "[11 sifre skjult]")
 
 
 def item_signal(questionnaire: str, item: str) -> str:
@@ -232,6 +236,10 @@ def category_code(signal: str, value: object) -> float:
     spec = CATEGORY_SIGNALS[signal]
     if signal == ON_OXYGEN and isinstance(value, bool):
         return 1.0 if value else 0.0
+    if signal == CONSCIOUSNESS and isinstance(value, str):
+        # ACVPU terms and SNOMED CT codes; anything else is refused below with the categories
+        with contextlib.suppress(ValueError):
+            value = consciousness_category(value)
     if isinstance(value, str) and value.lower() in spec.categories:
         return float(spec.categories.index(value.lower()))
     raise ValueError(f"{signal}: '{value}' is not one of {', '.join(spec.categories)}")

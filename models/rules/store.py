@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -156,3 +157,23 @@ def diff_pathways(
     out: list[Change] = []
     _diff(canonical_dict(old), canonical_dict(new), "", out)
     return out
+
+
+# Wording only: titles, descriptions, rule texts, sources and labels. A change anywhere else
+# (thresholds, bands, levels, rules added, removed or switched, windows, the triage policy, the
+# model, the schedule, the editors) can change who is red, so it waits for a second clinician.
+_WORDING = re.compile(
+    r"^/(version"
+    r"|title_(nb|en)|description_(nb|en)|sources(/.*)?"
+    r"|rules/[^/]+/(text_nb|text_en|source)"
+    r"|(levels|options)/[^/]+/label_(nb|en))$"
+)
+
+
+def changes_needing_approval(
+    old: Document | Mapping[str, Any] | None, new: Document | Mapping[str, Any]
+) -> list[Change]:
+    """The changes from ``old`` to ``new`` that need four-eyes approval (``old`` None: all)."""
+    if old is None:
+        return [Change("/", "added", None, canonical_dict(new))]
+    return [c for c in diff_pathways(old, new) if not _WORDING.match(c.path)]

@@ -504,6 +504,16 @@ def validate_pathway(
             return schema_problems(exc)
     ranks = {lv.id: i for i, lv in enumerate(doc.levels)}
     out = _level_problems(doc.levels)
+    # Nobody may lock the clinicians out of their own pathway: administrators alone are not the
+    # organisation's editors, and the four-eyes approval needs a clinician.
+    if "clinician" not in doc.editors.roles:
+        out.append(
+            Problem(
+                "/editors/roles",
+                "editors.roles must include 'clinician': without it no clinician could change "
+                "or approve this pathway",
+            )
+        )
 
     for i, m in enumerate(doc.measurements):
         out += _unit_problems(f"/measurements/{i}", m.measurement, m.unit, numeric_only=True)

@@ -9,10 +9,13 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
-from service.api.deps import ERRORS, INVALID, ReadSession
+from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession
 from service.db.tables import AuditEntry
-from service.errors import InvalidInput
-from service.security.audit import safe_patient_id, verify_chain
+from service.errors import InvalidInput, NotFound
+from service.security import visibility
+from service.security.audit import safe_patient_id
+from service.security.checkpoints import verify_with_checkpoints
+from service.security.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/v1/audit", tags=["audit"], responses=ERRORS)
 
@@ -65,6 +68,8 @@ class VerifyPublic(BaseModel):
     head_hash: str
     bad_seq: int | None
     problem: str | None
+    checkpoint_seq: int | None = None
+    checkpoint_at: str | None = None
 
 
 def _flush(request: Request) -> None:
@@ -85,6 +90,7 @@ def _patient(value: str | None) -> str | None:
 @router.get("", name="search_audit_log", response_model=AuditPage, responses=INVALID)
 def search_audit_log(
     request: Request,
+    principal: CurrentPrincipal,
     session: ReadSession,
     patient: str | None = Query(None, max_length=44, description="Patient id"),
     user: str | None = Query(None, max_length=64, description="Actor: HPR number or client id"),
@@ -96,7 +102,7 @@ def search_audit_log(
 ) -> AuditPage:
     """Audit rows filtered by patient, user, time and action, oldest first."""
     _flush(request)
-    query = select(AuditEntry)
+    query = select(AuditEntry).where(visibility.audit_filter(principal))
     pid = _patient(patient)
     if pid:
         query = query.where(AuditEntry.patient_id == pid)
@@ -117,10 +123,14 @@ def search_audit_log(
 
 
 @router.get(
-    "/access-report", name="audit_access_report", response_model=AccessReport, responses=INVALID
+    "/access-report",
+    name="audit_access_report",
+    response_model=AccessReport,
+    responses={**INVALID, **NOT_FOUND},
 )
 def audit_access_report(
     request: Request,
+    principal: CurrentPrincipal,
     session: ReadSession,
     patient: str = Query(..., max_length=44, description="Patient id"),
     since: datetime | None = Query(None, alias="from"),
@@ -130,7 +140,9 @@ def audit_access_report(
     from datetime import UTC
 
     _flush(request)
-    pid = _patient(patient)
+    pid = _patient(patient) or ""
+    if not visibility.may_read_audit_of(session, principal, pid):
+        raise NotFound(f"Patient/{pid} not found")
     query = select(AuditEntry).where(AuditEntry.patient_id == pid)
     if since:
         query = query.where(AuditEntry.at >= since)
@@ -164,7 +176,7 @@ def audit_access_report(
 def verify_audit_log(request: Request, session: ReadSession) -> VerifyPublic:
     """Walk the hash chain; names the first edited row or the row after deleted ones."""
     _flush(request)
-    result = verify_chain(session)
+    result = verify_with_checkpoints(session, request.app.state.settings)
     return VerifyPublic(
         ok=result.ok,
         rows_checked=result.rows_checked,
@@ -172,4 +184,6 @@ def verify_audit_log(request: Request, session: ReadSession) -> VerifyPublic:
         head_hash=result.head_hash,
         bad_seq=result.bad_seq,
         problem=result.problem,
+        checkpoint_seq=result.checkpoint_seq,
+        checkpoint_at=result.checkpoint_at,
     )

@@ -29,14 +29,15 @@ from sqlalchemy.orm import Session, defer
 from starlette.concurrency import run_in_threadpool
 
 from models.artifact import MODEL_CARD_FILE
+from models.identifiers import DNR_SYSTEM, FNR_SYSTEM
 from service.api.deps import ERRORS
 from service.db.tables import Assessment, Patient, WorklistItem
 from service.domain.worklist import ACTIVE_STATES
-from service.errors import BadRequest, NotFound, TriageError
+from service.errors import BadRequest, InvalidInput, NotFound, TriageError
 from service.fhir import outputs
-from service.identifiers import DNR_SYSTEM, FNR_SYSTEM
+from service.security import visibility
 from service.security.deps import current_principal
-from service.security.principal import Principal, Role
+from service.security.principal import Principal
 
 router = APIRouter(prefix="/cds-services", tags=["cds-hooks"], responses=ERRORS)
 
@@ -191,19 +192,30 @@ class CardInputs:
 def _identifier_values(patient_resource: Any) -> list[str]:
     if not isinstance(patient_resource, dict) or patient_resource.get("resourceType") != "Patient":
         return []
+    identifiers = patient_resource.get("identifier") or []
+    if not isinstance(identifiers, list):
+        raise InvalidInput(
+            "prefetch.patient.identifier must be an array of Identifier objects",
+            location="prefetch.patient.identifier",
+        )
+    for i, identifier in enumerate(identifiers):
+        value = identifier.get("value") if isinstance(identifier, dict) else None
+        if not isinstance(identifier, dict) or (value is not None and not isinstance(value, str)):
+            raise InvalidInput(
+                "prefetch.patient.identifier entries must be Identifier objects whose value is "
+                "a string",
+                location=f"prefetch.patient.identifier[{i}].value",
+            )
     return [
-        str(i["value"])
-        for i in patient_resource.get("identifier") or []
-        if isinstance(i, dict)
-        and i.get("system") in (FNR_SYSTEM, DNR_SYSTEM)
-        and isinstance(i.get("value"), str)
+        i["value"]
+        for i in identifiers
+        if i.get("system") in (FNR_SYSTEM, DNR_SYSTEM)
+        # A person number is 11 digits; anything else cannot match (and a NUL byte would
+        # make PostgreSQL refuse the query).
+        and len(i.get("value") or "") == 11
+        and i["value"].isascii()
+        and i["value"].isdigit()
     ]
-
-
-def _visible(principal: Principal, patient: Patient) -> bool:
-    return principal.role is Role.ADMIN or principal.may_see_unit(
-        patient.organisation, patient.unit
-    )
 
 
 def resolve_patient(
@@ -215,7 +227,7 @@ def resolve_patient(
     """
     patient = session.get(Patient, patient_id)
     if patient is not None:
-        return patient if _visible(principal, patient) else None
+        return patient if visibility.may_read_patient(principal, patient) else None
     prefetched = (prefetch or {}).get("patient")
     if prefetched is None:
         raise PreconditionFailed(
@@ -229,7 +241,7 @@ def resolve_patient(
             f"({FNR_SYSTEM} or {DNR_SYSTEM})"
         )
     patient = session.scalar(select(Patient).where(Patient.identifier_value.in_(values)))
-    if patient is None or not _visible(principal, patient):
+    if patient is None or not visibility.may_read_patient(principal, patient):
         return None  # a person who is not in (the caller's) home follow-up: nothing to say
     return patient
 

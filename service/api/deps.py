@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from service.domain.container import Services
+from service.errors import InvalidInput
 
 
 def get_services(request: Request) -> Services:
@@ -37,3 +38,15 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 INVALID: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid input; the message names the field"}
 }
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """If-Match: "3" (or W/"3", or *): the version the client saw; None = no condition."""
+    if value is None or value.strip() == "*":
+        return None
+    tag = value.split(",", 1)[0].strip().removeprefix("W/").strip('"')
+    if not tag.isascii() or not tag.isdigit() or len(tag) > 9:
+        raise InvalidInput(
+            'If-Match must be an ETag this service gave, e.g. "3" (a version)', location="If-Match"
+        )
+    return int(tag)

@@ -10,11 +10,12 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.errors import TriageError
+from service.errors import LostRace, TriageError
 
 log = logging.getLogger("triage.errors")
 
@@ -80,6 +81,18 @@ def install_error_handlers(app: FastAPI) -> None:
                 "WWW-Authenticate": f'Bearer error="invalid_token", '
                 f'error_description="{exc.message}"'
             }
+        if isinstance(exc, LostRace) and not _is_fhir(request):
+            # 409 with the record as it is now: the client shows it instead of a bare refusal.
+            body = {
+                "detail": exc.message,
+                "changed_by": exc.actor,
+                "changed_action": exc.action,
+                "current": jsonable_encoder(exc.current),
+            }
+            version = exc.current.get("version")
+            return JSONResponse(
+                body, 409, headers={"ETag": f'"{version}"'} if version is not None else None
+            )
         return error_response(
             request, exc.status_code, exc.code, exc.message, exc.location, headers, exc.problems
         )

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import func, select
 
-from service.api.deps import ERRORS, ReadSession, ServicesDep
+from service.api.deps import ERRORS, ServicesDep
 from service.api.errors import FHIR_JSON
-from service.db.tables import Assessment, IngestedResource, Patient, WorklistItem
-from service.errors import BadRequest, InvalidInput, UnsupportedMediaType
-from service.fhir import outputs
+from service.errors import BadRequest, InvalidInput, PreconditionFailed, UnsupportedMediaType
+from service.fhir import outputs, search
 from service.security.deps import CurrentPrincipal
-from service.security.principal import Principal, Role
+from service.security.principal import Principal
 
 router = APIRouter(prefix="/fhir", tags=["fhir"], responses=ERRORS)
 
@@ -72,8 +68,20 @@ def _fhir(
 
 @router.get("/metadata", name="fhir_metadata", response_class=JSONResponse)
 def fhir_metadata(request: Request) -> JSONResponse:
-    """CapabilityStatement: what this server accepts and searches."""
-    return _fhir(outputs.capability_statement(str(request.base_url) + "fhir", "0.1.0"))
+    """CapabilityStatement: what this server accepts and searches, derived from its routes."""
+    return _fhir(search.capability_statement(fhir_base(request), "0.1.0", fhir_routes(request.app)))
+
+
+def fhir_routes(app: Any) -> list[tuple[str, str]]:
+    """(method, path) of every FHIR route the app serves."""
+    from service.security.policy import iter_routes
+
+    return [
+        (method, route.path)
+        for route in iter_routes(app)
+        if route.path == "/fhir" or route.path.startswith("/fhir/")
+        for method in route.methods
+    ]
 
 
 @router.post(
@@ -89,7 +97,19 @@ async def fhir_bundle(
     """A batch (each entry stands alone) or a transaction (all or nothing)."""
     body = await read_fhir_json(request)
     result = await _in_thread(services.ingestion.ingest_bundle, principal, body)
+    base = fhir_base(request)
+    for entry in result.get("entry", []):
+        location = (entry.get("response") or {}).get("location")
+        if location:
+            # fullUrl: the absolute URL of the resource (without the version), as FHIR asks.
+            rtype, rid = location.split("/")[:2]
+            entry["fullUrl"] = f"{base}/{rtype}/{rid}"
     return _fhir(result)
+
+
+def fhir_base(request: Request) -> str:
+    """The absolute base of this FHIR server, e.g. https://triage.example/fhir."""
+    return f"{str(request.base_url).rstrip('/')}/fhir"
 
 
 async def _in_thread(fn: Any, *args: Any) -> Any:
@@ -106,13 +126,31 @@ async def _create(
         raise InvalidInput(
             f"resourceType must be {rtype} on this endpoint", location="resourceType"
         )
+    criteria = request.headers.get("if-none-exist")
+    if criteria is not None:
+        # Conditional create (FHIR R4 §3.1.0.8.1): one match -> 200 with it, nothing created;
+        # several -> 412; none -> an ordinary create.
+        matches = await _in_thread(services.ingestion.conditional_matches, rtype, criteria)
+        if len(matches) > 1:
+            raise PreconditionFailed(
+                f"If-None-Exist matches {len(matches)} resources", location="If-None-Exist"
+            )
+        if matches:
+            return _read_response(request, principal, rtype, matches[0])
     outcome = await _in_thread(services.ingestion.ingest, principal, body)
-    stored = dict(body)
-    stored["id"] = outcome.resource_id
+    # The answer is the resource as stored: the server's id and meta, never the sender's meta.
+    stored = outputs.stored_resource(
+        body, outcome.resource_id, outcome.version_id, outcome.last_updated
+    )
     return _fhir(
         stored,
         outcome.status,
-        {"Location": f"{request.base_url}fhir/{rtype}/{outcome.resource_id}"},
+        {
+            "Location": f"{fhir_base(request)}/{rtype}/{outcome.resource_id}/_history/"
+            f"{outcome.version_id}",
+            "ETag": f'W/"{outcome.version_id}"',
+            "Last-Modified": outputs.http_date(stored["meta"]["lastUpdated"]),
+        },
     )
 
 
@@ -146,175 +184,118 @@ async def fhir_create_questionnaire_response(
     return await _create(request, principal, services, "QuestionnaireResponse")
 
 
-# ---- searches ----------------------------------------------------------------------------
+# ---- read and search -------------------------------------------------------------------
 
 
-def _patient_id(ref: str | None, name: str) -> str | None:
-    if ref is None:
-        return None
-    pid = ref.removeprefix("Patient/")
-    if not pid or "/" in pid:
-        raise InvalidInput(f"{name} must be Patient/<id>", location=name)
-    return pid
+def _read_response(
+    request: Request, principal: Principal, resource_type: str, resource_id: str
+) -> JSONResponse:
+    with request.app.state.sessions() as session:
+        resource = search.FhirReader(session, principal).read(resource_type, resource_id)
+    _audit_patients(request, resource)
+    meta = resource["meta"]
+    return _fhir(
+        resource,
+        headers={
+            "ETag": f'W/"{meta["versionId"]}"',
+            "Last-Modified": outputs.http_date(meta["lastUpdated"]),
+        },
+    )
 
 
-def _last_updated(values: list[str] | None, column: Any) -> list[Any]:
-    conditions = []
-    for v in values or []:
-        prefix, stamp = (v[:2], v[2:]) if v[:2] in ("ge", "gt", "le", "lt", "eq") else ("eq", v)
-        try:
-            when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise InvalidInput(
-                "_lastUpdated must be a FHIR dateTime with an optional ge/gt/le/lt prefix",
-                location="_lastUpdated",
-            ) from exc
-        # Stored times are UTC (SQLite keeps them as naive UTC text): compare in UTC.
-        when = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-        conditions.append(
+def _audit_patients(request: Request, *resources: dict[str, Any]) -> None:
+    """Tell the audit trail whose record was read (a read by id names no patient in its URL)."""
+    pids = set(getattr(request.state, "audit_patient_ids", ()) or ())
+    for r in resources:
+        if r.get("resourceType") == "Patient":
+            pids.add(r["id"])
+        for key in ("subject", "for", "patient"):
+            ref = (r.get(key) or {}).get("reference", "")
+            if ref.startswith("Patient/"):
+                pids.add(ref.removeprefix("Patient/"))
+    request.state.audit_patient_ids = sorted(pids)
+
+
+def _reader(resource_type: str) -> Any:
+    def read(resource_id: str, request: Request, principal: CurrentPrincipal) -> JSONResponse:
+        return _read_response(request, principal, resource_type, resource_id)
+
+    read.__doc__ = f"Read {resource_type}/{{id}}: the current version, with its ETag."
+    return read
+
+
+for _type in search.READABLE:
+    router.add_api_route(
+        f"/{_type}/{{resource_id}}",
+        _reader(_type),
+        methods=["GET"],
+        name=f"fhir_read_{_type.lower()}",
+        response_class=JSONResponse,
+        responses={404: _OUTCOME},
+    )
+
+
+def _search_response(request: Request, principal: Principal, resource_type: str) -> JSONResponse:
+    strict = search.strict_handling(request.headers.get("prefer"))
+    parsed = search.parse_search(resource_type, list(request.query_params.multi_items()), strict)
+    with request.app.state.sessions() as session:
+        reader = search.FhirReader(session, principal)
+        page = reader.search(parsed)
+        named = reader.patient_ids_of_identifier(parsed)
+    request.state.audit_patient_ids = sorted(named | page.patient_ids)
+    bundle = search.searchset(fhir_base(request), parsed, page)
+    if parsed.ignored:
+        # Lenient handling: say what was not applied (the self link leaves it out too).
+        bundle["entry"].append(
             {
-                "ge": column >= when,
-                "gt": column > when,
-                "le": column <= when,
-                "lt": column < when,
-                "eq": column == when,
-            }[prefix]
+                "resource": {
+                    "resourceType": "OperationOutcome",
+                    "issue": [
+                        {
+                            "severity": "warning",
+                            "code": "not-supported",
+                            "diagnostics": f"search parameter '{name}' was ignored",
+                            "expression": [name],
+                        }
+                        for name in parsed.ignored
+                    ],
+                },
+                "search": {"mode": "outcome"},
+            }
         )
-    return conditions
+    return _fhir(bundle)
 
 
-def _visible_patients(query: Any, principal: Principal) -> Any:
-    if principal.role is Role.ADMIN:
-        return query
-    query = query.where(Patient.organisation == principal.organisation)
-    if principal.role is Role.CLINICIAN and principal.units is not None:
-        query = query.where(Patient.unit.in_(principal.units))
-    return query
+_SEARCH_DOC = {
+    "RiskAssessment": "The patients' risk assessments, newest first.",
+    "Task": "The worklist as Task resources, in priority order.",
+    "DetectedIssue": "Threshold alerts (fired rules) from the assessments, newest first.",
+}
 
 
-def _page(
-    request: Request, query: Any, session: Any, count: int, offset: int
-) -> tuple[list[Any], int, str | None]:
-    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    rows = session.execute(query.limit(count).offset(offset)).all()
-    next_url = None
-    if offset + count < total:
-        # multi_items: a repeated parameter (_lastUpdated=ge..&_lastUpdated=lt..) keeps both.
-        params = [
-            (k, v) for k, v in request.query_params.multi_items() if k not in ("_count", "_offset")
-        ]
-        params += [("_count", str(count)), ("_offset", str(offset + count))]
-        next_url = str(request.url.replace(query=urlencode(params)))
-    return rows, total, next_url
+def _searcher(resource_type: str) -> Any:
+    def run(request: Request, principal: CurrentPrincipal) -> JSONResponse:
+        return _search_response(request, principal, resource_type)
 
-
-def _assessment_search(
-    principal: Principal, patient_id: str | None, last_updated: list[str] | None
-) -> Any:
-    """Assessments with their patients the caller may see, newest first (stable paging)."""
-    query: Any = select(Assessment, Patient).join(Patient, Patient.id == Assessment.patient_id)
-    query = _visible_patients(query, principal)
-    if patient_id:
-        query = query.where(Assessment.patient_id == patient_id)
-    return query.where(*_last_updated(last_updated, Assessment.created_at)).order_by(
-        Assessment.created_at.desc(), Assessment.id
+    params = ", ".join(sorted(search.PARAMETERS[resource_type]))
+    run.__doc__ = (
+        f"{_SEARCH_DOC[resource_type]} Parameters: {params}, _lastUpdated, _count, _include. "
+        "Prefer: handling=strict refuses unknown parameters (400)."
     )
+    return run
 
 
-@router.get(
-    "/RiskAssessment",
-    name="fhir_search_risk_assessment",
-    response_class=JSONResponse,
-    responses=_FHIR_ERRORS,
-)
-def fhir_search_risk_assessment(
-    request: Request,
-    principal: CurrentPrincipal,
-    session: ReadSession,
-    subject: str | None = Query(None, description="Patient/{id}"),
-    last_updated: list[str] | None = Query(None, alias="_lastUpdated"),
-    count: int = Query(DEFAULT_COUNT, alias="_count", ge=1, le=MAX_COUNT),
-    offset: int = Query(0, alias="_offset", ge=0, le=10_000_000),
-) -> JSONResponse:
-    """The patient's risk assessments, newest first."""
-    query = _assessment_search(principal, _patient_id(subject, "subject"), last_updated)
-    rows, total, next_url = _page(request, query, session, count, offset)
-    basis_ids = {b for a, _ in rows for b in a.basis}
-    types = (
-        dict(
-            session.execute(
-                select(IngestedResource.id, IngestedResource.resource_type).where(
-                    IngestedResource.id.in_(basis_ids)
-                )
-            ).all()
-        )
-        if basis_ids
-        else {}
+_SEARCH_NAMES = {
+    "RiskAssessment": "fhir_search_risk_assessment",
+    "Task": "fhir_search_task",
+    "DetectedIssue": "fhir_search_detected_issue",
+}
+for _type, _name in _SEARCH_NAMES.items():
+    router.add_api_route(
+        f"/{_type}",
+        _searcher(_type),
+        methods=["GET"],
+        name=_name,
+        response_class=JSONResponse,
+        responses=_FHIR_ERRORS,
     )
-    resources = [outputs.risk_assessment(a, p, types) for a, p in rows]
-    return _fhir(outputs.searchset(resources, str(request.url), total, next_url))
-
-
-@router.get("/Task", name="fhir_search_task", response_class=JSONResponse, responses=_FHIR_ERRORS)
-def fhir_search_task(
-    request: Request,
-    principal: CurrentPrincipal,
-    session: ReadSession,
-    status: str | None = Query(
-        None,
-        description="requested | accepted | in-progress | completed (comma-separated for several)",
-    ),
-    patient: str | None = Query(None, description="Patient/{id}"),
-    last_updated: list[str] | None = Query(None, alias="_lastUpdated"),
-    count: int = Query(DEFAULT_COUNT, alias="_count", ge=1, le=MAX_COUNT),
-    offset: int = Query(0, alias="_offset", ge=0, le=10_000_000),
-) -> JSONResponse:
-    """The worklist as Task resources, in priority order."""
-    query: Any = (
-        select(WorklistItem, Patient, Assessment)
-        .join(Patient, Patient.id == WorklistItem.patient_id)
-        .join(Assessment, Assessment.id == WorklistItem.assessment_id)
-    )
-    query = _visible_patients(query, principal)
-    if status:
-        wanted = [s.strip() for s in status.split(",")]
-        unknown = [s for s in wanted if s not in outputs.STATUS_TO_STATE]
-        if unknown:
-            raise InvalidInput(f"unsupported Task status {unknown[0]!r}", location="status")
-        query = query.where(WorklistItem.state.in_([outputs.STATUS_TO_STATE[s] for s in wanted]))
-    pid = _patient_id(patient, "patient")
-    if pid:
-        query = query.where(WorklistItem.patient_id == pid)
-    query = query.where(*_last_updated(last_updated, WorklistItem.updated_at)).order_by(
-        WorklistItem.level_rank,
-        WorklistItem.probability.desc(),
-        WorklistItem.opened_at,
-        WorklistItem.id,
-    )
-    rows, total, next_url = _page(request, query, session, count, offset)
-    resources = [outputs.task(i, p, a) for i, p, a in rows]
-    return _fhir(outputs.searchset(resources, str(request.url), total, next_url))
-
-
-@router.get(
-    "/DetectedIssue",
-    name="fhir_search_detected_issue",
-    response_class=JSONResponse,
-    responses=_FHIR_ERRORS,
-)
-def fhir_search_detected_issue(
-    request: Request,
-    principal: CurrentPrincipal,
-    session: ReadSession,
-    patient: str | None = Query(None, description="Patient/{id}"),
-    last_updated: list[str] | None = Query(None, alias="_lastUpdated"),
-    count: int = Query(DEFAULT_COUNT, alias="_count", ge=1, le=MAX_COUNT),
-    offset: int = Query(0, alias="_offset", ge=0, le=10_000_000),
-) -> JSONResponse:
-    """Threshold alerts (fired rules) from the patient's assessments, newest first."""
-    query = _assessment_search(principal, _patient_id(patient, "patient"), last_updated).where(
-        Assessment.level != "green"
-    )
-    rows, _, next_url = _page(request, query, session, count, offset)
-    resources = [issue for a, p in rows for issue in outputs.detected_issues(a, p)]
-    return _fhir(outputs.searchset(resources, str(request.url), None, next_url))

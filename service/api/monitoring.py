@@ -1,4 +1,4 @@
-"""Drift reports, their alerts and sign-offs (compliance), and outcomes recorded by clinicians.
+"""Drift reports, their alerts and sign-offs (compliance); outcomes are in service.api.outcomes.
 
 Thin routes: HTTP in, calls on service.domain.monitoring.MonitoringService out. A report run is
 CPU-bound: the route waits in a worker thread while the comparison runs in a separate process
@@ -20,10 +20,11 @@ from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDe
 from service.db.engine import transaction
 from service.domain.container import Services
 from service.domain.monitoring import MonitoringService
+from service.errors import Forbidden
+from service.security import visibility
 from service.security.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/v1/monitoring", tags=["monitoring"], responses=ERRORS)
-outcomes_router = APIRouter(prefix="/api/v1/outcomes", tags=["monitoring"], responses=ERRORS)
 
 # Bounds that keep a datetime well inside what every store and epoch conversion handles.
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -182,32 +183,6 @@ class DriftAlertPublic(BaseModel):
     sign_off_decision: str | None
 
 
-class OutcomeCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    patient_id: str = Field(min_length=1, max_length=36)
-    occurred_at: AwareDatetime = Field(
-        description="When the deterioration happened, or the follow-up that found none."
-    )
-    deteriorated: bool
-    source: str = Field(
-        min_length=1,
-        max_length=64,
-        description="Where it is known from, e.g. dips-admission, follow-up-call.",
-    )
-
-    _bounds = field_validator("occurred_at")(_bounded)
-
-
-class OutcomePublic(BaseModel):
-    id: str
-    patient_id: str
-    occurred_at: datetime
-    deteriorated: bool
-    source: str
-    recorded_by: str
-    recorded_at: datetime
-
-
 def _monitoring(services: Services) -> MonitoringService:
     return services.monitoring
 
@@ -237,6 +212,8 @@ async def run_drift_report(
     """Run a drift report for a window of clinical time (idempotent), against the model's
     training sample or, with ``reference``, the same scope's own baseline period."""
     body.check_window()
+    if not visibility.may_run_report(principal, body.organisation):
+        raise Forbidden("you may run drift reports for your own organisation only")
     outcome = await asyncio.to_thread(
         _monitoring(services).run_report,
         request.app.state.sessions,
@@ -256,6 +233,7 @@ async def run_drift_report(
 
 @router.get("/drift-reports", name="list_drift_reports", response_model=list[DriftReportPublic])
 def list_drift_reports(
+    principal: CurrentPrincipal,
     session: ReadSession,
     services: ServicesDep,
     pathway: str | None = Query(None, pattern=_PATHWAY_ID),
@@ -274,6 +252,7 @@ def list_drift_reports(
         verdict=verdict,
         signed_off=signed_off,
         limit=limit,
+        viewer=principal,
     )
 
 
@@ -283,9 +262,11 @@ def list_drift_reports(
     response_model=DriftReportDetail,
     responses=NOT_FOUND,
 )
-def get_drift_report(report_id: str, session: ReadSession, services: ServicesDep) -> dict[str, Any]:
+def get_drift_report(
+    report_id: str, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
+) -> dict[str, Any]:
     """One report: its index row, sign-off and the full JSON."""
-    return _monitoring(services).get_report(session, report_id)
+    return _monitoring(services).get_report(session, report_id, principal)
 
 
 @router.get(
@@ -298,10 +279,10 @@ def get_drift_report(report_id: str, session: ReadSession, services: ServicesDep
     },
 )
 def get_drift_report_html(
-    report_id: str, session: ReadSession, services: ServicesDep
+    report_id: str, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
 ) -> FileResponse:
     """The readable report: verdict banner, then Evidently's plots (aggregates, no raw rows)."""
-    path = _monitoring(services).html_path(session, report_id)
+    path = _monitoring(services).html_path(session, report_id, principal)
     return FileResponse(
         path,
         media_type="text/html; charset=utf-8",
@@ -336,11 +317,13 @@ def sign_off_drift_report(
             body.comment,
             signed_by=principal.subject,
             role=principal.role.value,
+            signer=principal,
         )
 
 
 @router.get("/alerts", name="list_drift_alerts", response_model=list[DriftAlertPublic])
 def list_drift_alerts(
+    principal: CurrentPrincipal,
     session: ReadSession,
     services: ServicesDep,
     pathway: str | None = Query(None, pattern=_PATHWAY_ID),
@@ -348,7 +331,7 @@ def list_drift_alerts(
     | None = None,
 ) -> list[dict[str, Any]]:
     """Alerts of the newest report per scope: statistical drift and data quality apart."""
-    alerts = _monitoring(services).alerts(session, pathway)
+    alerts = _monitoring(services).alerts(session, pathway, principal)
     return [a for a in alerts if kind is None or a["kind"] == kind]
 
 
@@ -362,21 +345,3 @@ def evidently_library() -> FileResponse:
         media_type="text/javascript",
         headers={"Cache-Control": "public, max-age=86400"},
     )
-
-
-@outcomes_router.post(
-    "",
-    name="record_outcome",
-    status_code=201,
-    response_model=OutcomePublic,
-    responses={**NOT_FOUND, **INVALID},
-)
-def record_outcome(
-    body: OutcomeCreate, request: Request, principal: CurrentPrincipal, services: ServicesDep
-) -> dict[str, Any]:
-    """Record a known outcome (deterioration or not) for a patient; immutable and audited."""
-    with transaction(request.app.state.sessions) as session:
-        patient = services.patients.get_visible(session, principal, body.patient_id)
-        return _monitoring(services).record_outcome(
-            session, patient, body.occurred_at, body.deteriorated, body.source, principal.subject
-        )

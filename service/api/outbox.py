@@ -9,11 +9,14 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from service.api.deps import ERRORS, ReadSession
+from service.api.deps import ERRORS, NOT_FOUND, ReadSession
+from service.db.engine import transaction
 from service.db.tables import OutboxEntry, Patient
+from service.errors import Conflict, NotFound
+from service.outbox import store
 from service.outbox.store import counts_by_state
+from service.security import visibility
 from service.security.deps import CurrentPrincipal
-from service.security.principal import Role
 
 router = APIRouter(prefix="/api/v1/outbox", tags=["outbox"], responses=ERRORS)
 
@@ -47,16 +50,16 @@ def list_outbox(
     request: Request,
     principal: CurrentPrincipal,
     session: ReadSession,
-    state: Literal["pending", "delivered", "recorded"] | None = None,
+    state: Literal["pending", "delivered", "recorded", "dead-letter"] | None = None,
     patient: str | None = Query(None, max_length=36, description="Patient id"),
     limit: int = Query(100, ge=1, le=1000),
 ) -> OutboxPublic:
     """Counts by state (all organisations), the oldest undelivered entry, and the newest entries
     of the caller's organisation (no payloads)."""
     query = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
-    if principal.role is not Role.ADMIN:
+    if not visibility.sees_everything(principal):
         query = query.join(Patient, Patient.id == OutboxEntry.patient_id).where(
-            Patient.organisation == principal.organisation
+            visibility.patient_filter(principal)
         )
     if state:
         query = query.where(OutboxEntry.state == state)
@@ -89,3 +92,40 @@ def list_outbox(
         oldest_pending_at=_utc(oldest) if oldest else None,
         entries=entries,
     )
+
+
+@router.post(
+    "/{entry_id}/resend",
+    name="resend_outbox_entry",
+    response_model=OutboxEntryPublic,
+    responses={**NOT_FOUND, 409: {"description": "The entry is not a dead letter"}},
+)
+def resend_outbox_entry(
+    entry_id: int, request: Request, principal: CurrentPrincipal
+) -> OutboxEntryPublic:
+    """Put a dead letter (an entry DIPS refused with a 4xx) back in the queue, due now."""
+    with transaction(request.app.state.sessions) as session:
+        query = select(OutboxEntry).where(OutboxEntry.id == entry_id)
+        if not visibility.sees_everything(principal):
+            query = query.join(Patient, Patient.id == OutboxEntry.patient_id).where(
+                visibility.patient_filter(principal)
+            )
+        entry = session.scalar(query)
+        if entry is None:
+            raise NotFound(f"outbox entry {entry_id} is not known")
+        request.state.audit_patient_ids = [entry.patient_id]
+        if not store.resend(session, entry_id):
+            raise Conflict(f"outbox entry {entry_id} is {entry.state}, not a dead letter")
+        session.refresh(entry)
+        return OutboxEntryPublic(
+            id=entry.id,
+            created_at=_utc(entry.created_at),
+            patient_id=entry.patient_id,
+            item_id=entry.item_id,
+            event=entry.event,
+            state=entry.state,
+            attempts=entry.attempts,
+            next_attempt_at=_utc(entry.next_attempt_at),
+            delivered_at=_utc(entry.delivered_at) if entry.delivered_at else None,
+            last_error=entry.last_error,
+        )

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy.orm import Session
 
 from models import rules
-from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
+from service.api.deps import (
+    ERRORS,
+    INVALID,
+    NOT_FOUND,
+    ReadSession,
+    ServicesDep,
+    parse_if_match,
+)
 from service.db.engine import transaction
-from service.db.tables import PathwayVersion, Patient, PatientOverride
-from service.errors import InvalidInput, NotFound
+from service.db.tables import PatientOverride
+from service.db.unit_of_work import write
+from service.domain.pathways import APPROVED, REJECTED, InForce, PathwayService, version_status
+from service.errors import Forbidden, InvalidInput
 from service.security.deps import CurrentPrincipal
+from service.security.principal import Principal
+from service.security.visibility import may_read_pathway_scope
 
 router = APIRouter(prefix="/api/v1", tags=["pathways and rules"], responses=ERRORS)
 
@@ -22,9 +34,19 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 
+ORGANISATION_QUERY = Query(
+    None,
+    pattern=r"^\d{9}$",
+    description="Resolve for this organisation (default: yours; administrators: the templates)",
+)
+UNIT_QUERY = Query(None, min_length=1, max_length=64, description="… and this unit")
+
+
 class PathwaySummary(BaseModel):
     id: str
     version: int
+    organisation: str | None = Field(description="Owner of the version in force; null: template")
+    unit: str | None
     title_nb: str
     title_en: str
     model: str | None
@@ -38,9 +60,13 @@ class PathwayDocument(BaseModel):
     id: str
     version: int
     hash: str
+    organisation: str | None = Field(description="Owner of this version; null: regional template")
+    unit: str | None
+    status: str = Field(description="published | pending | approved | rejected")
     author: str
     reason: str
     created_at: datetime
+    decided_by: str | None = Field(description="Who approved or rejected it (four-eyes)")
     pathway: dict[str, Any]
 
 
@@ -48,12 +74,43 @@ class PublishBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pathway: dict[str, Any] = Field(description="The complete pathway document (a draft)")
     reason: str = Field(min_length=3, max_length=1000, description="Why; shown in the history")
+    organisation: str | None = Field(
+        default=None,
+        pattern=r"^\d{9}$",
+        description="Publish for this organisation (default: yours); administrators give null "
+        "or leave it out for the regional template",
+    )
+    unit: str | None = Field(
+        default=None, min_length=1, max_length=64, description="Only for this unit"
+    )
 
 
 class PublishResult(BaseModel):
     id: str
     version: int
     hash: str
+    organisation: str | None
+    unit: str | None
+    status: str = Field(
+        description="published: in force now; pending: a change to thresholds or levels that "
+        "scores no one until a second clinician approves it"
+    )
+
+
+class DecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=3, max_length=1000, description="Why; shown in the history")
+
+
+class DecisionResult(BaseModel):
+    id: str
+    version: int
+    status: str
+    organisation: str | None
+    unit: str | None
+    author: str
+    decided_by: str
+    decided_at: datetime
 
 
 class ValidationResult(BaseModel):
@@ -63,9 +120,18 @@ class ValidationResult(BaseModel):
 
 class VersionEntry(BaseModel):
     version: int
+    organisation: str | None = Field(description="Owner; null: regional template")
+    unit: str | None
+    status: str = Field(description="published | pending | approved | rejected")
+    in_force: bool = Field(description="The version in force in its own scope")
+    needs_approval: bool
+    base_version: int | None = Field(description="The version in force when it was proposed")
     author: str
     reason: str
     created_at: datetime
+    decided_by: str | None = Field(description="The second clinician who approved or rejected it")
+    decision_reason: str | None
+    decided_at: datetime | None
     hash: str
     changes: list[dict[str, Any]]
 
@@ -119,25 +185,47 @@ class OverridePublic(BaseModel):
     supersedes_id: str | None
 
 
-def _summary(version: int, doc: rules.Pathway, doc_hash: str) -> PathwaySummary:
+def _summary(found: InForce) -> PathwaySummary:
+    doc = found.doc
     return PathwaySummary(
         id=doc.id,
-        version=version,
+        version=found.version,
+        organisation=found.organisation,
+        unit=found.unit,
         title_nb=doc.title_nb,
         title_en=doc.title_en,
         model=doc.model,
         measurements=[m.measurement for m in doc.measurements],
         questionnaires=[q.id for q in doc.questionnaires],
         rule_count=len(doc.rules),
-        hash=doc_hash,
+        hash=found.hash,
     )
 
 
+def reading_scope(principal: Principal, organisation: str | None) -> str | None:
+    """The organisation to resolve for: one's own (admin: the templates, or any named)."""
+    if organisation is None:
+        return PathwayService.reading_scope(principal)
+    if not may_read_pathway_scope(principal, organisation):
+        raise Forbidden("you may only read pathways of your own organisation")
+    return organisation
+
+
 @router.get("/pathways", name="list_pathways", response_model=list[PathwaySummary])
-def list_pathways(session: ReadSession, services: ServicesDep) -> list[PathwaySummary]:
-    """Pathways in force, one line each."""
+def list_pathways(
+    session: ReadSession,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    organisation: str | None = ORGANISATION_QUERY,
+    unit: str | None = UNIT_QUERY,
+) -> list[PathwaySummary]:
+    """Pathways in force for your organisation (its own versions, else the regional template)."""
     pathways = services.pathways
-    return [_summary(*pathways.current(session, pid)) for pid in sorted(pathways.known_in(session))]
+    scope = reading_scope(principal, organisation)
+    return [
+        _summary(pathways.in_force(session, pid, scope, unit))
+        for pid in sorted(pathways.known_in(session, scope))
+    ]
 
 
 @router.get(
@@ -149,28 +237,30 @@ def list_pathways(session: ReadSession, services: ServicesDep) -> list[PathwaySu
 def get_pathway(
     pathway_id: str,
     session: ReadSession,
+    principal: CurrentPrincipal,
     services: ServicesDep,
     version: int | None = Query(None, ge=1, le=1_000_000),
+    organisation: str | None = ORGANISATION_QUERY,
+    unit: str | None = UNIT_QUERY,
 ) -> PathwayDocument:
-    """The pathway in force (or an earlier ``version``), as the document clinicians edit."""
-    from sqlalchemy import select
-
+    """The version in force for your organisation (or any ``version`` you may read)."""
+    pathways = services.pathways
     if version is None:
-        version, _, _ = services.pathways.current(session, pathway_id)
-    row = session.scalar(
-        select(PathwayVersion).where(
-            PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == version
-        )
-    )
-    if row is None:
-        raise NotFound(f"pathway '{pathway_id}' version {version} not found")
+        scope = reading_scope(principal, organisation)
+        version = pathways.in_force(session, pathway_id, scope, unit).version
+    row = pathways.version_row(session, principal, pathway_id, version)
+    decision = pathways.decision_of(session, row)
     return PathwayDocument(
         id=pathway_id,
         version=row.version,
         hash=row.content_hash,
+        organisation=row.organisation,
+        unit=row.unit,
+        status=version_status(row.needs_approval, decision.decision if decision else None),
         author=row.author,
         reason=row.reason,
         created_at=row.created_at,
+        decided_by=decision.decided_by if decision else None,
         pathway=row.body,
     )
 
@@ -180,21 +270,108 @@ def get_pathway(
     name="publish_pathway",
     response_model=PublishResult,
     status_code=201,
-    responses={**PROBLEMS, 403: {"description": "Not an editor"}},
+    responses={
+        **PROBLEMS,
+        403: {"description": "Not an editor"},
+        409: {
+            "description": "A proposal awaits approval, or If-Match names a version no longer "
+            "in force (the body holds the current version and who published it)"
+        },
+    },
 )
 def publish_pathway(
     pathway_id: str,
     body: PublishBody,
     request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    if_match: str | None = Header(None, max_length=100),
+) -> dict[str, Any]:
+    """Publish a new version for your organisation (validated first; on any problem the version
+    in force stays).
+
+    Wording changes take effect at once. A change to thresholds or levels is stored as
+    ``pending`` and scores no one until a second clinician of the organisation approves it.
+    Takes effect for new assessments only; earlier assessments keep the version they used.
+    Send the version in force you edited as If-Match ("3"), so a concurrent publish is not
+    silently replaced; the answer's ETag is the new version.
+    """
+    scope: dict[str, Any] = {"unit": body.unit, "expected_version": parse_if_match(if_match)}
+    if "organisation" in body.model_fields_set:
+        scope["organisation"] = body.organisation
+
+    def work(session: Session) -> dict[str, Any]:
+        return services.pathways.publish(
+            session, principal, pathway_id, body.pathway, body.reason, **scope
+        )
+
+    result = write(request.app.state.sessions, work)
+    response.headers["ETag"] = f'"{result["version"]}"'
+    return result
+
+
+def _decide(
+    decision: str,
+    pathway_id: str,
+    version: int,
+    body: DecisionBody,
+    request: Request,
+    principal: Principal,
+    services: Any,
+) -> dict[str, Any]:
+    def work(session: Session) -> dict[str, Any]:
+        return services.pathways.decide(
+            session, principal, pathway_id, version, decision, body.reason
+        )
+
+    return write(request.app.state.sessions, work)
+
+
+VersionPath = Annotated[int, Path(ge=1, le=1_000_000, description="The proposed version")]
+DECISION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND,
+    403: {"description": "The author, or not an editor of the pathway in its organisation"},
+    409: {"description": "Already decided, needs no approval, or the version in force changed"},
+}
+
+
+@router.post(
+    "/pathways/{pathway_id}/versions/{version}/approve",
+    name="approve_pathway_version",
+    response_model=DecisionResult,
+    status_code=201,
+    responses=DECISION_RESPONSES,
+)
+def approve_pathway_version(
+    pathway_id: str,
+    version: VersionPath,
+    body: DecisionBody,
+    request: Request,
     principal: CurrentPrincipal,
     services: ServicesDep,
 ) -> dict[str, Any]:
-    """Publish a new version (validated first; the version in force stays on any problem).
+    """Four-eyes: a second clinician (not the author) puts a proposed change in force."""
+    return _decide(APPROVED, pathway_id, version, body, request, principal, services)
 
-    Takes effect for new assessments only; earlier assessments keep the version they used.
-    """
-    with transaction(request.app.state.sessions) as session:
-        return services.pathways.publish(session, principal, pathway_id, body.pathway, body.reason)
+
+@router.post(
+    "/pathways/{pathway_id}/versions/{version}/reject",
+    name="reject_pathway_version",
+    response_model=DecisionResult,
+    status_code=201,
+    responses=DECISION_RESPONSES,
+)
+def reject_pathway_version(
+    pathway_id: str,
+    version: VersionPath,
+    body: DecisionBody,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> dict[str, Any]:
+    """Four-eyes: a second clinician turns a proposed change down; it never scores anyone."""
+    return _decide(REJECTED, pathway_id, version, body, request, principal, services)
 
 
 @router.get(
@@ -204,10 +381,11 @@ def publish_pathway(
     responses=NOT_FOUND,
 )
 def list_pathway_versions(
-    pathway_id: str, session: ReadSession, services: ServicesDep
+    pathway_id: str, session: ReadSession, principal: CurrentPrincipal, services: ServicesDep
 ) -> list[dict[str, Any]]:
-    """History, newest first: who changed what, when and why, as a diff."""
-    return services.pathways.versions(session, pathway_id)
+    """History, newest first: the regional template's and your organisation's versions, each with
+    its organisation, author, approver, reason, status and diff."""
+    return services.pathways.versions(session, principal, pathway_id)
 
 
 @router.post("/pathways/validate", name="validate_pathway_draft", response_model=ValidationResult)
@@ -236,7 +414,7 @@ def evaluate_rules(
 
 
 def _dry_run(body: EvaluateBody, session: Any, principal: Any, services: Any) -> dict[str, Any]:
-    draft = _document(session, services, body)
+    draft = _document(session, services, body, principal)
     if body.patient_id is not None:
         patient = services.patients.get_visible(session, principal, body.patient_id)
         pathway_doc = draft if isinstance(draft, rules.Pathway) else None
@@ -265,14 +443,18 @@ def _dry_run(body: EvaluateBody, session: Any, principal: Any, services: Any) ->
     return result.to_dict()
 
 
-def _document(session: Any, services: Any, body: EvaluateBody) -> rules.Pathway | rules.RuleSet:
+def _document(
+    session: Any, services: Any, body: EvaluateBody, principal: Principal
+) -> rules.Pathway | rules.RuleSet:
     if body.rule_set is not None:
         try:
             return rules.load_rule_set(body.rule_set)
         except (KeyError, FileNotFoundError, ValueError) as exc:
             raise InvalidInput(f"unknown rule set '{body.rule_set}'", location="rule_set") from exc
     if isinstance(body.pathway, str):
-        return services.pathways.current(session, body.pathway)[1]
+        # The version that scores the caller's own patients (admin: the regional template).
+        scope = PathwayService.reading_scope(principal)
+        return services.pathways.in_force(session, body.pathway, scope).doc
     if isinstance(body.pathway, dict):
         try:
             return rules.as_document(body.pathway)
@@ -281,10 +463,10 @@ def _document(session: Any, services: Any, body: EvaluateBody) -> rules.Pathway 
             raise InvalidInput(
                 "the draft pathway is not valid", location=problems[0]["path"], problems=problems
             ) from exc
-    patient = session.get(Patient, body.patient_id)
-    if patient is None:
-        raise NotFound(f"Patient/{body.patient_id} not found")
-    return services.pathways.current(session, patient.pathway_id)[1]
+    patient = services.patients.get_visible(session, principal, body.patient_id)
+    return services.pathways.in_force(
+        session, patient.pathway_id, patient.organisation, patient.unit
+    ).doc
 
 
 def _override_public(row: PatientOverride) -> OverridePublic:

@@ -5,14 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
-from service.db.engine import transaction
 from service.db.tables import Assessment
-from service.domain.patients import PatientCreate, PatientPublic, to_public
+from service.db.unit_of_work import lock_patients, write
+from service.domain.patients import (
+    PatientCreate,
+    PatientPublic,
+    TargetSaturationBody,
+    to_public,
+)
 from service.security.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"], responses=ERRORS)
@@ -33,6 +39,12 @@ class AssessmentPublic(BaseModel):
     features: list[float | None]
     explanation: dict[str, Any]
     basis: list[str]
+    supersedes_id: str | None = Field(
+        None, description="The assessment this one replaced (its input was corrected)"
+    )
+    superseded_by: str | None = Field(
+        None, description="Set when a later assessment replaced this one; it stays on record"
+    )
 
 
 @router.post(
@@ -40,15 +52,33 @@ class AssessmentPublic(BaseModel):
     name="enrol_patient",
     status_code=201,
     response_model=PatientPublic,
-    responses={**INVALID, 409: {"description": "Already enrolled"}},
+    responses={
+        **INVALID,
+        200: {"description": "Already enrolled with the same details (a repeated request)"},
+        409: {"description": "Already enrolled with different details"},
+    },
 )
 def enrol_patient(
-    body: PatientCreate, request: Request, principal: CurrentPrincipal, services: ServicesDep
+    body: PatientCreate,
+    request: Request,
+    response: Response,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
 ) -> PatientPublic:
-    """Enrol a patient on a pathway (identifier check digits verified)."""
-    with transaction(request.app.state.sessions) as session:
-        patient = services.patients.enrol(session, principal, body)
-        return to_public(patient)
+    """Enrol a patient on a pathway (identifier check digits verified).
+
+    Idempotent: the same person with the same body again answers 200 with the existing
+    patient (a retry that reached another replica), a different body 409.
+    """
+
+    def work(session: Session) -> tuple[PatientPublic, bool]:
+        patient, created = services.patients.enrol(session, principal, body)
+        return to_public(patient), created
+
+    public, created = write(request.app.state.sessions, work)
+    if not created:
+        response.status_code = 200
+    return public
 
 
 @router.get("/{patient_id}", name="get_patient", response_model=PatientPublic, responses=NOT_FOUND)
@@ -56,6 +86,33 @@ def get_patient(
     patient_id: str, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
 ) -> PatientPublic:
     return to_public(services.patients.get_visible(session, principal, patient_id))
+
+
+@router.put(
+    "/{patient_id}/target-saturation",
+    name="set_target_saturation",
+    response_model=PatientPublic,
+    responses={**NOT_FOUND, **INVALID},
+)
+def set_target_saturation(
+    patient_id: str,
+    body: TargetSaturationBody,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+) -> PatientPublic:
+    """Set the prescribed SpO2 target ("88-92": NEWS2 scale 2); the patient is re-scored."""
+
+    def work(session: Session) -> PatientPublic:
+        # Re-scoring writes the worklist: the patient's lock, as ingestion takes it.
+        lock_patients(session, [patient_id])
+        patient = services.patients.set_target_saturation(
+            session, principal, patient_id, body.target_saturation
+        )
+        services.scoring.score(session, patient, "target-saturation")
+        return to_public(patient)
+
+    return write(request.app.state.sessions, work)
 
 
 @router.get(
@@ -79,4 +136,15 @@ def list_patient_assessments(
         .order_by(Assessment.created_at.desc())
         .limit(limit)
     ).all()
-    return [AssessmentPublic.model_validate(r, from_attributes=True) for r in rows]
+    ids = [r.id for r in rows]
+    successors = dict(
+        session.execute(
+            select(Assessment.supersedes_id, Assessment.id).where(Assessment.supersedes_id.in_(ids))
+        ).all()
+    )
+    out = []
+    for r in rows:
+        public = AssessmentPublic.model_validate(r, from_attributes=True)
+        public.superseded_by = successors.get(r.id)
+        out.append(public)
+    return out

@@ -240,7 +240,8 @@ def _tensor_data(
     """The input's values as float32 [N, F]; returns the next binary offset."""
     if spec.get("name") != INPUT_NAME:
         raise BadRequest(f"unknown input '{spec.get('name')}'; the model takes '{INPUT_NAME}'")
-    dtype = ACCEPTED_INPUT_DTYPES.get(spec.get("datatype"))  # type: ignore[arg-type]
+    datatype = spec.get("datatype")
+    dtype = ACCEPTED_INPUT_DTYPES.get(datatype) if isinstance(datatype, str) else None
     if dtype is None:
         raise BadRequest(
             f"input '{INPUT_NAME}' must have datatype FP32 (or FP64), not {spec.get('datatype')!r}"
@@ -257,7 +258,9 @@ def _tensor_data(
             f"input '{INPUT_NAME}' must have shape [N, {N_FEATURES}] with N >= 1, not {shape!r}"
         )
     rows = shape[0]
-    size = (spec.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(spec, "inputs[0].parameters").get("binary_data_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool)):
+        raise BadRequest("'inputs[0].parameters.binary_data_size' must be an integer")
     if size is not None:
         itemsize = np.dtype(dtype).itemsize
         if binary is None or size != rows * N_FEATURES * itemsize or offset + size > len(binary):
@@ -292,6 +295,16 @@ def _with_nulls(data: list[Any]) -> np.ndarray:
             f"input '{INPUT_NAME}' data must be numbers (or null for missing), "
             "as a flat array or one array per row"
         ) from exc
+
+
+def _parameters(spec: dict[str, Any], location: str) -> dict[str, Any]:
+    """A tensor's optional `parameters`, which the protocol defines as a JSON object."""
+    params = spec.get("parameters")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BadRequest(f"'{location}' must be an object")
+    return params
 
 
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
@@ -331,12 +344,12 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
         if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
             raise BadRequest("'outputs' must be an array of {\"name\": ...} objects")
         names, binary_outputs = [], set()
-        for spec in requested:
+        for i, spec in enumerate(requested):
             name = spec.get("name")
-            if name not in OUTPUT_SHAPES:
+            if not isinstance(name, str) or name not in OUTPUT_SHAPES:
                 raise BadRequest(f"unknown output '{name}'; outputs are {', '.join(OUTPUT_NAMES)}")
             names.append(name)
-            if all_binary or (spec.get("parameters") or {}).get("binary_data"):
+            if all_binary or _parameters(spec, f"outputs[{i}].parameters").get("binary_data"):
                 binary_outputs.add(name)
     request_id = doc.get("id")
     return InferRequest(

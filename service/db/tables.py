@@ -19,8 +19,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ACTIVE_ITEM_CONDITION = "state IN ('open', 'acknowledged', 'escalated')"
 
 
 class Base(DeclarativeBase):
@@ -45,6 +48,8 @@ class Patient(Base):
     created_by: Mapped[str] = mapped_column(String(64))
     # Pathway options that change the rules, e.g. {"hypercapnic_failure": true} -> NEWS2 scale 2.
     pathway_options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The name clinicians work by. Personal data like the identifier: never logged.
+    display_name: Mapped[str | None] = mapped_column(String(200))
 
 
 class IngestedResource(Base):
@@ -62,11 +67,37 @@ class IngestedResource(Base):
     received_by: Mapped[str] = mapped_column(String(64))
 
 
+class ResourceVersion(Base):
+    """A later version of a received resource (FHIR `corrected`, `amended`, `entered-in-error`).
+
+    The first version is the IngestedResource row itself; each resend that replaces it adds a row
+    here (insert-only), so every version the sender ever sent stays on record.
+    """
+
+    __tablename__ = "resource_versions"
+    __table_args__ = (UniqueConstraint("resource_id", "version_id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    resource_id: Mapped[str] = mapped_column(ForeignKey("ingested_resources.id"), index=True)
+    version_id: Mapped[int] = mapped_column(Integer)  # 2, 3, … (1 is the IngestedResource)
+    status: Mapped[str] = mapped_column(String(32))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_by: Mapped[str] = mapped_column(String(64))
+
+
 class Reading(Base):
     """One canonical value (a BP panel gives two; a questionnaire gives a score and its items)."""
 
     __tablename__ = "readings"
-    __table_args__ = (Index("ix_readings_patient_time", "patient_id", "effective_s"),)
+    __table_args__ = (
+        Index("ix_readings_patient_time", "patient_id", "effective_s"),
+        # One reading per stored resource component (migration 0005).
+        Index("uq_readings_resource_component", "resource_id", "name", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -109,7 +140,17 @@ class Assessment(Base):
 
 class WorklistItem(Base):
     __tablename__ = "worklist_items"
-    __table_args__ = (Index("ix_worklist_unit_state", "unit", "state"),)
+    __table_args__ = (
+        Index("ix_worklist_unit_state", "unit", "state"),
+        # At most one active item per patient, whatever replica opens it (migration 0005).
+        Index(
+            "uq_worklist_one_active_per_patient",
+            "patient_id",
+            unique=True,
+            postgresql_where=text(ACTIVE_ITEM_CONDITION),
+            sqlite_where=text(ACTIVE_ITEM_CONDITION),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
@@ -129,6 +170,13 @@ class WorklistItem(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Whom an escalation is for: "role:<role>", "unit:<unit>" or "hpr:<HPR number>".
+    escalated_to: Mapped[str | None] = mapped_column(String(120))
+    # The level held (``level``) was reached at ``peak_at`` by ``peak_assessment_id`` for
+    # ``peak_reasons``; a re-score may not lower it, only a clinician's action (migration 0009).
+    peak_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    peak_assessment_id: Mapped[str | None] = mapped_column(String(36))
+    peak_reasons: Mapped[list[Any] | None] = mapped_column(JSON)
     version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic locking across replicas
 
     __mapper_args__ = {"version_id_col": version}
@@ -148,11 +196,17 @@ class WorklistEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     note: Mapped[str | None] = mapped_column(Text)
     assessment_id: Mapped[str | None] = mapped_column(String(36))
+    recipient: Mapped[str | None] = mapped_column(String(120))  # escalations: see WorklistItem
 
 
 class PathwayVersion(Base):
     __tablename__ = "pathway_versions"
-    __table_args__ = (UniqueConstraint("pathway_id", "version"),)
+    # Version numbers run per pathway across every scope, so an assessment's (pathway, version)
+    # names exactly one row.
+    __table_args__ = (
+        UniqueConstraint("pathway_id", "version"),
+        Index("ix_pathway_versions_scope", "pathway_id", "organisation", "unit"),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -164,6 +218,38 @@ class PathwayVersion(Base):
     author: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Scope: NULL organisation = the regional template library (admin); NULL unit = the whole
+    # organisation. A patient is scored by its unit's, else its organisation's, else the template.
+    organisation: Mapped[str | None] = mapped_column(String(16), default=None)
+    unit: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Four-eyes: a change to thresholds or levels scores no one until a second person approves it
+    # (a PathwayVersionDecision row); other changes take effect when published.
+    needs_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    base_version: Mapped[int | None] = mapped_column(
+        Integer, default=None
+    )  # in force when proposed
+
+
+class PathwayVersionDecision(Base):
+    """The second person's approval or rejection of a proposed pathway version (one per version)."""
+
+    __tablename__ = "pathway_version_decisions"
+    __table_args__ = (
+        Index("uq_pathway_version_decisions_version", "pathway_version_id", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    pathway_version_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("pathway_versions.id")
+    )
+    pathway_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(16))  # approved | rejected
+    decided_by: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    organisation: Mapped[str | None] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class PatientOverride(Base):
@@ -227,14 +313,20 @@ class OutboxEntry(Base):
 
 
 class Outcome(Base):
-    """A known outcome (deterioration yes/no) recorded against a patient, for performance monitoring."""
+    """A known outcome recorded against a patient (service.domain.outcomes): it labels past
+    assessments for performance monitoring and local recalibration."""
 
     __tablename__ = "outcomes"
+    __table_args__ = (Index("ix_outcomes_organisation_occurred_at", "organisation", "occurred_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    # The event's onset (or, for event_type "none", the follow-up that found no event).
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # One of service.domain.outcomes.EVENT_TYPES; deteriorated == (event_type != "none").
+    event_type: Mapped[str] = mapped_column(String(32), server_default="deterioration")
     deteriorated: Mapped[bool] = mapped_column(Boolean)
+    organisation: Mapped[str | None] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(64))
     recorded_by: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -271,3 +363,29 @@ class DriftSignOff(Base):
     signed_by: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(32))
     signed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobRun(Base):
+    """When a scheduled job last ran, whichever replica ran it (exactly once per period)."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    runner: Mapped[str] = mapped_column(String(128))  # host:pid of the replica
+
+
+class WebSession(Base):
+    """A signed-in browser session. The cookie carries a random id; this row says whether the
+    session is still open, so signing out ends it on the server and a saved cookie stops working.
+    Only the id's SHA-256 is stored: reading this table does not let anyone take a session over.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -29,8 +29,11 @@ from models.features import CHANNEL_INDEX, DAY_S, HISTORY_CHANNELS, History
 from monitoring.vocabulary import DECISIONS
 from service.db.engine import transaction
 from service.db.tables import DriftReport, DriftSignOff, Outcome, Patient, Reading
+from service.domain.free_text import refuse_person_number
 from service.domain.scoring import age_at
 from service.errors import Conflict, InvalidInput, NotFound
+from service.security import visibility
+from service.security.principal import Principal
 
 if TYPE_CHECKING:
     from monitoring.alerts import Alert
@@ -53,7 +56,6 @@ _HISTORY_WINDOW_S = 21 * 24 * 3600
 SIGN_OFF_DECISIONS = DECISIONS
 # Reports land here, below Settings.reports_dir.
 DRIFT_SUBDIR = "drift"
-_ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{6}\s?\d{5}(?!\d)")
 
 
 class InsufficientWindow(InvalidInput):
@@ -730,13 +732,18 @@ class MonitoringService:
             }
         return self._gauges
 
-    def alerts(self, session: Session, pathway: str | None = None) -> list[dict[str, Any]]:
+    def alerts(
+        self, session: Session, pathway: str | None = None, viewer: Principal | None = None
+    ) -> list[dict[str, Any]]:
         """The alerts of the newest report of each scope (drift and data quality apart)."""
         from monitoring.alerts import alerts_from_report
 
         out: list[dict[str, Any]] = []
         reports = [
-            r for r in self._latest_per_scope(session) if pathway is None or r.pathway == pathway
+            r
+            for r in self._latest_per_scope(session)
+            if (pathway is None or r.pathway == pathway)
+            and (viewer is None or visibility.may_read_report(viewer, r.organisation))
         ]
         signoffs = self._signoffs(session, [r.id for r in reports])
         for r in reports:
@@ -802,14 +809,18 @@ class MonitoringService:
         since: datetime | None = None,
         until: datetime | None = None,
         limit: int = 100,
+        viewer: Principal | None = None,
     ) -> list[dict[str, Any]]:
-        """Index rows, newest first, each with its sign-off (or None)."""
+        """Index rows, newest first, each with its sign-off (or None); ``viewer``: only the
+        reports that caller may read."""
         query = _equal(
             select(DriftReport),
             (DriftReport.pathway, pathway),
             (DriftReport.organisation, organisation),
             (DriftReport.verdict, verdict),
         )
+        if viewer is not None:
+            query = query.where(visibility.report_filter(viewer))
         # "since/until" select by the date a report was made (the monthly summary's month).
         if since is not None:
             query = query.where(DriftReport.created_at >= _utc(since))
@@ -828,22 +839,28 @@ class MonitoringService:
         signoffs = self._signoffs(session, [r.id for r in rows])
         return [report_dict(r, signoffs.get(r.id)) for r in rows]
 
-    def get_row(self, session: Session, report_id: str) -> DriftReport:
+    def get_row(
+        self, session: Session, report_id: str, viewer: Principal | None = None
+    ) -> DriftReport:
         row = session.get(DriftReport, report_id)
-        if row is None:
+        if row is None or (
+            viewer is not None and not visibility.may_read_report(viewer, row.organisation)
+        ):
             raise NotFound(f"drift report {report_id} not found")
         return row
 
-    def get_report(self, session: Session, report_id: str) -> dict[str, Any]:
+    def get_report(
+        self, session: Session, report_id: str, viewer: Principal | None = None
+    ) -> dict[str, Any]:
         """The index row, its sign-off and the full report JSON."""
-        row = self.get_row(session, report_id)
+        row = self.get_row(session, report_id, viewer)
         report = self._read_json(row)
         if report is None:
             raise NotFound(f"the JSON file of drift report {report_id} is missing")
         return {**report_dict(row, self._signoff(session, row.id)), "report": report}
 
-    def html_path(self, session: Session, report_id: str) -> Path:
-        row = self.get_row(session, report_id)
+    def html_path(self, session: Session, report_id: str, viewer: Principal | None = None) -> Path:
+        row = self.get_row(session, report_id, viewer)
         path = Path(row.html_path) if row.html_path else None
         if path is None or not path.is_file():
             raise NotFound(f"drift report {report_id} has no HTML file")
@@ -869,8 +886,13 @@ class MonitoringService:
         *,
         signed_by: str,
         role: str,
+        signer: Principal | None = None,
     ) -> dict[str, Any]:
-        """Record the decision on a report: once, never edited (a second one is a 409)."""
+        """Record the decision on a report: once, never edited (a second one is a 409).
+
+        ``signer``: an organisation's report is signed by that organisation only; any other
+        caller gets the 404 of a report that does not exist.
+        """
         if decision not in SIGN_OFF_DECISIONS:
             raise InvalidInput(
                 f"decision must be one of {', '.join(SIGN_OFF_DECISIONS)}", location="decision"
@@ -878,18 +900,15 @@ class MonitoringService:
         comment = comment.strip()
         if len(comment) < 3:
             raise InvalidInput("write a comment of at least 3 characters", location="comment")
-        if _ELEVEN_DIGITS.search(comment):
-            # A drift sign-off is about a model, never about a patient.
-            raise InvalidInput(
-                "the comment contains an 11-digit number that may be a "
-                "fødselsnummer; refer to reports, not patients",
-                location="comment",
-            )
+        # A drift sign-off is about a model, never about a patient.
+        refuse_person_number(comment, "comment")
         # Lock the report row (PostgreSQL) so two concurrent sign-offs cannot both pass the check.
         report = session.scalar(
             select(DriftReport).where(DriftReport.id == report_id).with_for_update()
         )
-        if report is None:
+        if report is None or (
+            signer is not None and not visibility.may_sign_report(signer, report.organisation)
+        ):
             raise NotFound(f"drift report {report_id} not found")
         existing = self._signoff(session, report_id)
         if existing is not None:
@@ -922,44 +941,6 @@ class MonitoringService:
 
         event.listen(session, "after_commit", _audit, once=True)
         return signoff_dict(signoff)
-
-    # -- outcomes ---------------------------------------------------------------------------
-
-    @staticmethod
-    def record_outcome(
-        session: Session,
-        patient: Patient,
-        occurred_at: datetime,
-        deteriorated: bool,
-        source: str,
-        recorded_by: str,
-    ) -> dict[str, Any]:
-        """An immutable outcome for a patient (a correction is a new row)."""
-        if _utc(occurred_at) > datetime.now(UTC) + timedelta(minutes=5):
-            raise InvalidInput(
-                "occurred_at lies in the future: record an outcome once it is known",
-                location="occurred_at",
-            )
-        outcome = Outcome(
-            id=str(uuid.uuid4()),
-            patient_id=patient.id,
-            occurred_at=_utc(occurred_at),
-            deteriorated=deteriorated,
-            source=source,
-            recorded_by=recorded_by[:64],
-            recorded_at=datetime.now(UTC),
-        )
-        session.add(outcome)
-        session.flush()
-        return {
-            "id": outcome.id,
-            "patient_id": patient.id,
-            "occurred_at": _utc(outcome.occurred_at),
-            "deteriorated": deteriorated,
-            "source": source,
-            "recorded_by": outcome.recorded_by,
-            "recorded_at": _utc(outcome.recorded_at),
-        }
 
     # -- schedule and governance export -----------------------------------------------------
 

@@ -1,7 +1,10 @@
 """Pathways as versioned data: the store, per-patient overrides, and the triage decision.
 
 Every published pathway is a new row (never an update); an assessment records the version and
-content hash it used. The shipped pathways seed version 1 the first time a database sees them.
+content hash it used. The shipped pathways seed version 1 of the regional templates the first time
+a database sees them. Organisations (and units) publish their own versions; a patient is scored
+by the one ``in_force`` for its organisation and unit. A change that can alter a level waits for
+a second clinician's approval (four-eyes), recorded as its own insert-only row.
 The rule engine itself lives in models.rules (pure logic shared with training's baselines).
 """
 
@@ -12,17 +15,26 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models import rules
 from models.measurements import SYMPTOM_SCORE
 from models.rules.store import canonical_dict
-from service.db.tables import PathwayVersion, Patient, PatientOverride
-from service.errors import Conflict, Forbidden, InvalidInput, NotFound
+from service.db.tables import PathwayVersion, PathwayVersionDecision, Patient, PatientOverride
+from service.db.unit_of_work import PATHWAY_LOCKS, lock_all
+from service.domain.free_text import refuse_person_number, refuse_person_number_in_document
+from service.errors import Conflict, Forbidden, InvalidInput, LostRace, NotFound
 from service.security.principal import Principal, Role
+from service.security.visibility import (
+    may_approve_pathway,
+    may_edit_pathway,
+    may_read_pathway_scope,
+)
 
 SYSTEM_AUTHOR = "system"
 
@@ -94,18 +106,57 @@ def override_document(row: PatientOverride) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class InForce:
+    """The version that scores a scope's patients, and the scope it was found in."""
+
+    version: int
+    doc: rules.Pathway
+    hash: str
+    organisation: str | None  # None: the regional template
+    unit: str | None
+
+
+# A version proposed in a scope where it needs approval and none was given yet.
+PENDING = "pending"
+APPROVED = "approved"
+REJECTED = "rejected"
+PUBLISHED = "published"  # took effect when published (wording only, or before four-eyes)
+VERSION_STATUSES = (PUBLISHED, PENDING, APPROVED, REJECTED)
+_KEEP_SCOPE = object()
+
+
+def version_status(needs_approval: bool, decision: str | None) -> str:
+    if not needs_approval:
+        return PUBLISHED
+    return decision or PENDING
+
+
+def _scope_rank(
+    row_organisation: str | None, row_unit: str | None, organisation: str | None, unit: str | None
+) -> int | None:
+    """0: the unit's own version, 1: the organisation's, 2: the regional template; None: other."""
+    if row_organisation is None:
+        return 2 if row_unit is None else None
+    if row_organisation != organisation:
+        return None
+    if row_unit is None:
+        return 1
+    return 0 if unit is not None and row_unit == unit else None
+
+
 class PathwayService:
-    """The pathway store and the rule-engine triage policy."""
+    """The pathway store (templates, organisations' versions, four-eyes) and the triage policy."""
 
     def __init__(self) -> None:
         self._shipped = rules.load_shipped_pathways()
-        self._cache: dict[str, tuple[int, rules.Pathway, str]] = {}
+        self._docs: dict[tuple[str, int], tuple[rules.Pathway, str]] = {}
         self._lock = threading.Lock()
 
     # ---- store --------------------------------------------------------------------------
 
     def seed(self, session: Session) -> None:
-        """Version 1 of each shipped pathway, for a database that has none of it yet."""
+        """Version 1 of each shipped pathway as a regional template, for a database without it."""
         have = set(session.scalars(select(PathwayVersion.pathway_id).distinct()))
         now = datetime.now(UTC)
         for pid, doc in self._shipped.items():
@@ -120,86 +171,277 @@ class PathwayService:
                         author=SYSTEM_AUTHOR,
                         reason="shipped default",
                         created_at=now,
+                        organisation=None,
+                        unit=None,
+                        needs_approval=False,
                     )
                 )
         session.flush()
 
     def known(self) -> set[str]:
-        return set(self._shipped) | {pid for pid in self._cache}
+        return set(self._shipped) | {pid for pid, _ in self._docs}
 
-    def known_in(self, session: Session) -> set[str]:
-        return set(session.scalars(select(PathwayVersion.pathway_id).distinct())) | set(
-            self._shipped
+    def _scope_rows(
+        self, session: Session, pathway_ids: list[str] | None, organisation: str | None
+    ) -> list[Any]:
+        """Light rows (no body) of the templates and of ``organisation``, with their decision."""
+        query = select(
+            PathwayVersion.id,
+            PathwayVersion.pathway_id,
+            PathwayVersion.version,
+            PathwayVersion.organisation,
+            PathwayVersion.unit,
+            PathwayVersion.needs_approval,
+            PathwayVersion.author,
+            PathwayVersion.base_version,
+            PathwayVersionDecision.decision,
+        ).outerjoin(
+            PathwayVersionDecision, PathwayVersionDecision.pathway_version_id == PathwayVersion.id
         )
+        if pathway_ids is not None:
+            query = query.where(PathwayVersion.pathway_id.in_(pathway_ids))
+        scope: ColumnElement[bool] = PathwayVersion.organisation.is_(None)
+        if organisation is not None:
+            scope = or_(scope, PathwayVersion.organisation == organisation)
+        return list(session.execute(query.where(scope)))
 
-    def current(self, session: Session, pathway_id: str) -> tuple[int, rules.Pathway, str]:
-        """(version, document, hash) in force; cached per version so scoring stays cheap."""
-        latest = session.scalar(
-            select(func.max(PathwayVersion.version)).where(PathwayVersion.pathway_id == pathway_id)
-        )
-        if latest is None:
-            if pathway_id in self._shipped:
-                doc = self._shipped[pathway_id]
-                return 1, doc, rules.pathway_hash(doc)
-            raise NotFound(f"pathway '{pathway_id}' not found")
-        cached = self._cache.get(pathway_id)
-        if cached and cached[0] == latest:
+    @staticmethod
+    def _pick(rows: list[Any], organisation: str | None, unit: str | None) -> Any | None:
+        """The row in force for (organisation, unit): the nearest scope's newest effective one."""
+        best: tuple[int, int] | None = None
+        chosen = None
+        for r in rows:
+            if version_status(bool(r.needs_approval), r.decision) not in (PUBLISHED, APPROVED):
+                continue
+            rank = _scope_rank(r.organisation, r.unit, organisation, unit)
+            if rank is None:
+                continue
+            key = (-rank, int(r.version))
+            if best is None or key > best:
+                best, chosen = key, r
+        return chosen
+
+    def _document(self, session: Session, pathway_id: str, version: int) -> tuple[Any, str]:
+        """Parsed document and hash of one stored version, cached (versions never change)."""
+        key = (pathway_id, version)
+        cached = self._docs.get(key)
+        if cached is not None:
             return cached
-        row = session.scalar(
-            select(PathwayVersion).where(
-                PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == latest
+        row = session.execute(
+            select(PathwayVersion.body, PathwayVersion.content_hash).where(
+                PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == version
             )
-        )
-        assert row is not None
+        ).one()
         parsed = rules.as_document(row.body)
         assert isinstance(parsed, rules.Pathway)
-        entry = (latest, parsed, row.content_hash)
+        entry = (parsed, str(row.content_hash))
         with self._lock:
-            self._cache[pathway_id] = entry
+            self._docs[key] = entry
         return entry
 
-    def versions(self, session: Session, pathway_id: str) -> list[dict[str, Any]]:
-        rows = list(
-            session.scalars(
+    def known_in(self, session: Session, organisation: str | None = None) -> set[str]:
+        """Pathways a patient of ``organisation`` can be on (None: the regional templates)."""
+        rows = self._scope_rows(session, None, organisation)
+        ids = {
+            r.pathway_id
+            for r in rows
+            if version_status(bool(r.needs_approval), r.decision) in (PUBLISHED, APPROVED)
+        }
+        stored = {r.pathway_id for r in rows}
+        return ids | (set(self._shipped) - stored)
+
+    def in_force(
+        self,
+        session: Session,
+        pathway_id: str,
+        organisation: str | None = None,
+        unit: str | None = None,
+    ) -> InForce:
+        """The one resolution: the unit's version, else the organisation's, else the template.
+
+        Scoring, the dry run, the web pages and the API all ask this. A pending (unapproved)
+        version is never returned.
+        """
+        row = self._pick(self._scope_rows(session, [pathway_id], organisation), organisation, unit)
+        if row is None:
+            if pathway_id in self._shipped and not session.scalar(
+                select(PathwayVersion.id).where(PathwayVersion.pathway_id == pathway_id).limit(1)
+            ):
+                doc = self._shipped[pathway_id]
+                return InForce(1, doc, rules.pathway_hash(doc), None, None)
+            raise NotFound(f"pathway '{pathway_id}' not found")
+        doc, doc_hash = self._document(session, pathway_id, int(row.version))
+        return InForce(int(row.version), doc, doc_hash, row.organisation, row.unit)
+
+    def for_patient(self, session: Session, patient: Patient) -> InForce:
+        """The version that scores this patient: resolved within its organisation and unit."""
+        return self.in_force(session, patient.pathway_id, patient.organisation, patient.unit)
+
+    def current(
+        self,
+        session: Session,
+        pathway_id: str,
+        organisation: str | None = None,
+        unit: str | None = None,
+    ) -> tuple[int, rules.Pathway, str]:
+        """(version, document, hash) in force for a scope; see ``in_force``."""
+        found = self.in_force(session, pathway_id, organisation, unit)
+        return found.version, found.doc, found.hash
+
+    @staticmethod
+    def reading_scope(principal: Principal) -> str | None:
+        """The organisation whose versions a caller reads by default (admin: the templates)."""
+        return None if principal.role is Role.ADMIN else principal.organisation
+
+    def versions(
+        self, session: Session, principal: Principal, pathway_id: str
+    ) -> list[dict[str, Any]]:
+        """History the caller may read, newest first: scope, author, approver, reason, diff."""
+        rows = [
+            r
+            for r in session.scalars(
                 select(PathwayVersion)
                 .where(PathwayVersion.pathway_id == pathway_id)
                 .order_by(PathwayVersion.version)
             )
-        )
+            if may_read_pathway_scope(principal, r.organisation)
+        ]
         if not rows:
             raise NotFound(f"pathway '{pathway_id}' not found")
+        decisions = {
+            d.pathway_version_id: d
+            for d in session.scalars(
+                select(PathwayVersionDecision).where(
+                    PathwayVersionDecision.pathway_id == pathway_id
+                )
+            )
+        }
+        bodies = {r.version: r.body for r in rows}
+        previous_in_scope: dict[tuple[str | None, str | None], dict[str, Any]] = {}
         history: list[dict[str, Any]] = []
-        previous: dict[str, Any] | None = None
         for row in rows:
+            scope = (row.organisation, row.unit)
+            decision = decisions.get(row.id)
+            status = version_status(row.needs_approval, decision.decision if decision else None)
+            base = bodies.get(row.base_version) if row.base_version else None
+            if base is None:
+                base = previous_in_scope.get(scope)
             changes: list[Any] = (
                 []
-                if previous is None
+                if base is None
                 else [
-                    c.__dict__ if not hasattr(c, "to_dict") else c.to_dict()
-                    for c in rules.diff_pathways(previous, row.body)
+                    c.to_dict()
+                    for c in rules.diff_pathways(base, row.body)
+                    if c.path != "/version"  # every version has its own number
                 ]
             )
+            if status in (PUBLISHED, APPROVED):
+                previous_in_scope[scope] = row.body
             history.append(
                 {
                     "version": row.version,
+                    "organisation": row.organisation,
+                    "unit": row.unit,
+                    "status": status,
+                    "needs_approval": row.needs_approval,
+                    "base_version": row.base_version,
                     "author": row.author,
                     "reason": row.reason,
                     "created_at": _aware(row.created_at),
+                    "decided_by": decision.decided_by if decision else None,
+                    "decision_reason": decision.reason if decision else None,
+                    "decided_at": _aware(decision.decided_at) if decision else None,
                     "hash": row.content_hash,
                     "changes": changes,
                 }
             )
-            previous = row.body
+        # "In force in its own scope" by the same pick as in_force, over that scope's rows alone.
+        light = [
+            SimpleNamespace(
+                version=e["version"],
+                organisation=e["organisation"],
+                unit=e["unit"],
+                needs_approval=e["needs_approval"],
+                decision=None if e["status"] in (PUBLISHED, PENDING) else e["status"],
+            )
+            for e in history
+        ]
+        for entry in history:
+            scope = (entry["organisation"], entry["unit"])
+            same_scope = [r for r in light if (r.organisation, r.unit) == scope]
+            chosen = self._pick(same_scope, *scope)
+            entry["in_force"] = chosen is not None and chosen.version == entry["version"]
         return list(reversed(history))
 
+    def version_row(
+        self, session: Session, principal: Principal, pathway_id: str, version: int
+    ) -> PathwayVersion:
+        """One stored version the caller may read (404 otherwise, as if it did not exist)."""
+        row = session.scalar(
+            select(PathwayVersion).where(
+                PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == version
+            )
+        )
+        if row is None or not may_read_pathway_scope(principal, row.organisation):
+            raise NotFound(f"pathway '{pathway_id}' version {version} not found")
+        return row
+
+    def decision_of(self, session: Session, row: PathwayVersion) -> PathwayVersionDecision | None:
+        return session.scalar(
+            select(PathwayVersionDecision).where(
+                PathwayVersionDecision.pathway_version_id == row.id
+            )
+        )
+
+    def pending(
+        self, session: Session, pathway_id: str, organisation: str | None, unit: str | None
+    ) -> PathwayVersion | None:
+        """The proposal awaiting approval in exactly this scope (at most one)."""
+        rows = self._scope_rows(session, [pathway_id], organisation)
+        waiting = [
+            r
+            for r in rows
+            if r.organisation == organisation
+            and r.unit == unit
+            and version_status(bool(r.needs_approval), r.decision) == PENDING
+        ]
+        if not waiting:
+            return None
+        return session.get(PathwayVersion, max(waiting, key=lambda r: r.version).id)
+
     @staticmethod
-    def may_edit(principal: Principal, doc: rules.Pathway) -> bool:
-        if principal.role is Role.ADMIN:
-            return True
-        if principal.role.value not in doc.editors.roles:
-            return False
-        units = doc.editors.units
-        return not units or principal.units is None or bool(set(units) & set(principal.units))
+    def publishing_scope(
+        principal: Principal, organisation: Any = _KEEP_SCOPE, unit: str | None = None
+    ) -> tuple[str | None, str | None]:
+        """Where a publish lands: given, else the clinician's organisation (admin: template)."""
+        if organisation is _KEEP_SCOPE:
+            organisation = None if principal.role is Role.ADMIN else principal.organisation
+        if organisation is None and unit is not None:
+            raise InvalidInput("a regional template has no unit", location="unit")
+        if organisation is None and principal.role is not Role.ADMIN:
+            raise Forbidden("the regional template library is maintained by administrators")
+        if (
+            organisation is not None
+            and principal.role is not Role.ADMIN
+            and organisation not in principal.organisations
+        ):
+            raise Forbidden("you may only change pathways of your own organisation")
+        return organisation, unit
+
+    def may_edit_in(
+        self,
+        session: Session,
+        principal: Principal,
+        pathway_id: str,
+        organisation: str | None,
+        unit: str | None,
+    ) -> bool:
+        """May the caller publish in this scope, under the editors of the version in force?"""
+        try:
+            base = self.in_force(session, pathway_id, organisation, unit)
+        except NotFound:
+            return principal.role in (Role.ADMIN, Role.CLINICIAN)
+        return may_edit_pathway(principal, organisation, unit, base.doc.editors)
 
     def validate(self, draft: Any) -> list[dict[str, str]]:
         if not isinstance(draft, dict):
@@ -213,8 +455,20 @@ class PathwayService:
         pathway_id: str,
         draft: dict[str, Any],
         reason: str,
+        organisation: Any = _KEEP_SCOPE,
+        unit: str | None = None,
+        expected_version: int | None = None,
     ) -> dict[str, Any]:
-        """Validate and store a new version; the one in force stays until this commits."""
+        """Store a new version in a scope: in force at once for wording, pending otherwise.
+
+        A change to thresholds, levels or anything else that can change a level is stored as a
+        proposal and scores no one until a second clinician approves it (``decide``).
+        ``expected_version`` (If-Match): the version in force the author edited; if another is
+        in force now, someone else published first and nothing is stored.
+        """
+        refuse_person_number(reason, "reason")
+        refuse_person_number_in_document(draft, "pathway")
+        organisation, unit = self.publishing_scope(principal, organisation, unit)
         problems = self.validate(draft)
         if problems:
             raise InvalidInput(
@@ -224,33 +478,158 @@ class PathwayService:
             )
         if draft.get("id") != pathway_id:
             raise InvalidInput("the draft's id must match the pathway in the URL", location="id")
-        exists = pathway_id in self.known_in(session)
-        if exists:
-            version, current, current_hash = self.current(session, pathway_id)
-            if not self.may_edit(principal, current):
-                raise Forbidden(f"you are not among the editors of pathway '{pathway_id}'")
-        else:
-            version, current_hash = 0, ""
-            if principal.role not in (Role.ADMIN, Role.CLINICIAN):
-                raise Forbidden("only clinicians and administrators create pathways")
-        doc = rules.as_document({**draft, "version": version + 1})
+        # Concurrent publishes of one pathway (any replica) take turns: what is in force and
+        # the next version number are read after the lock, so two never claim the same one.
+        lock_all(session, PATHWAY_LOCKS, [pathway_id])
+        try:
+            base: InForce | None = self.in_force(session, pathway_id, organisation, unit)
+        except NotFound:
+            base = None
+        in_force_version = base.version if base is not None else 0
+        if expected_version is not None and expected_version != in_force_version:
+            row = session.scalar(
+                select(PathwayVersion).where(
+                    PathwayVersion.pathway_id == pathway_id,
+                    PathwayVersion.version == in_force_version,
+                )
+            )
+            raise LostRace(
+                f"version {in_force_version} of '{pathway_id}' is in force here, not "
+                f"{expected_version}" + (f": {row.author} published it" if row else ""),
+                current={
+                    "id": pathway_id,
+                    "version": in_force_version,
+                    "hash": base.hash if base is not None else None,
+                },
+                actor=row.author if row is not None else None,
+                action="publish",
+            )
+        doc = rules.as_document(draft)
+        assert isinstance(doc, rules.Pathway)
+        if unit is not None and doc.editors.units and unit not in doc.editors.units:
+            # The unit's own clinicians would be locked out of the unit's own version.
+            raise InvalidInput(
+                f"editors.units must include '{unit}' (or be empty) for a version of that unit",
+                location="/editors/units",
+            )
+        editors = base.doc.editors if base is not None else doc.editors
+        if not may_edit_pathway(principal, organisation, unit, editors):
+            raise Forbidden(f"you are not among the editors of pathway '{pathway_id}' here")
+        waiting = self.pending(session, pathway_id, organisation, unit)
+        if waiting is not None:
+            raise Conflict(
+                f"version {waiting.version} of '{pathway_id}' awaits approval here; "
+                "approve or reject it first"
+            )
         new_hash = rules.pathway_hash(doc)
-        if new_hash == current_hash:
+        if base is not None and new_hash == base.hash:
             raise InvalidInput("the draft is identical to the version in force", location="")
-        body = {**draft, "version": version + 1}
+        needs_approval = bool(rules.changes_needing_approval(base.doc if base else None, doc))
+        latest = session.scalar(
+            select(func.max(PathwayVersion.version)).where(PathwayVersion.pathway_id == pathway_id)
+        )
+        version = int(latest or 0) + 1
         session.add(
             PathwayVersion(
                 pathway_id=pathway_id,
-                version=version + 1,
-                body=body,
+                version=version,
+                body={**draft, "version": version},
                 content_hash=new_hash,
                 author=principal.subject,
                 reason=reason,
                 created_at=datetime.now(UTC),
+                organisation=organisation,
+                unit=unit,
+                needs_approval=needs_approval,
+                base_version=base.version if base is not None else None,
             )
         )
-        session.flush()
-        return {"id": pathway_id, "version": version + 1, "hash": new_hash}
+        try:
+            session.flush()
+        except IntegrityError as exc:  # another version of this pathway was stored meanwhile
+            raise Conflict(
+                f"another version of '{pathway_id}' was stored at the same time; try again"
+            ) from exc
+        return {
+            "id": pathway_id,
+            "version": version,
+            "hash": new_hash,
+            "organisation": organisation,
+            "unit": unit,
+            "status": PENDING if needs_approval else PUBLISHED,
+        }
+
+    def decide(
+        self,
+        session: Session,
+        principal: Principal,
+        pathway_id: str,
+        version: int,
+        decision: str,
+        reason: str,
+    ) -> dict[str, Any]:
+        """Approve or reject a proposed version: a second person, never its author."""
+        refuse_person_number(reason, "reason")
+        # Decisions and publishes of one pathway take turns (any replica): the stale-base check
+        # below then sees every publish that committed before this approval.
+        lock_all(session, PATHWAY_LOCKS, [pathway_id])
+        row = self.version_row(session, principal, pathway_id, version)
+        if not row.needs_approval:
+            raise Conflict(f"version {version} needed no approval: it took effect when published")
+        earlier = self.decision_of(session, row)
+        if earlier is not None:
+            raise Conflict(f"version {version} was already {earlier.decision}")
+        if principal.subject == row.author:
+            raise Forbidden(
+                "you proposed this change: a second clinician must approve or reject it"
+            )
+        try:
+            base: InForce | None = self.in_force(session, pathway_id, row.organisation, row.unit)
+        except NotFound:
+            base = None
+        editors = (
+            base.doc.editors
+            if base is not None
+            else self._document(session, pathway_id, version)[0].editors
+        )
+        if not may_approve_pathway(principal, row.organisation, row.unit, editors, row.author):
+            raise Forbidden(
+                "approval needs a second clinician who may edit this pathway in its organisation"
+            )
+        if decision == APPROVED and (base.version if base else None) != row.base_version:
+            raise Conflict(
+                f"the version in force changed since version {version} was proposed; "
+                "reject it and propose the change again"
+            )
+        now = datetime.now(UTC)
+        session.add(
+            PathwayVersionDecision(
+                id=str(uuid.uuid4()),
+                pathway_version_id=row.id,
+                pathway_id=pathway_id,
+                version=version,
+                decision=decision,
+                decided_by=principal.subject,
+                role=principal.role.value,
+                organisation=row.organisation or principal.organisation,
+                reason=reason,
+                decided_at=now,
+            )
+        )
+        try:
+            session.flush()
+        except IntegrityError as exc:  # a second replica decided the same version first
+            raise Conflict(f"version {version} was decided by someone else just now") from exc
+        return {
+            "id": pathway_id,
+            "version": version,
+            "status": decision,
+            "organisation": row.organisation,
+            "unit": row.unit,
+            "author": row.author,
+            "decided_by": principal.subject,
+            "decided_at": now,
+        }
 
     # ---- per-patient overrides ------------------------------------------------------------
 
@@ -300,10 +679,11 @@ class PathwayService:
         reason: str,
         expires_at: datetime,
     ) -> PatientOverride:
+        refuse_person_number(reason, "reason")
         now = datetime.now(UTC)
         if _aware(expires_at) <= now:
             raise InvalidInput("expires_at must be in the future", location="expires_at")
-        _, doc, _ = self.current(session, patient.pathway_id)
+        doc = self.for_patient(session, patient).doc
         candidate = {
             **body,
             "reason": reason,
@@ -347,7 +727,8 @@ class PathwayService:
     ) -> TriageDecision:
         """The triage decision for a patient's readings (``draft``: a dry run of a change)."""
         if draft is None:
-            version, doc, doc_hash = self.current(session, patient.pathway_id)
+            found = self.for_patient(session, patient)
+            version, doc, doc_hash = found.version, found.doc, found.hash
         else:
             doc, version = draft, 0
             doc_hash = rules.pathway_hash(draft)
@@ -385,11 +766,13 @@ class PathwayService:
             for pid, rs in overrides.items()
         }
         decisions: list[TriageDecision | None] = [None] * len(patients)
-        by_pathway: dict[str, list[int]] = {}
+        # One vectorised evaluation per version in force: patients of different organisations (or
+        # units) on the same pathway may be scored by different versions.
+        by_scope: dict[tuple[str, str, str], list[int]] = {}
         for k, p in enumerate(patients):
-            by_pathway.setdefault(p.pathway_id, []).append(k)
-        for pathway_id, members in by_pathway.items():
-            version, doc, doc_hash = self.current(session, pathway_id)
+            by_scope.setdefault((p.pathway_id, p.organisation, p.unit), []).append(k)
+        for (pathway_id, organisation, unit), members in by_scope.items():
+            version, doc, doc_hash = self.current(session, pathway_id, organisation, unit)
             batch = []
             for k in members:
                 p = patients[k]

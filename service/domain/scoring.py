@@ -88,6 +88,17 @@ def age_at(birth: date, at_s: int) -> float:
     return (datetime.fromtimestamp(at_s, UTC).date() - birth).days / 365.25
 
 
+def newest_reading_at(session: Session, patient_id: str, as_of: datetime) -> datetime:
+    """The newest reading's time up to ``as_of``: when data last came, whatever scored it."""
+    newest = session.scalar(
+        select(func.max(Reading.effective_s)).where(
+            Reading.patient_id == patient_id,
+            Reading.effective_s <= int(as_of.timestamp()),
+        )
+    )
+    return as_of if newest is None else datetime.fromtimestamp(int(newest), UTC)
+
+
 @dataclass
 class ScoringResult:
     assessment: Assessment
@@ -170,17 +181,32 @@ class ScoringService:
         return assessment, decision
 
     def score(
-        self, session: Session, patient: Patient, trigger: str, as_of_s: int | None = None
+        self,
+        session: Session,
+        patient: Patient,
+        trigger: str,
+        as_of_s: int | None = None,
+        supersedes_id: str | None = None,
     ) -> ScoringResult | None:
-        """Score one patient as of its newest reading (or ``as_of_s``) and store the result."""
+        """Score one patient as of its newest reading (or ``as_of_s``) and store the result.
+
+        ``supersedes_id`` names the assessment this one replaces (its input was corrected or
+        withdrawn); that assessment stays on record, marked superseded by this one.
+        """
         computed = self.assess(session, patient, trigger, as_of_s)
         if computed is None:
             return None
         assessment, decision = computed
+        assessment.supersedes_id = supersedes_id
         session.add(assessment)
         session.flush()
         item = self.worklist.apply_assessment(
-            session, patient, assessment, decision.urgency_rank, decision.alerting
+            session,
+            patient,
+            assessment,
+            decision.urgency_rank,
+            decision.alerting,
+            last_data_at=newest_reading_at(session, patient.id, assessment.as_of),
         )
         self.metrics.scorings.labels(patient.pathway_id, decision.level).inc()
         return ScoringResult(assessment, item.id if item else None)
@@ -266,6 +292,7 @@ class ScoringService:
                 decision.alerting,
                 True,
                 active.get(patient.id),
+                datetime.fromtimestamp(max(r.effective_s for r in rows_by_patient[i]), UTC),
             )
             self.metrics.scorings.labels(patient.pathway_id, decision.level).inc()
         return len(scored)

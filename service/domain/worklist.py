@@ -11,8 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, defer
 
 from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
-from service.errors import Conflict, InvalidInput, NotFound
-from service.security.principal import Principal, Role
+from service.db.unit_of_work import lock_patients
+from service.domain.free_text import refuse_person_number
+from service.domain.patients import target_of
+from service.errors import Conflict, InvalidInput, LostRace, NotFound
+from service.security import visibility
+from service.security.principal import Principal
 
 ACTIVE_STATES = ("open", "acknowledged", "escalated")
 # Allowed moves. Resolved is final: new data opens a new item instead.
@@ -56,14 +60,22 @@ class WorklistService:
         alerting: bool,
         preloaded: bool = False,
         item: WorklistItem | None = None,
+        last_data_at: datetime | None = None,
     ) -> WorklistItem | None:
         """Update the patient's active item, or open one when the level is alerting.
 
         ``level_rank`` orders urgency (0 = most urgent); the pathway's lowest level updates an
         existing item but opens none. ``preloaded``: ``item`` is the active item the caller
         already looked up (None: there is none), saving a query per patient in batch paths.
+        ``last_data_at``: the newest reading's time (a scheduled re-score's as-of is the wall
+        clock, which is not data).
+
+        An item holds the most urgent level it reached until a clinician acknowledges it: new
+        data can raise the level, a re-score cannot lower it (the card says "was red at ...;
+        now yellow" from ``peak_*`` and the newest assessment).
         """
         now = assessment.created_at
+        data_at = last_data_at if last_data_at is not None else assessment.as_of
         if not preloaded:
             item = session.scalar(
                 select(WorklistItem).where(
@@ -85,7 +97,10 @@ class WorklistService:
                 assessment_id=assessment.id,
                 opened_at=now,
                 updated_at=now,
-                last_data_at=assessment.as_of,
+                last_data_at=data_at,
+                peak_at=assessment.as_of,
+                peak_assessment_id=assessment.id,
+                peak_reasons=reasons_of(assessment),
             )
             session.add(item)
             session.flush()  # no ORM relationship orders these inserts, so flush the item first
@@ -101,18 +116,26 @@ class WorklistService:
             session.flush()
             self._notify(session, item, assessment, "opened")
             return item
-        changed = item.level != assessment.level
         worse = level_rank < item.level_rank
-        item.level, item.level_rank = assessment.level, level_rank
+        if worse or item.peak_assessment_id is None:
+            item.peak_at, item.peak_assessment_id = assessment.as_of, assessment.id
+            item.peak_reasons = reasons_of(assessment)
+        if level_rank <= item.level_rank:
+            changed = item.level != assessment.level
+            item.level, item.level_rank = assessment.level, level_rank
+            action = "level-changed" if changed else "updated"
+        else:
+            # Only a person lowers a level: the held one stays, the card shows both.
+            changed, action = False, "level-held"
         item.probability, item.assessment_id = assessment.probability, assessment.id
-        item.updated_at, item.last_data_at = now, max(_aware(item.last_data_at), assessment.as_of)
+        item.updated_at, item.last_data_at = now, data_at
         if worse and item.state == "acknowledged":
             # A worse level after acknowledgement needs a fresh look.
             item.state = "open"
         session.add(
             WorklistEvent(
                 item_id=item.id,
-                action="level-changed" if changed else "updated",
+                action=action,
                 actor="system",
                 at=now,
                 assessment_id=assessment.id,
@@ -124,15 +147,34 @@ class WorklistService:
         return item
 
     def transition(
-        self, session: Session, principal: Principal, item_id: str, action: str, note: str | None
+        self,
+        session: Session,
+        principal: Principal,
+        item_id: str,
+        action: str,
+        note: str | None,
+        expected_version: int | None = None,
     ) -> WorklistItem:
+        """Move an item; ``expected_version`` (If-Match) refuses a change to a stale copy."""
         if action not in TRANSITIONS:
             raise InvalidInput(f"unknown action '{action}'", location="action")
+        refuse_person_number(note, "note")
         item = session.get(WorklistItem, item_id)
-        if item is None or not self._visible(principal, item):
+        patient = None if item is None else session.get(Patient, item.patient_id)
+        if item is None or patient is None or not visibility.may_change_patient(principal, patient):
             raise NotFound(f"worklist item {item_id} not found")
+        # The patient's lock, as ingestion takes it: a clinician's action and arriving data
+        # for the same patient follow one another; then read the item as it is now.
+        lock_patients(session, [item.patient_id])
+        session.refresh(item)
+        if expected_version is not None and item.version != expected_version:
+            raise _lost_race(session, item, f"the item changed since version {expected_version}")
         target = TRANSITIONS[action].get(item.state)
         if target is None:
+            actor, _ = last_change(session, item)
+            if item.state in TRANSITIONS[action].values() and actor != principal.subject:
+                # Two clinicians pressed the same button: the second learns who was first.
+                raise _lost_race(session, item, f"this item was already {item.state}")
             raise Conflict(f"cannot {action} an item that is {item.state}")
         now = datetime.now(UTC)
         item.state, item.updated_at = target, now
@@ -143,15 +185,30 @@ class WorklistService:
                 item_id=item.id, action=action, actor=principal.subject, at=now, note=note
             )
         )
+        assessment = session.get(Assessment, item.assessment_id)
+        lowered = False
+        if action == "acknowledge" and assessment is not None:
+            lowered = self._settle_level(item, assessment)
         session.flush()
+        if lowered:
+            self._notify(session, item, assessment, "level-changed")
         if target == "resolved":
-            assessment = session.get(Assessment, item.assessment_id)
             self._notify(session, item, assessment, "resolved")
         return item
 
     @staticmethod
-    def _visible(principal: Principal, item: WorklistItem) -> bool:
-        return principal.role is Role.ADMIN or principal.may_see_unit(item.organisation, item.unit)
+    def _settle_level(item: WorklistItem, assessment: Assessment) -> bool:
+        """A clinician has seen the item: it now holds the newest assessment's level.
+
+        Returns True when that lowered the level (a held level is let go).
+        """
+        order = list((assessment.explanation or {}).get("levels") or [])
+        if assessment.level == item.level or assessment.level not in order:
+            return False
+        item.level, item.level_rank = assessment.level, order.index(assessment.level)
+        item.peak_at, item.peak_assessment_id = assessment.as_of, assessment.id
+        item.peak_reasons = reasons_of(assessment)
+        return True
 
     def list_items(
         self,
@@ -169,12 +226,8 @@ class WorklistService:
             # A list shows the explanation only: the feature snapshot and the basis (a
             # JSON list of resource ids, the largest column) are loaded when read.
             .options(defer(Assessment.features), defer(Assessment.basis))
-            .where(WorklistItem.state.in_(states))
+            .where(WorklistItem.state.in_(states), visibility.patient_filter(principal))
         )
-        if principal.role is not Role.ADMIN:
-            query = query.where(WorklistItem.organisation == principal.organisation)
-            if principal.units is not None:
-                query = query.where(WorklistItem.unit.in_(principal.units))
         if unit:
             query = query.where(WorklistItem.unit == unit)
         if level:
@@ -186,12 +239,47 @@ class WorklistService:
         return [(row[0], row[1], row[2]) for row in session.execute(query).all()]
 
 
+def last_change(session: Session, item: WorklistItem) -> tuple[str | None, str | None]:
+    """(actor, action) of the item's latest event: who got there first."""
+    event = session.scalar(
+        select(WorklistEvent)
+        .where(WorklistEvent.item_id == item.id)
+        .order_by(WorklistEvent.id.desc())
+        .limit(1)
+    )
+    return (event.actor, event.action) if event is not None else (None, None)
+
+
+def _lost_race(session: Session, item: WorklistItem, reason: str) -> LostRace:
+    patient = session.get(Patient, item.patient_id)
+    assessment = session.get(Assessment, item.assessment_id)
+    assert patient is not None and assessment is not None
+    actor, action = last_change(session, item)
+    who = f" by {actor}" if actor else ""
+    return LostRace(
+        f"{reason}{who}; reload and decide again",
+        current=item_summary(item, patient, assessment),
+        actor=actor,
+        action=action,
+    )
+
+
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def reasons_of(assessment: Assessment) -> list[dict[str, Any]]:
+    """Why an assessment reached its level, in words (the rules that set it, else the model's
+    top factors): kept with the item so a held level can still say why."""
+    explanation = assessment.explanation or {}
+    fired = [r for r in explanation.get("rules", []) if r.get("counts_for_triage", True)]
+    at_level = [r for r in fired if r.get("level") == assessment.level] or fired
+    chosen = at_level or explanation.get("top_factors", [])
+    return [{"text_nb": r.get("text_nb", ""), "text_en": r.get("text_en", "")} for r in chosen[:3]]
+
+
 def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[str, Any]:
-    from service.identifiers import mask
+    from models.identifiers import mask
 
     explanation = assessment.explanation or {}
     return {
@@ -204,6 +292,7 @@ def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -
             "pathway": patient.pathway_id,
             "unit": patient.unit,
             "confidential_to_guardians": patient.confidential_to_guardians,
+            "target_saturation": target_of(patient),
         },
         "state": item.state,
         "level": item.level,
@@ -211,6 +300,11 @@ def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -
         "top_factors": explanation.get("top_factors", [])[:3],
         "rules_fired": explanation.get("rules", []),
         "last_data_at": _aware(item.last_data_at),
+        # The newest assessment's level; below ``level`` while a higher one is held.
+        "current_level": assessment.level,
+        "held": assessment.level != item.level,
+        "peak_at": item.peak_at and _aware(item.peak_at),
+        "peak_reasons": item.peak_reasons or [],
         "opened_at": _aware(item.opened_at),
         "updated_at": _aware(item.updated_at),
         "acknowledged_by": item.acknowledged_by,
@@ -221,4 +315,5 @@ def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -
         "resolved_at": item.resolved_at and _aware(item.resolved_at),
         "assessment_id": assessment.id,
         "model_version": assessment.model_version,
+        "version": item.version,  # the ETag: send it back as If-Match to change this item
     }

@@ -13,6 +13,52 @@ RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 OUTCOME_TEXT = "Deterioration needing hospital contact within 72 hours"
 
+# The profiles each output declares in meta.profile, and meets (tests validate against FHIR R4).
+# DetectedIssue follows VKP's VkpDetectedIssue (HL7Norway/Velferdsteknologi, VKP-R4,
+# vkp-DetectedIssue-v090: code required, preferred binding to the VKP alert codes). For Task,
+# RiskAssessment and Patient no Norwegian profile applies to what we send, so they declare the
+# FHIR R4 core profile they meet.
+PROFILES = {
+    "DetectedIssue": "http://ehelse.no/fhir/StructureDefinition/vkp-DetectedIssue-v090",
+    "Task": "http://hl7.org/fhir/StructureDefinition/Task",
+    "RiskAssessment": "http://hl7.org/fhir/StructureDefinition/RiskAssessment",
+    "Patient": "http://hl7.org/fhir/StructureDefinition/Patient",
+}
+VKP_ALERT_CODES = "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090"
+# Our rule types (models/rules/schema.py RULE_TYPES) -> VKP alert code and its display.
+# A threshold on reported measurements is "1.1 Måledata rapportert", on questionnaire answers
+# "1.2 Skjemabesvarelse"; a missed reading "2.2 Måling ikke rapportert" (a missed questionnaire
+# "2.1"); an aggregate of several rules or a score (NEWS2) "0 Oppsummerende varsel".
+VKP_ALERT_DISPLAY = {
+    "0": "Oppsummerende varsel",
+    "1.1": "Måledata rapportert",
+    "1.2": "Skjemabesvarelse",
+    "2.1": "Manglende skjemabesvarelse",
+    "2.2": "Måling ikke rapportert",
+}
+RULE_TYPE_TO_VKP_ALERT = {
+    "bands": "1.1",
+    "category": "1.1",
+    "baseline_deviation": "1.1",
+    "change": "1.1",
+    "consecutive": "1.1",
+    "questionnaire": "1.2",
+    "missed": "2.2",
+    "combination": "0",
+    "score": "0",
+}
+
+
+def vkp_alert_code(rule: dict[str, Any]) -> str:
+    """The VKP alert code for a fired rule (see RULE_TYPE_TO_VKP_ALERT)."""
+    code = RULE_TYPE_TO_VKP_ALERT.get(str(rule.get("type", "")), "0")
+    if code == "2.2":
+        measured = str((rule.get("values") or {}).get("measurement", ""))
+        if measured.startswith("q/") or measured == "symptom_score":
+            code = "2.1"
+    return code
+
+
 # Triage level -> (RiskAssessment qualitativeRisk, Task priority, DetectedIssue severity).
 LEVEL_CODES: dict[str, tuple[str, str, str]] = {
     "red": ("high", "asap", "high"),
@@ -34,12 +80,42 @@ def _iso(dt: datetime) -> str:
     return aware.isoformat()
 
 
-def _meta(patient: Patient, last_updated: datetime) -> dict[str, Any]:
-    meta: dict[str, Any] = {"lastUpdated": _iso(last_updated)}
+def _meta(
+    patient: Patient, last_updated: datetime, version: int = 1, profiles: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    # Set by this server: record entries are immutable (version 1); a Task counts its updates.
+    meta: dict[str, Any] = {"versionId": str(version), "lastUpdated": _iso(last_updated)}
+    if profiles:
+        meta["profile"] = list(profiles)
     if patient.confidential_to_guardians:
         # pasient- og brukerrettighetsloven § 3-4: not to be shared with parents/guardians.
         meta["security"] = [{"system": CONFIDENTIALITY, "code": "R", "display": "restricted"}]
     return meta
+
+
+def stored_resource(
+    body: dict[str, Any], resource_id: str, version_id: int, last_updated: datetime | None
+) -> dict[str, Any]:
+    """A received resource as this server holds it: its id and meta are the server's."""
+    resource = {k: v for k, v in body.items() if k not in ("id", "meta")}
+    meta: dict[str, Any] = {
+        "versionId": str(version_id),
+        "lastUpdated": _iso(last_updated or datetime.now(UTC)),
+    }
+    profiles = (
+        (body.get("meta") or {}).get("profile") if isinstance(body.get("meta"), dict) else None
+    )
+    if isinstance(profiles, list) and profiles:
+        meta["profile"] = profiles  # what the sender claims to meet; kept as received
+    return {"resourceType": body.get("resourceType"), "id": resource_id, "meta": meta, **resource}
+
+
+def http_date(iso: str) -> str:
+    """An RFC 7231 date for Last-Modified from an ISO 8601 instant."""
+    from email.utils import format_datetime
+
+    moment = datetime.fromisoformat(iso)
+    return format_datetime(moment.astimezone(UTC), usegmt=True)
 
 
 def _level_codes(level: str) -> tuple[str, str, str]:
@@ -47,7 +123,10 @@ def _level_codes(level: str) -> tuple[str, str, str]:
 
 
 def risk_assessment(
-    assessment: Assessment, patient: Patient, basis_types: dict[str, str] | None = None
+    assessment: Assessment,
+    patient: Patient,
+    basis_types: dict[str, str] | None = None,
+    superseded_by: str | None = None,
 ) -> dict[str, Any]:
     explanation = assessment.explanation or {}
     qualitative, _, _ = _level_codes(assessment.level)
@@ -57,7 +136,7 @@ def risk_assessment(
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
         "id": assessment.id,
-        "meta": _meta(patient, assessment.created_at),
+        "meta": _meta(patient, assessment.created_at, profiles=(PROFILES["RiskAssessment"],)),
         "status": "final",
         "subject": {"reference": f"Patient/{patient.id}"},
         "occurrenceDateTime": _iso(assessment.as_of),
@@ -98,6 +177,16 @@ def risk_assessment(
     }
     if assessment.probability is not None:
         resource["prediction"][0]["probabilityDecimal"] = round(float(assessment.probability), 6)
+    if assessment.supersedes_id:
+        resource["note"].append(
+            {"text": f"Erstatter RiskAssessment/{assessment.supersedes_id} (korrigerte data)"}
+        )
+    if superseded_by:
+        # Kept on record, never deleted; the later assessment replaced it.
+        resource["meta"]["tag"] = [
+            {"system": f"{CODE_SYSTEM}/assessment-state", "code": "superseded"}
+        ]
+        resource["note"].append({"text": f"Erstattet av RiskAssessment/{superseded_by}"})
     if rules:
         resource["note"].append(
             {
@@ -115,7 +204,7 @@ def task(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[s
     resource: dict[str, Any] = {
         "resourceType": "Task",
         "id": item.id,
-        "meta": _meta(patient, item.updated_at),
+        "meta": _meta(patient, item.updated_at, int(item.version or 1), (PROFILES["Task"],)),
         "identifier": [{"system": f"{CODE_SYSTEM}/worklist-item", "value": item.id}],
         "status": TASK_STATUS[item.state],
         "businessStatus": {"text": item.state},
@@ -149,15 +238,24 @@ def detected_issues(assessment: Assessment, patient: Patient) -> list[dict[str, 
     out = []
     for i, rule in enumerate((assessment.explanation or {}).get("rules", [])):
         _, _, severity = _level_codes(str(rule.get("level", "yellow")))
+        alert = vkp_alert_code(rule)
         out.append(
             {
                 "resourceType": "DetectedIssue",
                 "id": f"{assessment.id}-{i}",
-                "meta": _meta(patient, assessment.created_at),
+                "meta": _meta(
+                    patient, assessment.created_at, profiles=(PROFILES["DetectedIssue"],)
+                ),
                 "status": "final",
                 "code": {
                     "coding": [
-                        {"system": f"{CODE_SYSTEM}/rule", "code": str(rule.get("rule", "rule"))}
+                        {
+                            "system": VKP_ALERT_CODES,
+                            "code": alert,
+                            "display": VKP_ALERT_DISPLAY[alert],
+                        },
+                        # Which of the pathway's rules fired, for systems that know our rules.
+                        {"system": f"{CODE_SYSTEM}/rule", "code": str(rule.get("rule", "rule"))},
                     ],
                     "text": str(rule.get("text_nb", rule.get("rule", ""))),
                 },
@@ -173,100 +271,22 @@ def detected_issues(assessment: Assessment, patient: Patient) -> list[dict[str, 
     return out
 
 
-def searchset(
-    resources: list[dict[str, Any]],
-    self_url: str,
-    total: int | None = None,
-    next_url: str | None = None,
-) -> dict[str, Any]:
-    links = [{"relation": "self", "url": self_url}]
-    if next_url:
-        links.append({"relation": "next", "url": next_url})
-    return {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "total": len(resources) if total is None else total,
-        "link": links,
-        "entry": [
-            {
-                "fullUrl": f"{r['resourceType']}/{r['id']}",
-                "resource": r,
-                "search": {"mode": "match"},
-            }
-            for r in resources
-        ],
+def patient(row: Patient) -> dict[str, Any]:
+    """A minimal Patient: what a reference to it must resolve to, and nothing more."""
+    resource: dict[str, Any] = {
+        "resourceType": "Patient",
+        "id": row.id,
+        "meta": _meta(row, row.created_at, profiles=(PROFILES["Patient"],)),
+        "identifier": [{"system": row.identifier_system, "value": row.identifier_value}],
+        "birthDate": (
+            row.birth_date.isoformat()
+            if hasattr(row.birth_date, "isoformat")
+            else str(row.birth_date)
+        )[:10],
+        "managingOrganization": {
+            "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": row.organisation}
+        },
     }
-
-
-def capability_statement(base_url: str, software_version: str) -> dict[str, Any]:
-    def search(name: str, kind: str, doc: str) -> dict[str, str]:
-        return {"name": name, "type": kind, "documentation": doc}
-
-    paging = [
-        search("_count", "number", "page size (default 50, max 500)"),
-        search("_lastUpdated", "date", "e.g. ge2026-01-01T00:00:00Z"),
-    ]
-    return {
-        "resourceType": "CapabilityStatement",
-        "status": "active",
-        "date": datetime.now(UTC).date().isoformat(),
-        "kind": "instance",
-        "software": {"name": "home-followup-triage", "version": software_version},
-        "implementation": {"description": "Triage for digital home follow-up", "url": base_url},
-        "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
-        "rest": [
-            {
-                "mode": "server",
-                "security": {
-                    "cors": False,
-                    "service": [
-                        {
-                            "coding": [
-                                {
-                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                    "code": "OAuth",
-                                }
-                            ]
-                        }
-                    ],
-                    "description": "OAuth2 bearer tokens from HelseID (JWT, JWKS-verified)",
-                },
-                "interaction": [{"code": "batch"}, {"code": "transaction"}],
-                "resource": [
-                    {
-                        "type": "Observation",
-                        "interaction": [{"code": "create"}],
-                        "conditionalCreate": True,
-                        "documentation": "VKP vital signs (LOINC or SNOMED CT, UCUM); identifier is the "
-                        "idempotency key",
-                    },
-                    {
-                        "type": "QuestionnaireResponse",
-                        "interaction": [{"code": "create"}],
-                        "conditionalCreate": True,
-                        "documentation": "Helsenorge answers to the pathway questionnaires",
-                    },
-                    {
-                        "type": "RiskAssessment",
-                        "interaction": [{"code": "search-type"}],
-                        "searchParam": [search("subject", "reference", "Patient/{id}"), *paging],
-                    },
-                    {
-                        "type": "Task",
-                        "interaction": [{"code": "search-type"}],
-                        "searchParam": [
-                            search("status", "token", "requested|accepted|in-progress|completed"),
-                            search("patient", "reference", "Patient/{id}"),
-                            *paging,
-                        ],
-                    },
-                    {
-                        "type": "DetectedIssue",
-                        "interaction": [{"code": "search-type"}],
-                        "searchParam": [search("patient", "reference", "Patient/{id}"), *paging],
-                    },
-                ],
-            }
-        ],
-    }
+    if row.sex in ("female", "male", "other", "unknown"):
+        resource["gender"] = row.sex
+    return resource

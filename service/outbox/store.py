@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from service.db.engine import transaction
 from service.db.tables import OutboxEntry
-from service.outbox.writer import DELIVERED, PENDING, STATES
+from service.outbox.writer import DEAD_LETTER, DELIVERED, PENDING, STATES
 
 MAX_ERROR_CHARS = 500
 
@@ -91,6 +91,30 @@ def record_failed(session: Session, claim: Claim, error: str, retry_at: datetime
         )
         .values(next_attempt_at=retry_at, last_error=error[:MAX_ERROR_CHARS])
     )
+
+
+def record_dead_letter(session: Session, claim: Claim, error: str) -> bool:
+    """DIPS refused the entry (4xx): set it aside; the patient's later entries go on."""
+    result = session.execute(
+        update(OutboxEntry)
+        .where(
+            OutboxEntry.id == claim.id,
+            OutboxEntry.attempts == claim.attempts,
+            OutboxEntry.state == PENDING,
+        )
+        .values(state=DEAD_LETTER, last_error=error[:MAX_ERROR_CHARS])
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def resend(session: Session, entry_id: int, now: datetime | None = None) -> bool:
+    """Put a dead letter back in the queue, due now with a fresh backoff; False if it is not one."""
+    result = session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.id == entry_id, OutboxEntry.state == DEAD_LETTER)
+        .values(state=PENDING, attempts=0, next_attempt_at=now or datetime.now(UTC))
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 def counts_by_state(session: Session) -> dict[str, int]:

@@ -11,7 +11,9 @@ from service.db.tables import Assessment, IngestedResource, OutboxEntry, Patient
 from service.outbox.bundle import basis_reference, transaction_bundle
 
 PENDING, DELIVERED, RECORDED = "pending", "delivered", "recorded"
-STATES = (PENDING, DELIVERED, RECORDED)
+# Refused by DIPS with a 4xx: set aside, listed on /api/v1/outbox, resent by hand once fixed.
+DEAD_LETTER = "dead-letter"
+STATES = (PENDING, DELIVERED, RECORDED, DEAD_LETTER)
 
 
 class OutboxWriter:

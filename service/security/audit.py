@@ -25,7 +25,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, event, insert, select, text
 from sqlalchemy.orm import Session
 
+from models.identifiers import contains_person_number
 from service.db.tables import AuditEntry, Patient
 from service.security.principal import Principal, Role
 
@@ -51,7 +52,6 @@ PURPOSE_BY_ROLE = {
     Role.ADMIN: "administration",
 }
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,35}$")
-_FNR_LIKE = re.compile(r"^\d{11}$")
 
 
 @dataclass(frozen=True)
@@ -317,7 +317,7 @@ def safe_patient_id(value: Any) -> str | None:
     if not isinstance(value, str):
         return None
     value = value.removeprefix("Patient/")
-    if not _SAFE_ID.match(value) or _FNR_LIKE.match(value):
+    if not _SAFE_ID.match(value) or contains_person_number(value):
         return None
     return value
 
@@ -383,14 +383,23 @@ class VerifyResult:
     head_hash: str
     bad_seq: int | None = None
     problem: str | None = None
+    checkpoint_seq: int | None = None  # the newest signed checkpoint the chain was held to
+    checkpoint_at: str | None = None
 
     def describe(self) -> str:
         if self.ok:
+            anchored = (
+                f"; matches the signed checkpoint of {self.checkpoint_at} (seq "
+                f"{self.checkpoint_seq})"
+                if self.checkpoint_at
+                else "; no signed checkpoint yet (run `triage audit checkpoint`)"
+            )
             return (
                 f"audit chain intact: {self.rows_checked} rows, head seq {self.head_seq}, "
-                f"head hash {self.head_hash}"
+                f"head hash {self.head_hash}{anchored}"
             )
-        return f"audit chain BROKEN at row seq {self.bad_seq}: {self.problem}"
+        where = f" at row seq {self.bad_seq}" if self.bad_seq is not None else ""
+        return f"audit chain BROKEN{where}: {self.problem}"
 
 
 def _rows(session: Session, batch: int = 2000) -> Iterator[Any]:
@@ -406,12 +415,20 @@ def _rows(session: Session, batch: int = 2000) -> Iterator[Any]:
         last = chunk[-1].seq
 
 
-def verify_chain(session: Session, expected_head: str | None = None) -> VerifyResult:
+def verify_chain(
+    session: Session,
+    expected_head: str | None = None,
+    checkpoints: Mapping[int, str] | None = None,
+) -> VerifyResult:
     """Walk the log in order; name the first row that was edited, or follows deleted rows.
 
-    Deleting the newest rows leaves a shorter valid chain; pass a head hash recorded earlier
-    (`expected_head`, e.g. from a previous verify run kept elsewhere) to detect that too.
+    Deleting the newest rows leaves a shorter valid chain, and rewriting a row and recomputing
+    every later hash leaves a consistent one. ``checkpoints`` ({seq: hash} signed earlier and
+    kept outside the database, service/security/checkpoints.py) catch both; so does a head hash
+    recorded earlier (``expected_head``).
     """
+    checkpoints = checkpoints or {}
+    last_checkpoint = 0
     prev_seq, prev_hash, n = 0, GENESIS_HASH, 0
     seen_expected = expected_head is None
     for row in _rows(session):
@@ -449,6 +466,20 @@ def verify_chain(session: Session, expected_head: str | None = None) -> VerifyRe
                 row.seq,
                 "row content does not match its hash (the row was edited)",
             )
+        signed = checkpoints.get(row.seq)
+        if signed is not None:
+            if signed != row.hash:
+                return VerifyResult(
+                    False,
+                    n,
+                    prev_seq or None,
+                    prev_hash,
+                    row.seq,
+                    f"row {row.seq} differs from its signed checkpoint: rows "
+                    f"{last_checkpoint + 1}..{row.seq} were rewritten and their hashes "
+                    "recomputed",
+                )
+            last_checkpoint = row.seq
         prev_seq, prev_hash = row.seq, row.hash
         if row.hash == expected_head:
             seen_expected = True

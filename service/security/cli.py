@@ -1,4 +1,5 @@
-"""`triage audit verify`: check the audit log's hash chain (exit status 1 when it is broken)."""
+"""`triage audit verify|checkpoint|retention`: check the audit log's hash chain against its signed
+checkpoints (exit status 1 when it is broken), sign a new checkpoint, apply retention."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(no_args_is_help=True)
-audit = typer.Typer(help="The audit log (Normen): verify its hash chain.", no_args_is_help=True)
+audit = typer.Typer(
+    help="The audit log (Normen): verify its hash chain, sign checkpoints.", no_args_is_help=True
+)
 app.add_typer(audit, name="audit")
 
 
@@ -22,21 +25,49 @@ def verify(
         typer.Option(help="A head hash recorded earlier: detects deletion of the newest rows"),
     ] = None,
 ) -> None:
-    """Verify that no audit row was edited or deleted."""
+    """Verify that no audit row was edited or deleted, against the newest signed checkpoint."""
     from service.config import Settings
     from service.db.engine import make_engine, make_session_factory
-    from service.security.audit import verify_chain
+    from service.security.checkpoints import verify_with_checkpoints
 
-    url = database_url or Settings().resolved_database_url
-    engine = make_engine(url)
+    settings = Settings()
+    engine = make_engine(database_url or settings.resolved_database_url)
     try:
         with make_session_factory(engine)() as session:
-            result = verify_chain(session, expected_head)
+            result = verify_with_checkpoints(session, settings, expected_head)
     finally:
         engine.dispose()
     typer.echo(result.describe())
     if not result.ok:
         raise typer.Exit(1)
+
+
+@audit.command()
+def checkpoint(
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL; default: TRIAGE_DATABASE_URL or the SQLite default"),
+    ] = None,
+) -> None:
+    """Sign the audit chain's head and append it to the checkpoint file (exit 1: not signed)."""
+    from service.config import Settings
+    from service.db.engine import make_engine, make_session_factory
+    from service.security.checkpoints import CheckpointError, checkpoint_path, write_checkpoint
+
+    settings = Settings()
+    engine = make_engine(database_url or settings.resolved_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            signed = write_checkpoint(session, settings)
+    except CheckpointError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"audit checkpoint: seq {signed.seq}, head {signed.head}, key {signed.key_id}, "
+        f"appended to {checkpoint_path(settings)}"
+    )
 
 
 @audit.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -31,17 +32,25 @@ def authorize(request: Request) -> None:
     if principal.role not in roles:
         raise Forbidden(f"role '{principal.role.value}' may not call {name}")
     if principal.guardian_proxy:
-        _check_guardian_request(request, name)
+        child = _guardian_patient(request, name)
+        # Bound to the principal: every query asks service.security.visibility, which then
+        # returns this one patient whatever search parameter the request filters on.
+        principal = replace(principal, represented_patient=child)
+        request.state.principal = principal
+        if ctx is not None:
+            ctx.principal = principal
 
 
-def _check_guardian_request(request: Request, name: str) -> None:
+def _guardian_patient(request: Request, name: str) -> str:
     """A parent/guardian context reads only the FHIR outputs, and only for one named patient."""
     if name not in GUARDIAN_ROUTES:
         raise Forbidden("this route is not available when acting for a parent or guardian")
     named = [v for key in ("subject", "patient") for v in request.query_params.getlist(key)]
-    if len(named) != 1 or safe_patient_id(named[0]) is None:
+    child = safe_patient_id(named[0]) if len(named) == 1 else None
+    if child is None:
         raise Forbidden("acting for a parent or guardian, name exactly one patient")
     # The patient row itself is checked when it is loaded (service.security.audit hooks).
+    return child
 
 
 def current_principal(request: Request) -> Principal:

@@ -57,6 +57,7 @@ METRICS_ROLES = frozenset({M, P, A})
 ROUTE_ROLES: dict[str, frozenset[Role]] = {
     # enrolment and patient record
     "enrol_patient": frozenset({C, I, A}),
+    "set_target_saturation": frozenset({C, A}),
     "get_patient": frozenset({C, A}),
     "list_patient_assessments": frozenset({C, A}),
     # FHIR ingestion: devices (VKP) and questionnaires (Helsenorge) via integration clients
@@ -67,6 +68,13 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "fhir_search_risk_assessment": frozenset({C, I, A}),
     "fhir_search_task": frozenset({C, I, A}),
     "fhir_search_detected_issue": frozenset({C, I, A}),
+    # FHIR reads by id (DIPS resolves Task.focus, RiskAssessment.basis, Location).
+    "fhir_read_observation": frozenset({C, I, A}),
+    "fhir_read_questionnaireresponse": frozenset({C, I, A}),
+    "fhir_read_riskassessment": frozenset({C, I, A}),
+    "fhir_read_task": frozenset({C, I, A}),
+    "fhir_read_detectedissue": frozenset({C, I, A}),
+    "fhir_read_patient": frozenset({C, I, A}),
     # worklist: clinicians only (an integration client may write measurements, not read worklists)
     "get_worklist": frozenset({C, A}),
     "worklist_transition": frozenset({C, A}),
@@ -76,6 +84,9 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "get_pathway": frozenset({C, M, P, A}),
     "list_pathway_versions": frozenset({C, M, P, A}),
     "publish_pathway": frozenset({C, A}),
+    # four-eyes: a second clinician of the organisation (a second admin for a template)
+    "approve_pathway_version": frozenset({C, A}),
+    "reject_pathway_version": frozenset({C, A}),
     "validate_pathway_draft": frozenset({C, A}),
     "evaluate_rules": frozenset({C, A}),
     # per-patient personal thresholds
@@ -99,19 +110,22 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "v2_version_infer": frozenset({M, I, A}),
     # DIPS outbox delivery state: operations (admin) and the integration client; no payloads
     "list_outbox": frozenset({I, A}),
+    # Resending a dead letter is an operations decision, after the cause is fixed.
+    "resend_outbox_entry": frozenset({A}),
     # audit log (Normen): compliance officers, and administrators for operations
     "search_audit_log": frozenset({P, A}),
     "audit_access_report": frozenset({P, A}),
     "verify_audit_log": frozenset({P, A}),
     # drift monitoring: ML engineers and compliance run and read, only compliance signs off,
-    # administrators read; clinicians record outcomes (deterioration yes/no) for performance
+    # administrators read; clinicians (and the site's integration client, e.g. DIPS admissions)
+    # record outcomes for performance monitoring and local recalibration
     "run_drift_report": frozenset({M, P}),
     "list_drift_reports": frozenset({M, P, A}),
     "get_drift_report": frozenset({M, P, A}),
     "get_drift_report_html": frozenset({M, P, A}),
     "sign_off_drift_report": frozenset({P}),
     "list_drift_alerts": frozenset({M, P, A}),
-    "record_outcome": frozenset({C, A}),
+    "record_outcome": frozenset({C, I, A}),
     # web pages (service.web): each page as its API counterpart
     "web_worklist": frozenset({C, A}),
     "web_worklist_items": frozenset({C, A}),
@@ -119,9 +133,11 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "web_patient": frozenset({C, A}),
     "web_patient_override": frozenset({C, A}),
     "web_patient_override_revoke": frozenset({C, A}),
+    "web_patient_target": frozenset({C, A}),
     "web_pathways": frozenset({C, M, P, A}),
     "web_pathway": frozenset({C, M, P, A}),
     "web_pathway_edit": frozenset({C, A}),
+    "web_pathway_decide": frozenset({C, A}),
     "web_models": frozenset({M, P, A}),
     "web_models_reload": frozenset({M, A}),
     "web_monitoring": frozenset({M, P, A}),

@@ -25,10 +25,13 @@ class Principal:
     # 12–16-year-old withheld from parents, and anything about a patient aged 16 or more, is
     # refused.
     guardian_proxy: bool = False
+    # An integration client may send for further organisations its token names
+    # (ORGANISATIONS_CLAIM); everyone else acts for `organisation` alone.
+    also_for: tuple[str, ...] = ()
+    # For a guardian context: the one patient the request names (bound when it is authorised).
+    represented_patient: str | None = None
 
-    def may_see_unit(self, organisation: str, unit: str) -> bool:
-        if self.role is Role.ADMIN:
-            return True
-        if organisation != self.organisation:
-            return False
-        return self.units is None or unit in self.units
+    @property
+    def organisations(self) -> tuple[str, ...]:
+        """Every organisation this token acts for."""
+        return (self.organisation, *(o for o in self.also_for if o != self.organisation))

@@ -1,6 +1,6 @@
 """Treatment-record integrity: record entries are never updated or deleted through the ORM.
 
-Assessments, pathway versions, patient overrides, drift-report sign-offs, the worklist history,
+Assessments, pathway versions and their approvals, patient overrides, drift-report sign-offs, the worklist history,
 the received resources and the audit log are insert-only. A correction is a new row pointing back
 (`supersedes_id`). Two sanctioned exceptions: revoking an override (its `revoked` flag may go from
 false to true, nothing else), and deletion by the retention job inside `record_maintenance()`.
@@ -23,8 +23,10 @@ from service.db.tables import (
     DriftSignOff,
     IngestedResource,
     PathwayVersion,
+    PathwayVersionDecision,
     Patient,
     PatientOverride,
+    ResourceVersion,
     WorklistEvent,
 )
 from service.errors import Conflict
@@ -32,10 +34,12 @@ from service.errors import Conflict
 IMMUTABLE_RECORDS: tuple[type[Any], ...] = (
     Assessment,
     PathwayVersion,
+    PathwayVersionDecision,
     PatientOverride,
     DriftSignOff,
     WorklistEvent,
     IngestedResource,
+    ResourceVersion,
     AuditEntry,
 )
 # Attribute -> the only value it may be changed to.

@@ -32,6 +32,9 @@ SCOPE_PREFIX = "triage/"
 HPR_CLAIM = "helseid://claims/hpr/hpr_number"
 ORG_CLAIM = "helseid://claims/client/claims/orgnr_parent"
 UNITS_CLAIM = "triage/units"
+# The organisations (orgnr) an integration client sends for, besides orgnr_parent; a VKP or
+# Helsenorge client serving several hospitals names each. Ignored for personnel tokens.
+ORGANISATIONS_CLAIM = "triage/organisations"
 # Set by the Helsenorge integration when it calls for a parent/guardian ("representasjon").
 REPRESENTATION_CLAIM = "triage/representation"
 GUARDIAN_REPRESENTATIONS = frozenset({"guardian", "parent", "foresatt"})
@@ -79,6 +82,7 @@ def issue_dev_token(
     subject: str | None = None,
     lifetime_s: int = 8 * 3600,
     representation: str | None = None,
+    also_for: list[str] | None = None,
 ) -> str:
     """A development token shaped like HelseID's; refused outside development."""
     if settings.environment == "production" or settings.auth_mode != "dev":
@@ -101,6 +105,8 @@ def issue_dev_token(
         claims[UNITS_CLAIM] = list(units)
     if representation:
         claims[REPRESENTATION_CLAIM] = representation
+    if also_for:
+        claims[ORGANISATIONS_CLAIM] = list(also_for)
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": DEV_KID})
 
 
@@ -273,12 +279,17 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     if isinstance(units, str):
         units = [units]
     representation = claims.get(REPRESENTATION_CLAIM)
+    role = Role(valid[0])
+    also_for = claims.get(ORGANISATIONS_CLAIM) if role is Role.INTEGRATION else None
+    if isinstance(also_for, str):
+        also_for = [also_for]
     return Principal(
         subject=str(subject)[:64],
-        role=Role(valid[0]),
+        role=role,
         organisation=str(organisation),
         units=tuple(str(u) for u in units) if isinstance(units, list) and units else None,
         display_name=str(claims.get("name", ""))[:200],
         guardian_proxy=isinstance(representation, str)
         and representation.lower() in GUARDIAN_REPRESENTATIONS,
+        also_for=tuple(str(o)[:16] for o in also_for[:50]) if isinstance(also_for, list) else (),
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.datastructures import FormData
@@ -17,9 +18,12 @@ from starlette.datastructures import FormData
 from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import DriftReport, DriftSignOff, PathwayVersion, Patient
+from service.domain.free_text import safe_to_echo
 from service.domain.monitoring import SIGN_OFF_DECISIONS
-from service.errors import InvalidInput, NotFound, TriageError
-from service.security.deps import CurrentPrincipal
+from service.domain.pathways import APPROVED, PENDING, REJECTED
+from service.errors import Conflict, InvalidInput, NotFound, TriageError
+from service.security import visibility
+from service.security.deps import CurrentPrincipal, current_principal
 from service.security.principal import Principal, Role
 from service.web.pages import flash, level_labels, problems_by_field, take_flashes
 from service.web.render import render, translator
@@ -48,10 +52,18 @@ def web_pathways(
     request: Request, principal: CurrentPrincipal, session: ReadSession, services: ServicesDep
 ) -> Response:
     pathways = []
-    for pid in sorted(services.pathways.known_in(session)):
-        version, doc, doc_hash = services.pathways.current(session, pid)
+    scope = services.pathways.reading_scope(principal)
+    for pid in sorted(services.pathways.known_in(session, scope)):
+        found = services.pathways.in_force(session, pid, scope)
         pathways.append(
-            {"id": pid, "version": version, "doc": doc, "hash": doc_hash, "rules": len(doc.rules)}
+            {
+                "id": pid,
+                "version": found.version,
+                "doc": found.doc,
+                "hash": found.hash,
+                "rules": len(found.doc.rules),
+                "organisation": found.organisation,
+            }
         )
     return render(request, "pathways.html", {"pathways": pathways})
 
@@ -114,31 +126,40 @@ def _pathway_context(
 ) -> dict[str, Any]:
     from models.rules.describe import describe_pathway
 
-    if pathway_id not in services.pathways.known_in(session):
+    pathways = services.pathways
+    scope = pathways.reading_scope(principal)
+    if pathway_id not in pathways.known_in(session, scope):
         raise NotFound(f"pathway '{pathway_id}' not found")
-    version, doc, doc_hash = services.pathways.current(session, pathway_id)
+    found = pathways.in_force(session, pathway_id, scope)
+    version, doc, doc_hash = found.version, found.doc, found.hash
     row = session.scalar(
         select(PathwayVersion).where(
             PathwayVersion.pathway_id == pathway_id, PathwayVersion.version == version
         )
     )
     body = dict(row.body) if row is not None else {}
-    editable = principal.role in (Role.CLINICIAN, Role.ADMIN) and services.pathways.may_edit(
-        principal, doc
+    editable = principal.role in (Role.CLINICIAN, Role.ADMIN) and pathways.may_edit_in(
+        session, principal, pathway_id, scope, None
+    )
+    history = pathways.versions(session, principal, pathway_id)
+    # The proposal awaiting a second clinician in the caller's own scope (admin: the template).
+    pending = next(
+        (
+            v
+            for v in history
+            if v["status"] == PENDING and v["organisation"] == scope and v["unit"] is None
+        ),
+        None,
     )
     patients = []
     if editable:
         query = (
             select(Patient)
-            .where(Patient.pathway_id == pathway_id)
+            .where(Patient.pathway_id == pathway_id, visibility.patient_filter(principal))
             .order_by(Patient.created_at)
             .limit(50)
         )
-        if principal.role is not Role.ADMIN:
-            query = query.where(Patient.organisation == principal.organisation)
-            if principal.units is not None:
-                query = query.where(Patient.unit.in_(principal.units))
-        from service.identifiers import mask
+        from models.identifiers import mask
 
         patients = [
             {"id": p.id, "label": f"{mask(p.identifier_value)} · {p.unit}"}
@@ -153,7 +174,13 @@ def _pathway_context(
         "stored": body,
         "described": describe_pathway(doc),
         "editable": editable,
-        "history": services.pathways.versions(session, pathway_id),
+        "history": history,
+        "organisation": found.organisation,
+        "pending": pending,
+        "pending_is_author": pending is not None and pending["author"] == principal.subject,
+        "pending_can_decide": pending is not None
+        and visibility.may_approve_pathway(principal, scope, None, doc.editors, pending["author"]),
+        "decision_form": {},
         "levels": [lv.id for lv in doc.levels],
         "level_labels": level_labels(translator(request)),
         "number_fields": NUMBER_FIELDS,
@@ -260,7 +287,7 @@ async def web_pathway_edit(
         other_problems=other,
         validated=True,
         form={
-            "reason": str(form.get("reason") or ""),
+            "reason": safe_to_echo(str(form.get("reason") or "")),
             "dry_patient": str(form.get("dry_patient") or ""),
             **{k: str(v) for k, v in form.items() if k.startswith("dry/")},
         },
@@ -290,21 +317,69 @@ async def web_pathway_edit(
             try:
                 with transaction(request.app.state.sessions) as tx:
                     result = services.pathways.publish(tx, principal, pathway_id, draft, reason)
-            except InvalidInput as exc:
+            except (InvalidInput, Conflict) as exc:
                 ctx["other_problems"] = [
                     {"path": k, "message": v} for k, v in problems_by_field(exc).items()
                 ]
-                status = 422
+                status = exc.status_code
             else:
-                flash(
-                    request,
-                    "success",
-                    t.gettext("Version {version} published.", version=result["version"]),
-                )
+                if result["status"] == PENDING:
+                    message = t.gettext(
+                        "Version {version} is proposed. It takes effect when a second clinician "
+                        "approves it.",
+                        version=result["version"],
+                    )
+                else:
+                    message = t.gettext("Version {version} published.", version=result["version"])
+                flash(request, "success", message)
                 return RedirectResponse(
                     request.url_for("web_pathway", pathway_id=pathway_id).path + "#history", 303
                 )
     return render(request, "pathway.html", {**ctx, "flashes": []}, status_code=status)
+
+
+@router.post("/pathways/{pathway_id}/versions/{version}", name="web_pathway_decide")
+async def web_pathway_decide(
+    request: Request,
+    pathway_id: str,
+    version: Annotated[int, PathParam(ge=1, le=1_000_000)],
+    principal: CurrentPrincipal,
+    session: ReadSession,
+    services: ServicesDep,
+) -> Response:
+    """Four-eyes: a second clinician approves or rejects a proposed version, with a reason."""
+    t = translator(request)
+    form = await request.form()
+    intent = str(form.get("intent") or "")
+    reason = str(form.get("decision_reason") or "").strip()
+    errors: dict[str, str] = {}
+    if intent not in ("approve", "reject"):
+        errors["decision_reason"] = t.gettext("Choose to approve or to reject the change.")
+    elif len(reason) < 3:
+        errors["decision_reason"] = t.gettext(
+            "Say why you approve or reject the change (at least 3 characters)."
+        )
+    else:
+        decision = APPROVED if intent == "approve" else REJECTED
+        try:
+            with transaction(request.app.state.sessions) as tx:
+                services.pathways.decide(tx, principal, pathway_id, version, decision, reason)
+        except (InvalidInput, Conflict) as exc:
+            errors["decision_reason"] = exc.message
+        else:
+            done = (
+                t.gettext("Version {version} approved: it is now in force.", version=version)
+                if decision == APPROVED
+                else t.gettext("Version {version} rejected.", version=version)
+            )
+            flash(request, "success", done)
+            return RedirectResponse(
+                request.url_for("web_pathway", pathway_id=pathway_id).path + "#history", 303
+            )
+    ctx = _pathway_context(request, principal, session, services, pathway_id)
+    ctx["errors"] = errors
+    ctx["decision_form"] = {"decision_reason": safe_to_echo(reason)}
+    return render(request, "pathway.html", {**ctx, "flashes": []}, status_code=422)
 
 
 def _field_names(draft: dict[str, Any]) -> list[str]:
@@ -461,11 +536,19 @@ def _first_signoff(session: Any, report_id: str) -> DriftSignOff | None:
 
 
 def _reports(request: Request, session: Any) -> list[dict[str, Any]]:
-    return list(_monitoring(request).list_reports(session, limit=100))
+    viewer = current_principal(request)
+    return list(_monitoring(request).list_reports(session, limit=100, viewer=viewer))
+
+
+def _visible_report(request: Request, session: Any, report_id: str) -> DriftReport | None:
+    row = session.get(DriftReport, report_id)
+    if row is None or not visibility.may_read_report(current_principal(request), row.organisation):
+        return None
+    return row
 
 
 def _report(request: Request, session: Any, report_id: str) -> dict[str, Any]:
-    row = session.get(DriftReport, report_id)
+    row = _visible_report(request, session, report_id)
     if row is None:
         raise NotFound(f"drift report {report_id} not found")
     try:
@@ -475,7 +558,7 @@ def _report(request: Request, session: Any, report_id: str) -> dict[str, Any]:
 
 
 def _html_path(request: Request, session: Any, report_id: str) -> Path | None:
-    row = session.get(DriftReport, report_id)
+    row = _visible_report(request, session, report_id)
     if row is None or not row.html_path:
         return None
     path = Path(row.html_path)
@@ -568,6 +651,7 @@ def web_drift_sign_off(
                     comment,
                     signed_by=principal.subject,
                     role=principal.role.value,
+                    signer=principal,
                 )
         except NotFound:
             raise
@@ -577,7 +661,13 @@ def web_drift_sign_off(
             )
     if errors:
         return _drift_page(
-            request, session, report_id, errors, {"decision": decision, "comment": comment}, [], 422
+            request,
+            session,
+            report_id,
+            errors,
+            {"decision": decision, "comment": safe_to_echo(comment)},
+            [],
+            422,
         )
     flash(request, "success", t.gettext("Sign-off recorded."))
     return RedirectResponse(request.url_for("web_drift_report", report_id=report_id).path, 303)
@@ -619,6 +709,7 @@ def web_audit(
     try:
         page = search_audit_log(
             request,
+            principal,
             session,
             patient=patient or None,
             user=user or None,
@@ -653,7 +744,9 @@ def web_audit_export(
     """A patient's access log as CSV (pasientjournalloven § 18), from the API's report."""
     from service.api.audit import audit_access_report
 
-    report = audit_access_report(request, session, patient=patient, since=None, until=None)
+    report = audit_access_report(
+        request, principal, session, patient=patient, since=None, until=None
+    )
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=";")
     writer.writerow(["time", "who", "role", "organisation", "what", "purpose", "outcome"])

@@ -19,12 +19,18 @@ from urllib.parse import urlencode, urlparse
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.concurrency import run_in_threadpool
 
 from service.errors import BadRequest, NotFound, Unauthorised
 from service.security.principal import Role
 from service.web.i18n import LANGUAGES
 from service.web.render import render
-from service.web.session import get_session, lang_cookie_header
+from service.web.session import (
+    end_server_session,
+    get_session,
+    lang_cookie_header,
+    open_server_session,
+)
 
 router = APIRouter(prefix="/web", include_in_schema=False)
 # The bare address `make run` prints leads to the pages.
@@ -215,6 +221,9 @@ async def web_callback(
     access_token = str(token.get("access_token", ""))
     principal = request.app.state.verifier.verify(access_token)  # as the API verifies
     session.clear()  # a fresh session (and CSRF token) after sign-in: no session fixation
+    session["sid"] = await run_in_threadpool(
+        open_server_session, request.app.state.sessions, principal.subject
+    )
     session["token"] = access_token
     session["user"] = {
         "subject": principal.subject,
@@ -229,7 +238,9 @@ async def web_callback(
 
 @router.post("/sign-out", name="web_sign_out")
 def web_sign_out(request: Request) -> Response:
-    get_session(request).clear()
+    session = get_session(request)
+    end_server_session(request.app.state.sessions, session.get("sid"))
+    session.clear()
     response = RedirectResponse(request.url_for("web_sign_in").path + "?signed_out=1", 303)
     return response
 

@@ -6,6 +6,7 @@ It reads the pages' own definitions, so it sits above them: i18n itself imports 
 from __future__ import annotations
 
 from models.rules import RULE_TYPES
+from service.domain.pathways import VERSION_STATUSES
 from service.security.principal import Role
 from service.web.admin import BAND_BOUNDS, DRY_RUN_VALUES, NUMBER_FIELDS, SIGN_OFF_DECISIONS
 from service.web.i18n import LANGUAGES
@@ -28,6 +29,7 @@ def dynamic_messages() -> list[str]:
         "bound": BAND_BOUNDS,
         "measurement": DRY_RUN_VALUES,
         "change": ("added", "removed", "changed"),
+        "version-status": VERSION_STATUSES,
         "verdict": ("ok", "drift", "warning", "insufficient-data"),
         "decision": SIGN_OFF_DECISIONS,
         "audit": ("read", "write", "refuse"),

@@ -10,16 +10,20 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from models.measurements import SYMPTOM_SCORE
 from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import Assessment, Patient, PatientOverride, Reading, WorklistItem
-from service.domain.patients import to_public
+from service.db.unit_of_work import lock_patients, write
+from service.domain.free_text import safe_to_echo
+from service.domain.patients import SCALE2_OPTION, TargetSaturation, to_public
 from service.domain.worklist import ACTIVE_STATES, item_summary
-from service.errors import TriageError
+from service.errors import LostRace, TriageError
+from service.security import visibility
 from service.security.deps import CurrentPrincipal
-from service.security.principal import Principal, Role
+from service.security.principal import Principal
 from service.web.charts import Chart, band_thresholds, layout, personal_baseline
 from service.web.i18n import Translator
 from service.web.render import render, translator
@@ -53,15 +57,6 @@ def problems_by_field(exc: TriageError) -> dict[str, str]:
     return {exc.location or "": exc.message}
 
 
-def _units(session: Any, principal: Principal) -> list[str]:
-    if principal.units is not None:
-        return sorted(principal.units)
-    query = select(Patient.unit).distinct()
-    if principal.role is not Role.ADMIN:
-        query = query.where(Patient.organisation == principal.organisation)
-    return sorted(session.scalars(query))
-
-
 def worklist_context(
     request: Request,
     principal: Principal,
@@ -88,7 +83,7 @@ def worklist_context(
         "more": more,
         "show_all": show_all,
         "filters": filters,
-        "units": _units(session, principal),
+        "units": visibility.visible_units(session, principal),
         "levels": LEVELS,
         "states": STATES,
         "now": datetime.now(UTC),
@@ -138,6 +133,7 @@ def web_worklist_action(
     services: ServicesDep,
     note: Annotated[str, Form(max_length=2000)] = "",
     back: Annotated[str, Form(max_length=500)] = "",
+    version: Annotated[str, Form(max_length=12)] = "",
 ) -> Response:
     """Acknowledge, escalate or resolve an item, through the same service as the API."""
     t = translator(request)
@@ -149,10 +145,27 @@ def web_worklist_action(
     if action not in ACTIONS:
         flash(request, "error", t.gettext("Unknown action."))
         return RedirectResponse(target, 303)
+    expected = int(version) if version.isascii() and version.isdigit() else None
+
+    def work(session: Session) -> object:
+        return services.worklist.transition(
+            session, principal, item_id, action, note.strip() or None, expected
+        )
+
     try:
-        with transaction(request.app.state.sessions) as session:
-            services.worklist.transition(session, principal, item_id, action, note.strip() or None)
+        write(request.app.state.sessions, work)
+    except LostRace as exc:
+        # Another clinician (perhaps on another replica) was first: say who and what they did.
+        who = exc.actor or t.gettext("another user")
+        first = {
+            "acknowledge": t.gettext("Someone else just acknowledged this: {who}.", who=who),
+            "escalate": t.gettext("Someone else just escalated this: {who}.", who=who),
+            "resolve": t.gettext("Someone else just resolved this: {who}.", who=who),
+        }.get(exc.action or "", t.gettext("Someone else just changed this: {who}.", who=who))
+        flash(request, "error", first)
     except TriageError as exc:
+        if exc.status_code in (403, 404):
+            raise  # an item outside the caller's units is not there (service.security.visibility)
         flash(
             request,
             "error",
@@ -318,7 +331,8 @@ def patient_context(
     t = translator(request)
     patient = services.patients.get_visible(session, principal, patient_id)
     public = to_public(patient)
-    version, doc, _ = services.pathways.current(session, patient.pathway_id)
+    found = services.pathways.for_patient(session, patient)
+    version, doc = found.version, found.doc
     overrides = _override_rows(session, patient.id)
     rule_measurement = {r.id: getattr(r, "measurement", None) for r in doc.rules}
     active = [
@@ -360,6 +374,7 @@ def patient_context(
         "default_expiry": (datetime.now(UTC) + timedelta(days=14)).date().isoformat(),
         "min_expiry": (datetime.now(UTC) + timedelta(days=1)).date().isoformat(),
         "young": 12 <= public.age_years < 16,
+        "target_offered": any(o.id == SCALE2_OPTION for o in doc.options),
         "now": datetime.now(UTC),
     }
 
@@ -398,7 +413,7 @@ def web_patient_override(
     t = translator(request)
     form = {
         "rule": rule,
-        "reason": reason,
+        "reason": safe_to_echo(reason),
         "expires": expires,
         "threshold_yellow": threshold_yellow,
         "threshold_red": threshold_red,
@@ -489,3 +504,40 @@ def web_patient_override_revoke(
     return RedirectResponse(
         request.url_for("web_patient", patient_id=patient_id).path + "#overrides", 303
     )
+
+
+@router.post("/patients/{patient_id}/target-saturation", name="web_patient_target")
+def web_patient_target(
+    request: Request,
+    patient_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    target_saturation: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    """Set the prescribed SpO2 target (88–92 %: NEWS2 scale 2); the patient is re-scored."""
+    t = translator(request)
+    back = request.url_for("web_patient", patient_id=patient_id).path + "#target-heading"
+    if target_saturation == "88-92":
+        target: TargetSaturation = "88-92"
+    elif target_saturation == "94-98":
+        target = "94-98"
+    else:
+        flash(request, "error", t.gettext("Choose a target saturation."))
+        return RedirectResponse(back, 303)
+    try:
+
+        def work(session: Session) -> None:
+            lock_patients(session, [patient_id])  # re-scoring writes the worklist
+            patient = services.patients.set_target_saturation(
+                session, principal, patient_id, target
+            )
+            services.scoring.score(session, patient, "target-saturation")
+
+        write(request.app.state.sessions, work)
+    except TriageError as exc:
+        if exc.status_code in (403, 404):
+            raise
+        flash(request, "error", t.gettext("The target saturation could not be set."))
+    else:
+        flash(request, "success", t.gettext("Target saturation saved; the patient was re-scored."))
+    return RedirectResponse(back, 303)

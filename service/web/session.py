@@ -6,21 +6,32 @@ middleware takes the access token from the session cookie and hands it to the ap
 JSON API, and every page passes the same route × role table as the API.
 SameSite=Lax (not Strict) because the OIDC issuer redirects back to us with a top-level GET that
 must carry the cookie holding the PKCE verifier and state.
+
+The cookie alone does not keep a session open: it names a server-side session (``web_sessions``)
+that sign-out ends, so a copy of the cookie saved before sign-out opens nothing afterwards. The
+check reads the primary database (not a replica), so a sign-out holds at once on every replica.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import secrets
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from http.cookies import SimpleCookie
 from typing import Any, Protocol
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.db.engine import transaction
+from service.db.tables import WebSession
 from service.errors import BadRequest
 
 
@@ -37,6 +48,53 @@ LANG_COOKIE = "triage_lang"
 SESSION_MAX_AGE_S = 8 * 3600  # a working shift; the access token expires no later
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
+
+
+def _id_hash(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _aware(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+def open_server_session(factory: sessionmaker[Session], subject: str) -> str:
+    """Record a new signed-in session and return its id (for the cookie); sweep expired rows."""
+    session_id = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    with transaction(factory) as tx:
+        tx.execute(delete(WebSession).where(WebSession.expires_at < now - timedelta(days=1)))
+        tx.add(
+            WebSession(
+                id_hash=_id_hash(session_id),
+                subject=subject[:64],
+                created_at=now,
+                expires_at=now + timedelta(seconds=SESSION_MAX_AGE_S),
+            )
+        )
+    return session_id
+
+
+def end_server_session(factory: sessionmaker[Session], session_id: object) -> None:
+    """Sign-out: the session ends on the server, whatever copies of the cookie exist."""
+    if not isinstance(session_id, str) or not session_id:
+        return
+    with transaction(factory) as tx:
+        tx.execute(
+            update(WebSession)
+            .where(WebSession.id_hash == _id_hash(session_id), WebSession.ended_at.is_(None))
+            .values(ended_at=datetime.now(UTC))
+        )
+
+
+def server_session_open(factory: sessionmaker[Session], session_id: object) -> bool:
+    if not isinstance(session_id, str) or not session_id:
+        return False
+    with factory() as tx:
+        row = tx.get(WebSession, _id_hash(session_id))
+        return (
+            row is not None and row.ended_at is None and _aware(row.expires_at) > datetime.now(UTC)
+        )
 
 
 def _serializer(secret: str) -> URLSafeTimedSerializer:
@@ -137,7 +195,17 @@ class WebSessionMiddleware:
                 session = loaded if isinstance(loaded, dict) else {}
             except BadSignature:
                 session = {}
+        if session.get("token"):
+            factory = getattr(scope["app"].state, "sessions", None)
+            open_ = factory is not None and await run_in_threadpool(
+                server_session_open, factory, session.get("sid")
+            )
+            if not open_:  # signed out elsewhere, expired, or a cookie from before sessions
+                session = {}
+                scope["web_session_ended"] = True
         before = json.dumps(session, sort_keys=True)
+        if scope.get("web_session_ended"):
+            before = "ended"  # the browser's cookie is stale: send it the cleared one
         scope["web_session"] = session
         scope["web_lang_cookie"] = cookies.get(LANG_COOKIE)
         # The session's token authenticates the page. Without one, a bearer header a program

@@ -133,6 +133,7 @@ def test_every_container_runs_a_real_command() -> None:
             seen.append(" ".join(container["args"][:2]))
     assert any(s.startswith("serve") for s in seen) and any(s.startswith("migrate") for s in seen)
     assert any(s.startswith("rescore") for s in seen) and any(s == "drift run" for s in seen)
+    assert "audit checkpoint" in seen
 
 
 @pytest.mark.parametrize(("name", "spec"), _pod_specs(), ids=[n for n, _ in _pod_specs()])
@@ -159,4 +160,4 @@ def test_in_process_jobs_off_means_no_scheduled_jobs() -> None:
     from service.jobs import default_background_jobs
 
     assert default_background_jobs(Settings(in_process_jobs=False)) == ()
-    assert len(default_background_jobs(Settings(in_process_jobs=True))) == 2
+    assert len(default_background_jobs(Settings(in_process_jobs=True))) == 3

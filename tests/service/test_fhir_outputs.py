@@ -1,49 +1,46 @@
-"""Every FHIR resource we emit parses with fhir.resources (R4B) and carries the clinical content."""
+"""Every FHIR resource we emit is valid FHIR R4 (4.0.1, tests/fhir_r4.py) and carries the clinical
+content."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.capabilitystatement import CapabilityStatement
-from fhir.resources.R4B.detectedissue import DetectedIssue
-from fhir.resources.R4B.riskassessment import RiskAssessment
-from fhir.resources.R4B.task import Task
 
 from service.fhir import outputs
+from tests.fhir_r4 import validate_r4
 from tests.helpers import enrol, observation, post_fhir
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # Completeness: every resource type the service emits must be validated here.
 VALIDATED = {
-    "RiskAssessment": RiskAssessment,
-    "Task": Task,
-    "DetectedIssue": DetectedIssue,
-    "Bundle": Bundle,
-    "CapabilityStatement": CapabilityStatement,
+    "RiskAssessment",
+    "Task",
+    "DetectedIssue",
+    "Patient",
+    "Bundle",
+    "CapabilityStatement",
 }
 
 
 def test_every_emitted_resource_type_is_validated():
+    from service.fhir import search
+
     emitted = {
         "RiskAssessment",
         "Task",
         "DetectedIssue",
+        "Patient",
         "Bundle",
         "CapabilityStatement",
         "OperationOutcome",
     }
-    # OperationOutcome is validated in test_operation_outcome_parses below.
-    assert emitted - {"OperationOutcome"} == set(VALIDATED)
+    # OperationOutcome is validated in test_operation_outcome_parses below; Observation and
+    # QuestionnaireResponse are what senders sent, read back (test_fhir_read_search.py).
+    assert emitted - {"OperationOutcome"} == VALIDATED
     builders = {name for name in dir(outputs) if not name.startswith("_")}
-    assert {
-        "risk_assessment",
-        "task",
-        "detected_issues",
-        "searchset",
-        "capability_statement",
-    } <= builders
+    assert {"risk_assessment", "task", "detected_issues", "patient"} <= builders
+    assert {"searchset", "capability_statement"} <= set(dir(search))
 
 
 @pytest.fixture
@@ -61,10 +58,12 @@ def scored_patient(client, auth):
     return pid
 
 
-def entries(bundle_json: dict, cls):
-    bundle = Bundle.model_validate(bundle_json)
+def entries(bundle_json: dict, rtype: str):
+    bundle = validate_r4(bundle_json)
     assert bundle.type == "searchset"
-    return [cls.model_validate(e.resource.model_dump()) for e in bundle.entry or []]
+    found = [e.resource for e in bundle.entry or []]
+    assert all(type(r).__name__ == rtype for r in found)
+    return found
 
 
 def test_risk_assessment_content(client, auth, scored_patient):
@@ -73,7 +72,7 @@ def test_risk_assessment_content(client, auth, scored_patient):
     )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/fhir+json")
-    latest = entries(response.json(), RiskAssessment)[0]
+    latest = entries(response.json(), "RiskAssessment")[0]
     assert latest.subject.reference == f"Patient/{scored_patient}"
     prediction = latest.prediction[0]
     assert 0.0 < float(prediction.probabilityDecimal) < 1.0
@@ -85,7 +84,7 @@ def test_risk_assessment_content(client, auth, scored_patient):
 
 def test_task_worklist_content(client, auth, scored_patient):
     response = client.get("/fhir/Task?status=requested", headers=auth("integration"))
-    [task] = entries(response.json(), Task)
+    [task] = entries(response.json(), "Task")
     assert task.status == "requested" and task.intent == "plan"
     assert task.priority in {"asap", "urgent"}
     assert task.for_fhir.reference == f"Patient/{scored_patient}"
@@ -114,14 +113,14 @@ def test_detected_issue_from_fired_rules_parses(client, auth, scored_patient):
             ],
         }
         [issue_json] = outputs.detected_issues(assessment, patient)
-    issue = DetectedIssue.model_validate(issue_json)
+    issue = validate_r4(issue_json)
     assert issue.severity == "high" and issue.code.text == "SpO2 under 88 %"
     assert issue.patient.reference == f"Patient/{scored_patient}"
     response = client.get(
         f"/fhir/DetectedIssue?patient=Patient/{scored_patient}", headers=auth("clinician")
     )
     assert response.status_code == 200
-    Bundle.model_validate(response.json())
+    validate_r4(response.json())
 
 
 def test_confidential_patient_is_marked_restricted(client, auth):
@@ -138,7 +137,7 @@ def test_confidential_patient_is_marked_restricted(client, auth):
         client, "/fhir/Observation", observation(pid, "spo2", 85, NOW, "c1"), auth("integration")
     )
     ra = client.get(f"/fhir/RiskAssessment?subject=Patient/{pid}", headers=clinician).json()
-    meta = RiskAssessment.model_validate(ra["entry"][0]["resource"]).meta
+    meta = validate_r4(ra["entry"][0]["resource"]).meta
     assert meta.security[0].code == "R"
 
 
@@ -156,7 +155,7 @@ def test_paging_links(client, auth, scored_patient):
 
 def test_capability_statement(client):
     response = client.get("/fhir/metadata")
-    statement = CapabilityStatement.model_validate(response.json())
+    statement = validate_r4(response.json())
     assert statement.fhirVersion == "4.0.1"
     types = {r.type for r in statement.rest[0].resource}
     assert {
@@ -169,10 +168,45 @@ def test_capability_statement(client):
 
 
 def test_operation_outcome_parses(client, auth):
-    from fhir.resources.R4B.operationoutcome import OperationOutcome
-
     response = post_fhir(
         client, "/fhir/Observation", {"resourceType": "Observation"}, auth("integration")
     )
-    outcome = OperationOutcome.model_validate(response.json())
+    outcome = validate_r4(response.json())
     assert outcome.issue[0].severity == "error"
+
+
+def test_every_rule_type_maps_to_a_vkp_alert_code():
+    from models.rules.schema import RULE_TYPES
+
+    assert set(outputs.RULE_TYPE_TO_VKP_ALERT) == set(RULE_TYPES)
+    assert set(outputs.RULE_TYPE_TO_VKP_ALERT.values()) <= set(outputs.VKP_ALERT_DISPLAY)
+    missed_questionnaire = {"type": "missed", "values": {"measurement": "symptom_score"}}
+    assert outputs.vkp_alert_code(missed_questionnaire) == "2.1"
+    assert outputs.vkp_alert_code({"type": "missed", "values": {"measurement": "spo2"}}) == "2.2"
+    assert outputs.vkp_alert_code({"type": "bands"}) == "1.1"
+    assert outputs.vkp_alert_code({"type": "score"}) == "0"
+
+
+def test_outputs_declare_the_profiles_they_meet(client, auth, scored_patient):
+    """DetectedIssue declares VkpDetectedIssue (code from the VKP alert codes); Task, RiskAssessment
+    and Patient declare the FHIR R4 core profile; all validate as R4."""
+    headers = auth("integration")
+    for rtype, param in (("RiskAssessment", "subject"), ("Task", "patient")):
+        bundle = client.get(f"/fhir/{rtype}?{param}=Patient/{scored_patient}", headers=headers)
+        resource = bundle.json()["entry"][0]["resource"]
+        validate_r4(resource)
+        assert resource["meta"]["profile"] == [outputs.PROFILES[rtype]]
+    patient = client.get(f"/fhir/Patient/{scored_patient}", headers=headers).json()
+    validate_r4(patient)
+    assert patient["meta"]["profile"] == [outputs.PROFILES["Patient"]]
+    issues = client.get(f"/fhir/DetectedIssue?patient=Patient/{scored_patient}", headers=headers)
+    found = [e["resource"] for e in issues.json()["entry"]]
+    assert found, "the 85 % reading fires at least one rule"
+    for issue in found:
+        validate_r4(issue)
+        assert issue["meta"]["profile"] == [
+            "http://ehelse.no/fhir/StructureDefinition/vkp-DetectedIssue-v090"
+        ]
+        vkp = issue["code"]["coding"][0]
+        assert vkp["system"] == "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090"
+        assert vkp["code"] in outputs.VKP_ALERT_DISPLAY

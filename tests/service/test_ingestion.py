@@ -137,7 +137,9 @@ def _mutate(obs: dict, path: str, value) -> dict:
             [{"system": "http://loinc.org", "code": "1234-5"}],
             "Observation.code.coding",
         ),
-        ("status", "entered-in-error", "Observation.status"),
+        ("status", "cancelled", "Observation.status"),
+        # entered-in-error withdraws a received resource; with nothing received it is refused.
+        ("status", "entered-in-error", "Observation.identifier"),
         ("effectiveDateTime", "2999-01-01T00:00:00+00:00", "Observation.effectiveDateTime"),
         ("effectiveDateTime", "yesterday", "Observation.effectiveDateTime"),
         ("effectiveDateTime", "2026-01-01T10:00:00", "Observation.effectiveDateTime"),
@@ -235,7 +237,7 @@ def test_batch_answers_per_entry_and_keeps_the_good_ones(client, patient, integr
     statuses = [e["response"]["status"] for e in body["entry"]]
     assert statuses == ["201 Created", "422", "201 Created"]
     issue = body["entry"][1]["response"]["outcome"]["issue"][0]
-    assert issue["expression"] == ["Bundle.entry[1].resource.Observation.valueQuantity.value"]
+    assert issue["expression"] == ["Bundle.entry[1].resource.valueQuantity.value"]
     assert count(client, IngestedResource) == 2
     again = post_fhir(client, "/fhir", _bundle("batch", resources), integration).json()
     assert [e["response"]["status"] for e in again["entry"]] == ["200 OK", "422", "200 OK"]
@@ -249,7 +251,7 @@ def test_transaction_is_all_or_nothing(client, patient, integration):
     refused = post_fhir(client, "/fhir", _bundle("transaction", bad), integration)
     assert refused.status_code == 422
     assert refused.json()["issue"][0]["expression"] == [
-        "Bundle.entry[2].resource.Observation.valueQuantity.value"
+        "Bundle.entry[2].resource.valueQuantity.value"
     ]
     assert count(client, IngestedResource) == 0 and count(client, Reading) == 0
     accepted = post_fhir(client, "/fhir", _bundle("transaction", good), integration)

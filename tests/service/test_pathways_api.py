@@ -282,7 +282,14 @@ def test_a_new_pathway_by_configuration_alone_runs_end_to_end(client, auth):
         headers=clinician,
     )
     assert created.status_code == 201, created.text
-    assert created.json()["version"] == 1
+    assert created.json()["version"] == 1 and created.json()["status"] == "pending"
+    # A new pathway is all new thresholds: it is in force only once a second clinician approves.
+    approved = client.post(
+        "/api/v1/pathways/kidney-failure/versions/1/approve",
+        json={"reason": "reviewed with the nephrologists"},
+        headers=auth("clinician", subject="hpr-second"),
+    )
+    assert approved.status_code == 201, approved.text
     pid = enrol(client, clinician, pathway="kidney-failure")["id"]
     post_fhir(
         client, "/fhir/Observation", observation(pid, "spo2", 84, NOW, "k1"), auth("integration")

@@ -9,14 +9,13 @@ from fhir.resources.R4B.observation import Observation
 from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from models.features import FEATURE_INDEX, HISTORY_CHANNELS, compute_features
+from models.identifiers import is_valid_person_number, with_classic_check_digits
 from models.measurements import MEASUREMENTS
 from models.questionnaires import answers_from_response, questionnaire_by_url, score_answers
 from training.simulator import (
     PATHWAYS,
     cohort_to_fhir,
     fhir_bundles,
-    fnr_check_digits,
-    is_valid_fnr,
     simulate_cohort,
     synthetic_fnr,
 )
@@ -43,20 +42,20 @@ def test_five_pathways_with_plausible_people(small_cohort):
     assert all(0 <= p.age_years < 18 for p in children)
     assert all(p.age_years >= 18 for p in adults)
     assert {p.sex for p in patients} == {"female", "male"}
-    assert all(is_valid_fnr(p.identifier) for p in patients)
+    assert all(is_valid_person_number(p.identifier) for p in patients)
     assert all(int(p.identifier[2:4]) > 80 for p in patients)  # synthetic: month + 80
     assert "identifier" not in repr(patients[0])
 
 
-def test_fnr_check_digits_follow_mod11():
-    # 01019012345: remainder 10 for K1, so no valid number has these nine digits.
-    assert fnr_check_digits("010190123") is None
+def test_synthetic_numbers_follow_the_shared_identifier_rules():
+    # 01019012345: remainder 10 for K1, so no classic number has these nine digits.
+    assert with_classic_check_digits("010190123") is None
     rng = np.random.default_rng(0)
     for _ in range(50):
         value = synthetic_fnr(date(1950, 3, 1), rng, synthetic_month=False)
-        assert is_valid_fnr(value) and value.startswith("010350")
+        assert is_valid_person_number(value) and value.startswith("010350")
         broken = value[:10] + str((int(value[10]) + 1) % 10)
-        assert not is_valid_fnr(broken)
+        assert not is_valid_person_number(broken)
 
 
 def test_readings_are_plausible_and_duplicates_share_ids(small_cohort):

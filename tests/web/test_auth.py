@@ -102,6 +102,33 @@ def test_sign_out_clears_the_session(signed_in: Any) -> None:
     assert again.headers["location"].startswith("/web/sign-in?next=%2Fweb%2Fworklist")
 
 
+def test_a_cookie_saved_before_sign_out_opens_nothing_after_it(signed_in: Any) -> None:
+    # Issue 12, finding 8: the cookie used to be the whole session, so a copy kept working for
+    # its eight hours after sign-out. Now sign-out ends the session on the server.
+    web = signed_in("clinician")
+    saved = web.cookies.get("triage_session")
+    token = csrf_of(web.get("/web/worklist").text)
+    out = web.post("/web/sign-out", data={"csrf_token": token}, follow_redirects=False)
+    assert out.status_code == 303
+    web.cookies.clear()
+    web.cookies.set("triage_session", saved, domain="testserver.local", path="/web")
+    replay = web.get("/web/worklist", headers=HTML, follow_redirects=False)
+    assert replay.status_code == 303, "a saved cookie still opened the worklist after sign-out"
+    assert replay.headers["location"].startswith("/web/sign-in?next=%2Fweb%2Fworklist")
+    assert "Max-Age=0" in replay.headers.get("set-cookie", "")  # the stale cookie is cleared
+
+
+def test_signing_out_one_session_leaves_another_open(signed_in: Any, web: Any) -> None:
+    first = signed_in("clinician")
+    kept = first.cookies.get("triage_session")
+    second = signed_in("clinician")  # a second browser: a session of its own
+    token = csrf_of(second.get("/web/worklist").text)
+    second.post("/web/sign-out", data={"csrf_token": token}, follow_redirects=False)
+    web.cookies.clear()
+    web.cookies.set("triage_session", kept, domain="testserver.local", path="/web")
+    assert web.get("/web/worklist", headers=HTML, follow_redirects=False).status_code == 200
+
+
 def test_tampered_session_cookie_is_ignored(signed_in: Any) -> None:
     web = signed_in("clinician")
     value = web.cookies.get("triage_session")

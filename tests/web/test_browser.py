@@ -493,3 +493,48 @@ def test_text_at_200_percent_and_forced_colours(browser: Any, server: Server) ->
     assert "Rød" in badge_text  # the level is in words, not only in colour
     page.context.close()
     assert not overflow, overflow
+
+
+def test_pending_approval_has_no_wcag_violations(browser: Any, server: Server) -> None:
+    """Four-eyes on the pathway page: the proposal panel, its approve form and its error state."""
+    import copy
+
+    import httpx
+
+    from service.security.principal import Role
+    from service.security.tokens import issue_dev_token
+
+    author = {
+        "Authorization": "Bearer "
+        + issue_dev_token(server.settings, Role.CLINICIAN, subject="hpr-browser-author")
+    }
+    with httpx.Client(base_url=server.base_url, timeout=60) as client:
+        draft = copy.deepcopy(client.get("/api/v1/pathways/oncology", headers=author).json())
+        pathway = draft["pathway"]
+        rule = next(r for r in pathway["rules"] if r.get("thresholds"))
+        level, value = next(iter(rule["thresholds"].items()))
+        rule["thresholds"][level] = value + 1
+        proposed = client.put(
+            "/api/v1/pathways/oncology",
+            json={"pathway": pathway, "reason": "local threshold"},
+            headers=author,
+        )
+        assert proposed.status_code == 201, proposed.text
+    failures: dict[str, Any] = {}
+    page = new_page(browser, server)
+    sign_in(page, "clinician")
+    page.goto("/web/pathways/oncology")
+    assert page.locator("#pending-heading").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "pathway-pending-1280.png"), full_page=True)
+    failures["pathway-pending"] = axe_violations(page)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Godkjenn og ta i bruk").click()
+    page.wait_for_selector("#decision_reason-error")
+    failures["pathway-pending-error"] = axe_violations(page)
+    page.fill("#decision_reason", "checked against the local guideline")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Godkjenn og ta i bruk").click()
+    assert page.locator("#pending-heading").count() == 0
+    failures["pathway-approved"] = axe_violations(page)
+    page.context.close()
+    assert not {k: v for k, v in failures.items() if v}, failures

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from typing import Any
 
+from service.security.tokens import DEV_ORGANISATION
 from tests.web.conftest import csrf_of
 
 HTML = {"Accept": "text/html"}
@@ -196,8 +198,48 @@ def test_pathway_dry_run_and_publish_with_reason(signed_in: Any, web_env: Any) -
     ).json()
     assert versions[0]["reason"] == "SpO2 red below 90 locally"
     assert versions[0]["author"] == "dev-clinician" and versions[0]["changes"]
-    history = web.get("/web/pathways/copd").text.split('id="history"', 1)[1]
+    assert versions[0]["status"] == "pending"  # a threshold change waits for a second clinician
+    page = web.get("/web/pathways/copd").text
+    history = page.split('id="history"', 1)[1]
     assert "SpO2 red below 90 locally" in history and "diff-changed" in history
+    assert "Venter på godkjenning" in page and "Du foreslo denne endringen" in page
+    assert 'name="decision_reason"' not in page  # the author cannot approve their own change
+
+
+def test_pathway_second_clinician_approves_on_the_page(signed_in: Any, web_env: Any) -> None:
+    """Four-eyes on the web: the author proposes, a second clinician approves with a reason."""
+    author = web_env.headers("clinician", subject="hpr-web-author")
+    client = signed_in("clinician", subject="hpr-web-second")
+    current = client.get("/api/v1/pathways/post-operative", headers=author).json()["pathway"]
+    draft = copy.deepcopy(current)
+    rule = next(r for r in draft["rules"] if r.get("thresholds"))
+    level, value = next(iter(rule["thresholds"].items()))
+    rule["thresholds"][level] = value + 1
+    proposed = client.put(
+        "/api/v1/pathways/post-operative",
+        json={"pathway": draft, "reason": "local threshold"},
+        headers=author,
+    )
+    assert proposed.status_code == 201 and proposed.json()["status"] == "pending", proposed.text
+    version = proposed.json()["version"]
+    page = client.get("/web/pathways/post-operative").text
+    assert "Venter på godkjenning" in page and 'name="decision_reason"' in page
+    action = f"/web/pathways/post-operative/versions/{version}"
+    no_reason = client.post(
+        action, data={"csrf_token": csrf_of(page), "intent": "approve", "decision_reason": ""}
+    )
+    assert no_reason.status_code == 422 and 'id="decision_reason-error"' in no_reason.text
+    approved = client.post(
+        action,
+        data={"csrf_token": csrf_of(page), "intent": "approve", "decision_reason": "checked"},
+        follow_redirects=False,
+    )
+    assert approved.status_code == 303, text_of(approved.text)[:1500]
+    page = client.get("/web/pathways/post-operative").text
+    assert "Venter på godkjenning" not in page
+    history = page.split('id="history"', 1)[1]
+    assert "Avgjort av hpr-web-second" in history and "hpr-web-author" in history
+    assert f"Organisasjon {DEV_ORGANISATION}" in history
 
 
 def test_pathway_page_is_read_only_for_ml_engineers(signed_in: Any) -> None:

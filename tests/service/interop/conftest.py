@@ -75,7 +75,7 @@ def patient_with_history(
 
 
 def _birth_date(fnr: str) -> str:
-    from service.identifiers import parse_person_identifier
+    from models.identifiers import parse_person_identifier
 
     return str(parse_person_identifier(fnr).birth_date)
 

@@ -35,6 +35,9 @@ class FhirReceiver:
     port: int
     fail_first: int = 0  # refuse this many requests with 503
     lose_response_of: set[int] = field(default_factory=set)  # store, then answer 500
+    refuse_with: dict[int, int] = field(default_factory=dict)  # request number -> 4xx status
+    bearer_required: bool = False  # answer 401 to a request without a bearer token
+    authorizations: list[str] = field(default_factory=list)  # Authorization header per request
     requests: int = 0
     store: dict[tuple[str, str], Stored] = field(default_factory=dict)
     arrivals: list[Arrival] = field(default_factory=list)  # first delivery of each Bundle
@@ -56,7 +59,12 @@ class FhirReceiver:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                status, body = receiver.handle(self.path, self.headers.get("Content-Type", ""), raw)
+                status, body = receiver.handle(
+                    self.path,
+                    self.headers.get("Content-Type", ""),
+                    raw,
+                    self.headers.get("Authorization", ""),
+                )
                 payload = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/fhir+json")
@@ -73,12 +81,19 @@ class FhirReceiver:
             self._server.server_close()
             self._server = None
 
-    def handle(self, path: str, content_type: str, raw: bytes) -> tuple[int, dict[str, Any]]:
+    def handle(
+        self, path: str, content_type: str, raw: bytes, authorization: str = ""
+    ) -> tuple[int, dict[str, Any]]:
         with self._lock:
             self.requests += 1
             n = self.requests
+            self.authorizations.append(authorization)
+            if self.bearer_required and not authorization.startswith("Bearer "):
+                return 401, outcome("login", "a bearer token is required")
             if n <= self.fail_first:
                 return 503, outcome("transient", "warming up")
+            if n in self.refuse_with:
+                return self.refuse_with[n], outcome("invalid", "refused: poison for this test")
             if path != "/fhir" or not content_type.startswith("application/fhir+json"):
                 return 400, outcome("structure", f"unexpected {path} {content_type}")
             bundle = json.loads(raw)

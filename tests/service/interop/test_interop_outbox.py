@@ -78,6 +78,13 @@ def test_every_item_event_arrives_exactly_once_in_order_despite_failures_and_a_r
             integration, clinician = auth("integration"), auth("clinician")
             pids = [enrol_with_history(client, auth, i, last_spo2=85) for i in range(3)]
             send_spo2(client, integration, pids[0], 97, BASE + timedelta(hours=1), "p0-up")
+            # Better data alone holds the red; the clinician's acknowledgement lowers it.
+            acknowledged = client.post(
+                f"/api/v1/worklist/{item_of(client, pids[0]).id}/acknowledge",
+                json={"note": "ringt"},
+                headers=clinician,
+            )
+            assert acknowledged.status_code == 200, acknowledged.text
             wait_for(lambda: len(receiver.arrivals) >= 2)
 
             receiver.stop()  # DIPS goes down mid-stream ...
@@ -173,11 +180,11 @@ def test_a_failed_scoring_transaction_leaves_no_outbox_entry(client, auth, monke
 def test_the_bundle_is_a_valid_fhir_transaction_of_conditional_updates(
     client, auth, patient_with_history
 ):
-    from fhir.resources.R4B.bundle import Bundle
+    from tests.fhir_r4 import validate_r4
 
     patient = patient_with_history(last_spo2=85)
     payload = entries(client)[0].payload
-    Bundle.model_validate(payload)  # raises on anything R4 does not allow
+    validate_r4(payload)  # raises on anything R4 does not allow
     kinds = [e["resource"]["resourceType"] for e in payload["entry"]]
     assert kinds[0] == "RiskAssessment" and kinds[-1] == "Task"
     for entry in payload["entry"]:
@@ -205,7 +212,7 @@ def test_the_bundle_is_a_valid_fhir_transaction_of_conditional_updates(
 
 
 def test_fired_rules_travel_as_detected_issues(client, auth, patient_with_history):
-    from fhir.resources.R4B.bundle import Bundle
+    from tests.fhir_r4 import validate_r4
 
     patient = patient_with_history(last_spo2=85)
     with client.app.state.sessions() as s:
@@ -224,11 +231,18 @@ def test_fired_rules_travel_as_detected_issues(client, auth, patient_with_histor
             ],
         }
         payload = transaction_bundle(item, p, a, "opened", [])
-    Bundle.model_validate(payload)
+    validate_r4(payload)
     issues = [e for e in payload["entry"] if e["resource"]["resourceType"] == "DetectedIssue"]
     assert len(issues) == 1
     issue = issues[0]["resource"]
-    assert issue["severity"] == "high" and issue["code"]["coding"][0]["code"] == "news2-single-3"
+    codes = {c["system"]: c["code"] for c in issue["code"]["coding"]}
+    assert issue["severity"] == "high"
+    assert codes["https://triage.example.org/fhir/CodeSystem/rule"] == "news2-single-3"
+    # VkpDetectedIssue: the VKP alert code comes first.
+    assert (
+        issue["code"]["coding"][0]["system"]
+        == "http://ehelse.no/fhir/CodeSystem/vkp-alert-code-v090"
+    )
     assert issue["implicated"] == [{"reference": payload["entry"][0]["fullUrl"]}]
     assert issues[0]["request"]["url"].startswith("DetectedIssue?identifier=")
 

@@ -27,9 +27,9 @@ def _window(seeded: Seeded, shift_s: int) -> dict[str, str]:
 
 
 def _run(seeded: Seeded, shift_s: int, role: str = "ml-engineer", **scope: str) -> Any:
-    return seeded.client.post(
-        REPORTS, json={**_window(seeded, shift_s), **scope}, headers=seeded.headers(role)
-    )
+    # An organisation's report is run by that organisation (service.security.visibility).
+    headers = seeded.headers(role, scope.get("organisation", ORG))
+    return seeded.client.post(REPORTS, json={**_window(seeded, shift_s), **scope}, headers=headers)
 
 
 def _audit_rows(seeded: Seeded, resource_part: str) -> list[Any]:
@@ -271,14 +271,14 @@ def test_data_quality_is_flagged_apart_from_drift(
     alerts = seeded.client.get(
         "/api/v1/monitoring/alerts",
         params={"kind": "data_quality"},
-        headers=seeded.headers("ml-engineer"),
+        headers=seeded.headers("ml-engineer", OTHER_ORG),
     ).json()
     mine = [a for a in alerts if a["report_id"] == faulty.json()["id"]]
     assert mine and all(a["kind"] == "data_quality" for a in mine)
     assert any(set(a["features"]) & weight_flags and "out of range" in a["text_en"] for a in mine)
     # The statistical-drift alert of the same report, if any, is a separate entry.
     everything = seeded.client.get(
-        "/api/v1/monitoring/alerts", headers=seeded.headers("compliance")
+        "/api/v1/monitoring/alerts", headers=seeded.headers("compliance", OTHER_ORG)
     ).json()
     kinds = {a["kind"] for a in everything if a["report_id"] == faulty.json()["id"]}
     assert "data_quality" in kinds
@@ -460,3 +460,38 @@ def test_concurrent_runs_of_one_window_store_one_report(seeded: Seeded) -> None:
             )
         ).all()
     assert len(rows) == 1
+
+
+def test_drift_reports_are_scoped_by_organisation(seeded: Seeded) -> None:
+    """Issue 12 finding 4: B neither runs, reads nor signs A's report; A still signs it."""
+    a, b = ORG, OTHER_ORG
+    window = _window(seeded, 11)
+    refused = seeded.client.post(
+        REPORTS, json={**window, "organisation": a}, headers=seeded.headers("ml-engineer", b)
+    )
+    assert refused.status_code == 403
+    report = _run(seeded, 11, organisation=a)
+    assert report.status_code == 201, report.text
+    report_id = report.json()["id"]
+
+    for role in ("ml-engineer", "compliance"):
+        others = seeded.headers(role, b)
+        listed = seeded.client.get(REPORTS, headers=others).json()
+        assert report_id not in {r["id"] for r in listed}
+        assert all(r["organisation"] in (None, b) for r in listed)
+        assert seeded.client.get(f"{REPORTS}/{report_id}", headers=others).status_code == 404
+        html = seeded.client.get(f"{REPORTS}/{report_id}/html", headers=others)
+        assert html.status_code == 404
+        alerts = seeded.client.get("/api/v1/monitoring/alerts", headers=others).json()
+        assert report_id not in {x["report_id"] for x in alerts}
+
+    body = {"decision": "accepted", "comment": "Reviewed by the trust's compliance office."}
+    url = f"{REPORTS}/{report_id}/sign-off"
+    assert (
+        seeded.client.post(url, json=body, headers=seeded.headers("compliance", b)).status_code
+        == 404
+    )
+    signed = seeded.client.post(url, json=body, headers=seeded.headers("compliance", a))
+    assert signed.status_code == 201, signed.text
+    own = seeded.client.get(f"{REPORTS}/{report_id}", headers=seeded.headers("compliance", a))
+    assert own.status_code == 200 and own.json()["sign_off"]["decision"] == "accepted"

@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from models.identifiers import person_number_for
 from service.security.tokens import HPR_CLAIM, ORG_CLAIM
 from tests.helpers import ORG
 
@@ -172,16 +173,8 @@ def flush_audit(client: Any) -> None:
 def make_fnr(birth: Any, individual: int) -> str:
     """A synthetic fødselsnummer with both classic check digits (the caller picks a valid range:
     000–499 for 1900–1999, 500–999 for 2000–2039)."""
-    k1w, k2w = (3, 7, 6, 1, 8, 9, 4, 5, 2), (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
     for ind in range(individual, individual + 200):
-        base = [int(c) for c in f"{birth:%d%m%y}{ind % 1000:03d}"]
-        k1 = 11 - sum(d * w for d, w in zip(base, k1w, strict=True)) % 11
-        k1 = 0 if k1 == 11 else k1
-        if k1 == 10:
-            continue
-        k2 = 11 - sum(d * w for d, w in zip([*base, k1], k2w, strict=True)) % 11
-        k2 = 0 if k2 == 11 else k2
-        if k2 == 10:
-            continue
-        return "".join(map(str, [*base, k1, k2]))
+        number = person_number_for(birth, ind % 1000, synthetic_month=False)
+        if number is not None:
+            return number
     raise ValueError("no valid number in range")

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from service.identifiers import FNR_SYSTEM
+from models.identifiers import FNR_SYSTEM, PERSON_NUMBER_PATTERN
 from service.observability import JsonFormatter
 from tests.helpers import FNR_ADULT, enrol, observation, post_fhir
 from tests.service.security.conftest import flush_audit, make_fnr
 
-ELEVEN_DIGITS = re.compile(r"(?<!\d)\d{6}\s?\d{5}(?!\d)")
+# The one pattern of models/identifiers.py: every written form, not only 11 digits in a row.
+ELEVEN_DIGITS = PERSON_NUMBER_PATTERN
 
 
 def _by_identifier(resource: dict[str, Any], fnr: str) -> dict[str, Any]:

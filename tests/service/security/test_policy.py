@@ -227,8 +227,10 @@ def test_clinician_cannot_enrol_into_another_unit_or_organisation(client: Any, a
 
 
 def test_principal_unit_rule() -> None:
+    from service.security.visibility import in_scope
+
     nurse = Principal("1", Role.CLINICIAN, ORG, ("lungs",))
-    assert nurse.may_see_unit(ORG, "lungs")
-    assert not nurse.may_see_unit(ORG, "heart")
-    assert not nurse.may_see_unit(OTHER_ORG, "lungs")
-    assert Principal("2", Role.ADMIN, ORG, None).may_see_unit(OTHER_ORG, "x")
+    assert in_scope(nurse, ORG, "lungs")
+    assert not in_scope(nurse, ORG, "heart")
+    assert not in_scope(nurse, OTHER_ORG, "lungs")
+    assert in_scope(Principal("2", Role.ADMIN, ORG, None), OTHER_ORG, "x")

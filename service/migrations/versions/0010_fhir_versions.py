@@ -1,0 +1,43 @@
+"""later versions of received resources (FHIR corrected / amended / entered-in-error)
+
+Revision ID: 0010_fhir_versions
+Revises: 0008_audit_checkpoints
+Create Date: 2026-12-08 03:45:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010_fhir_versions"
+down_revision = "0008_audit_checkpoints"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    # Insert-only: version 1 stays in ingested_resources, each replacing resend adds a row here.
+    op.create_table(
+        "resource_versions",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column(
+            "resource_id", sa.String(length=36), sa.ForeignKey("ingested_resources.id"), nullable=False
+        ),
+        sa.Column("version_id", sa.Integer(), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("content_hash", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("received_by", sa.String(length=64), nullable=False),
+        sa.UniqueConstraint("resource_id", "version_id"),
+    )
+    op.create_index("ix_resource_versions_resource_id", "resource_versions", ["resource_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_resource_versions_resource_id", table_name="resource_versions")
+    op.drop_table("resource_versions")
