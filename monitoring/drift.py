@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from models.features import AGE_BAND_LABELS, FEATURE_INDEX, FEATURE_NAMES, FEATURES
+from models.features import AGE_BAND_LABELS, DAY_S, FEATURE_INDEX, FEATURE_NAMES, FEATURES
 from models.measurements import MEASUREMENTS
 from monitoring.config import DriftConfig
 from monitoring.data import RAW_PREFIX, MonitoringFrame, reference_hash
@@ -705,6 +705,7 @@ def run_drift_report(
         },
         "data_quality": [asdict(f) for f in flags],
         "performance": None if performance is None else asdict(performance),
+        "performance_over_time": performance_over_time(current, performance, config),
         "slices": [asdict(s) for s in slices],
     }
     payload = json.loads(
@@ -958,6 +959,73 @@ def _calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int) -> list[Calibra
                 )
             )
     return bins
+
+
+def _auroc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Area under the ROC curve by ranks (Mann-Whitney), ties averaged; None with one class."""
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(p, kind="stable")
+    ranks = np.empty(len(p))
+    sorted_p = p[order]
+    ranks[order] = np.arange(1, len(p) + 1)
+    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
+    for start, count in zip(first, counts, strict=True):
+        if count > 1:
+            ranks[order[start : start + count]] = start + (count + 1) / 2
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+PERIOD_DAYS = 7
+
+
+def performance_over_time(
+    current: MonitoringFrame, performance: Performance | None, config: DriftConfig
+) -> dict[str, Any] | None:
+    """Calibration and AUROC per week of the window, and whether recalibration is due.
+
+    Recalibration (a new intercept and slope on recent outcomes, the model unchanged) is
+    proposed when the window's calibration is off by more than ``max_calibration_error`` or its
+    slope is outside 0.8–1.25; a falling AUROC (below ``min_auroc``) asks for more than that.
+    """
+    if performance is None or current.outcome is None:
+        return None
+    known = np.isfinite(current.outcome) & np.isfinite(current.probability)
+    y, p, t = current.outcome[known], current.probability[known], current.scored_at[known]
+    start = int(t.min()) // DAY_S * DAY_S
+    period = (t - start) // (PERIOD_DAYS * DAY_S)
+    periods = []
+    for k in np.unique(period):
+        rows = period == k
+        yk, pk = y[rows], p[rows]
+        periods.append(
+            {
+                "start": _iso_utc(start + int(k) * PERIOD_DAYS * DAY_S),
+                "end": _iso_utc(start + (int(k) + 1) * PERIOD_DAYS * DAY_S),
+                "n_outcomes": int(rows.sum()),
+                "n_positive": int((yk == 1).sum()),
+                "observed_rate": float(yk.mean()),
+                "mean_predicted": float(pk.mean()),
+                "calibration_in_the_large": float(yk.mean() - pk.mean()),
+                "roc_auc": _auroc(yk, pk) if rows.sum() >= config.min_outcomes // 2 else None,
+            }
+        )
+    slope = performance.calibration_slope
+    miscalibrated = (
+        abs(performance.calibration_in_the_large) > config.max_calibration_error
+        or performance.expected_calibration_error > config.max_calibration_error
+        or (slope is not None and not 0.8 <= slope <= 1.25)
+    )
+    low_auroc = performance.roc_auc is not None and performance.roc_auc < config.min_auroc
+    return {
+        "period_days": PERIOD_DAYS,
+        "periods": periods,
+        "recalibration_proposed": bool(miscalibrated),
+        "auroc_below_minimum": bool(low_auroc),
+        "note": SYNTHETIC_NOTE,
+    }
 
 
 # ---------------------------------------------------------------------------------------------

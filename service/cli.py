@@ -389,6 +389,7 @@ def drift_run(
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
     finally:
+        service.close()
         engine.dispose()
     report = outcome.report
     typer.echo(f"verdict: {report['verdict']}")
@@ -511,6 +512,7 @@ def drift_export_summary(
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
     finally:
+        service.close()
         engine.dispose()
     typer.echo(str(path))
 

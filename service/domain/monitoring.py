@@ -386,6 +386,10 @@ class MonitoringService:
         self._reference_cache: tuple[tuple[str, float], Any, str] | None = None
         self._gauges: dict[str, Any] | None = None
 
+    def close(self) -> None:
+        """Stop the report worker process (app shutdown, end of a CLI command)."""
+        self._runner.close()
+
     @property
     def reports_dir(self) -> Path:
         return self.settings.reports_dir / DRIFT_SUBDIR

@@ -221,11 +221,21 @@ def test_performance_with_outcomes_is_computed_on_known_outcomes_only(reference,
     assert result.json["performance"]["brier"] == pytest.approx(perf.brier)
 
 
-def test_overconfident_model_shows_as_miscalibration(reference, fast_config):
-    perf = report(reference, _calibrated_window(42, scale=2.0), fast_config).performance
+def test_overconfident_model_shows_as_miscalibration_and_proposes_recalibration(
+    reference, fast_config
+):
+    result = report(reference, _calibrated_window(42, scale=2.0), fast_config)
+    perf = result.performance
     assert perf is not None
     assert perf.calibration_in_the_large < -0.05  # predicts twice the observed risk
     assert perf.expected_calibration_error > 0.05
+    assert result.json["performance_over_time"]["recalibration_proposed"]
+    assert any("recalibrate" in step for step in result.json["summary"]["en"]["next_steps"])
+
+
+def test_a_calibrated_model_is_not_sent_to_recalibration(reference, fast_config):
+    result = report(reference, _calibrated_window(47), fast_config)
+    assert not result.json["performance_over_time"]["recalibration_proposed"]
 
 
 def test_no_outcomes_means_no_performance(reference, fast_config):

@@ -265,3 +265,39 @@ def test_window_end_defaults_to_now(seeded: Seeded, cli: Any) -> None:
     body = seeded.client.get(f"{REPORTS}/{report_id}", headers=seeded.headers("ml-engineer"))
     end = datetime.fromisoformat(body.json()["window_end"])
     assert abs((end - datetime.now(UTC)).total_seconds()) < 120
+
+
+def test_drift_file_demo_unchanged_works_and_bad_input_is_a_message(tmp_path: Path) -> None:
+    """`triage drift file --demo unchanged`: a simulated window against the same cohort's own
+    baseline, no database needed; an unknown demo or an empty window is a message, not a
+    traceback. Run as the console script runs (main() mounts the offline commands)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRIAGE_DRIFT_CONFIG": json.dumps({"render_html": False})}
+    out = tmp_path / "reports"
+
+    def triage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "from service.cli import main; main()", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    result = triage("drift", "file", "--demo", "unchanged", "--seed", "1", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verdict: ok" in result.stdout and "site's own baseline" in result.stdout
+    assert len(list(out.glob("*.json"))) == 1
+    unknown = triage("drift", "file", "--demo", "nonsense")
+    assert unknown.returncode == 2 and "unknown demo" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    empty = triage(
+        "drift", "file", "--demo", "unchanged", "--seed", "1", "--out", str(out),
+        "--window-start", "2020-01-01", "--window-end", "2020-01-08",
+    )  # fmt: skip
+    assert empty.returncode == 2, empty.stdout + empty.stderr
+    assert "no report:" in empty.stderr and "no patient-days" in empty.stderr
+    assert "Traceback" not in empty.stderr
