@@ -10,19 +10,24 @@ local-baseline windows are built alike, and like the model's reference sample.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from models.features import (
     CHANNEL_INDEX,
     DAY_S,
+    HISTORY_CHANNELS,
     History,
     compute_features,
     patient_day_times,
     window_patient_days,
 )
+from monitoring.data import MonitoringFrame
 
 YEAR_S = 365.25 * DAY_S
+# Two health trusts for simulated cohorts (synthetic organisation numbers).
+SIMULATED_ORGANISATIONS = ("974557746", "983974899")
 
 
 @dataclass
@@ -99,3 +104,44 @@ def in_hospital(
     for p, start, end in zip(adm_p, adm_t, adm_end, strict=True):
         out |= (patient == p) & (time_s >= start) & (time_s < end)
     return out
+
+
+def frame_from_cohort(cohort: Any, model: Any, start_s: int, end_s: int) -> MonitoringFrame:
+    """A simulated cohort's patient-day rows in [start_s, end_s), built as from the store.
+
+    ``cohort`` is training's simulator Cohort (used by its shape: ``history()``, ``patients``,
+    ``start_s``, ``event_onset_s``); ``model`` scores the rows. Organisations alternate by pairs
+    of patients (the simulator's device types alternate by single patients: another split).
+    """
+    history = cohort.history()
+    n = len(cohort.patients)
+    first = np.full(n, np.iinfo(np.int64).max // 4, dtype=np.int64)
+    last = np.full(n, -1, dtype=np.int64)
+    np.minimum.at(first, history.patient, history.time_s)
+    np.maximum.at(last, history.patient, history.time_s)
+    age0 = np.array([p.age_years for p in cohort.patients]) - cohort.start_s / YEAR_S
+    onsets = [np.asarray(e, dtype=np.int64) for e in cohort.event_onset_s]
+    rows = patient_day_rows(
+        history,
+        age0,
+        first,
+        last,
+        start_s,
+        end_s,
+        # The hospital reports each deterioration (an outcome); the days until the patient
+        # measures again are a hospital stay.
+        admission_patient=np.repeat(np.arange(n), [len(e) for e in onsets]),
+        admission_start_s=np.concatenate(onsets) if onsets else np.zeros(0, np.int64),
+    )
+    pathway = np.array([p.pathway for p in cohort.patients], dtype=str)
+    return MonitoringFrame(
+        X=rows.X,
+        probability=model.predict(rows.X).probability if len(rows) else np.zeros(0),
+        pathway=pathway[rows.patient],
+        organisation=np.asarray(SIMULATED_ORGANISATIONS)[
+            (rows.patient // 2) % len(SIMULATED_ORGANISATIONS)
+        ],
+        scored_at=rows.time_s,
+        raw={ch: rows.latest[:, j] for j, ch in enumerate(HISTORY_CHANNELS)},
+        patient=np.char.add("sim-", rows.patient.astype(str)),
+    )

@@ -563,15 +563,29 @@ def _mount_job_commands() -> None:
     _mount_offline_drift(register(typer.Typer(), demo_source=_drift_demo_source), app, drift_app)
 
 
-def _drift_demo_source(scenario: str, seed: int) -> Any:
-    """(local baseline, window) from training's simulator, scored by the shipped model."""
+def _drift_demo_source(scenario: str, seed: int, n_patients: int = 200) -> Any:
+    """(local baseline, window) for ``triage drift file --demo``: two weeks each of a simulated
+    cohort in its steady state, the change (if any) starting between them; rows built as from
+    the store (monitoring.window) and scored by the shipped model."""
     from models.artifact import SHIPPED_ARTIFACT_DIR
+    from models.features import DAY_S
     from models.runtime import OnnxRiskModel
-    from service.drift_demo import SCENARIOS, demo_window
+    from monitoring.window import frame_from_cohort
+    from training.drift_scenarios import SCENARIOS, STEADY_FROM_DAY, simulate
 
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown demo {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-    return demo_window(OnnxRiskModel(SHIPPED_ARTIFACT_DIR).load(), scenario, seed)
+    model = OnnxRiskModel(SHIPPED_ARTIFACT_DIR).load()
+    change_day = STEADY_FROM_DAY + 14
+    cohort = simulate(n_patients, seed, scenario, fault_from_day=change_day)
+    s0 = cohort.start_s
+    baseline = frame_from_cohort(
+        cohort, model, s0 + STEADY_FROM_DAY * DAY_S, s0 + change_day * DAY_S
+    )
+    window = frame_from_cohort(
+        cohort, model, s0 + change_day * DAY_S, s0 + (change_day + 14) * DAY_S
+    )
+    return baseline, window
 
 
 def _mount_offline_drift(offline: typer.Typer, top: typer.Typer, drift: typer.Typer) -> None:

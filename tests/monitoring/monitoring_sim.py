@@ -1,5 +1,5 @@
 """Monitoring windows from training's cohort simulator, built by the service's own patient-day
-definition (service.drift_demo -> monitoring.window -> models.features) and scored by a model.
+definition (monitoring.window -> models.features) and scored by a model.
 
 Patients enrol over 90 days and are followed for up to 90 (as in training), so a window holds
 patients at every stage of follow-up. Scenarios: unchanged (another seed), population (older,
@@ -13,7 +13,8 @@ from typing import Any
 
 from models.features import DAY_S
 from monitoring.data import MonitoringFrame
-from service.drift_demo import STEADY_FROM_DAY, frame_from_cohort, simulate
+from monitoring.window import frame_from_cohort
+from training.drift_scenarios import STEADY_FROM_DAY, simulate
 
 WINDOW_DAYS = 14
 

@@ -82,7 +82,7 @@ def store_cohort(store: Store, n_patients: int, seed: int, scenario: str, fault_
     """Simulate a cohort and write its patients, readings and deteriorations to the store."""
     from service.db.engine import transaction
     from service.db.tables import IngestedResource, Outcome, Patient, Reading
-    from service.drift_demo import simulate
+    from training.drift_scenarios import simulate
 
     slot, store.next_slot = store.next_slot, store.next_slot + 1
     start = FIRST_START + timedelta(days=COHORT_SPACING_DAYS * slot)
@@ -191,7 +191,7 @@ def _line(tag: str, report: dict[str, Any]) -> str:
 
 def test_unchanged_windows_are_quiet_at_40_and_200_patients(store: Store) -> None:
     """At least 20 unchanged windows, cohorts of 40 and 200 patients: at most one not ok."""
-    from service.drift_demo import STEADY_FROM_DAY
+    from training.drift_scenarios import STEADY_FROM_DAY
 
     reports = []
     for seed in UNCHANGED_SMALL:
@@ -211,7 +211,7 @@ def test_unchanged_windows_are_quiet_at_40_and_200_patients(store: Store) -> Non
 
 
 def test_spo2_three_points_low_on_one_device_type_is_drift_naming_spo2(store: Store) -> None:
-    from service.drift_demo import STEADY_FROM_DAY
+    from training.drift_scenarios import STEADY_FROM_DAY
 
     for seed in SPO2_SEEDS:
         cohort = store_cohort(store, 200, 500 + seed, "device-spo2", 0)
@@ -230,7 +230,7 @@ def test_spo2_three_points_low_on_one_device_type_is_drift_naming_spo2(store: St
 def test_device_fault_halfway_is_flagged_against_the_sites_own_first_half(
     store: Store, scenario: str
 ) -> None:
-    from service.drift_demo import STEADY_FROM_DAY
+    from training.drift_scenarios import STEADY_FROM_DAY
 
     halfway = STEADY_FROM_DAY + 14
     cohort = store_cohort(store, 200, 600, scenario, halfway)
@@ -260,7 +260,7 @@ def test_device_fault_halfway_is_flagged_against_the_sites_own_first_half(
 
 def test_replaying_a_period_gives_that_periods_report(store: Store) -> None:
     """Clinical time: the report of a past period is the same whenever it is asked for."""
-    from service.drift_demo import STEADY_FROM_DAY
+    from training.drift_scenarios import STEADY_FROM_DAY
 
     cohort = store_cohort(store, 40, 700, "unchanged", 0)
     first = run(store, cohort, STEADY_FROM_DAY, 14)

@@ -1,11 +1,10 @@
-"""Drift windows from training's cohort simulator: ``triage drift file --demo`` and the tests.
+"""Simulated cohorts for drift monitoring: ``triage drift file --demo`` and the drift tests.
 
-A simulated cohort goes through the same patient-day row definition as the service's store
-(monitoring.window), and the model in use scores the rows. Scenarios: ``unchanged`` (another
-seed), ``population`` (an older population with more heart failure), ``device-spo2`` (pulse
-oximeters of one device type reading 3 points low), ``device-weight`` (scales switching to pounds
-halfway), ``adherence`` (a third of the patients stop measuring on most days halfway).
-The composition root may import training; monitoring may not, so this lives here.
+Scenarios: ``unchanged`` (another seed), ``population`` (an older population with more heart
+failure), ``device-spo2`` (pulse oximeters of one device type reading 3 points low),
+``device-weight`` (scales switching to pounds), ``adherence`` (a third of the patients stop
+measuring on most days), each from a given day. Rows are built from a cohort by
+``monitoring.window.frame_from_cohort``, the definition the service uses on its store.
 """
 
 from __future__ import annotations
@@ -16,10 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from models.features import DAY_S, HISTORY_CHANNELS
+from models.features import DAY_S
 
 POUNDS_PER_KG = 2.20462
-ORGANISATIONS = ("974557746", "983974899")  # two health trusts (synthetic organisation numbers)
 # Patients enrol over ENROL_SPREAD_DAYS and are followed up for FOLLOW_UP_DAYS (as the training
 # cohort is), so from day FOLLOW_UP_DAYS on every window holds patients at every stage of follow-up,
 # as a running service does. A cohort that all starts on one day is not a steady state: its
@@ -110,58 +108,3 @@ def simulate(
         older = [replace(p, age_years=p.age_years + 12) for p in cohort.patients]
         cohort = replace(cohort, patients=older)
     return with_fault(staggered(cohort), scenario, fault_from_day)
-
-
-def frame_from_cohort(cohort: Any, model: Any, start_s: int, end_s: int) -> Any:
-    """The cohort's patient-day rows in [start_s, end_s), as the service builds them."""
-    from monitoring.data import MonitoringFrame
-    from monitoring.window import YEAR_S, patient_day_rows
-
-    history = cohort.history()
-    n = len(cohort.patients)
-    first = np.full(n, np.iinfo(np.int64).max // 4, dtype=np.int64)
-    last = np.full(n, -1, dtype=np.int64)
-    np.minimum.at(first, history.patient, history.time_s)
-    np.maximum.at(last, history.patient, history.time_s)
-    age0 = np.array([p.age_years for p in cohort.patients]) - cohort.start_s / YEAR_S
-    onsets = [np.asarray(e, dtype=np.int64) for e in cohort.event_onset_s]
-    rows = patient_day_rows(
-        history,
-        age0,
-        first,
-        last,
-        start_s,
-        end_s,
-        # The hospital reports each deterioration (an outcome); the days until the patient
-        # measures again are a hospital stay.
-        admission_patient=np.repeat(np.arange(n), [len(e) for e in onsets]),
-        admission_start_s=np.concatenate(onsets) if onsets else np.zeros(0, np.int64),
-    )
-    pathway = np.array([p.pathway for p in cohort.patients], dtype=str)
-    return MonitoringFrame(
-        X=rows.X,
-        probability=model.predict(rows.X).probability if len(rows) else np.zeros(0),
-        pathway=pathway[rows.patient],
-        # Organisations alternate by pairs, device types by single patients: not the same split.
-        organisation=np.asarray(ORGANISATIONS)[(rows.patient // 2) % len(ORGANISATIONS)],
-        scored_at=rows.time_s,
-        raw={ch: rows.latest[:, j] for j, ch in enumerate(HISTORY_CHANNELS)},
-        patient=np.char.add("sim-", rows.patient.astype(str)),
-    )
-
-
-def demo_window(model: Any, scenario: str, seed: int, n_patients: int = 200) -> Any:
-    """(local baseline, window) of ``scenario``: two weeks each, the change starting between.
-
-    Days 90–104 of the staggered cohort are the baseline, days 104–118 the window.
-    """
-    change_day = STEADY_FROM_DAY + 14
-    cohort = simulate(n_patients, seed, scenario, fault_from_day=change_day)
-    s0 = cohort.start_s
-    reference = frame_from_cohort(
-        cohort, model, s0 + STEADY_FROM_DAY * DAY_S, s0 + change_day * DAY_S
-    )
-    current = frame_from_cohort(
-        cohort, model, s0 + change_day * DAY_S, s0 + (change_day + 14) * DAY_S
-    )
-    return reference, current
