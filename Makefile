@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast image lint typecheck bench clean model browser-deps
+.PHONY: install run test test-fast image lint typecheck bench clean model browser-deps replicas
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ image:
 		echo "The Dockerfile is still linted by make test (tests/deploy/test_dockerfile.py)."; \
 		exit 2; \
 	fi
+
+## Two replicas behind HAProxy (installed from Debian when missing) on 127.0.0.1:8000; migrations
+## run once first. Set TRIAGE_DATABASE_URL to PostgreSQL (without it: a SQLite file to try it).
+## See README "Running several replicas".
+replicas: $(STAMP)
+	$(BIN)/python deploy/replicas/run.py
 
 ## Side-by-side benchmarks (ours vs `mlflow models serve` vs a hello-world floor).
 bench: $(STAMP)

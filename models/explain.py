@@ -101,6 +101,18 @@ def _missing_text(f: FeatureDef, ctx: dict[str, float | None], lang: str) -> str
             if lang == "nb"
             else f"{label}: personal baseline not yet established"
         )
+    if f.kind == "slope_7d":
+        return (
+            f"{label}: for få målinger siste 7 døgn til en trend"
+            if lang == "nb"
+            else f"{label}: too few readings in 7 days for a trend"
+        )
+    if f.kind == "sd_3d":
+        return (
+            f"{label}: for få målinger siste 3 døgn til å se svingninger"
+            if lang == "nb"
+            else f"{label}: too few readings in 3 days to see it swing"
+        )
     window = "1 døgn" if f.kind == "change_1d" else "3 døgn"
     window_en = "1 day" if f.kind == "change_1d" else "3 days"
     return (
@@ -140,6 +152,25 @@ def _value_text(f: FeatureDef, value: float, ctx: dict[str, float | None], lang:
     if f.kind == "latest":
         suffix = "/10" if channel == SYMPTOM_SCORE else f" {unit}"
         return f"{label} {_num(value, lang)}{suffix}"
+    if f.kind == "slope_7d":
+        per_day = _num(abs(value), lang, 2)
+        base_unit = unit.removesuffix("/d")
+        if per_day in ("0", "0,0", "0.0"):
+            return f"{label} stabil siste 7 døgn" if nb else f"{label} steady over 7 days"
+        verb = (
+            ("stiger" if value > 0 else "faller") if nb else ("rising" if value > 0 else "falling")
+        )
+        return (
+            f"{label} {verb} {per_day} {base_unit} per døgn siste 7 døgn"
+            if nb
+            else f"{label} {verb} {per_day} {base_unit} a day over 7 days"
+        )
+    if f.kind == "sd_3d":
+        return (
+            f"{label} svinger (SD {_num(value, lang, 2)} {unit} siste 3 døgn)"
+            if nb
+            else f"{label} swings (SD {_num(value, lang, 2)} {unit} over 3 days)"
+        )
     delta_unit = _DELTA_UNIT.get(unit, (unit, unit))[0 if nb else 1]
     shown = _num(abs(value), lang)
     if shown == "1" and not nb:

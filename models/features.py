@@ -23,13 +23,18 @@ from models.measurements import SYMPTOM_SCORE
 
 HOUR_S = 3600
 DAY_S = 24 * HOUR_S
-FEATURE_SPEC_VERSION = "1"
+FEATURE_SPEC_VERSION = "2"  # 2: 7-day trends (weight, pulse, blood pressure), temperature SD
 
 # Windows, in seconds, shared by every feature so the definitions read alike.
 LATEST_LOOKBACK_S = 3 * DAY_S  # a reading older than this no longer counts as "latest"
 BASELINE_WINDOW_S = 14 * DAY_S  # personal baseline: median over the past 14 days …
 BASELINE_GAP_S = 1 * DAY_S  # … excluding the last 24 h, so an acute change does not hide itself
 BASELINE_MIN_READINGS = 3
+TREND_WINDOW_S = 7 * DAY_S  # least-squares slope over the last 7 days …
+TREND_MIN_READINGS = 3  # … from at least 3 readings spanning at least 2 days
+TREND_MIN_SPAN_S = 2 * DAY_S
+SPREAD_WINDOW_S = 3 * DAY_S  # spread (SD) of the last 72 h: a swinging temperature
+SPREAD_MIN_READINGS = 2
 HOURS_SINCE_LAST_CAP_H = 14 * 24.0
 _NEVER = np.iinfo(np.int64).max // 4
 
@@ -58,24 +63,47 @@ class FeatureDef:
 
     name: str
     channel: str | None  # history channel it derives from (None: patient-level)
-    kind: str  # latest | delta_baseline | change_1d | change_3d | missed_days | hours_since | age_band
+    # latest | delta_baseline | change_1d | change_3d | slope_7d | sd_3d | missed_days |
+    # hours_since | age_band
+    kind: str
     unit: str  # display unit
     label_nb: str
     label_en: str
     # Clinically expected direction of risk as the value rises: +1 more risk, -1 less, 0 either.
     # Training uses it as a monotonic constraint; behavioural tests check it.
     risk_direction: int
+    # Where physiology is clear only above a value (a temperature above normal, a pulse or a
+    # respiratory rate above resting), the shape must not fall above it even though the latest
+    # value is risky at both ends: training projects the fitted shape there (monotone from here).
+    never_falls_above: float | None = None
 
 
 def _vital(
-    channel: str, stem: str, unit: str, nb: str, en: str, up: int, latest_up: int = 0
+    channel: str,
+    stem: str,
+    unit: str,
+    nb: str,
+    en: str,
+    up: int,
+    latest_up: int = 0,
+    latest_never_falls_above: float | None = None,
 ) -> list[FeatureDef]:
     """The four features of a vital sign; ``up`` is the risk direction of a rising value.
 
-    ``latest_up`` constrains the latest value itself; most vitals are risky at both ends (0).
+    ``latest_up`` constrains the latest value itself; most vitals are risky at both ends (0),
+    and ``latest_never_falls_above`` then says from where a rise may only add risk.
     """
     return [
-        FeatureDef(f"{stem}_latest", channel, "latest", unit, nb, en, latest_up),
+        FeatureDef(
+            f"{stem}_latest",
+            channel,
+            "latest",
+            unit,
+            nb,
+            en,
+            latest_up,
+            latest_never_falls_above,
+        ),
         FeatureDef(
             f"{stem}_delta_baseline",
             channel,
@@ -111,7 +139,10 @@ FEATURES: tuple[FeatureDef, ...] = (
     # Unconstrained, a model learns that very low single readings are often oximeter artefacts
     # and discounts them, which no clinician would accept (found by the behavioural tests).
     *_vital("spo2", "spo2_pct", "%", "SpO2", "SpO2", -1, latest_up=-1),
-    *_vital("heart_rate", "heart_rate_bpm", "/min", "Puls", "Heart rate", +1),
+    # Pulse above 60 /min, respiratory rate above 12 /min and temperature above 37.0 °C: a rise
+    # never lowers the risk (NEWS2 bands, RCP 2017; fever in neutropenia, ESMO 2016). Below
+    # those values the shape is free (bradycardia, bradypnoea and hypothermia are risky too).
+    *_vital("heart_rate", "heart_rate_bpm", "/min", "Puls", "Heart rate", +1, 0, 60.0),
     *_vital(
         "respiratory_rate",
         "respiratory_rate_per_min",
@@ -119,8 +150,10 @@ FEATURES: tuple[FeatureDef, ...] = (
         "Respirasjonsfrekvens",
         "Respiratory rate",
         +1,
+        0,
+        12.0,
     ),
-    *_vital("temperature", "temperature_c", "°C", "Temperatur", "Temperature", +1),
+    *_vital("temperature", "temperature_c", "°C", "Temperatur", "Temperature", +1, 0, 37.0),
     *_vital(
         "systolic_bp",
         "systolic_bp_mmhg",
@@ -154,6 +187,47 @@ FEATURES: tuple[FeatureDef, ...] = (
         "kg",
         "Vektendring siste 3 døgn",
         "Weight change over 3 days",
+        +1,
+    ),
+    # Prodromes of heart-failure decompensation and of post-operative infection (issue 11):
+    # weight creeping up over a week (Chaudhry 2007: gain starts about a week before admission),
+    # the pulse trend (LINK-HF, Stehlik 2020), the blood-pressure trend, and a temperature that
+    # swings (spiking fevers of an abscess or anastomotic leak, Hyman 2007). Slopes are per day
+    # so a missed day does not change their scale; they survive a device's constant bias.
+    FeatureDef(
+        "weight_kg_slope_7d",
+        "weight",
+        "slope_7d",
+        "kg/d",
+        "Vekt, trend siste 7 døgn",
+        "Weight, trend over 7 days",
+        +1,
+    ),
+    FeatureDef(
+        "heart_rate_bpm_slope_7d",
+        "heart_rate",
+        "slope_7d",
+        "/min/d",
+        "Puls, trend siste 7 døgn",
+        "Heart rate, trend over 7 days",
+        +1,
+    ),
+    FeatureDef(
+        "systolic_bp_mmhg_slope_7d",
+        "systolic_bp",
+        "slope_7d",
+        "mmHg/d",
+        "Systolisk blodtrykk, trend siste 7 døgn",
+        "Systolic blood pressure, trend over 7 days",
+        0,  # falls in decompensation and sepsis, can rise with fluid: either way
+    ),
+    FeatureDef(
+        "temperature_c_sd_3d",
+        "temperature",
+        "sd_3d",
+        "°C",
+        "Temperatur, svingning siste 3 døgn (SD)",
+        "Temperature, swing over 3 days (SD)",
         +1,
     ),
     FeatureDef(
@@ -209,6 +283,11 @@ def feature_spec() -> dict[str, object]:
             "baseline_window": BASELINE_WINDOW_S,
             "baseline_gap": BASELINE_GAP_S,
             "baseline_min_readings": BASELINE_MIN_READINGS,
+            "trend_window": TREND_WINDOW_S,
+            "trend_min_readings": TREND_MIN_READINGS,
+            "trend_min_span": TREND_MIN_SPAN_S,
+            "spread_window": SPREAD_WINDOW_S,
+            "spread_min_readings": SPREAD_MIN_READINGS,
         },
         "age_band_edges_years": list(AGE_BAND_EDGES_YEARS),
         "features": [
@@ -371,6 +450,52 @@ def compute_features(
     baseline = _ragged_median(v_sorted, base_start.ravel(), base_stop.ravel()).reshape(n_q, n_ch)
     baseline[(base_stop - base_start) < BASELINE_MIN_READINGS] = np.nan
 
+    # Window sums by prefix sums over the sorted readings (time in days from the first reading,
+    # so squares stay small): slope and spread without a Python loop over patients.
+    origin = t_sorted[1:].min() if len(t_sorted) > 1 else 0
+    t_days = np.where(np.isnan(v_sorted), 0.0, (t_sorted - origin) / DAY_S)
+    v_clean = np.nan_to_num(v_sorted)
+    present = (~np.isnan(v_sorted)).astype(np.float64)
+
+    def prefix(a: np.ndarray) -> np.ndarray:
+        out: np.ndarray = np.r_[0.0, np.cumsum(a)]
+        return out
+
+    sums = {
+        "n": prefix(present),
+        "t": prefix(t_days),
+        "v": prefix(v_clean),
+        "tt": prefix(t_days * t_days),
+        "tv": prefix(t_days * v_clean),
+        "vv": prefix(v_clean * v_clean),
+    }
+
+    def window(length_s: int) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.searchsorted(key, q_groups * span + (t - length_s)[:, None], side="right")
+        return lo, end_now
+
+    def window_sums(lo: np.ndarray, hi: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: a[hi] - a[lo] for k, a in sums.items()}
+
+    lo7, hi7 = window(TREND_WINDOW_S)
+    w7 = window_sums(lo7, hi7)
+    first_t = np.where(hi7 > lo7, t_sorted[np.minimum(lo7, len(t_sorted) - 1)], 0)
+    last_t = np.where(hi7 > lo7, t_sorted[np.maximum(hi7 - 1, 0)], 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sxx = w7["tt"] - w7["t"] ** 2 / w7["n"]
+        sxy = w7["tv"] - w7["t"] * w7["v"] / w7["n"]
+        slope = sxy / sxx
+    enough = (w7["n"] >= TREND_MIN_READINGS) & ((last_t - first_t) >= TREND_MIN_SPAN_S)
+    # Rounded: prefix sums over a cohort and over one patient differ in the last bits, and
+    # training and serving must see the same value (tests/training/test_train_serve_parity.py).
+    slope_7d = np.round(np.where(enough & (sxx > 1e-9), slope, np.nan), 4)
+    lo3, hi3 = window(SPREAD_WINDOW_S)
+    w3 = window_sums(lo3, hi3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var = (w3["vv"] - w3["v"] ** 2 / w3["n"]) / (w3["n"] - 1)
+    sd_3d = np.round(
+        np.where(w3["n"] >= SPREAD_MIN_READINGS, np.sqrt(np.maximum(var, 0.0)), np.nan), 4
+    )
     X = np.full((n_q, N_FEATURES), np.nan)
     for j, f in enumerate(FEATURES):
         if f.channel is None:
@@ -384,6 +509,10 @@ def compute_features(
             X[:, j] = latest[:, c] - before_1d[:, c]
         elif f.kind == "change_3d":
             X[:, j] = latest[:, c] - before_3d[:, c]
+        elif f.kind == "slope_7d":
+            X[:, j] = slope_7d[:, c]
+        elif f.kind == "sd_3d":
+            X[:, j] = sd_3d[:, c]
 
     # Adherence: any reading at all, across channels.
     last_any = last_time_any.max(axis=1)

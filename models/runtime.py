@@ -18,6 +18,11 @@ class Prediction:
     logit: np.ndarray  # [N]
     contributions: np.ndarray  # [N, F]; intercept + row sum == logit
     intercept: float
+    # Per-row intercepts when a per-pathway recalibration applies (models/recalibration.py).
+    row_intercepts: np.ndarray | None = None
+
+    def intercept_of(self, i: int) -> float:
+        return float(self.intercept if self.row_intercepts is None else self.row_intercepts[i])
 
 
 class OnnxRiskModel:

@@ -51,6 +51,10 @@ def create_app(
         loaded = app.state.models.load()  # refuses to start on a hash/spec mismatch
         metrics.model_info.labels(loaded.model.name, loaded.model.version).set(1)
         app.state.verifier = TokenVerifier(settings)
+        if settings.cds_client_jwks:
+            from service.security.cds_client import CdsClientVerifier
+
+            app.state.cds_clients = CdsClientVerifier(settings)
         app.state.services = build_services(app)
         async with AsyncExitStack() as stack:
             for job in background_jobs:

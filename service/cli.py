@@ -34,11 +34,11 @@ DEMO_UNITS = {
 }
 
 
-def _champion_resolver(uri: str, name: str, dest: Path) -> Path:
+def _champion_resolver(uri: str, name: str, dest: Path, override_reason: str | None = None) -> Path:
     # Imported on use only: mlflow is needed just when a registry is configured.
     from training.registry import resolve_champion
 
-    return resolve_champion(uri, name, dest)
+    return resolve_champion(uri, name, dest, override_reason)
 
 
 def build_app(settings: Settings | None = None) -> Any:
@@ -515,6 +515,108 @@ def drift_export_summary(
         service.close()
         engine.dispose()
     typer.echo(str(path))
+
+
+@app.command()
+def recalibrate(
+    organisation: Annotated[
+        str, typer.Option(help="Organisation number (9 digits) whose recorded outcomes to use")
+    ],
+    method: Annotated[
+        str, typer.Option(help="intercept (shift the logit) or platt (scale and shift)")
+    ] = "platt",
+    min_events: Annotated[
+        int, typer.Option(min=1, help="Fewest events a pathway needs to be recalibrated")
+    ] = 10,
+    register: Annotated[
+        bool, typer.Option(help="Register the new version (alias 'challenger') in MLflow")
+    ] = True,
+    name: Annotated[str, typer.Option(help="Registered model name")] = (
+        "home-followup-deterioration"
+    ),
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow tracking URI")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the new artifact")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the fit/check split of patients")] = 0,
+) -> None:
+    """Fit a per-pathway recalibration on the outcomes recorded through POST /api/v1/outcomes
+    (assessments labelled: deterioration within 72 h), choose the operating points again, and
+    write a new model version; registered as 'challenger', it goes through `triage promote`."""
+    import re as _re
+
+    import numpy as np
+
+    from service.db.engine import make_engine, make_session_factory
+    from service.domain.outcomes import labelled_assessments
+    from service.model_registry import ModelRegistry
+    from training.recalibrate import SiteRows, recalibrate_artifact, register_recalibrated
+    from training.tracking import var_dir
+
+    if not _re.fullmatch(r"\d{9}", organisation):
+        raise typer.BadParameter("an organisation number has 9 digits", param_hint="organisation")
+    if method not in ("intercept", "platt"):
+        raise typer.BadParameter("intercept or platt", param_hint="method")
+    settings = Settings()
+    models = ModelRegistry(settings, _champion_resolver)
+    source = models.load().model.folder
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            labelled = labelled_assessments(session, organisation)
+    finally:
+        engine.dispose()
+    if len(labelled) == 0 or labelled.y.sum() == 0:
+        typer.echo(
+            f"organisation {organisation}: no assessment has a known outcome with a "
+            "deterioration yet; record outcomes first (POST /api/v1/outcomes)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    rows = SiteRows(
+        labelled.X,
+        labelled.y,
+        labelled.pathway,
+        labelled.patient,
+        labelled.time_s,
+        labelled.time_to_event_h,
+    )
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    dest = out or var_dir() / "artifacts" / f"{name}-recal-{organisation}-{stamp}"
+    result = recalibrate_artifact(
+        source,
+        dest,
+        rows,
+        organisation=organisation,
+        method=method,  # type: ignore[arg-type]
+        seed=seed,
+        min_events=min_events,
+    )
+    c = result.check
+
+    def r(x: float) -> str:
+        return "–" if not np.isfinite(x) else f"{x:.3f}"
+
+    typer.echo(
+        f"recalibrated {result.source_version} -> {result.version} ({method}) on "
+        f"{len(rows.y)} patient-days, {int(rows.y.sum())} with a deterioration within 72 h "
+        f"(synthetic model; check on local data)"
+    )
+    for pw, m in sorted(result.maps.items()):
+        typer.echo(
+            f"  {pw}: scale {m['scale']:.2f}, shift {m['shift']:+.2f} "
+            f"({m['events']} events in {m['rows']} rows)"
+        )
+    for note in result.notes:
+        typer.echo(f"  {note}")
+    typer.echo(
+        f"check half ({c['rows']} rows, {c['events']} events): ECE {r(c['ece_before'])} -> "
+        f"{r(c['ece_after'])}; artifact {result.artifact_dir}"
+    )
+    if register:
+        run_id, version = register_recalibrated(result, name, tracking_uri)
+        typer.echo(
+            f"MLflow run {run_id}; registered {name} version {version} as 'challenger'; "
+            "promote it through the gate with `triage promote`"
+        )
 
 
 def _first_drift_run(application: Any, base_url: str) -> None:

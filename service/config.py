@@ -91,6 +91,16 @@ class Settings(BaseSettings):
     """`kid` of that key in the JWKS registered with HelseID."""
     outbox_scope: str | None = None
     """Scope(s) requested for DIPS, space-separated."""
+    cds_client_jwks: dict[str, str] = {}
+    """CDS Hooks clients trusted with their own JWT (CDS Hooks 2.0 "Trusting CDS Clients"), as
+    issuer -> JWKS URL, e.g. {"https://dips.example/cds": "https://dips.example/cds/jwks"}.
+    Beside HelseID: a token from one of these issuers is accepted on the /cds-services routes."""
+    cds_client_organisations: dict[str, str] = {}
+    """The organisation (orgnr) each trusted CDS client acts for, by issuer."""
+    cds_fhir_servers: list[str] = []
+    """FHIR base URLs the CDS service may fetch from with a request's fhirAuthorization (when
+    prefetch lacks the patient); any other fhirServer is not called (no fetch on the caller's
+    say-so)."""
     session_secret: str = "dev-only-session-secret-change-me"  # noqa: S105 - refused in production
     """Signs web session cookies; must be set in production."""
     audit_checkpoint_key: str | None = None

@@ -50,8 +50,51 @@ def build_handmade_artifact(dest: Path) -> Path:
         intercept=model.intercept,
         created="2026-01-01T00:00:00Z",
         training_data={"synthetic": True, "note": "hand-set for tests"},
+        extra={"operating_points": handmade_operating_points()},
     ).write(dest)
     return dest
+
+
+# Hand-set thresholds for every named operating point: the shipped pathways' names resolve to
+# yellow 0.2 (budget-5) and red 0.5 (budget-2) with this artifact.
+HANDMADE_THRESHOLDS = {
+    "budget-1": 0.6,
+    "budget-2": 0.5,
+    "budget-3": 0.4,
+    "budget-5": 0.2,
+    "sensitivity-50": 0.35,
+    "sensitivity-60": 0.3,
+    "sensitivity-80": 0.2,
+}
+
+
+def handmade_operating_points() -> dict[str, Any]:
+    from models.operating_points import SPEC_BY_NAME
+    from models.rules import load_shipped_pathways
+
+    def point(name: str, threshold: float) -> dict[str, Any]:
+        spec = SPEC_BY_NAME[name]
+        validation = {
+            "alerts_per_100_patient_days": 10.0 * (1 - threshold),
+            "alerts_per_100_patient_days_ci": [8.0 * (1 - threshold), 12.0 * (1 - threshold)],
+            "event_sensitivity": 1 - threshold,
+            "event_sensitivity_ci": [0.9 * (1 - threshold), min(1.0, 1.1 * (1 - threshold))],
+            "ppv": threshold / 2,
+            "ppv_ci": [threshold / 3, threshold],
+        }
+        return {
+            "kind": spec.kind,
+            "target": spec.target,
+            "description": spec.description,
+            "threshold": threshold,
+            "validation": validation,
+        }
+
+    points = {name: point(name, t) for name, t in HANDMADE_THRESHOLDS.items()}
+    return {
+        "pathways": {pw: {"points": points, "curve": []} for pw in load_shipped_pathways()},
+        "note": "hand-set for tests",
+    }
 
 
 def enrol(

@@ -126,7 +126,7 @@ def train(
     ] = True,
 ) -> None:
     """Train the additive model (+ tree challenger), evaluate against rules, write artifact."""
-    from training.pipeline import SHIPPED_SEED, TrainConfig, train_model
+    from training.pipeline import SHIPPED_SEED, TrainConfig, format_interval, train_model
     from training.tracking import PROJECT_ROOT, var_dir
 
     defaults = TrainConfig()
@@ -176,7 +176,8 @@ def train(
     results = _write_results("train", payload)
     typer.echo(
         f"model {name} {outcome.version} -> {outcome.artifact_dir}\n"
-        f"synthetic hold-out: AUROC {overall['auroc']:.3f} {overall.get('auroc_ci')}, "
+        f"synthetic hold-out: AUROC {overall['auroc']:.3f} "
+        f"{format_interval(overall.get('auroc_ci'))}, "
         f"ECE {overall['ece']:.3f}; best rule {t['best_rule']} AUROC "
         f"{t['best_rule_auroc']:.3f}\n"
         f"MLflow run {outcome.run_id} registered version {outcome.registered_version}; "
@@ -203,7 +204,7 @@ def evaluate(
 
     from models.artifact import SHIPPED_ARTIFACT_DIR
     from models.runtime import OnnxRiskModel
-    from training.pipeline import evaluate_holdout
+    from training.pipeline import evaluate_holdout, format_interval
     from training.simulator import simulate_cohort, snapshot_dataset
     from training.tracking import ensure_experiment, use_tracking
 
@@ -268,7 +269,7 @@ def evaluate(
     o, t = evaluation["model"]["overall"], evaluation["targets"]
     typer.echo(
         f"{risk.name} {risk.version} on synthetic cohort seed {seed}: AUROC "
-        f"{o['auroc']:.3f} {o['auroc_ci']}, ECE {o['ece']:.3f}; best rule "
+        f"{o['auroc']:.3f} {format_interval(o['auroc_ci'])}, ECE {o['ece']:.3f}; best rule "
         f"{t['best_rule']} {t['best_rule_auroc']:.3f}; MLflow run {run_id}; "
         f"results {results}"
     )

@@ -88,6 +88,22 @@ def reliability_curve(
     return mean_p, rate, count
 
 
+def quantile_reliability_curve(
+    prob: np.ndarray, y: np.ndarray, n_bins: int = ECE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean predicted, observed rate, count) per equal-count (quantile) bin: with rare events
+    most rows sit near 0, and equal-width bins would leave the upper bins nearly empty."""
+    prob, y = np.asarray(prob, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    edges = np.unique(np.quantile(prob, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    bins = np.searchsorted(edges, prob, side="right")
+    k = len(edges) + 1
+    count = np.bincount(bins, minlength=k).astype(float)
+    with np.errstate(invalid="ignore"):
+        mean_p = np.bincount(bins, weights=prob, minlength=k) / count
+        rate = np.bincount(bins, weights=y, minlength=k) / count
+    return mean_p, rate, count
+
+
 def bootstrap_ci(
     score: np.ndarray, y: np.ndarray, patient: np.ndarray, seed: int, n_boot: int = N_BOOTSTRAP
 ) -> dict[str, list[float]]:
@@ -253,15 +269,33 @@ def plot_reliability(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Pat
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    ax.plot([0, 1], [0, 1], "k:", label="perfect")
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=100)
+    top = 0.0
     for name, (prob, y) in curves.items():
-        mean_p, rate, count = reliability_curve(prob, y)
+        mean_p, rate, count = quantile_reliability_curve(prob, y)
         ok = count > 0
-        ax.plot(mean_p[ok], rate[ok], "o-", label=name)
-    ax.set_xlabel("predicted probability")
+        (line,) = ax.plot(mean_p[ok], rate[ok], "o-", label=name)
+        for x, r, n in zip(mean_p[ok], rate[ok], count[ok], strict=True):
+            ax.annotate(
+                f"{int(n)}",
+                (x, r),
+                fontsize=6,
+                color=line.get_color(),
+                xytext=(2, 3),
+                textcoords="offset points",
+            )
+        top = max(
+            top, float(np.nanmax(mean_p[ok], initial=0)), float(np.nanmax(rate[ok], initial=0))
+        )
+    top = min(1.0, top * 1.1 + 0.01)
+    ax.plot([0, top], [0, top], "k:", label="perfect")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("mean predicted probability (equal-count bins)")
     ax.set_ylabel("observed rate (72 h)")
-    ax.set_title("Reliability (synthetic hold-out)")
+    ax.set_title(
+        "Reliability, 10 quantile bins; numbers: rows per bin (synthetic hold-out)", fontsize=8
+    )
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})

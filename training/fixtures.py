@@ -13,6 +13,7 @@ from training.model_fit import (
     fit_additive,
     onnx_probability,
 )
+from training.operating_points import choose_operating_points
 from training.simulator import simulate_cohort, snapshot_dataset
 
 TINY_CREATED = "2026-01-01T00:00:00+00:00"
@@ -40,6 +41,11 @@ def build_tiny_artifact(dest: Path, seed: int = 0, n_patients: int = 60, days: i
     p_val = fitted.model.predict_proba(X[val])
     alert = threshold_for_sensitivity(p_val, y[val], 0.5)
     high = threshold_for_sensitivity(p_val, y[val], 0.25)
+    # Train and validation rows together, so every pathway of a tiny cohort gets its points.
+    fit_rows = train | val
+    operating_points = choose_operating_points(
+        fitted.model.predict_proba(X[fit_rows]), y[fit_rows], meta[fit_rows], seed, 20
+    )
     return write_artifact(
         Path(dest),
         fitted.model,
@@ -58,6 +64,7 @@ def build_tiny_artifact(dest: Path, seed: int = 0, n_patients: int = 60, days: i
             "alert_threshold": alert,
             "high_threshold": high,
             "purpose": "tests only",
+            "operating_points": operating_points,
             "trained_on": "synthetic data only",
         },
         reference=reference_sample(X[train], fitted.model, y[train], meta[train], 500, seed),

@@ -107,6 +107,44 @@ def targets_table(evaluation: dict[str, Any]) -> str:
     )
 
 
+def plot_shapes(model: Any, path: Path) -> Path:
+    """Every feature's shape function (contribution to the logit) over its bins, and the
+    contribution of a missing value as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    n = len(FEATURES)
+    cols = 6
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2, rows * 1.7), dpi=70)
+    for j, (f, ax) in enumerate(zip(FEATURES, np.ravel(axes), strict=False)):
+        thr, vals = model.thresholds[j], model.values[j]
+        if len(thr):
+            pad = max(float(thr[-1] - thr[0]) * 0.1, 1.0)
+            xs = np.r_[thr[0] - pad, np.repeat(thr, 2), thr[-1] + pad]
+            ys = np.repeat(vals, 2)
+            ax.plot(xs, ys, "-", lw=1.2)
+        else:
+            ax.axhline(float(vals[0]), lw=1.2)
+        ax.axhline(float(model.missing_values[j]), ls="--", lw=0.8, color="grey")
+        if f.never_falls_above is not None:
+            ax.axvline(f.never_falls_above, ls=":", lw=0.8, color="red")
+        ax.set_title(f.name, fontsize=6)
+        ax.tick_params(labelsize=5)
+    for ax in np.ravel(axes)[n:]:
+        ax.axis("off")
+    fig.suptitle(
+        "Shape functions (logit contribution; dashed: missing; dotted: rises only)", fontsize=8
+    )
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def render_model_card(
     *,
     name: str,
@@ -130,9 +168,24 @@ def render_model_card(
     from training.model_fit import monotonic_constraints
 
     words = {1: "higher = more risk", -1: "lower = more risk", 0: "either"}
+
+    def constraint(f: Any, direction: int) -> str:
+        if f.never_falls_above is not None:
+            return f"either below {f.never_falls_above:g}; a rise above it never lowers the risk"
+        return words[direction]
+
     features = "\n".join(
-        f"| `{f.name}` | {f.label_en} | {f.unit} | {words[direction]} |"
+        f"| `{f.name}` | {f.label_en} | {f.unit} | {constraint(f, direction)} |"
         for f, direction in zip(FEATURES, monotonic_constraints(), strict=True)
+    )
+    from training.operating_points import operating_points_table
+
+    points_section = (
+        operating_points_table(
+            evaluation["operating_points"], evaluation.get("operating_points_test", {})
+        )
+        if "operating_points" in evaluation
+        else "(none chosen)"
     )
     wh = evaluation["at_baseline_sensitivity"]
     hf = wh.get("Weight gain > 2 kg in 3 days")
@@ -206,6 +259,30 @@ iterations, learning rate {config["stump_learning_rate"]}) with monotonic constr
 clinical risk direction of each feature, converted exactly to step functions, Platt-calibrated
 on the validation split and centred on the training data. The ONNX graph returns probability,
 logit and per-feature contributions that sum exactly to the logit.
+
+Shapes a clinician can believe: besides the monotonic constraints while fitting, the shapes of
+the latest pulse (above 60 /min), respiratory rate (above 12 /min) and temperature (above
+37.0 °C) are projected so that a rise there never lowers the risk (weighted isotonic fit), and
+a missing value never contributes less than the typical patient (0), so "no heart rate for 6
+days" can never read as reassuring. `tests/models/test_shapes.py` walks every feature's shape.
+
+![Shape functions](shapes.png)
+
+## Operating points and how rules and model combine
+
+The probability alone is not a level. On the validation split, training chose per pathway the
+threshold of each named operating point: `budget-N` allows at most N new alerts per 100
+patient-days (an alert that stays raised counts once), `sensitivity-N` finds N % of
+deteriorations within 72 h before onset. Pathways name a point per level (shipped: red
+`budget-2`, yellow `budget-5`); the service resolves the names against the model it has
+loaded. Rules stay the hard safety limits (a red rule such as NEWS2 ≥ 7 or SpO2 < 85 % is red
+whatever the model says); the model gives the early warning and can raise a level, never lower
+one. Every assessment and worklist item says whether its level came from a rule, the model, or
+both.
+
+{points_section}
+
+![Alerts against sensitivity per pathway](operating_points.png)
 
 ## Features
 

@@ -37,12 +37,80 @@ class FittedAdditive:
     estimator: object  # HistGradientBoostingClassifier
     platt_scale: float
     platt_shift: float
-    model: StepFunctionModel  # calibrated and centred
+    model: StepFunctionModel  # shape-constrained, calibrated and centred
+    shape_changes: dict[str, float]  # feature -> largest change the shape projection made
 
     def reference_proba(self, X: np.ndarray) -> np.ndarray:
-        """scikit-learn's own prediction, calibrated: the reference ONNX is checked against."""
-        raw = self.estimator.decision_function(as_float32_exact(X))  # type: ignore[attr-defined]
-        return 1.0 / (1.0 + np.exp(-(self.platt_scale * raw + self.platt_shift)))
+        """The served model in numpy (float64): the reference ONNX is checked against.
+
+        scikit-learn's own prediction is checked against the unconstrained step functions in
+        :func:`fit_additive`, so conversion and export are both verified.
+        """
+        return self.model.predict_proba(as_float32_exact(X))
+
+
+def _isotonic_increasing(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted least-squares non-decreasing fit (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, weight, length]
+    for v, w in zip(values, weights, strict=True):
+        blocks.append([float(v), float(w), 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2, n2 = blocks.pop()
+            m1, w1, n1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.concatenate([np.full(int(n), m) for m, _, n in blocks])
+
+
+def constrain_shapes(
+    model: StepFunctionModel, X_train: np.ndarray
+) -> tuple[StepFunctionModel, dict[str, float]]:
+    """Project each shape onto what physiology allows (FeatureDef.never_falls_above).
+
+    Above the feature's value the step function may only rise (a weighted isotonic fit over the
+    bins there, weighted by how many training rows fall in each bin). Global directions are
+    already enforced while fitting (monotonic constraints); missing data is handled after
+    centring (:func:`missing_never_lowers`).
+    """
+    values = [v.copy() for v in model.values]
+    changes: dict[str, float] = {}
+    bins = model.bins(X_train)
+    for j, f in enumerate(FEATURES):
+        start_value = f.never_falls_above
+        if start_value is None or len(model.thresholds[j]) == 0:
+            continue
+        first = int(np.searchsorted(model.thresholds[j], start_value, side="left"))
+        present = ~np.isnan(X_train[:, j])
+        counts = np.bincount(bins[present, j], minlength=len(values[j])).astype(float)
+        segment = values[j][first:]
+        fitted = _isotonic_increasing(segment, counts[first:] + 1e-6)
+        changes[f.name] = float(np.max(np.abs(fitted - segment), initial=0.0))
+        values[j][first:] = fitted
+    return (
+        StepFunctionModel(
+            model.feature_names,
+            [t.copy() for t in model.thresholds],
+            values,
+            model.missing_values.copy(),
+            model.intercept,
+        ),
+        changes,
+    )
+
+
+def missing_never_lowers(model: StepFunctionModel) -> StepFunctionModel:
+    """A missing value adds at least nothing: never below the typical patient of the pathway.
+
+    Applied to the centred model, where a contribution of 0 is the training population's
+    average for that feature; a model that learned "no heart rate for days" as reassuring
+    would otherwise say so to a nurse.
+    """
+    return StepFunctionModel(
+        model.feature_names,
+        [t.copy() for t in model.thresholds],
+        [v.copy() for v in model.values],
+        np.maximum(model.missing_values, 0.0),
+        model.intercept,
+    )
 
 
 def as_float32_exact(X: np.ndarray) -> np.ndarray:
@@ -139,11 +207,22 @@ def fit_additive(
         early_stopping=False,
         random_state=seed,
     )
-    estimator.fit(as_float32_exact(X_train), y_train)
+    X_train32 = as_float32_exact(X_train)
+    estimator.fit(X_train32, y_train)
     raw = stumps_to_step_function(estimator)
-    scale, shift = platt_fit(raw.logit(as_float32_exact(X_val)), y_val.astype(np.float64))
-    model = raw.affine(scale, shift).centred(as_float32_exact(X_train))
-    return FittedAdditive(estimator, scale, shift, model)
+    check_parity(
+        1.0 / (1.0 + np.exp(-estimator.decision_function(as_float32_exact(X_val)))),
+        raw.predict_proba(as_float32_exact(X_val)),
+        "stumps converted to step functions",
+    )
+    shaped, changes = constrain_shapes(raw, X_train32)
+    scale, shift = platt_fit(shaped.logit(as_float32_exact(X_val)), y_val.astype(np.float64))
+    model = missing_never_lowers(shaped.affine(scale, shift).centred(X_train32))
+    # Platt again after the missing-value floor, so the served probabilities stay calibrated.
+    scale2, shift2 = platt_fit(model.logit(as_float32_exact(X_val)), y_val.astype(np.float64))
+    if scale2 > 0:
+        model = missing_never_lowers(model.affine(scale2, shift2))
+    return FittedAdditive(estimator, scale, shift, model, changes)
 
 
 def fit_tree_challenger(X_train: np.ndarray, y_train: np.ndarray, seed: int) -> object:

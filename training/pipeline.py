@@ -29,7 +29,7 @@ from training.evaluation import (
     plot_roc_pr,
     threshold_for_sensitivity,
 )
-from training.model_card import render_model_card, write_governance_card
+from training.model_card import plot_shapes, render_model_card, write_governance_card
 from training.model_fit import (
     StumpConfig,
     as_float32_exact,
@@ -38,6 +38,11 @@ from training.model_fit import (
     fit_tree_challenger,
     onnx_probability,
     tree_to_onnx,
+)
+from training.operating_points import (
+    choose_operating_points,
+    figures_on,
+    plot_operating_curves,
 )
 from training.simulator import DEFAULT_START, simulate_cohort, snapshot_dataset
 from training.tracking import dataset_hash, ensure_experiment, git_version, use_tracking
@@ -109,6 +114,15 @@ class _Steps:
         self.bar.close()
 
 
+def rule_metric_name(rule: str) -> str:
+    """A rule's name as an MLflow metric key: "NEWS2 ≥ 5" -> "news2_ge_5"."""
+    import re
+
+    text = rule.replace("≥", " ge ").replace("≤", " le ").replace(">", " gt ").replace("<", " lt ")
+    text = text.replace("%", " pct ").replace("°C", " c ").replace(".", "_")
+    return re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+
+
 def _flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
     """Scalar metrics for MLflow (names without spaces or symbols)."""
     out: dict[str, float] = {}
@@ -135,9 +149,9 @@ def _flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
                 if k in ("auroc", "auprc", "brier", "ece")
             },
         )
-    for i, (_name, res) in enumerate(evaluation["baselines"].items()):
+    for name, res in evaluation["baselines"].items():
         put(
-            f"baseline{i}",
+            f"rule_{rule_metric_name(name)}",
             {
                 k: v
                 for k, v in res["overall"].items()
@@ -235,11 +249,13 @@ def evaluate_holdout(
 
 
 def _onnx_signature() -> Any:
+    """Inputs named after the features (one float column each, NaN = missing), in the order of
+    the ONNX input tensor; the outputs as the graph emits them."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Schema, TensorSpec
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
     return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, N_FEATURES), "features")]),
+        inputs=Schema([ColSpec("float", name, required=False) for name in FEATURE_NAMES]),
         outputs=Schema(
             [
                 TensorSpec(np.dtype(np.float64), (-1,), "probability"),
@@ -298,6 +314,9 @@ def train_model(
             p_val = onnx_probability(onnx_bytes, X[va])
             alert_threshold = threshold_for_sensitivity(p_val, y[va], config.alert_sensitivity)
             high_threshold = threshold_for_sensitivity(p_val, y[va], config.high_sensitivity)
+            operating_points = choose_operating_points(
+                p_val, y[va], meta[va], config.seed, config.bootstrap
+            )
         p_tree = tree_threshold = tree_bytes = None
         with steps.step("challenger"):
             if config.challenger:
@@ -326,6 +345,11 @@ def train_model(
                 tree_threshold,
             )
             evaluation["parity"] = parity
+            evaluation["operating_points"] = operating_points
+            evaluation["operating_points_test"] = figures_on(
+                operating_points, p_test, y[te], meta[te]
+            )
+            evaluation["shape_projection"] = fitted.shape_changes
             evaluation["rows"] = counts
             evaluation["synthetic"] = True
         data_hash = dataset_hash(X, y)
@@ -341,7 +365,7 @@ def train_model(
             "events": int(sum(len(p.events) for p in cohort.patients)),
             "dataset_sha256": data_hash,
         }
-        run_id = registered = None
+        run_id = registered = model_uri = None
         mlflow_ctx: Any = None
         uri = None
         if track:
@@ -350,7 +374,9 @@ def train_model(
             uri = use_tracking(tracking_uri)
             experiment_id = ensure_experiment(config.name, uri)
             mlflow_ctx = mlflow.start_run(
-                experiment_id=experiment_id, run_name="shipped" if shipped else "train"
+                experiment_id=experiment_id,
+                run_name=f"{'shipped build' if shipped else 'train'}: {config.n_patients} "
+                f"synthetic patients x {config.days} d, seed {config.seed}",
             )
             run_id = mlflow_ctx.info.run_id
         try:
@@ -363,10 +389,12 @@ def train_model(
                         onnx.load_from_string(onnx_bytes),
                         name="model",
                         signature=_onnx_signature(),
+                        input_example=input_example(X[te]),
                         registered_model_name=config.name,
                         save_as_external_data=False,
                     )
                     registered = str(info.registered_model_version)
+                    model_uri = info.model_uri
                 if shipped:
                     version = f"shipped-seed{config.seed}"
                     created = DEFAULT_START.isoformat()
@@ -389,6 +417,10 @@ def train_model(
                 plots = {
                     "reliability.png": plot_reliability(curves, plots_dir / "reliability.png"),
                     "roc_pr.png": plot_roc_pr(scores, y[te], plots_dir / "roc_pr.png"),
+                    "operating_points.png": plot_operating_curves(
+                        operating_points, plots_dir / "operating_points.png"
+                    ),
+                    "shapes.png": plot_shapes(fitted.model, plots_dir / "shapes.png"),
                 }
                 manifest_metrics = {
                     k: evaluation["model"]["overall"][k]
@@ -438,6 +470,7 @@ def train_model(
                         f"{config.alert_sensitivity} and "
                         f"{config.high_sensitivity}",
                         "platt": {"scale": fitted.platt_scale, "shift": fitted.platt_shift},
+                        "operating_points": operating_points,
                         "label": "deterioration needing hospital contact within 72 h",
                         "trained_on": "synthetic data only",
                         **({"rebuild_command": "triage train --shipped"} if shipped else {}),
@@ -471,8 +504,21 @@ def train_model(
                         tree_bytes,
                         shipped,
                     )
+                    _log_lineage(mlflow, X, y, meta, splits, config, data_hash)
+                    if model_uri is not None:
+                        evaluate_logged_model(model_uri, X[te], y[te], alert_threshold)
                     if registered:
                         client = mlflow.MlflowClient()
+                        o = evaluation["model"]["overall"]
+                        client.update_model_version(
+                            config.name,
+                            registered,
+                            description=f"Additive boosted stumps trained on {config.n_patients} "
+                            f"synthetic patients x {config.days} days (seed {config.seed}); "
+                            f"hold-out AUROC {o['auroc']:.3f} {format_interval(o['auroc_ci'])}, "
+                            f"ECE {o['ece']:.3f}; operating points per pathway in the manifest. "
+                            "Synthetic data only; awaiting the promotion gate.",
+                        )
                         client.set_registered_model_alias(config.name, "challenger", registered)
                         for key, value in (
                             ("dataset_sha256", data_hash),
@@ -489,6 +535,84 @@ def train_model(
     finally:
         steps.close()
     return TrainOutcome(out, evaluation, version, run_id, registered, steps.timings)
+
+
+def format_interval(ci: Any, digits: int = 3) -> str:
+    """[low–high] rounded, for people (the CLI and descriptions)."""
+    if not isinstance(ci, list | tuple) or len(ci) != 2:
+        return ""
+    low, high = ci
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "[–]"
+    return f"[{low:.{digits}f}–{high:.{digits}f}]"
+
+
+def input_example(X: np.ndarray, rows: int = 3) -> Any:
+    """A few hold-out rows as a named frame (NaN filled with the column median, so it is JSON)."""
+    import pandas as pd
+
+    sample = np.asarray(X[:rows], dtype=np.float64).copy()
+    medians = np.nanmedian(np.asarray(X, dtype=np.float64), axis=0)
+    medians = np.where(np.isfinite(medians), medians, 0.0)
+    holes = np.isnan(sample)
+    sample[holes] = np.take(medians, np.nonzero(holes)[1])
+    return pd.DataFrame(sample.astype(np.float32), columns=list(FEATURE_NAMES))
+
+
+def evaluate_logged_model(
+    model_uri: str, X: np.ndarray, y: np.ndarray, threshold: float = 0.5
+) -> Any:
+    """mlflow.models.evaluate on the logged model and the hold-out, as a classifier whose
+    decision is the alert threshold (AUROC, ECE and the rest are logged by the pipeline).
+
+    The ONNX flavour's pyfunc turns a three-output graph (probability, logit, contributions
+    [N, F]) into one frame and cannot; so the logged ONNX graph is loaded through the flavour
+    (``mlflow.onnx.load_model``) and run with onnxruntime, keeping the probability.
+    """
+    import mlflow
+    import mlflow.onnx
+    import pandas as pd
+
+    from training.model_fit import onnx_probability
+
+    logged = mlflow.onnx.load_model(model_uri).SerializeToString()
+
+    def alert(frame: Any) -> Any:
+        p = onnx_probability(logged, np.asarray(frame[list(FEATURE_NAMES)], dtype=np.float32))
+        return (p >= threshold).astype(np.int64)
+
+    data = pd.DataFrame(np.asarray(X, dtype=np.float32), columns=list(FEATURE_NAMES))
+    data["label"] = np.asarray(y, dtype=np.int64)
+    return mlflow.models.evaluate(
+        model=alert,
+        data=data,
+        targets="label",
+        model_type="classifier",
+        evaluator_config={"pos_label": 1, "log_model_explainability": False},
+    )
+
+
+def _log_lineage(
+    mlflow: Any,
+    X: np.ndarray,
+    y: np.ndarray,
+    meta: Any,
+    splits: dict[str, np.ndarray],
+    config: TrainConfig,
+    data_hash: str,
+) -> None:
+    """mlflow.log_input for the training, validation and test rows (dataset lineage)."""
+    for context in ("train", "validation", "test"):
+        sel = splits[context]
+        dataset = mlflow.data.from_numpy(
+            np.asarray(X[sel], dtype=np.float32),
+            targets=np.asarray(y[sel], dtype=np.int64),
+            source=f"training/simulator.py seed={config.seed} n={config.n_patients} "
+            f"days={config.days}",
+            name=f"synthetic-cohort-seed{config.seed}-{context}",
+            digest=f"{data_hash[:12]}-{context}",
+        )
+        mlflow.log_input(dataset, context=context)
 
 
 def _plain(values: np.ndarray) -> np.ndarray:

@@ -14,7 +14,13 @@ import numpy as np
 
 from models.artifact import MODEL_FILE, ArtifactError, Manifest, sha256_file
 from models.runtime import OnnxRiskModel
-from training.gate import GateDecision, GateMargins, apply_gate, gate_metrics
+from training.gate import (
+    GateDecision,
+    GateMargins,
+    apply_paired_gate,
+    gate_metrics,
+    paired_differences,
+)
 from training.tracking import ensure_experiment, use_tracking, var_dir
 
 CHAMPION = "champion"
@@ -66,8 +72,24 @@ def _download_artifact(client: Any, name: str, version: Any, dest: Path) -> Path
     return dest
 
 
-def resolve_champion(tracking_uri: str, name: str, dest: Path) -> Path:
-    """Download ``models:/<name>@champion`` into ``dest`` (model.onnx + manifest.json ...)."""
+class GateRefused(RegistryError):
+    """The champion's registry tags say the gate rejected it, or carry no gate decision."""
+
+
+def gate_decision_of(version: Any) -> str | None:
+    """The promotion gate's decision recorded on a registered version ("promoted"/"rejected")."""
+    tags = getattr(version, "tags", None) or {}
+    return tags.get("promotion_decision")
+
+
+def resolve_champion(
+    tracking_uri: str, name: str, dest: Path, override_reason: str | None = None
+) -> Path:
+    """Download ``models:/<name>@champion`` into ``dest`` (model.onnx + manifest.json ...).
+
+    Refuses a version the gate rejected, or one with no gate decision (an alias set by hand),
+    unless ``override_reason`` is given; the caller audits that override with both versions.
+    """
     import mlflow
 
     use_tracking(tracking_uri)
@@ -75,6 +97,17 @@ def resolve_champion(tracking_uri: str, name: str, dest: Path) -> Path:
     version = _version_by_alias(client, name, CHAMPION)
     if version is None:
         raise RegistryError(f"model '{name}' has no version with alias '{CHAMPION}'")
+    decision = gate_decision_of(version)
+    if decision != "promoted" and not (override_reason and override_reason.strip()):
+        why = (
+            "the promotion gate rejected it"
+            if decision == "rejected"
+            else "it carries no promotion-gate decision (alias set outside `triage promote`?)"
+        )
+        raise GateRefused(
+            f"models:/{name}@{CHAMPION} is version {version.version}, but {why}; refusing to "
+            "load it without an explicit override with a reason"
+        )
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     return _download_artifact(client, name, version, dest)
@@ -98,6 +131,17 @@ def _holdout(run_id: str, tmp: Path) -> dict[str, np.ndarray]:
     )
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
+
+
+def _scored(model: OnnxRiskModel, X: np.ndarray, holdout: dict[str, np.ndarray]) -> np.ndarray:
+    """Probabilities as the service would serve them (a per-pathway recalibration applied)."""
+    from models.recalibration import recalibrate
+
+    prediction = model.predict(X)
+    extra = model.manifest.extra if model.manifest else {}
+    if "pathway" in holdout:
+        prediction = recalibrate(prediction, extra, holdout["pathway"].astype(str).tolist())
+    return np.asarray(prediction.probability)
 
 
 def promote(
@@ -124,7 +168,8 @@ def promote(
         if champion is None:
             decision = GateDecision(
                 True,
-                "no champion yet: the first registered version is promoted without comparison",
+                f"no champion existed: version {challenger.version} becomes the first champion "
+                "without a comparison (nothing to compare with)",
                 [],
                 margins,
             )
@@ -143,22 +188,27 @@ def promote(
                     False, f"gate failed: challenger artifact: {exc}", [], margins
                 )
             else:
-                metrics["challenger"] = gate_metrics(chall_model.predict(X).probability, y, holdout)
-                champ_dir = _download_artifact(client, name, champion, tmp / "champion")
+                chall_p = _scored(chall_model, X, holdout)
+                metrics["challenger"] = gate_metrics(chall_p, y, holdout)
                 try:
+                    champ_dir = _download_artifact(client, name, champion, tmp / "champion")
                     champ_model = OnnxRiskModel(champ_dir).load()
-                except ArtifactError as exc:
+                    champ_p = _scored(champ_model, X, holdout)
+                except Exception as exc:  # fail closed, whatever went wrong
                     decision = GateDecision(
-                        True,
-                        f"champion cannot be scored by this code ({exc}); challenger promoted",
+                        False,
+                        f"gate failed closed: champion version {champion.version} cannot be "
+                        f"scored on the hold-out ({exc}); nothing is promoted. Retire it "
+                        "explicitly or promote with an audited override.",
                         [],
                         margins,
                     )
                 else:
-                    metrics["champion"] = gate_metrics(
-                        champ_model.predict(X).probability, y, holdout
+                    metrics["champion"] = gate_metrics(champ_p, y, holdout)
+                    paired = paired_differences(champ_p, chall_p, y, holdout["patient"])
+                    decision = apply_paired_gate(
+                        metrics["champion"], metrics["challenger"], paired, margins
                     )
-                    decision = apply_gate(metrics["champion"], metrics["challenger"], margins)
     promoted = decision.passed and (champion is None or champion.version != challenger.version)
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, challenger.version)

@@ -234,8 +234,14 @@ def compile_program(
             )
         pending = rest
 
+    # A named operating point still unresolved (no model carries it) cannot raise a level:
+    # the service resolves names against the loaded model before evaluating.
     model_thresholds = sorted(
-        ((ranks[k], float(p)) for k, p in policy.model_thresholds.items() if k in ranks),
+        (
+            (ranks[k], float(p))
+            for k, p in policy.model_thresholds.items()
+            if k in ranks and not isinstance(p, str)
+        ),
         key=lambda x: -x[0],
     )
     latest_signals = tuple(

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 Op = Literal["<", "<=", ">", ">="]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,79}$")]
 LevelId = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+# A named operating point of the model (models/operating_points.py), e.g. "budget-2".
+OperatingPointName = Annotated[str, Field(pattern=r"^(budget|sensitivity)-[0-9]{1,3}$")]
 
 
 class _Doc(BaseModel):
@@ -249,12 +251,17 @@ class TriagePolicy(_Doc):
     """How rules and the model's probability make one level.
 
     The level is the most severe of: the most severe fired rule (with ``triage: true``), and
-    the most severe level whose ``model_thresholds`` probability the model reaches (capped at
-    ``model_max_level``). With {"yellow": 0.2, "red": 0.5}: any red rule → red; else p ≥ 0.5 →
-    red; else any yellow rule or p ≥ 0.2 → yellow; else green. The model never lowers a level.
+    the most severe level whose ``model_thresholds`` the model reaches (capped at
+    ``model_max_level``). A threshold is the name of an operating point that the loaded model
+    carries for this pathway (``"budget-2"``: at most 2 new alerts per 100 patient-days on
+    validation; ``"sensitivity-80"``: finds 80 % of deteriorations), resolved whenever a model
+    is loaded, or a bare probability. With {"yellow": "sensitivity-80", "red": "budget-2"}: any
+    red rule → red; else the model at its budget-2 threshold → red; else any yellow rule or the
+    model at sensitivity-80 → yellow; else green. Rules are the hard safety limits; the model
+    gives the early warning and never lowers a level (models/operating_points.py).
     """
 
-    model_thresholds: dict[LevelId, float] = Field(default_factory=dict)
+    model_thresholds: dict[LevelId, float | OperatingPointName] = Field(default_factory=dict)
     model_max_level: LevelId | None = None
 
 
@@ -321,6 +328,18 @@ class Pathway(_Compiled):
     triage: TriagePolicy = Field(default_factory=TriagePolicy)
     model: str | None = None  # model artifact name, or None for rules only
     editors: Editors
+
+    def with_model_thresholds(self, thresholds: dict[str, float | str]) -> Pathway:
+        """A copy whose model thresholds are these (named points resolved to probabilities).
+
+        The copy gets a program cache of its own: a shallow copy would share the original's,
+        and run programs compiled with the unresolved names.
+        """
+        triage = self.triage.model_copy(update={"model_thresholds": dict(thresholds)})
+        copy = self.model_copy(update={"triage": triage})
+        copy._programs = {}
+        return copy
+
     sources: list[str] = Field(default_factory=list)
 
 

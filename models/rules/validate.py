@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from models.measurements import LOINC, SNOMED, SYMPTOM_SCORE, measurement_for_code
+from models.operating_points import SPEC_BY_NAME
 from models.rules.catalogue import (
     CATEGORY_SIGNALS,
     ITEM_MAX_POINTS,
@@ -548,11 +549,24 @@ def validate_pathway(
     for level, p in doc.triage.model_thresholds.items():
         if level not in ranks:
             out.append(Problem(f"/triage/model_thresholds/{level}", f"unknown level '{level}'"))
+        elif isinstance(p, str):
+            if p not in SPEC_BY_NAME:
+                out.append(
+                    Problem(
+                        f"/triage/model_thresholds/{level}",
+                        f"unknown operating point '{p}' (known: {', '.join(SPEC_BY_NAME)})",
+                    )
+                )
         elif not 0.0 <= p <= 1.0:
             out.append(
                 Problem(f"/triage/model_thresholds/{level}", f"probability {p:g} is outside 0–1")
             )
-    known = sorted((ranks[k], v, k) for k, v in doc.triage.model_thresholds.items() if k in ranks)
+    # Bare probabilities must rise with severity; named points are checked when resolved.
+    known = sorted(
+        (ranks[k], v, k)
+        for k, v in doc.triage.model_thresholds.items()
+        if k in ranks and not isinstance(v, str)
+    )
     for (_, p_low, k_low), (_, p_high, k_high) in itertools.pairwise(known):
         if p_high < p_low:
             out.append(

@@ -99,8 +99,12 @@ def search_audit_log(
     action: Literal["read", "write", "refuse"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10_000_000),
+    resource: str | None = Query(
+        None, max_length=100, description="Part of the resource (method and route)"
+    ),
+    newest_first: bool = Query(False, description="Newest first (default: oldest first)"),
 ) -> AuditPage:
-    """Audit rows filtered by patient, user, time and action, oldest first."""
+    """Audit rows filtered by patient, user, time, action and resource, oldest first."""
     _flush(request)
     query = select(AuditEntry).where(visibility.audit_filter(principal))
     pid = _patient(patient)
@@ -114,8 +118,11 @@ def search_audit_log(
         query = query.where(AuditEntry.at < until)
     if action:
         query = query.where(AuditEntry.action == action)
+    if resource:
+        query = query.where(AuditEntry.resource.contains(resource, autoescape=True))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(AuditEntry.seq).limit(limit).offset(offset)).all()
+    order = AuditEntry.seq.desc() if newest_first else AuditEntry.seq
+    rows = session.scalars(query.order_by(order).limit(limit).offset(offset)).all()
     return AuditPage(
         total=total,
         entries=[AuditEntryPublic.model_validate(r, from_attributes=True) for r in rows],

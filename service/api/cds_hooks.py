@@ -58,6 +58,15 @@ STATE_WORDS_NN = {
 WORKLIST_ITEM_PATH = "web/worklist#item-{item_id}"
 PATIENT_PAGE_PATH = "web/patients/{patient_id}"
 CARD_NAMESPACE = uuid.UUID("6f1c8c8e-5b7e-4d5e-9a59-2f1f3c7d0a11")
+# CDS Hooks 2.0 card.overrideReasons: why a clinician may dismiss the card; the client sends the
+# chosen one back in feedback (POST /cds-services/{id}/feedback).
+OVERRIDE_REASON_SYSTEM = f"{outputs.CODE_SYSTEM}/cds-override-reason"
+OVERRIDE_REASONS = (
+    ("already-followed-up", "Pasienten er alt følgd opp"),
+    ("measurement-error", "Målefeil eller feil pasient"),
+    ("known-baseline", "Kjent tilstand, forventa verdiar for pasienten"),
+    ("not-relevant-now", "Ikkje relevant no"),
+)
 
 
 class PreconditionFailed(TriageError):
@@ -144,6 +153,7 @@ class Card(BaseModel):
     indicator: Literal["info", "warning", "critical"]
     source: CardSource
     links: list[CardLink] | None = None
+    overrideReasons: list[dict[str, str]] | None = None
 
 
 class CdsResponse(BaseModel):
@@ -386,6 +396,10 @@ def build_cards(inputs: CardInputs | None, base_url: str) -> list[dict[str, Any]
             },
         )
     card["links"] = links
+    card["overrideReasons"] = [
+        {"system": OVERRIDE_REASON_SYSTEM, "code": code, "display": display}
+        for code, display in OVERRIDE_REASONS
+    ]
     return [card]
 
 
@@ -475,14 +489,63 @@ async def cds_service_call(service_id: str, request: Request) -> JSONResponse:
             f"service '{SERVICE_ID}' answers the '{HOOK}' hook, not '{call.hook}'", location="hook"
         )
 
+    prefetch = dict(call.prefetch or {})
+    if "patient" not in prefetch and call.fhirAuthorization is not None:
+        # What prefetch lacks, fetched with the client's fhirAuthorization (CDS Hooks 2.0
+        # "FHIR Resource Access") - only when the chart's patient id is not already ours.
+        def known() -> bool:
+            with request.app.state.sessions() as session:
+                return session.get(Patient, call.context.patientId) is not None
+
+        if not await run_in_threadpool(known):
+            prefetch["patient"] = await fetch_patient(
+                request.app.state.settings, call, call.context.patientId
+            )
+
     def answer() -> list[dict[str, Any]]:
         # One thread hop for all the database work (a session dependency would add two more).
         with request.app.state.sessions() as session:
-            patient = resolve_patient(session, principal, call.context.patientId, call.prefetch)
+            patient = resolve_patient(session, principal, call.context.patientId, prefetch)
             inputs = load_card_inputs(session, patient) if patient is not None else None
             return build_cards(inputs, str(request.base_url))
 
     return JSONResponse({"cards": await run_in_threadpool(answer)})
+
+
+async def fetch_patient(settings: Any, call: CdsRequest, patient_id: str) -> dict[str, Any]:
+    """GET {fhirServer}/Patient/{id} with the request's access token; 412 when that fails."""
+    import httpx
+
+    server = str(call.fhirServer).rstrip("/")
+    trusted = [s.rstrip("/") for s in settings.cds_fhir_servers]
+    if server not in trusted:
+        raise PreconditionFailed(
+            "the 'patient' prefetch is missing and fhirServer is not a FHIR server this service "
+            "may call (TRIAGE_CDS_FHIR_SERVERS)"
+        )
+    assert call.fhirAuthorization is not None
+    headers = {
+        "Authorization": f"Bearer {call.fhirAuthorization.access_token}",
+        "Accept": "application/fhir+json",
+    }
+    try:
+        async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as http:
+            response = await http.get(f"{server}/Patient/{patient_id}", headers=headers)
+    except httpx.HTTPError as exc:
+        raise PreconditionFailed(
+            f"the patient could not be fetched from fhirServer: {type(exc).__name__}"
+        ) from exc
+    if response.status_code != 200:
+        raise PreconditionFailed(
+            f"fhirServer answered {response.status_code} to Patient/{patient_id}"
+        )
+    try:
+        resource = response.json()
+    except ValueError as exc:
+        raise PreconditionFailed("fhirServer's Patient is not JSON") from exc
+    if not isinstance(resource, dict):
+        raise PreconditionFailed("fhirServer's Patient is not a resource")
+    return resource
 
 
 @router.get(
@@ -492,7 +555,8 @@ async def cds_service_call(service_id: str, request: Request) -> JSONResponse:
     responses={200: {"content": {"text/markdown": {}}}},
 )
 def cds_model_card(request: Request) -> PlainTextResponse:
-    """The model card of the model in service (the `source.url` of every card)."""
+    """The model card of the model in service (the `source.url` of every card): public, so a
+    clinician's browser opens it from the card without a token."""
     model = request.app.state.models.current().model
     path = model.folder / MODEL_CARD_FILE
     if path.is_file():
@@ -506,3 +570,94 @@ def cds_model_card(request: Request) -> PlainTextResponse:
             "Performance figures, where shown, are on synthetic data.\n"
         )
     return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+
+
+# ---- feedback (CDS Hooks 2.0 "Feedback") ------------------------------------------------------
+
+
+class OverrideReason(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    reason: dict[str, Any] | None = None  # a Coding from the card's overrideReasons
+    userComment: str | None = Field(None, max_length=2000)
+
+
+class CardFeedback(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    card: str = Field(min_length=1, max_length=64, description="The card's uuid")
+    outcome: Literal["accepted", "overridden"]
+    acceptedSuggestions: list[dict[str, Any]] = Field(default_factory=list, max_length=50)
+    overrideReason: OverrideReason | None = None
+    outcomeTimestamp: datetime
+
+
+class FeedbackRequest(BaseModel):
+    feedback: list[CardFeedback] = Field(min_length=1, max_length=100)
+
+
+@router.post(
+    "/{service_id}/feedback",
+    name="cds_feedback",
+    status_code=200,
+    responses={
+        200: {"description": "Stored"},
+        400: {"description": "Malformed feedback"},
+        404: {"description": "Unknown CDS service id"},
+    },
+)
+async def cds_feedback(service_id: str, request: Request) -> JSONResponse:
+    """Whether the clinician accepted or overrode each card (and why); stored and audited."""
+    from service.db.engine import transaction
+    from service.db.tables import CdsFeedback
+    from service.domain.free_text import refuse_person_number
+
+    principal = current_principal(request)
+    if service_id != SERVICE_ID:
+        raise NotFound(f"no CDS service '{service_id}'; GET /cds-services lists '{SERVICE_ID}'")
+    try:
+        body = FeedbackRequest.model_validate(json.loads(await request.body()))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadRequest(f"malformed feedback: {where}: {first['msg']}", location=where) from exc
+    allowed = {code for code, _ in OVERRIDE_REASONS}
+    for i, item in enumerate(body.feedback):
+        reason = item.overrideReason
+        if item.outcome == "overridden" and reason is not None and reason.reason is not None:
+            code = reason.reason.get("code")
+            if reason.reason.get("system") != OVERRIDE_REASON_SYSTEM or code not in allowed:
+                raise BadRequest(
+                    "overrideReason.reason must be one of the card's overrideReasons",
+                    location=f"feedback.{i}.overrideReason.reason",
+                )
+        if reason is not None:
+            # Free text goes into the record: never a person number in it.
+            refuse_person_number(reason.userComment, f"feedback.{i}.overrideReason.userComment")
+
+    def store() -> int:
+        now = datetime.now(UTC)
+        with transaction(request.app.state.sessions) as session:
+            for item in body.feedback:
+                reason = item.overrideReason
+                session.add(
+                    CdsFeedback(
+                        id=str(uuid.uuid4()),
+                        service_id=service_id,
+                        card=item.card,
+                        outcome=item.outcome,
+                        accepted_suggestions=item.acceptedSuggestions,
+                        override_reason=reason.reason if reason else None,
+                        user_comment=reason.userComment if reason else None,
+                        outcome_at=item.outcomeTimestamp,
+                        received_at=now,
+                        received_by=principal.subject,
+                        organisation=principal.organisation,
+                    )
+                )
+        return len(body.feedback)
+
+    stored = await run_in_threadpool(store)
+    return JSONResponse({"stored": stored})

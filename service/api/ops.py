@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -41,6 +44,8 @@ def readyz(request: Request) -> Response:
     return JSONResponse(
         Health(status="ok" if ok else "unavailable", checks=checks).model_dump(),
         status_code=200 if ok else 503,
+        # Which replica answered (host:pid), so a check through the load balancer can tell.
+        headers={"X-Triage-Replica": f"{socket.gethostname()}:{os.getpid()}"},
     )
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy.orm import Session
 
 from models import rules
+from models.operating_points import expected_figures
 from service.api.deps import (
     ERRORS,
     INVALID,
@@ -21,7 +22,14 @@ from service.api.deps import (
 from service.db.engine import transaction
 from service.db.tables import PatientOverride
 from service.db.unit_of_work import write
-from service.domain.pathways import APPROVED, REJECTED, InForce, PathwayService, version_status
+from service.domain.pathways import (
+    APPROVED,
+    REJECTED,
+    InForce,
+    PathwayService,
+    level_source,
+    version_status,
+)
 from service.errors import Forbidden, InvalidInput
 from service.security.deps import CurrentPrincipal
 from service.security.principal import Principal
@@ -68,6 +76,19 @@ class PathwayDocument(BaseModel):
     created_at: datetime
     decided_by: str | None = Field(description="Who approved or rejected it (four-eyes)")
     pathway: dict[str, Any]
+    model_version: str | None = Field(
+        default=None, description="The loaded model the operating points below belong to"
+    )
+    model_operating_points: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Per level: the named operating point, its threshold for the loaded model, "
+        "and what it gave on validation (new alerts per 100 patient-days, event sensitivity, "
+        "PPV, 95 % CIs; synthetic data)",
+    )
+    available_operating_points: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Every operating point the loaded model carries for this pathway",
+    )
 
 
 class PublishBody(BaseModel):
@@ -250,6 +271,8 @@ def get_pathway(
         version = pathways.in_force(session, pathway_id, scope, unit).version
     row = pathways.version_row(session, principal, pathway_id, version)
     decision = pathways.decision_of(session, row)
+    doc = rules.as_document(row.body)
+    assert isinstance(doc, rules.Pathway)
     return PathwayDocument(
         id=pathway_id,
         version=row.version,
@@ -262,6 +285,7 @@ def get_pathway(
         created_at=row.created_at,
         decided_by=decision.decided_by if decision else None,
         pathway=row.body,
+        **operating_point_summary(doc, services),
     )
 
 
@@ -423,7 +447,9 @@ def _dry_run(body: EvaluateBody, session: Any, principal: Any, services: Any) ->
         if computed is None:
             raise InvalidInput("the patient has no data to evaluate", location="patient_id")
         assessment, decision = computed
+        summary = operating_point_summary(pathway_doc, services) if pathway_doc else {}
         return {
+            **summary,
             "level": assessment.level,
             "probability": assessment.probability,
             "scores": decision.scores,
@@ -433,6 +459,12 @@ def _dry_run(body: EvaluateBody, session: Any, principal: Any, services: Any) ->
             **decision.evaluation,
             "top_factors": assessment.explanation.get("top_factors", []),
         }
+    named = draft
+    unresolved: list[str] = []
+    if isinstance(draft, rules.Pathway):
+        draft, unresolved = services.pathways.with_operating_points(
+            draft, None, services.scoring.models.current().points
+        )
     try:
         readings = rules.PatientReadings.from_latest_values(
             body.values or {}, age_years=body.age_years, answers=body.answers, options=body.options
@@ -440,7 +472,36 @@ def _dry_run(body: EvaluateBody, session: Any, principal: Any, services: Any) ->
         result = rules.evaluate(draft, readings, body.model_probability)
     except rules.ReadingsError as exc:
         raise InvalidInput(str(exc), location="values") from exc
-    return result.to_dict()
+    out = result.to_dict()
+    out["level_source"] = level_source(result.decided_by)
+    if isinstance(named, rules.Pathway):
+        out.update(operating_point_summary(named, services))
+        out["operating_points_unresolved"] = unresolved
+    return out
+
+
+def operating_point_summary(doc: rules.Pathway, services: Any) -> dict[str, Any]:
+    """What the pathway's model thresholds buy with the loaded model: per level, the expected
+    new alerts per 100 patient-days and event sensitivity (validation, synthetic data)."""
+    loaded = services.scoring.models.current()
+    points = loaded.points
+    return {
+        "model_version": loaded.model.version,
+        "model_operating_points": expected_figures(
+            doc.triage.model_thresholds, points.for_pathway(doc.id)
+        ),
+        "available_operating_points": {
+            name: {
+                "description": p.get("description"),
+                "threshold": p.get("threshold"),
+                **{
+                    k: p.get("validation", {}).get(k)
+                    for k in ("alerts_per_100_patient_days", "event_sensitivity", "ppv")
+                },
+            }
+            for name, p in points.for_pathway(doc.id).items()
+        },
+    }
 
 
 def _document(

@@ -23,6 +23,27 @@ from service.security.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"], responses=ERRORS)
 
+# OpenAPI links: what a client (and a stateful fuzzer) can do next with an enrolled patient's id.
+_PATIENT_ID = {"patient_id": "$response.body#/id"}
+PATIENT_LINKS: dict[str, Any] = {
+    "GetPatient": {
+        "operationId": "get_patient_api_v1_patients__patient_id__get",
+        "parameters": _PATIENT_ID,
+    },
+    "ListAssessments": {
+        "operationId": "list_patient_assessments_api_v1_patients__patient_id__assessments_get",
+        "parameters": _PATIENT_ID,
+    },
+    "SetTargetSaturation": {
+        "operationId": "set_target_saturation_api_v1_patients__patient_id__target_saturation_put",
+        "parameters": _PATIENT_ID,
+    },
+    "CreateOverride": {
+        "operationId": "create_override_api_v1_patients__patient_id__overrides_post",
+        "parameters": _PATIENT_ID,
+    },
+}
+
 
 class AssessmentPublic(BaseModel):
     id: str
@@ -36,6 +57,10 @@ class AssessmentPublic(BaseModel):
     rule_set_hash: str
     probability: float | None
     level: str
+    level_source: str = Field(
+        description="Where the level came from: rule (a pathway rule, a hard safety limit), "
+        "model (the model at the pathway's operating point), rule+model, or none"
+    )
     features: list[float | None]
     explanation: dict[str, Any]
     basis: list[str]
@@ -54,7 +79,11 @@ class AssessmentPublic(BaseModel):
     response_model=PatientPublic,
     responses={
         **INVALID,
-        200: {"description": "Already enrolled with the same details (a repeated request)"},
+        200: {
+            "description": "Already enrolled with the same details (a repeated request)",
+            "links": PATIENT_LINKS,
+        },
+        201: {"description": "Enrolled", "links": PATIENT_LINKS},
         409: {"description": "Already enrolled with different details"},
     },
 )

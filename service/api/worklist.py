@@ -20,6 +20,7 @@ router = APIRouter(prefix="/api/v1/worklist", tags=["worklist"], responses=ERROR
 
 class WorklistPatient(BaseModel):
     id: str
+    display_name: str | None
     display_identifier: str
     sex: str
     birth_date: str
@@ -31,11 +32,22 @@ class WorklistPatient(BaseModel):
     )
 
 
+class HistoryEvent(BaseModel):
+    action: str
+    actor: str
+    at: datetime
+    note: str | None
+    recipient: str | None
+
+
 class WorklistItemPublic(BaseModel):
     id: str
     patient: WorklistPatient
     state: str
     level: str
+    level_source: str = Field(
+        description="Where the level came from: rule | model | rule+model | none"
+    )
     probability: float | None
     top_factors: list[dict[str, Any]]
     rules_fired: list[dict[str, Any]]
@@ -55,6 +67,12 @@ class WorklistItemPublic(BaseModel):
     escalated_at: datetime | None
     resolved_by: str | None
     resolved_at: datetime | None
+    escalated_to: str | None = Field(
+        description="Whom the escalation is for: role:<role>, unit:<unit> or hpr:<HPR number>"
+    )
+    history: list[HistoryEvent] = Field(
+        description="What people did with the item, oldest first (who, when, note, recipient)"
+    )
     assessment_id: str
     model_version: str | None
     version: int = Field(description="Changes with every change; send it as If-Match")
@@ -62,10 +80,36 @@ class WorklistItemPublic(BaseModel):
 
 class TransitionBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    note: str | None = Field(default=None, max_length=2000)
+    note: str | None = Field(
+        default=None, max_length=2000, description="Required to resolve a red item"
+    )
+    recipient: str | None = Field(
+        default=None,
+        max_length=120,
+        description="Required to escalate: role:<clinician|admin>, unit:<unit> or "
+        "hpr:<HPR number>; the recipient sees the item in their list (for_me=true)",
+    )
 
 
-@router.get("", name="get_worklist", response_model=list[WorklistItemPublic])
+_TRANSITION = "worklist_transition_api_v1_worklist__item_id___action__post"
+
+
+@router.get(
+    "",
+    name="get_worklist",
+    response_model=list[WorklistItemPublic],
+    responses={
+        200: {
+            "description": "The items",
+            "links": {
+                "ActOnFirstItem": {
+                    "operationId": _TRANSITION,
+                    "parameters": {"item_id": "$response.body#/0/id"},
+                }
+            },
+        }
+    },
+)
 def get_worklist(
     principal: CurrentPrincipal,
     session: ReadSession,
@@ -74,11 +118,16 @@ def get_worklist(
     level: Literal["red", "yellow", "green"] | None = None,
     state: list[Literal["open", "acknowledged", "escalated", "resolved"]] | None = Query(None),
     limit: int = Query(500, ge=1, le=5000),
+    for_me: bool = Query(False, description="Only items escalated to the caller"),
 ) -> list[dict[str, Any]]:
-    """Items ordered by triage level, then risk, then waiting time."""
+    """Items ordered by triage level, unacknowledged before acknowledged, then risk, then
+    waiting time; each with its history."""
     states = tuple(state) if state else ACTIVE_STATES
-    rows = services.worklist.list_items(session, principal, unit, states, level, limit)
-    return [item_summary(*row) for row in rows]
+    rows = services.worklist.list_items(
+        session, principal, unit, states, level, limit, for_me=for_me
+    )
+    history = services.worklist.history(session, [row[0].id for row in rows])
+    return [item_summary(i, p, a, history[i.id]) for i, p, a in rows]
 
 
 @router.post(
@@ -87,11 +136,26 @@ def get_worklist(
     response_model=WorklistItemPublic,
     responses={
         **NOT_FOUND,
+        200: {
+            "description": "The item as it is now; its ETag is the new version",
+            "links": {
+                "ActAgain": {
+                    "operationId": _TRANSITION,
+                    "parameters": {
+                        "item_id": "$response.body#/id",
+                        "header.If-Match": "$response.header.ETag",
+                    },
+                }
+            },
+        },
         409: {
             "description": "Illegal transition, or someone else changed the item first: the body "
             "holds its current state and who changed it"
         },
-        422: {"description": "Unknown action, or an If-Match that is not an item ETag"},
+        422: {
+            "description": "Unknown action; an If-Match that is not an item ETag; a red "
+            "resolved without a note; an escalation without a valid recipient"
+        },
     },
 )
 def worklist_transition(
@@ -113,12 +177,19 @@ def worklist_transition(
 
     def work(session: Session) -> dict[str, Any]:
         item = services.worklist.transition(
-            session, principal, item_id, action, body.note if body else None, expected
+            session,
+            principal,
+            item_id,
+            action,
+            body.note if body else None,
+            expected,
+            recipient=body.recipient if body else None,
         )
         patient = session.get(Patient, item.patient_id)
         assessment = session.get(Assessment, item.assessment_id)
         assert patient is not None and assessment is not None
-        return item_summary(item, patient, assessment)
+        history = services.worklist.history(session, [item.id])[item.id]
+        return item_summary(item, patient, assessment, history)
 
     summary = write(request.app.state.sessions, work)
     response.headers["ETag"] = f'"{summary["version"]}"'

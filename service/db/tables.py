@@ -89,6 +89,24 @@ class ResourceVersion(Base):
     received_by: Mapped[str] = mapped_column(String(64))
 
 
+class CdsFeedback(Base):
+    """CDS Hooks 2.0 feedback on a card: accepted or overridden, with the reason (insert-only)."""
+
+    __tablename__ = "cds_feedback"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    service_id: Mapped[str] = mapped_column(String(64))
+    card: Mapped[str] = mapped_column(String(64), index=True)  # the card's uuid
+    outcome: Mapped[str] = mapped_column(String(16))  # accepted | overridden
+    accepted_suggestions: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    override_reason: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    user_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    outcome_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_by: Mapped[str] = mapped_column(String(64))
+    organisation: Mapped[str | None] = mapped_column(String(16))
+
+
 class Reading(Base):
     """One canonical value (a BP panel gives two; a questionnaire gives a score and its items)."""
 
@@ -136,6 +154,16 @@ class Assessment(Base):
     basis: Mapped[list[Any]] = mapped_column(JSON)  # ingested resource ids used
     organisation: Mapped[str] = mapped_column(String(16), index=True)
     supersedes_id: Mapped[str | None] = mapped_column(String(36))
+
+    @property
+    def level_source(self) -> str:
+        """Where the level came from: rule | model | rule+model | none (the combining policy,
+        models/operating_points.py). Older assessments stored only ``decided_by``."""
+        triage = (self.explanation or {}).get("triage") or {}
+        if "level_source" in triage:
+            return str(triage["level_source"])
+        decided = triage.get("decided_by", "none")
+        return {"rules": "rule", "model": "model", "rules+model": "rule+model"}.get(decided, "none")
 
 
 class WorklistItem(Base):

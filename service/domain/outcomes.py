@@ -9,12 +9,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Literal, get_args
+from typing import Any, Final, Literal, get_args
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.tables import Outcome, Patient
+from service.db.tables import Assessment, Outcome, Patient
 from service.domain.free_text import refuse_person_number
 from service.errors import InvalidInput
 
@@ -130,3 +131,79 @@ class OutcomeService:
         return [
             RecordedOutcome(r[0], r[1], r[2], r[3] or "deterioration", _utc(r[4])) for r in rows
         ]
+
+
+# An assessment is labelled positive when a deterioration began within this horizon after it
+# (the model's label), negative when the patient was followed up beyond it without one.
+LABEL_HORIZON_S = 72 * 3600
+
+
+@dataclass
+class LabelledRows:
+    """One row per patient-day (the day's newest assessment), labelled from recorded outcomes."""
+
+    X: np.ndarray  # [n, F] stored feature snapshots (NaN = missing)
+    y: np.ndarray  # 1 = deterioration within 72 h
+    pathway: np.ndarray
+    patient: np.ndarray
+    time_s: np.ndarray
+    time_to_event_h: np.ndarray  # hours to the next onset (NaN if none)
+    model_version: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+def labelled_assessments(
+    session: Session, organisation: str | None = None, pathway: str | None = None
+) -> LabelledRows:
+    """The organisation's assessments with known outcomes, as training rows for recalibration."""
+    outcomes = OutcomeService.recorded(session, organisation, pathway)
+    onsets: dict[str, list[float]] = {}
+    followed: dict[str, float] = {}
+    for o in outcomes:
+        t = o.onset_at.timestamp()
+        followed[o.patient_id] = max(followed.get(o.patient_id, 0.0), t)
+        if o.deteriorated:
+            onsets.setdefault(o.patient_id, []).append(t)
+    query = select(
+        Assessment.patient_id,
+        Assessment.pathway_id,
+        Assessment.as_of,
+        Assessment.features,
+        Assessment.model_version,
+    ).where(Assessment.patient_id.in_(sorted(followed)))
+    if organisation is not None:
+        query = query.where(Assessment.organisation == organisation)
+    if pathway is not None:
+        query = query.where(Assessment.pathway_id == pathway)
+    newest: dict[tuple[str, int], Any] = {}
+    for r in session.execute(query.order_by(Assessment.as_of)):
+        t = int(_utc(r.as_of).timestamp())
+        newest[(r.patient_id, t // 86400)] = (r, t)
+    rows_X, ys, pws, pats, times, ttes, versions = [], [], [], [], [], [], []
+    for (pid, _), (r, t) in sorted(newest.items(), key=lambda kv: (kv[0][0], kv[1][1])):
+        later = sorted(o for o in onsets.get(pid, []) if o >= t)
+        if later and later[0] <= t + LABEL_HORIZON_S:
+            label = 1
+        elif followed.get(pid, 0.0) > t + LABEL_HORIZON_S:
+            label = 0
+        else:
+            continue  # not yet known
+        rows_X.append([np.nan if v is None else float(v) for v in r.features])
+        ys.append(label)
+        pws.append(r.pathway_id)
+        pats.append(pid)
+        times.append(t)
+        ttes.append((later[0] - t) / 3600.0 if later else np.nan)
+        versions.append(r.model_version or "")
+    width = len(rows_X[0]) if rows_X else 0
+    return LabelledRows(
+        np.asarray(rows_X, dtype=np.float64).reshape(len(rows_X), width),
+        np.asarray(ys, dtype=np.int64),
+        np.asarray(pws, dtype=str),
+        np.asarray(pats, dtype=str),
+        np.asarray(times, dtype=np.int64),
+        np.asarray(ttes, dtype=np.float64),
+        np.asarray(versions, dtype=str),
+    )

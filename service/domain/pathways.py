@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from models import rules
 from models.measurements import SYMPTOM_SCORE
+from models.operating_points import ModelPoints
 from models.rules.store import canonical_dict
 from service.db.tables import PathwayVersion, PathwayVersionDecision, Patient, PatientOverride
 from service.db.unit_of_work import PATHWAY_LOCKS, lock_all
@@ -151,7 +152,46 @@ class PathwayService:
     def __init__(self) -> None:
         self._shipped = rules.load_shipped_pathways()
         self._docs: dict[tuple[str, int], tuple[rules.Pathway, str]] = {}
+        # (pathway hash, model load) -> the pathway with its operating points resolved
+        self._resolved: dict[tuple[str, str], tuple[rules.Pathway, list[str]]] = {}
         self._lock = threading.Lock()
+
+    # ---- operating points ---------------------------------------------------------------
+
+    def with_operating_points(
+        self, doc: rules.Pathway, doc_hash: str | None, points: ModelPoints | None
+    ) -> tuple[rules.Pathway, list[str]]:
+        """The pathway whose named operating points carry the loaded model's thresholds.
+
+        Cached per (pathway hash, model version): a model reload re-resolves every pathway.
+        Returns the names the model lacks too; those levels cannot be raised by the model.
+        """
+        thresholds = doc.triage.model_thresholds
+        if points is None or not any(isinstance(v, str) for v in thresholds.values()):
+            return doc, []
+        key = (doc_hash, points.load_key or points.model_version) if doc_hash else None
+        if key is not None and key in self._resolved:
+            return self._resolved[key]
+        resolved, missing = points.resolve(doc.id, thresholds)
+        entry = (doc.with_model_thresholds(resolved), missing)
+        if key is not None:
+            with self._lock:
+                if len(self._resolved) > 256:
+                    self._resolved.clear()
+                self._resolved[key] = entry
+        return entry
+
+    def unresolved_operating_points(
+        self, session: Session, points: ModelPoints
+    ) -> dict[str, list[str]]:
+        """Per pathway in force: the operating points it names that this model lacks."""
+        out: dict[str, list[str]] = {}
+        for pathway_id in sorted(self.known_in(session)):
+            _, doc, doc_hash = self.current(session, pathway_id)
+            _, missing = self.with_operating_points(doc, doc_hash, points)
+            if missing:
+                out[pathway_id] = missing
+        return out
 
     # ---- store --------------------------------------------------------------------------
 
@@ -724,6 +764,7 @@ class PathwayService:
         age_years: float,
         probability: float | None,
         draft: Any = None,
+        points: ModelPoints | None = None,
     ) -> TriageDecision:
         """The triage decision for a patient's readings (``draft``: a dry run of a change)."""
         if draft is None:
@@ -732,6 +773,10 @@ class PathwayService:
         else:
             doc, version = draft, 0
             doc_hash = rules.pathway_hash(draft)
+        named = doc
+        doc, unresolved = self.with_operating_points(
+            doc, doc_hash if draft is None else None, points
+        )
         first_reading = min((int(r.effective_s) for r in rows), default=as_of_s)
         enrolled_s = min(int(_aware(patient.created_at).timestamp()), first_reading)
         readings = readings_from_rows(
@@ -740,7 +785,7 @@ class PathwayService:
         result = rules.evaluate(
             doc, readings, probability, self.active_overrides(session, patient.id)
         )
-        return decision_from(result, doc, version, doc_hash)
+        return decision_from(result, doc, version, doc_hash, named, points, unresolved)
 
     def evaluate_many(
         self,
@@ -750,6 +795,7 @@ class PathwayService:
         as_of_s: int,
         ages: Any,
         probabilities: Any,
+        points: ModelPoints | None = None,
     ) -> list[TriageDecision]:
         """Decisions for many patients: one vectorised rule evaluation per pathway."""
         overrides: dict[str, list[PatientOverride]] = {}
@@ -772,7 +818,8 @@ class PathwayService:
         for k, p in enumerate(patients):
             by_scope.setdefault((p.pathway_id, p.organisation, p.unit), []).append(k)
         for (pathway_id, organisation, unit), members in by_scope.items():
-            version, doc, doc_hash = self.current(session, pathway_id, organisation, unit)
+            version, named, doc_hash = self.current(session, pathway_id, organisation, unit)
+            doc, unresolved = self.with_operating_points(named, doc_hash, points)
             batch = []
             for k in members:
                 p = patients[k]
@@ -794,12 +841,25 @@ class PathwayService:
                 },
             )
             for j, k in enumerate(members):
-                decisions[k] = decision_from(result.evaluation(j), doc, version, doc_hash)
+                decisions[k] = decision_from(
+                    result.evaluation(j), doc, version, doc_hash, named, points, unresolved
+                )
         return [d for d in decisions if d is not None]
 
 
+def level_source(decided_by: str) -> str:
+    """Where a level came from, in the words every output uses: rule | model | rule+model | none."""
+    return {"rules": "rule", "model": "model", "rules+model": "rule+model"}.get(decided_by, "none")
+
+
 def decision_from(
-    result: rules.Evaluation, doc: rules.Pathway, version: int, doc_hash: str
+    result: rules.Evaluation,
+    doc: rules.Pathway,
+    version: int,
+    doc_hash: str,
+    named: rules.Pathway | None = None,
+    points: ModelPoints | None = None,
+    unresolved: list[str] | None = None,
 ) -> TriageDecision:
     levels = [level.id for level in doc.levels]  # least urgent first
     channels = {m.measurement for m in doc.measurements}
@@ -817,6 +877,17 @@ def decision_from(
         level_order=list(reversed(levels)),
         evaluation={
             "decided_by": result.decided_by,
+            "level_source": level_source(result.decided_by),
+            "model_thresholds": {
+                level: {"threshold": value, "operating_point": named_value}
+                for level, value in doc.triage.model_thresholds.items()
+                for named_value in [
+                    (named or doc).triage.model_thresholds.get(level)
+                    if isinstance((named or doc).triage.model_thresholds.get(level), str)
+                    else None
+                ]
+            },
+            "operating_points_unresolved": list(unresolved or []),
             "rule_level": result.rule_level,
             "model_level": result.model_level,
             "overrides_applied": list(result.overrides_applied),

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from models.identifiers import IdentifierError, mask, parse_person_identifier
 from service.db.tables import Patient
 from service.db.unit_of_work import PERSON_LOCKS, lock_all
+from service.domain.free_text import refuse_person_number
 from service.domain.pathways import PathwayService
 from service.errors import Conflict, Forbidden, InvalidInput
 from service.security import visibility
@@ -53,6 +54,13 @@ class PatientCreate(BaseModel):
         description='Prescribed SpO2 target: "88-92" (confirmed hypercapnic respiratory '
         'failure: NEWS2 scores SpO2 on scale 2) or "94-98" (scale 1)',
     )
+    display_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The name clinicians work by, e.g. 'Kari Nordmann'. Personal data: shown "
+        "to those who may see the patient, never logged",
+    )
 
 
 class TargetSaturationBody(BaseModel):
@@ -65,6 +73,7 @@ class TargetSaturationBody(BaseModel):
 
 class PatientPublic(BaseModel):
     id: str
+    display_name: str | None = Field(description="The name clinicians work by")
     display_identifier: str = Field(description="Masked identifier: birth date digits only")
     birth_date: date
     age_years: int
@@ -88,6 +97,7 @@ def to_public(p: Patient) -> PatientPublic:
     birth = p.birth_date if isinstance(p.birth_date, date) else p.birth_date.date()
     return PatientPublic(
         id=p.id,
+        display_name=p.display_name,
         display_identifier=mask(p.identifier_value),
         birth_date=birth,
         age_years=age_years(birth, datetime.now(UTC).date()),
@@ -158,6 +168,8 @@ class PatientService:
                 f" (it offers: {', '.join(sorted(offered)) or 'none'})",
                 location="options",
             )
+        name = " ".join((body.display_name or "").split()) or None
+        refuse_person_number(name, "display_name")
         options = dict(body.options)
         if body.target_saturation is not None:
             options = with_target(pathway, options, body.target_saturation)
@@ -183,6 +195,7 @@ class PatientService:
             unit=body.unit,
             confidential_to_guardians=body.confidential_to_guardians,
             pathway_options=options,
+            display_name=name,
             created_at=datetime.now(UTC),
             created_by=principal.subject,
         )

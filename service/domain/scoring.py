@@ -23,6 +23,7 @@ from models.features import (
     History,
     compute_features,
 )
+from models.recalibration import recalibrate
 from service.db.tables import Assessment, Patient, Reading
 from service.domain.pathways import PathwayService, TriageDecision
 from service.domain.worklist import WorklistService
@@ -158,10 +159,12 @@ class ScoringService:
         age = age_at(birth_date_of(patient), as_of_s)
         history = History.from_rows([(0, r.name, r.effective_s, r.value) for r in rows])
         X, context = compute_features(history, np.array([0]), np.array([as_of_s]), np.array([age]))
-        prediction = model.predict(X)
+        prediction = recalibrate(
+            model.predict(X), model.manifest.extra if model.manifest else {}, [patient.pathway_id]
+        )
         probability = float(prediction.probability[0])
         decision = self.pathways.evaluate(
-            session, patient, rows, as_of_s, age, probability, pathway_draft
+            session, patient, rows, as_of_s, age, probability, pathway_draft, loaded.points
         )
         assessment = build_assessment(
             patient,
@@ -170,7 +173,7 @@ class ScoringService:
             {r.resource_id for r in rows},
             X[0],
             prediction.contributions[0],
-            prediction.intercept,
+            prediction.intercept_of(0),
             float(prediction.logit[0]),
             probability,
             context.row(0),
@@ -254,8 +257,13 @@ class ScoringService:
         X, context = compute_features(
             history, np.array(scored), np.full(len(scored), as_of_s), ages
         )
-        model = self.models.current().model
-        prediction = model.predict(X)
+        loaded = self.models.current()
+        model = loaded.model
+        prediction = recalibrate(
+            model.predict(X),
+            model.manifest.extra if model.manifest else {},
+            [patients[i].pathway_id for i in scored],
+        )
         decisions = self.pathways.evaluate_many(
             session,
             [patients[i] for i in scored],
@@ -263,6 +271,7 @@ class ScoringService:
             as_of_s,
             ages,
             prediction.probability,
+            loaded.points,
         )
         active = self.worklist.active_items(session, [patients[i].id for i in scored])
         for k, i in enumerate(scored):
@@ -274,7 +283,7 @@ class ScoringService:
                 {r.resource_id for r in rows_by_patient[i]},
                 X[k],
                 prediction.contributions[k],
-                prediction.intercept,
+                prediction.intercept_of(k),
                 float(prediction.logit[k]),
                 float(prediction.probability[k]),
                 context.row(k),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, case, false, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from service.db.tables import Assessment, Patient, WorklistEvent, WorklistItem
@@ -16,7 +17,7 @@ from service.domain.free_text import refuse_person_number
 from service.domain.patients import target_of
 from service.errors import Conflict, InvalidInput, LostRace, NotFound
 from service.security import visibility
-from service.security.principal import Principal
+from service.security.principal import Principal, Role
 
 ACTIVE_STATES = ("open", "acknowledged", "escalated")
 # Allowed moves. Resolved is final: new data opens a new item instead.
@@ -25,6 +26,50 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     "escalate": {"open": "escalated", "acknowledged": "escalated"},
     "resolve": {"open": "resolved", "acknowledged": "resolved", "escalated": "resolved"},
 }
+
+# Whom an escalation may name besides a unit or a person: the roles that work the worklist.
+RECIPIENT_ROLES = (Role.CLINICIAN.value, Role.ADMIN.value)
+HPR_NUMBER = re.compile(r"[0-9]{1,9}")
+
+
+def hpr_of(principal: Principal) -> str | None:
+    """The HPR number in the caller's subject ("hpr-9144889", "9144889"), if it has one."""
+    digits = "".join(ch for ch in principal.subject if ch in "0123456789")
+    return str(int(digits)) if digits and len(digits) <= 9 else None
+
+
+def named_keys(principal: Principal) -> set[str]:
+    """Escalation recipients that name the caller beyond their own units: their HPR number, or
+    one of their units. (A role recipient means that role where the item already is.)"""
+    keys = {f"unit:{unit}" for unit in principal.units or ()}
+    if (hpr := hpr_of(principal)) is not None:
+        keys.add(f"hpr:{hpr}")
+    return keys
+
+
+def is_for(principal: Principal, escalated_to: str | None) -> bool:
+    """Whether an escalation names the caller by unit or HPR number."""
+    if not escalated_to:
+        return False
+    if escalated_to.startswith("unit:") and principal.units is None:
+        return True  # every unit of the organisation
+    return escalated_to in named_keys(principal)
+
+
+def recipient_clause(principal: Principal) -> ColumnElement[bool]:
+    """SQL for "escalated to the caller": by role inside what they see anyway, by one of their
+    units or by HPR number anywhere in their organisations."""
+    named: list[ColumnElement[bool]] = [
+        WorklistItem.escalated_to.in_(sorted(named_keys(principal)))
+    ]
+    if principal.units is None:
+        named.append(WorklistItem.escalated_to.like("unit:%"))
+    return or_(
+        (WorklistItem.escalated_to == f"role:{principal.role.value}")
+        & visibility.patient_filter(principal),
+        or_(false(), *named) & visibility.escalation_scope(principal),
+    )
+
 
 # Called inside the assessment's transaction when an item opens, changes level or is resolved
 # (the DIPS outbox subscribes here).
@@ -154,14 +199,18 @@ class WorklistService:
         action: str,
         note: str | None,
         expected_version: int | None = None,
+        recipient: str | None = None,
     ) -> WorklistItem:
-        """Move an item; ``expected_version`` (If-Match) refuses a change to a stale copy."""
+        """Acknowledge, escalate (to a recipient) or resolve; each is a history event.
+
+        ``expected_version`` (If-Match) refuses a change to a stale copy.
+        """
         if action not in TRANSITIONS:
             raise InvalidInput(f"unknown action '{action}'", location="action")
         refuse_person_number(note, "note")
         item = session.get(WorklistItem, item_id)
         patient = None if item is None else session.get(Patient, item.patient_id)
-        if item is None or patient is None or not visibility.may_change_patient(principal, patient):
+        if item is None or patient is None or not self._may_act(principal, item, patient):
             raise NotFound(f"worklist item {item_id} not found")
         # The patient's lock, as ingestion takes it: a clinician's action and arriving data
         # for the same patient follow one another; then read the item as it is now.
@@ -176,13 +225,30 @@ class WorklistService:
                 # Two clinicians pressed the same button: the second learns who was first.
                 raise _lost_race(session, item, f"this item was already {item.state}")
             raise Conflict(f"cannot {action} an item that is {item.state}")
+        if action == "resolve" and item.level_rank == 0 and not (note and note.strip()):
+            # Handover: the next person must be able to read what was done about a red.
+            raise InvalidInput(
+                f"a {item.level} item is resolved only with a note saying what was done",
+                location="note",
+            )
+        to = None
+        if action == "escalate":
+            to = self.parse_recipient(session, item, recipient)
         now = datetime.now(UTC)
         item.state, item.updated_at = target, now
         setattr(item, f"{target}_by", principal.subject)
         setattr(item, f"{target}_at", now)
+        if to is not None:
+            item.escalated_to = to
         session.add(
             WorklistEvent(
-                item_id=item.id, action=action, actor=principal.subject, at=now, note=note
+                item_id=item.id,
+                action=action,
+                actor=principal.subject,
+                at=now,
+                note=note,
+                recipient=to,
+                assessment_id=item.assessment_id,
             )
         )
         assessment = session.get(Assessment, item.assessment_id)
@@ -195,6 +261,88 @@ class WorklistService:
         if target == "resolved":
             self._notify(session, item, assessment, "resolved")
         return item
+
+    @staticmethod
+    def _may_act(principal: Principal, item: WorklistItem, patient: Patient) -> bool:
+        if visibility.may_change_patient(principal, patient):
+            return True
+        # An escalation reaches its named recipient in another unit of the organisation.
+        return is_for(principal, item.escalated_to) and visibility.may_act_on_escalation(
+            principal, item.organisation
+        )
+
+    @staticmethod
+    def parse_recipient(session: Session, item: WorklistItem, raw: str | None) -> str:
+        """``role:<role>``, ``unit:<unit of the organisation>`` or ``hpr:<HPR number>``."""
+        text = (raw or "").strip()
+        kind, _, value = text.partition(":")
+        value = value.strip()
+        if not text:
+            raise InvalidInput(
+                "an escalation names its recipient: role:<role>, unit:<unit> or hpr:<HPR number>",
+                location="recipient",
+            )
+        if kind == "role" and value in RECIPIENT_ROLES:
+            return f"role:{value}"
+        if kind == "hpr" and HPR_NUMBER.fullmatch(value) and int(value) > 0:
+            return f"hpr:{int(value)}"
+        if kind == "unit" and value:
+            known = session.scalar(
+                select(Patient.unit)
+                .where(Patient.organisation == item.organisation, Patient.unit == value)
+                .limit(1)
+            )
+            if known is not None:
+                return f"unit:{value}"
+            raise InvalidInput(f"no unit '{value}' in this organisation", location="recipient")
+        raise InvalidInput(
+            "recipient must be role:<"
+            + "|".join(RECIPIENT_ROLES)
+            + ">, unit:<unit> or hpr:<HPR number, 1 to 9 digits>",
+            location="recipient",
+        )
+
+    @staticmethod
+    def level_counts(
+        session: Session,
+        principal: Principal,
+        unit: str | None,
+        states: tuple[str, ...] = ACTIVE_STATES,
+        for_me: bool = False,
+    ) -> dict[str, int]:
+        """Items per level in what the caller's list shows (for the counts above the table)."""
+        query = scoped(
+            select(WorklistItem.level, func.count())
+            .join(Patient, Patient.id == WorklistItem.patient_id)
+            .where(WorklistItem.state.in_(states)),
+            principal,
+            unit,
+            for_me,
+        ).group_by(WorklistItem.level)
+        return {str(level): int(n) for level, n in session.execute(query).all()}
+
+    @staticmethod
+    def history(session: Session, item_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """What people did with each item (who, when, note, recipient), oldest first."""
+        out: dict[str, list[dict[str, Any]]] = {i: [] for i in item_ids}
+        if not item_ids:
+            return out
+        rows = session.scalars(
+            select(WorklistEvent)
+            .where(WorklistEvent.item_id.in_(item_ids), WorklistEvent.actor != "system")
+            .order_by(WorklistEvent.at, WorklistEvent.id)
+        )
+        for e in rows:
+            out[e.item_id].append(
+                {
+                    "action": e.action,
+                    "actor": e.actor,
+                    "at": _aware(e.at),
+                    "note": e.note,
+                    "recipient": e.recipient,
+                }
+            )
+        return out
 
     @staticmethod
     def _settle_level(item: WorklistItem, assessment: Assessment) -> bool:
@@ -218,7 +366,10 @@ class WorklistService:
         states: tuple[str, ...] = ACTIVE_STATES,
         level: str | None = None,
         limit: int = 500,
+        for_me: bool = False,
     ) -> list[tuple[WorklistItem, Patient, Assessment]]:
+        """Most urgent level first; within a level, items no one has acknowledged yet, then
+        the highest risk, then the longest waiting. ``for_me``: escalations to the caller."""
         query = (
             select(WorklistItem, Patient, Assessment)
             .join(Patient, Patient.id == WorklistItem.patient_id)
@@ -226,17 +377,30 @@ class WorklistService:
             # A list shows the explanation only: the feature snapshot and the basis (a
             # JSON list of resource ids, the largest column) are loaded when read.
             .options(defer(Assessment.features), defer(Assessment.basis))
-            .where(WorklistItem.state.in_(states), visibility.patient_filter(principal))
+            .where(WorklistItem.state.in_(states))
         )
-        if unit:
-            query = query.where(WorklistItem.unit == unit)
+        query = scoped(query, principal, unit, for_me)
         if level:
             query = query.where(WorklistItem.level == level)
-        # Most urgent level first, then highest risk, then longest waiting.
         query = query.order_by(
-            WorklistItem.level_rank, WorklistItem.probability.desc(), WorklistItem.opened_at
+            WorklistItem.level_rank,
+            case((WorklistItem.state == "acknowledged", 1), else_=0),
+            WorklistItem.probability.desc(),
+            WorklistItem.opened_at,
         ).limit(limit)
         return [(row[0], row[1], row[2]) for row in session.execute(query).all()]
+
+
+def scoped(query: Any, principal: Principal, unit: str | None, for_me: bool) -> Any:
+    """The items a list shows the caller (the visibility rule), or (``for_me``) the
+    escalations to them; one definition for the list and its counts. ``query`` joins Patient."""
+    if for_me:
+        query = query.where(WorklistItem.state == "escalated", recipient_clause(principal))
+    else:
+        query = query.where(visibility.patient_filter(principal))
+    if unit:
+        query = query.where(WorklistItem.unit == unit)
+    return query
 
 
 def last_change(session: Session, item: WorklistItem) -> tuple[str | None, str | None]:
@@ -278,7 +442,12 @@ def reasons_of(assessment: Assessment) -> list[dict[str, Any]]:
     return [{"text_nb": r.get("text_nb", ""), "text_en": r.get("text_en", "")} for r in chosen[:3]]
 
 
-def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[str, Any]:
+def item_summary(
+    item: WorklistItem,
+    patient: Patient,
+    assessment: Assessment,
+    history: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     from models.identifiers import mask
 
     explanation = assessment.explanation or {}
@@ -286,6 +455,7 @@ def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -
         "id": item.id,
         "patient": {
             "id": patient.id,
+            "display_name": patient.display_name,
             "display_identifier": mask(patient.identifier_value),
             "sex": patient.sex,
             "birth_date": str(patient.birth_date)[:10],
@@ -296,6 +466,7 @@ def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -
         },
         "state": item.state,
         "level": item.level,
+        "level_source": assessment.level_source,
         "probability": item.probability,
         "top_factors": explanation.get("top_factors", [])[:3],
         "rules_fired": explanation.get("rules", []),
@@ -313,6 +484,8 @@ def item_summary(item: WorklistItem, patient: Patient, assessment: Assessment) -
         "escalated_at": item.escalated_at and _aware(item.escalated_at),
         "resolved_by": item.resolved_by,
         "resolved_at": item.resolved_at and _aware(item.resolved_at),
+        "escalated_to": item.escalated_to,
+        "history": history or [],
         "assessment_id": assessment.id,
         "model_version": assessment.model_version,
         "version": item.version,  # the ETag: send it back as If-Match to change this item

@@ -12,6 +12,19 @@ CODE_SYSTEM = "https://triage.example.org/fhir/CodeSystem"
 RISK_PROBABILITY = "http://terminology.hl7.org/CodeSystem/risk-probability"
 CONFIDENTIALITY = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 OUTCOME_TEXT = "Deterioration needing hospital contact within 72 hours"
+LEVEL_SOURCE_URL = f"{CODE_SYSTEM}/StructureDefinition/level-source"
+# Where a level came from (the combining policy: rules are hard limits, the model warns early).
+LEVEL_SOURCE_TEXT_NB = {
+    "rule": "Nivå satt av regel",
+    "model": "Nivå satt av modellen",
+    "rule+model": "Nivå satt av regel og modell",
+    "none": "Ingen regel eller modell hevet nivået",
+}
+
+
+def level_source_extension(assessment: Assessment) -> dict[str, Any]:
+    return {"url": LEVEL_SOURCE_URL, "valueCode": assessment.level_source}
+
 
 # The profiles each output declares in meta.profile, and meets (tests validate against FHIR R4).
 # DetectedIssue follows VKP's VkpDetectedIssue (HL7Norway/Velferdsteknologi, VKP-R4,
@@ -136,6 +149,7 @@ def risk_assessment(
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
         "id": assessment.id,
+        "extension": [level_source_extension(assessment)],
         "meta": _meta(patient, assessment.created_at, profiles=(PROFILES["RiskAssessment"],)),
         "status": "final",
         "subject": {"reference": f"Patient/{patient.id}"},
@@ -173,7 +187,10 @@ def risk_assessment(
                 "rationale": rationale,
             }
         ],
-        "note": [{"text": "Faktorer: " + rationale}],
+        "note": [
+            {"text": LEVEL_SOURCE_TEXT_NB.get(assessment.level_source, "")},
+            {"text": "Faktorer: " + rationale},
+        ],
     }
     if assessment.probability is not None:
         resource["prediction"][0]["probabilityDecimal"] = round(float(assessment.probability), 6)
@@ -204,6 +221,7 @@ def task(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[s
     resource: dict[str, Any] = {
         "resourceType": "Task",
         "id": item.id,
+        "extension": [level_source_extension(assessment)],
         "meta": _meta(patient, item.updated_at, int(item.version or 1), (PROFILES["Task"],)),
         "identifier": [{"system": f"{CODE_SYSTEM}/worklist-item", "value": item.id}],
         "status": TASK_STATUS[item.state],

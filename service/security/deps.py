@@ -24,7 +24,7 @@ def authorize(request: Request) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorised("a bearer token is required")
-    principal = request.app.state.verifier.verify(token.strip())
+    principal = _verify(request, name, token.strip())
     request.state.principal = principal
     ctx = current_context()
     if ctx is not None:  # the audit middleware's per-request record (shared across threads)
@@ -51,6 +51,20 @@ def _guardian_patient(request: Request, name: str) -> str:
         raise Forbidden("acting for a parent or guardian, name exactly one patient")
     # The patient row itself is checked when it is loaded (service.security.audit hooks).
     return child
+
+
+def _verify(request: Request, route_name: str, token: str) -> Principal:
+    """HelseID for every route; on the CDS Hooks routes also a trusted CDS client's own JWT."""
+    cds = getattr(request.app.state, "cds_clients", None)
+    if route_name.startswith("cds_") and cds is not None:
+        from service.security.cds_client import unverified_issuer
+
+        if cds.trusts(unverified_issuer(token)):
+            # aud is the CDS service endpoint (feedback goes to the same service).
+            url = str(request.url.replace(query="", fragment="")).rstrip("/")
+            return cds.verify(token, [url, url.removesuffix("/feedback")])
+    principal: Principal = request.app.state.verifier.verify(token)
+    return principal
 
 
 def current_principal(request: Request) -> Principal:

@@ -34,6 +34,9 @@ PUBLIC_ROUTES: frozenset[str] = frozenset(
         "swagger_ui_redirect",
         "redoc_html",
         "fhir_metadata",
+        # The model card a CDS card's source.url points at: a browser opens it without a token
+        # (it describes the model, synthetic training data, no patient data).
+        "cds_model_card",
         "v2_live",
         "v2_ready",
         # Evidently's JavaScript library that drift-report HTML loads (no data in it)
@@ -99,7 +102,7 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     # CDS Hooks (DIPS calls as an integration client; a clinician-context app may call too)
     "cds_discovery": frozenset({C, I, A}),
     "cds_service_call": frozenset({C, I, A}),
-    "cds_model_card": frozenset({C, M, P, I, A}),
+    "cds_feedback": frozenset({C, I, A}),
     # Open Inference Protocol (V2): the model for ML engineers and integration clients
     "v2_server_metadata": frozenset({M, I, A}),
     "v2_model_metadata": frozenset({M, I, A}),

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from service.db.tables import (
     Assessment,
     AuditEntry,
+    CdsFeedback,
     DriftSignOff,
     IngestedResource,
     PathwayVersion,
@@ -40,6 +41,7 @@ IMMUTABLE_RECORDS: tuple[type[Any], ...] = (
     WorklistEvent,
     IngestedResource,
     ResourceVersion,
+    CdsFeedback,
     AuditEntry,
 )
 # Attribute -> the only value it may be changed to.

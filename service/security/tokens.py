@@ -132,8 +132,11 @@ class JwksCache:
         ttl_s: float = 600.0,
         min_refetch_interval_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        algorithms: list[str] | None = None,
     ) -> None:
         self.url = url
+        # Keys declaring another algorithm are skipped (CDS Hooks clients sign with ES384/RS384).
+        self.algorithms = algorithms or ALLOWED_ALGORITHMS
         self._fetch = fetch
         self.ttl_s = ttl_s
         # Tokens naming random kids must not turn us into a load generator against the issuer.
@@ -154,7 +157,7 @@ class JwksCache:
         for entry in document.get("keys", []) if isinstance(document, dict) else []:
             if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
                 continue
-            if entry.get("alg") is not None and entry["alg"] not in ALLOWED_ALGORITHMS:
+            if entry.get("alg") is not None and entry["alg"] not in self.algorithms:
                 continue
             kid = entry.get("kid")
             try:

@@ -121,6 +121,28 @@ def visible_units(session: Session, principal: Principal) -> list[str]:
     return sorted(session.scalars(query))
 
 
+# ---- escalations ----------------------------------------------------------------------------
+
+
+def escalation_scope(principal: Principal) -> ColumnElement[bool]:
+    """SQL over `WorklistItem`: where an escalation may reach the principal, by name (role,
+    unit or HPR number), beyond their own units: anywhere in their organisations."""
+    from service.db.tables import WorklistItem
+
+    if sees_everything(principal):
+        return true()
+    if principal.guardian_proxy:
+        return false()
+    return WorklistItem.organisation.in_(principal.organisations)
+
+
+def may_act_on_escalation(principal: Principal, organisation: str) -> bool:
+    """A recipient named by an escalation may read and act on that item (not a guardian)."""
+    return sees_everything(principal) or (
+        not principal.guardian_proxy and organisation in principal.organisations
+    )
+
+
 # ---- drift reports ---------------------------------------------------------------------------
 
 

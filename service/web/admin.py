@@ -7,7 +7,7 @@ import csv
 import io
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi import Path as PathParam
@@ -689,6 +689,60 @@ def _parse_local(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=OSLO)
 
 
+AUDIT_ACTIONS = ("read", "write", "refuse")
+
+
+def audit_action(value: str | None) -> Literal["read", "write", "refuse"] | None:
+    if value == "read":
+        return "read"
+    if value == "write":
+        return "write"
+    if value == "refuse":
+        return "refuse"
+    return None
+
+
+def _worklist_events(
+    session: Any,
+    principal: Principal,
+    patient: str | None,
+    user: str | None,
+    resource: str | None,
+) -> list[dict[str, Any]]:
+    """What people did on the worklist (acknowledge, escalate, resolve, with notes), newest
+    first: the handover trail a compliance officer reads beside the access log."""
+    from service.db.tables import WorklistEvent, WorklistItem
+    from service.security.audit import safe_patient_id
+
+    if resource and "worklist" not in resource:
+        return []
+    query = (
+        select(WorklistEvent, WorklistItem.patient_id)
+        .join(WorklistItem, WorklistItem.id == WorklistEvent.item_id)
+        .where(WorklistEvent.actor != "system")
+    )
+    query = query.join(Patient, Patient.id == WorklistItem.patient_id).where(
+        visibility.patient_filter(principal)
+    )
+    if patient:
+        query = query.where(WorklistItem.patient_id == safe_patient_id(patient))
+    if user:
+        query = query.where(WorklistEvent.actor == user)
+    rows = session.execute(query.order_by(WorklistEvent.at.desc()).limit(100)).all()
+    return [
+        {
+            "at": e.at,
+            "actor": e.actor,
+            "action": e.action,
+            "patient_id": pid,
+            "item_id": e.item_id,
+            "note": e.note,
+            "recipient": e.recipient,
+        }
+        for e, pid in rows
+    ]
+
+
 @router.get("/audit", name="web_audit")
 def web_audit(
     request: Request,
@@ -699,8 +753,11 @@ def web_audit(
     since: Annotated[str | None, Query(alias="from", max_length=32)] = None,
     until: Annotated[str | None, Query(alias="to", max_length=32)] = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    action: Annotated[str | None, Query(max_length=16)] = None,
+    resource: Annotated[str | None, Query(max_length=100)] = None,
 ) -> Response:
-    """Audit search by patient, user and time, through the API's own search function."""
+    """Audit search by patient, user, action, resource and time, newest first, through the
+    API's own search function; with what people did on the worklist (handover notes)."""
     from service.api.audit import search_audit_log
 
     errors: dict[str, str] = {}
@@ -715,9 +772,11 @@ def web_audit(
             user=user or None,
             since=_parse_local(since),
             until=_parse_local(until),
-            action=None,
+            action=audit_action(action),
             limit=100,
             offset=offset,
+            resource=resource or None,
+            newest_first=True,
         )
     except InvalidInput as exc:
         errors[exc.location or "patient"] = (
@@ -725,11 +784,30 @@ def web_audit(
             if exc.location == "patient"
             else t.gettext("Enter a date and time.")
         )
-    filters = {"patient": patient or "", "user": user or "", "from": since or "", "to": until or ""}
+    filters = {
+        "patient": patient or "",
+        "user": user or "",
+        "from": since or "",
+        "to": until or "",
+        "action": action if action in AUDIT_ACTIONS else "",
+        "resource": resource or "",
+    }
+    worklist_events = (
+        []
+        if errors
+        else _worklist_events(session, principal, patient or None, user or None, resource)
+    )
     return render(
         request,
         "audit.html",
-        {"page": page, "filters": filters, "errors": errors, "offset": offset},
+        {
+            "page": page,
+            "filters": filters,
+            "errors": errors,
+            "offset": offset,
+            "audit_actions": AUDIT_ACTIONS,
+            "worklist_events": worklist_events,
+        },
         status_code=422 if errors else 200,
     )
 

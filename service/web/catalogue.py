@@ -10,6 +10,7 @@ from service.domain.pathways import VERSION_STATUSES
 from service.security.principal import Role
 from service.web.admin import BAND_BOUNDS, DRY_RUN_VALUES, NUMBER_FIELDS, SIGN_OFF_DECISIONS
 from service.web.i18n import LANGUAGES
+from service.web.pages import STEADY
 from service.web.render import NAV
 
 
@@ -33,6 +34,9 @@ def dynamic_messages() -> list[str]:
         "verdict": ("ok", "drift", "warning", "insufficient-data"),
         "decision": SIGN_OFF_DECISIONS,
         "audit": ("read", "write", "refuse"),
+        "history": ("acknowledge", "escalate", "resolve"),
+        "trend": ("up", "down", "steady"),
+        "short": tuple(STEADY),
     }
     keys = [f"{family}:{value}" for family, values in families.items() for value in values]
     return keys + [label for _, label in NAV]

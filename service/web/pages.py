@@ -34,6 +34,21 @@ router = APIRouter(prefix="/web", include_in_schema=False)
 LEVELS = ("red", "yellow", "green")
 STATES = ("open", "acknowledged", "escalated", "resolved")
 ACTIONS = ("acknowledge", "escalate", "resolve")
+VIEWS = ("table", "cards")
+# Readings looked at for the table's newest values and trend arrows.
+TABLE_LOOKBACK_S = 7 * 86400
+# A change smaller than this (per measurement, in its unit) is drawn as steady (→).
+STEADY = {
+    "spo2": 1.0,
+    "heart_rate": 5.0,
+    "respiratory_rate": 2.0,
+    "temperature": 0.3,
+    "weight": 0.5,
+    "systolic_bp": 10.0,
+    "diastolic_bp": 5.0,
+    SYMPTOM_SCORE: 1.0,
+}
+LEVEL_ORDER = {"red": 0, "yellow": 1, "green": 2}
 CHART_DAYS = (7, 14, 30)
 PAGE_SIZE = 50  # worklist items shown before "show all"
 MAX_ITEMS = 500
@@ -57,6 +72,15 @@ def problems_by_field(exc: TriageError) -> dict[str, str]:
     return {exc.location or "": exc.message}
 
 
+def escalation_units(session: Any, principal: Principal) -> list[str]:
+    """Every unit of the caller's organisation: an escalation may go to another unit."""
+    return sorted(
+        session.scalars(
+            select(Patient.unit).distinct().where(Patient.organisation.in_(principal.organisations))
+        )
+    )
+
+
 def worklist_context(
     request: Request,
     principal: Principal,
@@ -66,17 +90,40 @@ def worklist_context(
     level: str | None,
     state: str | None,
     show_all: bool = False,
+    for_me: bool = False,
+    view: str = "table",
 ) -> dict[str, Any]:
+    view = view if view in VIEWS else "table"
     states = (state,) if state in STATES else ACTIVE_STATES
     # The most urgent PAGE_SIZE first; "show all" lists up to the API's default limit. One more
     # row than shown tells whether there are more.
     limit = MAX_ITEMS if show_all else PAGE_SIZE + 1
     rows = services.worklist.list_items(
-        session, principal, unit or None, states, level if level in LEVELS else None, limit
+        session,
+        principal,
+        unit or None,
+        states,
+        level if level in LEVELS else None,
+        limit,
+        for_me=for_me,
     )
     more = not show_all and len(rows) > PAGE_SIZE
-    items = [item_summary(*row) for row in rows[: PAGE_SIZE if more else None]]
-    filters = {"unit": unit or "", "level": level or "", "state": state or ""}
+    rows = rows[: PAGE_SIZE if more else None]
+    history = services.worklist.history(session, [row[0].id for row in rows])
+    items = [item_summary(i, p, a, history[i.id]) for i, p, a in rows]
+    t = translator(request)
+    if view == "table":
+        add_table_facts(t, session, services, items, [a for _, _, a in rows])
+    else:
+        for item in items:
+            item["pathway_title"] = pathway_title(t, session, services, item["patient"]["pathway"])
+    filters = {
+        "unit": unit or "",
+        "level": level or "",
+        "state": state or "",
+        "mine": "1" if for_me else "",
+        "view": "" if view == "table" else view,
+    }
     query = {k: v for k, v in filters.items() if v}
     return {
         "items": items,
@@ -84,12 +131,125 @@ def worklist_context(
         "show_all": show_all,
         "filters": filters,
         "units": visibility.visible_units(session, principal),
+        "escalation_units": escalation_units(session, principal),
+        "view": view,
+        "counts": services.worklist.level_counts(session, principal, unit or None, states, for_me),
+        "base_query": {k: v for k, v in query.items() if k not in ("level", "view")},
         "levels": LEVELS,
         "states": STATES,
         "now": datetime.now(UTC),
         "query": urlencode({**query, **({"all": "1"} if show_all else {})}),
         "all_query": urlencode({**query, "all": "1"}),
     }
+
+
+def pathway_title(t: Translator, session: Any, services: Any, pathway_id: str) -> str:
+    """A pathway's name in the page's language (never its id)."""
+    try:
+        _, doc, _ = services.pathways.current(session, pathway_id)
+    except TriageError:
+        return pathway_id
+    return t.pick(doc.title_nb, doc.title_en)
+
+
+def add_table_facts(
+    t: Translator, session: Any, services: Any, items: list[dict[str, Any]], assessments: list[Any]
+) -> None:
+    """What a table row shows beyond the item: age, pathway name, a short reason and the
+    newest value of each of the pathway's measurements with its trend and level colour.
+
+    One windowed query for all rows (newest two readings per patient and measurement).
+    """
+    from models.rules.catalogue import NUMERIC_SIGNALS
+    from models.rules.text import label
+
+    ids = [item["patient"]["id"] for item in items]
+    if not ids:
+        return
+    newest = (
+        select(
+            Reading.patient_id,
+            Reading.name,
+            Reading.value,
+            Reading.effective_s,
+            func.row_number()
+            .over(
+                partition_by=(Reading.patient_id, Reading.name),
+                order_by=Reading.effective_s.desc(),
+            )
+            .label("n"),
+        )
+        .where(
+            Reading.patient_id.in_(ids),
+            Reading.effective_s
+            > int(min(i["last_data_at"] for i in items).timestamp()) - TABLE_LOOKBACK_S,
+            ~Reading.name.startswith("q:"),
+        )
+        .subquery()
+    )
+    latest: dict[tuple[str, str], list[tuple[float, int]]] = defaultdict(list)
+    for pid, name, value, at_s, _n in session.execute(select(newest).where(newest.c.n <= 2)):
+        latest[(pid, name)].append((float(value), int(at_s)))
+    docs: dict[str, Any] = {}
+    today = datetime.now(UTC).date()
+    for item, assessment in zip(items, assessments, strict=True):
+        patient = item["patient"]
+        pathway_id = patient["pathway"]
+        if pathway_id not in docs:
+            try:
+                docs[pathway_id] = services.pathways.current(session, pathway_id)[1]
+            except TriageError:
+                docs[pathway_id] = None
+        doc = docs[pathway_id]
+        item["pathway_title"] = t.pick(doc.title_nb, doc.title_en) if doc else pathway_id
+        birth = date.fromisoformat(patient["birth_date"])
+        item["age"] = (
+            today.year - birth.year - ((today.month, today.day) < (birth.month, birth.day))
+        )
+        fired = (assessment.explanation or {}).get("rules", [])
+        level_of: dict[str, str] = {}
+        for rule in fired:
+            name = (rule.get("values") or {}).get("measurement")
+            lv = rule.get("level")
+            if name and lv and LEVEL_ORDER.get(lv, 9) < LEVEL_ORDER.get(level_of.get(name, ""), 9):
+                level_of[name] = lv
+        names = [m.measurement for m in doc.measurements] if doc else []
+        if doc is not None and doc.questionnaires:
+            names.append(SYMPTOM_SCORE)
+        values = []
+        for name in names:
+            pair = latest.get((patient["id"], name), [])
+            value = pair[0][0] if pair else None
+            trend = "none"
+            if len(pair) == 2:
+                delta = pair[0][0] - pair[1][0]
+                steady = STEADY.get(name, 0.0)
+                trend = "up" if delta > steady else "down" if delta < -steady else "steady"
+            signal = NUMERIC_SIGNALS.get(name)
+            values.append(
+                {
+                    "name": name,
+                    "short": t.gettext(f"short:{name}"),
+                    "label": label(name, t.content_lang),
+                    "unit": ""
+                    if name == SYMPTOM_SCORE
+                    else (signal.unit_display if signal else ""),
+                    "value": None
+                    if value is None
+                    else t.number(value, WHOLE_NUMBER_SIGNALS.get(name, 1)),
+                    "trend": trend,
+                    "level": level_of.get(name, ""),
+                }
+            )
+        item["values"] = values
+        reasons = item["peak_reasons"] if item["held"] else []
+        if not reasons:
+            reasons = [r for r in fired if r.get("level") == item["level"]] or fired
+        if not reasons:
+            reasons = item["top_factors"]
+        text = t.pick(reasons[0].get("text_nb"), reasons[0].get("text_en")) if reasons else ""
+        item["reason"] = text if len(text) <= 60 else text[:57].rstrip() + "…"
+        item["reason_full"] = text
 
 
 @router.get("/worklist", name="web_worklist")
@@ -102,9 +262,14 @@ def web_worklist(
     level: Annotated[str | None, Query(max_length=16)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
     show_all: Annotated[bool, Query(alias="all")] = False,
+    mine: Annotated[bool, Query()] = False,
+    view: Annotated[str, Query(max_length=8)] = "table",
 ) -> Response:
-    """The prioritised worklist of the user's units."""
-    ctx = worklist_context(request, principal, session, services, unit, level, state, show_all)
+    """The prioritised worklist of the user's units (``mine``: escalated to the user), as a
+    dense table (default) or as cards."""
+    ctx = worklist_context(
+        request, principal, session, services, unit, level, state, show_all, mine, view
+    )
     return render(request, "worklist.html", {**ctx, "flashes": take_flashes(request)})
 
 
@@ -118,9 +283,13 @@ def web_worklist_items(
     level: Annotated[str | None, Query(max_length=16)] = None,
     state: Annotated[str | None, Query(max_length=16)] = None,
     show_all: Annotated[bool, Query(alias="all")] = False,
+    mine: Annotated[bool, Query()] = False,
+    view: Annotated[str, Query(max_length=8)] = "table",
 ) -> Response:
     """Only the list, for the page's quiet self-refresh."""
-    ctx = worklist_context(request, principal, session, services, unit, level, state, show_all)
+    ctx = worklist_context(
+        request, principal, session, services, unit, level, state, show_all, mine, view
+    )
     return render(request, "_worklist_items.html", ctx)
 
 
@@ -134,26 +303,44 @@ def web_worklist_action(
     note: Annotated[str, Form(max_length=2000)] = "",
     back: Annotated[str, Form(max_length=500)] = "",
     version: Annotated[str, Form(max_length=12)] = "",
+    recipient: Annotated[str, Form(max_length=120)] = "",
+    recipient_hpr: Annotated[str, Form(max_length=20)] = "",
 ) -> Response:
-    """Acknowledge, escalate or resolve an item, through the same service as the API."""
+    """Acknowledge, escalate or resolve an item, through the same service as the API.
+
+    The answer returns to the same item on the page it came from, and the message names the
+    patient, so a nurse working down the list keeps her place.
+    """
     t = translator(request)
     target = (
         back
         if back.startswith("/web/") and not back.startswith("//")
         else (request.url_for("web_worklist").path)
     )
+    target = target.split("#", 1)[0] + f"#item-{item_id}"
     if action not in ACTIONS:
         flash(request, "error", t.gettext("Unknown action."))
         return RedirectResponse(target, 303)
     expected = int(version) if version.isascii() and version.isdigit() else None
 
-    def work(session: Session) -> object:
-        return services.worklist.transition(
-            session, principal, item_id, action, note.strip() or None, expected
-        )
+    to = f"hpr:{recipient_hpr.strip()}" if recipient_hpr.strip() else recipient
 
+    def work(session: Session) -> str:
+        item = services.worklist.transition(
+            session,
+            principal,
+            item_id,
+            action,
+            note.strip() or None,
+            expected,
+            recipient=to or None,
+        )
+        patient = session.get(Patient, item.patient_id)
+        return patient_label(t, patient) if patient is not None else ""
+
+    who = ""
     try:
-        write(request.app.state.sessions, work)
+        who = write(request.app.state.sessions, work)
     except LostRace as exc:
         # Another clinician (perhaps on another replica) was first: say who and what they did.
         who = exc.actor or t.gettext("another user")
@@ -166,19 +353,49 @@ def web_worklist_action(
     except TriageError as exc:
         if exc.status_code in (403, 404):
             raise  # an item outside the caller's units is not there (service.security.visibility)
+        with request.app.state.sessions() as session:
+            who = label_of_item(t, session, principal, item_id)
+        if exc.location == "note" and "identity number" in exc.message:
+            reason = t.gettext("the note seems to hold a national identity number")
+        elif exc.location == "note":
+            reason = t.gettext("write a note saying what was done (required for a red item)")
+        elif exc.location == "recipient":
+            reason = t.gettext("choose a recipient, or give an HPR number of 1 to 9 digits")
+        elif exc.status_code == 409:
+            reason = t.gettext("that action does not apply to its state now")
+        else:
+            reason = t.gettext("check the form and try again")
         flash(
             request,
             "error",
-            t.gettext("The item could not be changed: {reason}", reason=exc.message),
+            t.gettext(
+                "{patient}: the item could not be changed: {reason}", patient=who, reason=reason
+            ),
         )
     else:
         done = {
-            "acknowledge": t.gettext("Item acknowledged."),
-            "escalate": t.gettext("Item escalated."),
-            "resolve": t.gettext("Item resolved."),
+            "acknowledge": t.gettext("{patient}: item acknowledged.", patient=who),
+            "escalate": t.gettext("{patient}: item escalated.", patient=who),
+            "resolve": t.gettext("{patient}: item resolved.", patient=who),
         }[action]
         flash(request, "success", done)
     return RedirectResponse(target, 303)
+
+
+def patient_label(t: Translator, patient: Patient) -> str:
+    """How a page names a patient: the name clinicians work by, else the masked number."""
+    from models.identifiers import mask
+
+    name = getattr(patient, "display_name", None)
+    return name or t.gettext("Patient {ident}", ident=mask(patient.identifier_value))
+
+
+def label_of_item(t: Translator, session: Any, principal: Principal, item_id: str) -> str:
+    item = session.get(WorklistItem, item_id)
+    patient = session.get(Patient, item.patient_id) if item is not None else None
+    if patient is None or not visibility.may_read_patient(principal, patient):
+        return t.gettext("Unknown item")
+    return patient_label(t, patient)
 
 
 # ---- patient page --------------------------------------------------------------------------
@@ -325,6 +542,23 @@ def _override_rows(session: Any, patient_id: str) -> list[dict[str, Any]]:
     return out
 
 
+def past_items(session: Any, services: Any, patient_id: str) -> list[dict[str, Any]]:
+    """The patient's resolved items, newest first, each with what was done (handover)."""
+    rows = list(
+        session.scalars(
+            select(WorklistItem)
+            .where(WorklistItem.patient_id == patient_id, WorklistItem.state == "resolved")
+            .order_by(WorklistItem.opened_at.desc())
+            .limit(10)
+        )
+    )
+    history = services.worklist.history(session, [r.id for r in rows])
+    return [
+        {"id": r.id, "level": r.level, "opened_at": r.opened_at, "history": history[r.id]}
+        for r in rows
+    ]
+
+
 def patient_context(
     request: Request, principal: Principal, session: Any, services: Any, patient_id: str, days: int
 ) -> dict[str, Any]:
@@ -354,7 +588,13 @@ def patient_context(
         .join(Assessment, Assessment.id == WorklistItem.assessment_id)
         .where(WorklistItem.patient_id == patient.id, WorklistItem.state.in_(ACTIVE_STATES))
     ).first()
-    item = item_summary(item_row[0], patient, item_row[1]) if item_row else None
+    history = services.worklist.history(session, [item_row[0].id]) if item_row else {}
+    item = (
+        item_summary(item_row[0], patient, item_row[1], history[item_row[0].id])
+        if item_row
+        else None
+    )
+    past = past_items(session, services, patient.id)
     since_s = (end_s or int(datetime.now(UTC).timestamp())) - 30 * DAY_S
     return {
         "patient": public,
@@ -374,6 +614,8 @@ def patient_context(
         "default_expiry": (datetime.now(UTC) + timedelta(days=14)).date().isoformat(),
         "min_expiry": (datetime.now(UTC) + timedelta(days=1)).date().isoformat(),
         "young": 12 <= public.age_years < 16,
+        "past_items": past,
+        "escalation_units": escalation_units(session, principal),
         "target_offered": any(o.id == SCALE2_OPTION for o in doc.options),
         "now": datetime.now(UTC),
     }

@@ -114,3 +114,36 @@ def test_spec_hash_is_stable_and_sensitive():
     assert feature_spec_hash() == feature_spec_hash()
     assert len(feature_spec_hash()) == 64
     assert FEATURE_INDEX["age_band"] == N_FEATURES - 1
+
+
+def test_weight_and_pulse_trends_over_7_days_by_hand():
+    """A least-squares slope per day; a device's constant bias does not change it."""
+    weights = [80.0, 80.2, 80.4, 80.6, 80.8, 81.0, 81.2]  # +0.2 kg a day
+    pulses = [70.0, 70.0, 72.0, 74.0, 76.0, 78.0, 80.0]
+    rows = [(0, "weight", T0 + d * DAY_S, w) for d, w in enumerate(weights)]
+    rows += [(0, "heart_rate", T0 + d * DAY_S, p) for d, p in enumerate(pulses)]
+    as_of = T0 + 6 * DAY_S + HOUR_S
+    f, _ = features_for(rows, as_of)
+    assert f["weight_kg_slope_7d"] == pytest.approx(0.2, abs=1e-4)
+    assert f["heart_rate_bpm_slope_7d"] == pytest.approx(
+        np.polyfit(range(7), pulses, 1)[0], abs=1e-3
+    )
+    biased = [(p, ch, t, v + 0.3 if ch == "weight" else v) for p, ch, t, v in rows]
+    g, _ = features_for(biased, as_of)
+    assert g["weight_kg_slope_7d"] == f["weight_kg_slope_7d"]
+    # Too few readings, or all within 2 days: no trend (missing, never a silent zero).
+    short = [(0, "weight", T0 + h * HOUR_S, 80.0 + h) for h in (0, 10, 20)]
+    h, _ = features_for(short, T0 + 21 * HOUR_S)
+    assert np.isnan(h["weight_kg_slope_7d"]) and np.isnan(h["systolic_bp_mmhg_slope_7d"])
+
+
+def test_swinging_temperature_is_the_sd_of_the_last_72_hours():
+    temps = [(0, 36.8), (12, 38.6), (24, 37.0), (36, 38.9), (48, 37.1)]
+    old = [(0, "temperature", T0 - 5 * DAY_S, 41.0)]  # outside the window
+    rows = old + [(0, "temperature", T0 + h * HOUR_S, v) for h, v in temps]
+    f, _ = features_for(rows, T0 + 48 * HOUR_S)
+    assert f["temperature_c_sd_3d"] == pytest.approx(
+        np.std([v for _, v in temps], ddof=1), abs=1e-4
+    )
+    one, _ = features_for([(0, "temperature", T0, 38.0)], T0 + HOUR_S)
+    assert np.isnan(one["temperature_c_sd_3d"])

@@ -27,7 +27,7 @@ def _frame(n: int = 4) -> MonitoringFrame:
 
 
 def test_frame_refuses_wrong_shapes_and_unknown_raw_channels():
-    with pytest.raises(ValueError, match=r"\[n, 28\]"):
+    with pytest.raises(ValueError, match=rf"\[n, {N_FEATURES}\]"):
         MonitoringFrame(
             X=np.zeros((3, 5)),
             probability=np.zeros(3),

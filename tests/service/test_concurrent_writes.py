@@ -103,6 +103,7 @@ def test_if_match_refuses_a_change_to_a_stale_copy(client, auth):
     assert seen["id"] == item
     done = client.post(
         f"/api/v1/worklist/{item}/escalate",
+        json={"recipient": "role:clinician"},
         headers={**auth("clinician", subject="hpr-2"), "If-Match": f'"{seen["version"]}"'},
     )
     assert done.status_code == 200 and done.headers["ETag"] == f'"{seen["version"] + 1}"'
@@ -228,3 +229,38 @@ def test_the_unit_of_work_retries_a_deadlock_and_both_writers_succeed(client):
         assert [r.n for r in s.execute(text("SELECT n FROM uow_probe ORDER BY id"))] == [2, 2]
     if not uow.sqlite:
         assert len(attempts) >= 3  # a deadlock victim was retried (not a 500)
+
+
+def test_scheduled_rescoring_runs_once_per_period_whichever_replica_asks(client, auth):
+    """Two apps on one database stand for two replicas: the second, asking within the period,
+    finds the first one's run recorded and does nothing; an explicit run (the CLI) still runs."""
+    from service.jobs import rescore_all
+
+    _red_patient(client, auth)
+    first = rescore_all(client.app, min_interval_s=3600)
+    assert first >= 1
+    assert rescore_all(client.app, min_interval_s=3600) == 0  # the other replica, same period
+    assert rescore_all(client.app) >= 1  # `triage rescore`: no period, runs
+    with client.app.state.sessions() as s:
+        from service.db.tables import JobRun
+
+        run = s.get(JobRun, "rescore")
+        assert run is not None and run.finished_at is not None
+
+
+def test_concurrent_rescoring_and_ingestion_never_deadlock(client, auth):
+    """A re-scoring chunk and Bundles for the same patients take the same locks in the same order."""
+    from service.jobs import rescore_all
+
+    pid, _ = _red_patient(client, auth)
+    integration = auth("integration")
+
+    def ingest(n: int) -> int:
+        obs = observation(pid, "heart_rate", 80 + n, NOW - timedelta(minutes=n), f"rs-{n}")
+        return post_fhir(client, "/fhir/Observation", obs, integration).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        rescoring = [pool.submit(rescore_all, client.app, 1) for _ in range(2)]
+        statuses = list(pool.map(ingest, range(12)))
+        counts = [f.result() for f in rescoring]
+    assert set(statuses) <= {200, 201} and all(c >= 0 for c in counts)

@@ -316,3 +316,30 @@ def test_only_admin_maintains_the_regional_templates(client, orgs):
     )
     assert decide(client, orgs.a("admin", "admin-2"), "copd", version, "approve").status_code == 201
     assert in_force(client, orgs.b("clinician"))["version"] == version  # every organisation
+
+
+def test_batch_rescoring_uses_each_organisations_own_version(client, orgs):
+    """The scheduled re-scoring evaluates many patients at once: still one version per scope."""
+    from service.db.tables import Assessment
+
+    b_author, b_second = orgs.b("clinician", "hpr-b-author"), orgs.b("clinician", "hpr-b-second")
+    a_patient = enrol_in(client, orgs.a("clinician"), ORG_A, 500)
+    b_patient = enrol_in(client, b_author, ORG_B, 600)
+    draft = spo2_red_below(in_force(client, b_author)["pathway"], 70)
+    version = publish(client, b_author, draft, "lower red in B").json()["version"]
+    assert decide(client, b_second, "copd", version, "approve").status_code == 201
+    send_spo2(client, a_patient, 71, 0, "ba-71", ORG_A)
+    send_spo2(client, b_patient, 71, 0, "bb-71", ORG_B)
+    as_of = int((NOW + timedelta(minutes=30)).timestamp())
+    with client.app.state.sessions() as session:
+        stored = client.app.state.services.scoring.rescore_cohort(
+            session, as_of, [a_patient, b_patient]
+        )
+        session.commit()
+        assert stored == 2
+        levels = {
+            row.patient_id: (row.level, row.pathway_version)
+            for row in session.query(Assessment).filter(Assessment.trigger == "schedule")
+        }
+    assert levels[a_patient][0] == "red" and levels[a_patient][1] != version
+    assert levels[b_patient] == ("yellow", version)

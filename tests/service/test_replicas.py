@@ -239,6 +239,7 @@ def test_two_replicas_under_contention_and_a_kill_lose_and_double_nothing(
                         moved = client.post(
                             f"{replica.base_url}/api/v1/worklist/{item['id']}/{action}",
                             headers={**headers, "If-Match": f'"{item["version"]}"'},
+                            json={"recipient": "role:clinician"} if action == "escalate" else None,
                             timeout=30,
                         )
                     except httpx.HTTPError:

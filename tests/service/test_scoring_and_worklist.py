@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from models.features import FEATURE_INDEX, N_FEATURES
 from service.db.tables import Assessment, WorklistItem
 from tests.helpers import FNR_ADULT, enrol, observation, post_fhir
 
@@ -62,7 +63,7 @@ def test_every_ingestion_stores_an_immutable_assessment_with_provenance(client, 
     assert latest.model_name == "handmade-test-model" and latest.model_version == "0.0.1"
     assert latest.as_of == NOW or latest.as_of.replace(tzinfo=UTC) == NOW
     assert latest.rule_set_hash and latest.pathway_id == "copd"
-    assert len(latest.features) == 28 and len(latest.basis) > 1
+    assert len(latest.features) == N_FEATURES and len(latest.basis) > 1
     explanation = latest.explanation
     total = (
         explanation["intercept"]
@@ -165,14 +166,14 @@ def test_transitions_and_illegal_moves(client, auth):
     assert ack.json()["state"] == "acknowledged"
     assert ack.json()["acknowledged_by"] == "hpr-1234567" and ack.json()["acknowledged_at"]
     assert client.post(f"/api/v1/worklist/{item}/acknowledge", headers=clinician).status_code == 409
-    assert (
-        client.post(f"/api/v1/worklist/{item}/escalate", headers=clinician).json()["state"]
-        == "escalated"
+    escalated = client.post(
+        f"/api/v1/worklist/{item}/escalate", json={"recipient": "unit:lungs"}, headers=clinician
     )
-    assert (
-        client.post(f"/api/v1/worklist/{item}/resolve", headers=clinician).json()["state"]
-        == "resolved"
+    assert escalated.json()["state"] == "escalated", escalated.text
+    resolved = client.post(
+        f"/api/v1/worklist/{item}/resolve", json={"note": "innlagt"}, headers=clinician
     )
+    assert resolved.json()["state"] == "resolved", resolved.text
     assert client.post(f"/api/v1/worklist/{item}/escalate", headers=clinician).status_code == 409
     assert client.post(f"/api/v1/worklist/{item}/frobnicate", headers=clinician).status_code == 422
     assert (
@@ -193,7 +194,9 @@ def test_new_data_updates_the_open_item_or_opens_a_new_one(client, auth):
     )
     [updated] = client.get("/api/v1/worklist", headers=clinician).json()
     assert updated["id"] == item["id"] and updated["assessment_id"] != item["assessment_id"]
-    client.post(f"/api/v1/worklist/{item['id']}/resolve", headers=clinician)
+    client.post(
+        f"/api/v1/worklist/{item['id']}/resolve", json={"note": "stabil"}, headers=clinician
+    )
     post_fhir(
         client,
         "/fhir/Observation",
@@ -260,7 +263,7 @@ def test_cohort_rescoring_equals_one_at_a_time(client, auth):
         assert [r["rule"] for r in batch.explanation["rules"]] == [
             r["rule"] for r in singles[pid].explanation["rules"]
         ]
-    hours = batch.features[26]  # hours_since_last_measurement_h
+    hours = batch.features[FEATURE_INDEX["hours_since_last_measurement_h"]]
     assert hours == pytest.approx(30.0)
 
 

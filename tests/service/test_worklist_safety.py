@@ -16,16 +16,27 @@ from tests.service.test_scoring_and_worklist import OTHER_FNR
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
 
 
-def feed_stable_then(client, headers, pid, last_spo2, days=10):
+def feed_stable_then(client, headers, pid, last_spo2, days=10, prefix=""):
     """Ten stable days of SpO2 96 % and heart rate 72, then one SpO2 reading at NOW."""
     for d in range(days, 0, -1):
         when = NOW - timedelta(days=d)
-        post_fhir(client, "/fhir/Observation", observation(pid, "spo2", 96, when, f"s{d}"), headers)
         post_fhir(
-            client, "/fhir/Observation", observation(pid, "heart_rate", 72, when, f"h{d}"), headers
+            client,
+            "/fhir/Observation",
+            observation(pid, "spo2", 96, when, f"{prefix}s{d}"),
+            headers,
+        )
+        post_fhir(
+            client,
+            "/fhir/Observation",
+            observation(pid, "heart_rate", 72, when, f"{prefix}h{d}"),
+            headers,
         )
     sent = post_fhir(
-        client, "/fhir/Observation", observation(pid, "spo2", last_spo2, NOW, "last"), headers
+        client,
+        "/fhir/Observation",
+        observation(pid, "spo2", last_spo2, NOW, f"{prefix}last"),
+        headers,
     )
     assert sent.status_code in (200, 201), sent.text
 

@@ -99,7 +99,7 @@ def registry(tmp_path_factory):
 def test_first_version_becomes_champion_and_resolves(registry, tmp_path):
     uri, _, first = registry
     assert first.promoted and first.champion_version is None
-    assert "no champion yet" in first.decision.reason
+    assert "no champion existed" in first.decision.reason
     folder = resolve_champion(uri, NAME, tmp_path / "served")
     model = OnnxRiskModel(folder).load()
     assert model.version == "1"
@@ -111,7 +111,8 @@ def test_promotion_gate_failure_is_recorded_and_champion_stays(registry):
     strict = GateMargins(auroc=-1.0)  # demands +1.0 AUROC: cannot pass
     result = promote(NAME, uri, margins=strict, record_dir=root / "records")
     assert not result.promoted and result.challenger_version == "2" and result.run_id
-    assert "gate failed: AUROC" in result.decision.reason
+    assert "gate failed: AUROC difference" in result.decision.reason
+    assert "95 % CI" in result.decision.reason
     client = mlflow.MlflowClient(tracking_uri=uri)
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
     tags = client.get_model_version(NAME, "2").tags
@@ -119,6 +120,76 @@ def test_promotion_gate_failure_is_recorded_and_champion_stays(registry):
     assert "AUROC" in tags["promotion_reason"]
     record = json.loads(result.record_path.read_text())
     assert record["promoted"] is False and any(not c["passed"] for c in record["criteria"])
+
+
+def test_a_champion_that_cannot_be_scored_fails_closed(registry, monkeypatch):
+    import training.registry as reg
+
+    uri, root, _ = registry
+    real = reg._download_artifact
+
+    def champion_gone(client, name, version, dest):
+        if dest.name == "champion":
+            raise reg.ArtifactError("the champion's artifact folder is gone")
+        return real(client, name, version, dest)
+
+    monkeypatch.setattr(reg, "_download_artifact", champion_gone)
+    lenient = GateMargins(auroc=1.0, ece=1.0, ece_max=1.0, brier=1.0, slice_auroc=1.0)
+    result = promote(NAME, uri, margins=lenient, record_dir=root / "records")
+    assert not result.promoted
+    assert (
+        "failed closed" in result.decision.reason and "cannot be scored" in result.decision.reason
+    )
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == "1"
+
+
+def test_a_version_the_gate_rejected_is_not_served_without_an_override(registry, tmp_path):
+    from training.registry import GateRefused
+
+    uri, _, _ = registry
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    client.set_registered_model_alias(NAME, "champion", "2")  # by hand, past the gate
+    try:
+        with pytest.raises(GateRefused, match="gate rejected it"):
+            resolve_champion(uri, NAME, tmp_path / "served")
+        folder = resolve_champion(uri, NAME, tmp_path / "served", "incident 42: roll forward")
+        assert OnnxRiskModel(folder).load().version == "2"
+        client.delete_model_version_tag(NAME, "2", "promotion_decision")
+        with pytest.raises(GateRefused, match="no promotion-gate decision"):
+            resolve_champion(uri, NAME, tmp_path / "served2")
+    finally:
+        client.set_model_version_tag(NAME, "2", "promotion_decision", "rejected")
+        client.set_registered_model_alias(NAME, "champion", "1")
+
+
+def test_paired_differences_are_intervals_over_the_same_patients():
+    from training.gate import apply_paired_gate, paired_differences
+
+    rng = np.random.default_rng(3)
+    patient = np.repeat(np.arange(300), 10)
+    y = (rng.random(3000) < 0.1).astype(int)
+    champion = np.clip(0.1 + 0.3 * y + rng.normal(0, 0.1, 3000), 0.001, 0.999)
+    same = paired_differences(champion, champion.copy(), y, patient, n_boot=50)
+    assert all(d["difference"] == 0 and d["low"] == 0 and d["high"] == 0 for d in same.values())
+    noise = np.clip(champion + rng.normal(0, 0.25, 3000), 0.001, 0.999)
+    worse = paired_differences(champion, noise, y, patient, n_boot=50)
+    assert worse["auroc"]["high"] < 0  # clearly worse, and the interval says so
+    m = gate_metrics(
+        champion,
+        y,
+        {"pathway": np.array(["copd"] * 3000)}
+        | {"age_band": np.array(["65-79"] * 3000), "sex": np.array(["female"] * 3000)},
+    )
+    m2 = gate_metrics(
+        noise,
+        y,
+        {"pathway": np.array(["copd"] * 3000)}
+        | {"age_band": np.array(["65-79"] * 3000), "sex": np.array(["female"] * 3000)},
+    )
+    decision = apply_paired_gate(m, m2, worse)
+    assert not decision.passed and "AUROC difference" in decision.reason
+    assert apply_paired_gate(m, m, same, GateMargins(ece_max=1.0)).passed
 
 
 def test_promotion_gate_pass_moves_champion(registry, tmp_path):

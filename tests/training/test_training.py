@@ -104,12 +104,28 @@ def test_run_is_tracked_and_registered_with_signature(trained):
     assert "mlflow.source.git.commit" in run.data.tags
     assert {"test_auroc", "test_ece", "test_brier", "onnx_max_abs_diff"} <= set(run.data.metrics)
     names = {a.path for a in client.list_artifacts(outcome.run_id, "plots")}
-    assert names == {"plots/reliability.png", "plots/roc_pr.png"}
+    assert names == {
+        "plots/reliability.png",
+        "plots/roc_pr.png",
+        "plots/operating_points.png",
+        "plots/shapes.png",
+    }
+    # Named after what it did; rule metrics named after their rule; evaluate ran on the model.
+    assert run.info.run_name == "train: 80 synthetic patients x 30 d, seed 2"
+    assert {"rule_news2_ge_5_auroc", "rule_weight_gain_gt_2_kg_in_3_days_auroc"} <= set(
+        run.data.metrics
+    )
+    assert {"recall_score", "precision_score", "true_positives"} <= set(run.data.metrics)
+    lineage = {i.dataset.name for i in run.inputs.dataset_inputs}
+    assert lineage >= {f"synthetic-cohort-seed2-{c}" for c in ("train", "validation", "test")}
     version = client.get_model_version_by_alias("home-followup-deterioration", "challenger")
     assert str(version.version) == "1" and version.tags["synthetic_data"] == "true"
     info = mlflow.models.get_model_info("models:/home-followup-deterioration/1")
     assert "onnx" in info.flavors
-    assert info.signature.inputs.inputs[0].shape == (-1, N_FEATURES)
+    assert info.signature.inputs.input_names() == list(FEATURE_NAMES)
+    assert info.saved_input_example_info is not None
+    described = client.get_model_version("home-followup-deterioration", "1").description
+    assert "synthetic patients" in described and "AUROC" in described and "[" in described
 
 
 def test_model_card_has_every_section_and_is_in_governance(trained):

@@ -337,9 +337,9 @@ def test_keyboard_only_round(browser: Any, server: Server) -> None:
     page.keyboard.press("Enter")
     page.wait_for_url("**/web/worklist")
     # The top item is the first link inside the list: it must be the red one.
-    tab_to(page, "el => el.tagName === 'A' && el.closest('li.item') !== null")
-    first_item = page.evaluate("() => document.activeElement.closest('li.item').className")
-    assert "item-red" in first_item
+    tab_to(page, "el => el.tagName === 'A' && el.closest('tr.row') !== null")
+    first_item = page.evaluate("() => document.activeElement.closest('tr.row').className")
+    assert "row-red" in first_item
     page.keyboard.press("Enter")
     page.wait_for_url("**/web/patients/**")
     tab_to(page, "el => el.id === 'item-note'")
@@ -347,7 +347,7 @@ def test_keyboard_only_round(browser: Any, server: Server) -> None:
     tab_to(page, "el => el.tagName === 'BUTTON' && el.textContent.trim() === 'Kvitter'")
     with page.expect_navigation():
         page.keyboard.press("Enter")
-    assert page.get_by_role("status").filter(has_text="Saken er kvittert.").count() == 1
+    assert page.get_by_role("status").filter(has_text="saken er kvittert.").count() == 1
     assert page.get_by_text("Kvittert", exact=True).count() >= 1  # the item's state now
     tab_to(page, "el => el.tagName === 'BUTTON' && el.textContent.trim() === 'Logg ut'")
     page.keyboard.press("Enter")

@@ -25,7 +25,7 @@ def test_the_page_says_someone_else_just_acknowledged_this_and_who(
     api = web_env.headers("clinician")
     items = web.get("/api/v1/worklist", headers=api).json()
     item = next(i for i in items if i["state"] in ("open", "escalated"))
-    page = web.get("/web/worklist", headers={"Accept-Language": lang}).text
+    page = web.get("/web/worklist?view=cards", headers={"Accept-Language": lang}).text
     assert f'name="version" value="{item["version"]}"' in page  # the page carries what it showed
     # Another clinician acknowledges first, through the API.
     first = web.post(
@@ -45,4 +45,6 @@ def test_the_page_says_someone_else_just_acknowledged_this_and_who(
     assert answer.status_code == 200
     assert SAID[lang] in answer.text
     # Put it back for the other tests of the module (one seeded app per module).
-    web.post(f"/api/v1/worklist/{item['id']}/escalate", headers=api)
+    web.post(
+        f"/api/v1/worklist/{item['id']}/escalate", json={"recipient": "unit:lungs"}, headers=api
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,19 +42,19 @@ def test_a_held_red_says_when_and_why_it_was_red_until_acknowledged(
         i for i in web.get("/api/v1/worklist", headers=api).json() if i["patient"]["id"] == pid
     )
     assert item["level"] == "red" and item["held"], item
-    nb = card_of(web.get("/web/worklist").text, pid)
+    nb = card_of(web.get("/web/worklist?view=cards").text, pid)
     assert "Var rød" in nb and "nå " in nb and "kvittert" in nb
     web.cookies.set("triage_lang", "en", domain="testserver.local", path="/")
-    en = card_of(web.get("/web/worklist").text, pid)
+    en = card_of(web.get("/web/worklist?view=cards").text, pid)
     assert "Was red at" in en and f"now {item['current_level']}" in en and "SpO2" in en
     patient_page = text_of(web.get(f"/web/patients/{pid}").text)
     assert "Was red at" in patient_page
-    token = csrf_of(web.get("/web/worklist").text)
+    token = csrf_of(web.get("/web/worklist?view=cards").text)
     web.post(
         f"/web/worklist/{item['id']}/acknowledge",
         data={"csrf_token": token, "note": "Ringt, bedre nå", "back": "/web/worklist"},
     )
-    assert "Was red at" not in card_of(web.get("/web/worklist").text, pid)
+    assert "Was red at" not in card_of(web.get("/web/worklist?view=cards").text, pid)
 
 
 def test_target_saturation_set_on_the_patient_page_and_shown_on_the_card(
@@ -73,7 +74,7 @@ def test_target_saturation_set_on_the_patient_page_and_shown_on_the_card(
     assert "Målmetningen er lagret" in after and "88–92 % (NEWS2 skala 2)" in after
     patient = web.get(f"/api/v1/patients/{pid}", headers=web_env.headers("clinician")).json()
     assert patient["target_saturation"] == "88-92"
-    card = card_of(web.get("/web/worklist").text, pid)
+    card = card_of(web.get("/web/worklist?view=cards").text, pid)
     assert "Mål for SpO2" in card and "88–92 %" in card
     refused = web.post(
         f"/web/patients/{pid}/target-saturation",
@@ -85,3 +86,136 @@ def test_target_saturation_set_on_the_patient_page_and_shown_on_the_card(
 def test_pathway_editor_says_why_news2_is_not_edited_there(signed_in: Any) -> None:
     html = text_of(signed_in("clinician").get("/web/pathways/copd").text)
     assert "en endret NEWS2 er ikke lenger NEWS2" in html and "målmetningen 88–92 %" in html
+
+
+def test_handover_on_the_card_the_patient_page_and_in_the_audit_log(
+    signed_in: Any, web_env: Any
+) -> None:
+    web = signed_in("clinician", subject="hpr-9144889")
+    api = web_env.headers("clinician")
+    pid = web_env.ids["stable"]
+    # A red for a patient nobody has touched yet.
+    when = datetime.now(UTC) - timedelta(minutes=2)
+    post_fhir(
+        web,
+        "/fhir/Observation",
+        observation(pid, "spo2", 83, when, "handover-red"),
+        web_env.headers("integration"),
+    )
+    item = next(
+        i for i in web.get("/api/v1/worklist", headers=api).json() if i["patient"]["id"] == pid
+    )
+    assert item["level"] == "red"
+    page = web.get("/web/worklist?view=cards").text
+    token = csrf_of(page)
+    # Every card offers the same three buttons in the same order, whatever its state.
+    for card in page.split('<li class="item')[1:]:
+        buttons = [b for b in ("Kvitter", "Eskaler", "Avslutt") if f">{b}</button>" in card]
+        assert buttons == ["Kvitter", "Eskaler", "Avslutt"]
+    refused = web.post(
+        f"/web/worklist/{item['id']}/resolve",
+        data={"csrf_token": token, "back": "/web/worklist"},
+    )
+    assert "skriv et notat om hva som er gjort" in text_of(refused.text)
+    escalated = web.post(
+        f"/web/worklist/{item['id']}/escalate",
+        data={
+            "csrf_token": token,
+            "back": "/web/worklist",
+            "note": "Ber lege vurdere innleggelse",
+            "recipient_hpr": "565656",
+        },
+        follow_redirects=False,
+    )
+    assert escalated.headers["location"] == f"/web/worklist#item-{item['id']}"
+    page = web.get("/web/worklist?view=cards").text
+    card = card_of(page, pid)
+    assert ": saken er eskalert." in text_of(page)
+    assert "Eskalert til HPR 565656" in card and "Ber lege vurdere innleggelse" in card
+    assert "hpr-9144889" in card
+    # The doctor sees it in her own list.
+    doctor = web_env.headers("clinician", subject="hpr-565656", units=["heart"])
+    mine = web.get("/api/v1/worklist?for_me=true", headers=doctor).json()
+    assert [i["id"] for i in mine] == [item["id"]]
+    patient_page = text_of(web.get(f"/web/patients/{pid}").text)
+    assert "Ber lege vurdere innleggelse" in patient_page
+    web.post(
+        f"/web/worklist/{item['id']}/resolve",
+        data={"csrf_token": token, "back": "/web/worklist", "note": "Innlagt medisinsk avdeling"},
+    )
+    history = text_of(web.get(f"/web/patients/{pid}").text)
+    assert "Tidligere saker på arbeidslisten" in history and "Innlagt medisinsk avdeling" in history
+    audit = signed_in("compliance").get(f"/web/audit?patient={pid}").text
+    handover = text_of(audit.split('id="handover-heading"', 1)[1])
+    assert handover.index("Innlagt medisinsk avdeling") < handover.index("Ber lege vurdere")
+    assert "HPR 565656" in handover
+
+
+def test_audit_page_newest_first_with_action_and_resource_filters(
+    signed_in: Any, web_env: Any
+) -> None:
+    web = signed_in("compliance")
+    html = web.get("/web/audit?user=dev-clinician").text
+    stamps = re.findall(r"<tr><td>([^<]+)</td><td>dev-clinician</td>", html)
+    assert stamps and "Logginnslag, nyeste først" in html
+    api = web.get(
+        "/api/v1/audit?user=dev-clinician&newest_first=true",
+        headers=web_env.headers("compliance"),
+    )
+    assert api.status_code == 200, api.text
+    seqs = [e["seq"] for e in api.json()["entries"]]
+    assert len(seqs) > 1 and seqs == sorted(seqs, reverse=True)
+    writes = web.get("/web/audit?action=write&resource=/worklist").text
+    rows = re.findall(r"<tr><td>.*?</tr>", writes.split("<tbody>", 1)[1].split("</tbody>", 1)[0])
+    assert rows and all("/worklist" in r and ">skrevet<" in r for r in rows)
+
+
+def test_the_default_worklist_is_a_dense_table_with_counts_names_and_newest_values(
+    signed_in: Any, web_env: Any
+) -> None:
+    named = web_env.client.post(
+        "/api/v1/patients",
+        json={
+            "identifier": "01017000027",
+            "birth_date": "1970-01-01",
+            "sex": "female",
+            "pathway": "heart-failure",
+            "organisation": "983974899",
+            "unit": "lungs",
+            "display_name": "Kari  Nordmann",
+        },
+        headers=web_env.headers("clinician"),
+    )
+    assert named.status_code == 201 and named.json()["display_name"] == "Kari Nordmann"
+    post_fhir(
+        web_env.client,
+        "/fhir/Observation",
+        observation(named.json()["id"], "weight", 80, datetime.now(UTC), "kari-w"),
+        web_env.headers("integration"),
+    )
+    web = signed_in("clinician")
+    html = web.get("/web/worklist").text
+    assert '<table class="worklist-table">' in html and '<li class="item' not in html
+    rows = re.findall(r'<tr id="item-[^"]+" class="row row-(\w+)', html)
+    order = {"red": 0, "yellow": 1, "green": 2}
+    assert rows and [order[r] for r in rows] == sorted(order[r] for r in rows)
+    counts = text_of(html.split('class="level-counts"', 1)[1].split("</nav>", 1)[0])
+    assert f"Rød {rows.count('red')}" in counts and f"Gul {rows.count('yellow')}" in counts
+    red_row = next(
+        text_of(r.split("</tr>", 1)[0])
+        for r in html.split("<tr id=")[1:]
+        if f"/web/patients/{web_env.ids['red']}" in r
+    )
+    assert "KOLS" in red_row and "copd" not in red_row  # the pathway's name, never its id
+    assert "SpO2" in red_row and "Puls" in red_row and "%" in red_row
+    assert re.search(r"[↑↓→]", red_row)  # trend arrows, also said in words
+    assert "fallende" in red_row or "stigende" in red_row or "stabil" in red_row
+    assert "Risiko for sykehuskontakt innen 72 t" in html
+    # A name where the patient has one, with the masked number; never the full number.
+    kari = web.get(f"/web/patients/{named.json()['id']}").text
+    assert "<title>Kari Nordmann" in kari and "010170 *****" in text_of(kari)
+    assert "01017000027" not in kari
+    only_yellow = web.get("/web/worklist?level=yellow").text
+    assert set(re.findall(r'class="row row-(\w+)', only_yellow)) == {"yellow"}
+    english = web.get("/web/worklist", cookies={"triage_lang": "en"}).text
+    assert "Risk of hospital contact within 72 h" in english and "COPD" in english

@@ -1,4 +1,5 @@
-"""later versions of received resources (FHIR corrected / amended / entered-in-error)
+"""later versions of received resources (FHIR corrected / amended / entered-in-error), and
+CDS Hooks card feedback
 
 Revision ID: 0010_fhir_versions
 Revises: 0008_audit_checkpoints
@@ -36,8 +37,26 @@ def upgrade() -> None:
         sa.UniqueConstraint("resource_id", "version_id"),
     )
     op.create_index("ix_resource_versions_resource_id", "resource_versions", ["resource_id"])
+    # CDS Hooks 2.0 feedback (accepted / overridden with a reason), insert-only.
+    op.create_table(
+        "cds_feedback",
+        sa.Column("id", sa.String(length=36), primary_key=True),
+        sa.Column("service_id", sa.String(length=64), nullable=False),
+        sa.Column("card", sa.String(length=64), nullable=False),
+        sa.Column("outcome", sa.String(length=16), nullable=False),
+        sa.Column("accepted_suggestions", sa.JSON(), nullable=False),
+        sa.Column("override_reason", sa.JSON(), nullable=True),
+        sa.Column("user_comment", sa.Text(), nullable=True),
+        sa.Column("outcome_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("received_by", sa.String(length=64), nullable=False),
+        sa.Column("organisation", sa.String(length=16), nullable=True),
+    )
+    op.create_index("ix_cds_feedback_card", "cds_feedback", ["card"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cds_feedback_card", table_name="cds_feedback")
+    op.drop_table("cds_feedback")
     op.drop_index("ix_resource_versions_resource_id", table_name="resource_versions")
     op.drop_table("resource_versions")

@@ -190,9 +190,37 @@ def test_override_of_unknown_rule_is_refused():
 )
 def test_triage_policy_combines_rules_and_model(spo2, p, level, decided_by):
     patient = PatientReadings.from_latest_values({"spo2": spo2}, age_years=70, as_of_s=AS_OF)
-    result = evaluate(load_pathway("copd"), patient, model_probability=p)
+    result = evaluate(_resolved("copd"), patient, model_probability=p)
     assert (result.level, result.decided_by) == (level, decided_by)
     assert result.model_probability == p
+
+
+def _resolved(pathway_id: str, points: dict | None = None):
+    """A shipped pathway with its named operating points resolved (yellow 0.2, red 0.5)."""
+    from models.operating_points import ModelPoints
+    from tests.helpers import handmade_operating_points
+
+    doc = load_pathway(pathway_id)
+    model = ModelPoints.of("test", {"operating_points": points or handmade_operating_points()})
+    resolved, missing = model.resolve(doc.id, doc.triage.model_thresholds)
+    assert not missing
+    return doc.with_model_thresholds(resolved)
+
+
+def test_shipped_pathways_name_operating_points_not_probabilities():
+    for pathway_id in ("copd", "heart-failure", "post-operative", "oncology", "paediatric"):
+        thresholds = load_pathway(pathway_id).triage.model_thresholds
+        assert thresholds and all(isinstance(v, str) for v in thresholds.values()), pathway_id
+
+
+def test_an_unresolved_operating_point_cannot_raise_a_level_but_rules_still_do():
+    """No model carries the name (yet): the model decides nothing, the safety rules still fire."""
+    doc = load_pathway("copd")
+    calm = PatientReadings.from_latest_values({"spo2": 97}, age_years=70, as_of_s=AS_OF)
+    assert evaluate(doc, calm, model_probability=0.99).level == "green"
+    low = PatientReadings.from_latest_values({"spo2": 84}, age_years=70, as_of_s=AS_OF)
+    result = evaluate(doc, low, model_probability=0.0)
+    assert (result.level, result.decided_by) == ("red", "rules")
 
 
 def test_model_max_level_caps_what_the_model_alone_can_do():

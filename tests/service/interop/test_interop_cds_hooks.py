@@ -133,9 +133,11 @@ def test_a_deteriorating_patient_gets_one_valid_card(client, auth, patient_with_
     assert "**Viktigaste faktorar**" in card.detail and "SpO2" in card.detail
     assert card.source.url is not None and str(card.source.url).endswith("/cds-services/model-card")
     assert card.links and card.links[0].type == "absolute" and item.id in str(card.links[0].url)
-    # The card's source link opens the model card.
-    card_text = client.get("/cds-services/model-card", headers=auth("clinician"))
+    # The card's source link opens the model card, in a browser: no token needed.
+    card_text = client.get("/cds-services/model-card")
     assert card_text.status_code == 200 and "handmade-test-model" in card_text.text
+    # The card says why it may be dismissed (CDS Hooks 2.0 overrideReasons).
+    assert card.overrideReasons and all(r.system and r.display for r in card.overrideReasons)
 
 
 def test_a_clinician_in_the_unit_sees_the_card_one_outside_does_not(
@@ -356,3 +358,49 @@ def test_markdown_in_factor_texts_is_escaped():
     top = [{"feature": "f", "contribution": 1.0, "text_nb": "*bold* [link](http://evil)"}]
     card = build_cards(CardInputs(assessment("red", 0.9, top=top), None), "http://t/")[0]
     assert "\\*bold\\* \\[link\\](http://evil)" in card["detail"]
+
+
+# ---- feedback (CDS Hooks 2.0) ------------------------------------------------------------------
+
+
+def test_feedback_is_stored_and_audited(client, auth, patient_with_history):
+    from service.db.tables import AuditEntry, CdsFeedback
+
+    patient = patient_with_history(last_spo2=85)
+    card = call(client, auth("integration"), hook_request(patient["id"])).json()["cards"][0]
+    reason = card["overrideReasons"][1]
+    body = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {"reason": reason, "userComment": "Oksymeteret satt feil"},
+                "outcomeTimestamp": datetime.now(UTC).isoformat(),
+            }
+        ]
+    }
+    url = f"/cds-services/{SERVICE_ID}/feedback"
+    response = client.post(url, json=body, headers=auth("integration"))
+    assert response.status_code == 200, response.text
+    with client.app.state.sessions() as s:
+        [stored] = s.query(CdsFeedback).all()
+        audited = s.query(AuditEntry).filter(AuditEntry.resource.like("%/feedback%")).all()
+    assert (stored.card, stored.outcome) == (card["uuid"], "overridden")
+    assert stored.override_reason["code"] == reason["code"]
+    assert stored.user_comment == "Oksymeteret satt feil"
+    assert audited and audited[-1].action == "write" and audited[-1].outcome == 200
+    # A reason the card did not offer, a person number in the comment, and a bad outcome: 400/422.
+    body["feedback"][0]["overrideReason"]["reason"] = {"system": "x", "code": "y"}
+    assert client.post(url, json=body, headers=auth("integration")).status_code == 400
+    body["feedback"][0]["overrideReason"] = {"userComment": "pasient 15076500565"}
+    refused = client.post(url, json=body, headers=auth("integration"))
+    assert refused.status_code == 422 and "15076500565" not in refused.text
+    body["feedback"][0]["outcome"] = "ignored"
+    assert client.post(url, json=body, headers=auth("integration")).status_code == 400
+    assert client.post(url, json=body, headers=auth("ml-engineer")).status_code == 403
+    assert (
+        client.post(
+            "/cds-services/nope/feedback", json=body, headers=auth("integration")
+        ).status_code
+        == 404
+    )

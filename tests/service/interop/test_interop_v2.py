@@ -114,7 +114,7 @@ def test_tritonclient_drives_every_v2_endpoint(live_server, auth, reference):
             client.infer(MODEL, [tensor], headers=fresh(), model_version="9")
         bad = httpclient.InferInput("features", [1, 3], "FP32")
         bad.set_data_from_numpy(np.zeros((1, 3), dtype=np.float32), binary_data=False)
-        with pytest.raises(InferenceServerException, match=r"shape \[N, 28\]"):
+        with pytest.raises(InferenceServerException, match=rf"shape \[N, {N_FEATURES}\]"):
             client.infer(MODEL, [bad], headers=fresh())
     finally:
         client.close()
@@ -160,7 +160,9 @@ def test_nested_and_flat_data_and_nulls_give_the_same_answer(ro_client, ro_auth,
     assert probability["datatype"] == "FP64" and probability["shape"] == [3]
     np.testing.assert_allclose(probability["data"], reference.predict(X).probability, rtol=1e-12)
     contributions = next(o for o in answers[0] if o["name"] == "contributions")
-    assert contributions["shape"] == [3, N_FEATURES] and len(contributions["data"]) == 3 * 28
+    assert (
+        contributions["shape"] == [3, N_FEATURES] and len(contributions["data"]) == 3 * N_FEATURES
+    )
 
 
 def test_requested_outputs_only(ro_client, ro_auth):
@@ -173,14 +175,17 @@ def test_requested_outputs_only(ro_client, ro_auth):
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"inputs": [features_input([0.0] * 27)]}, "needs 28"),
-        ({"inputs": [features_input([0.0] * 56, [1, 56])]}, "shape"),
-        ({"inputs": [features_input([0.0] * 28, [0, 28])]}, "N >= 1"),
-        ({"inputs": [features_input([0.0] * 28, datatype="INT64")]}, "datatype FP32"),
-        ({"inputs": [{**features_input([0.0] * 28), "name": "x"}]}, "unknown input 'x'"),
-        ({"inputs": [features_input(["high"] * 28)]}, "must be numbers"),
+        ({"inputs": [features_input([0.0] * (N_FEATURES - 1))]}, f"needs {N_FEATURES}"),
+        ({"inputs": [features_input([0.0] * 2 * N_FEATURES, [1, 2 * N_FEATURES])]}, "shape"),
+        ({"inputs": [features_input([0.0] * N_FEATURES, [0, N_FEATURES])]}, "N >= 1"),
+        ({"inputs": [features_input([0.0] * N_FEATURES, datatype="INT64")]}, "datatype FP32"),
+        ({"inputs": [{**features_input([0.0] * N_FEATURES), "name": "x"}]}, "unknown input 'x'"),
+        ({"inputs": [features_input(["high"] * N_FEATURES)]}, "must be numbers"),
         ({"inputs": []}, "exactly one tensor"),
-        ({"inputs": [features_input([0.0] * 28)], "outputs": [{"name": "shap"}]}, "unknown output"),
+        (
+            {"inputs": [features_input([0.0] * N_FEATURES)], "outputs": [{"name": "shap"}]},
+            "unknown output",
+        ),
         ([1, 2, 3], "JSON object"),
     ],
 )
@@ -205,7 +210,9 @@ def test_unknown_model_or_version_is_404(ro_client, ro_auth):
     headers = ro_auth("ml-engineer")
     assert ro_client.get("/v2/models/other", headers=headers).status_code == 404
     assert ro_client.get(f"/v2/models/{MODEL}/versions/9.9.9", headers=headers).status_code == 404
-    response = infer(ro_client, headers, {"inputs": [features_input([0.0] * 28)]}, name="other")
+    response = infer(
+        ro_client, headers, {"inputs": [features_input([0.0] * N_FEATURES)]}, name="other"
+    )
     assert response.status_code == 404 and "unknown model 'other'" in response.json()["error"]
 
 
@@ -214,7 +221,7 @@ def test_health_is_public_the_rest_needs_the_right_role(ro_client, ro_auth):
     assert ro_client.get("/v2/health/ready").status_code == 200
     assert ro_client.get("/v2").status_code == 401
     assert ro_client.get(f"/v2/models/{MODEL}").status_code == 401
-    body = {"inputs": [features_input([0.0] * 28)]}
+    body = {"inputs": [features_input([0.0] * N_FEATURES)]}
     assert infer(ro_client, {}, body).status_code == 401
     assert infer(ro_client, ro_auth("clinician"), body).status_code == 403
     assert infer(ro_client, ro_auth("compliance"), body).status_code == 403
@@ -266,7 +273,7 @@ def test_binary_tensor_extension_round_trip(reference):
                 {
                     "name": "features",
                     "datatype": "FP32",
-                    "shape": [4, 28],
+                    "shape": [4, N_FEATURES],
                     "parameters": {"binary_data_size": X.nbytes},
                 }
             ],
@@ -299,14 +306,14 @@ def test_binary_size_must_match_the_shape():
                 {
                     "name": "features",
                     "datatype": "FP32",
-                    "shape": [2, 28],
-                    "parameters": {"binary_data_size": 28 * 4},
+                    "shape": [2, N_FEATURES],
+                    "parameters": {"binary_data_size": N_FEATURES * 4},
                 }
             ]
         }
     ).encode()
     with pytest.raises(BadRequest, match="binary data"):
-        parse_infer_request(header + bytes(28 * 4), str(len(header)))
+        parse_infer_request(header + bytes(N_FEATURES * 4), str(len(header)))
 
 
 def test_inference_calls_are_audited_without_patient_data(ro_client, ro_auth):

@@ -273,7 +273,9 @@ ROUTES: dict[str, Entry] = {
     ),
     "get_worklist": Entry(lambda i: Call(GET, "/api/v1/worklist"), "patient", shows=True),
     "worklist_transition": Entry(
-        lambda i: Call(POST, f"/api/v1/worklist/{i.item}/escalate"),
+        lambda i: Call(
+            POST, f"/api/v1/worklist/{i.item}/escalate", json={"recipient": "role:clinician"}
+        ),
         "patient",
         ok=frozenset({200, 409}),
     ),
@@ -415,7 +417,12 @@ ROUTES: dict[str, Entry] = {
     ),
     "verify_audit_log": Entry(lambda i: Call(GET, "/api/v1/audit/verify"), "none"),
     "web_audit": Entry(
-        lambda i: Call(GET, "/web/audit"), "organisation", shows=True, secrets=_audit_secret
+        # Newest first: the seed's enrolments are found by what they did, not by being oldest
+        # (a filter by its actor would echo the actor's name into the search field).
+        lambda i: Call(GET, "/web/audit", {"action": "write", "resource": "/api/v1/patients"}),
+        "organisation",
+        shows=True,
+        secrets=_audit_secret,
     ),
     "web_audit_export": Entry(
         lambda i: Call(GET, "/web/audit/access-report.csv", {"patient": i.patient}),
