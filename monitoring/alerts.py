@@ -139,6 +139,10 @@ def _performance_alerts(
     ece = float(perf["expected_calibration_error"])
     over_time = report.get("performance_over_time") or {}
     if abs(citl) > max_cal or ece > max_cal or over_time.get("recalibration_proposed"):
+        # The remedy for calibration drift on recorded outcomes is a local recalibration: a new
+        # model version that goes through the same promotion gate (training/recalibrate.py).
+        org = scope.get("organisation")
+        command = f"triage recalibrate --organisation {org or '<orgnr>'}"
         slope = perf.get("calibration_slope")
         slope_text = "" if slope is None else f", slope {slope:.2f}"
         out.append(
@@ -148,11 +152,12 @@ def _performance_alerts(
                 **scope,
                 text_en=f"Calibration off: observed minus predicted event rate {citl:+.3f}, "
                 f"expected calibration error {ece:.3f}{slope_text} (limit {max_cal:.2f}; "
-                f"{where_en}). Proposed: recalibrate the model on recent outcomes "
-                "(ML engineering).",
+                f"{where_en}). Proposal: recalibrate on the recorded outcomes ({command}), then "
+                "triage promote",
                 text_nb=f"Kalibreringen avviker: observert minus predikert hendelsesrate {citl:+.3f}, "
                 f"forventet kalibreringsfeil {ece:.3f}{slope_text} (grense {max_cal:.2f}; "
-                f"{where_nb}). Forslag: rekalibrer modellen på nyere utfall (ML-teamet).",
+                f"{where_nb}). Forslag: rekalibrer på de registrerte utfallene ({command}), "
+                "deretter triage promote",
             )
         )
     return out

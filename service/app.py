@@ -56,6 +56,9 @@ def create_app(
 
             app.state.cds_clients = CdsClientVerifier(settings)
         app.state.services = build_services(app)
+        from service.domain.export import ExportService
+
+        app.state.exports = ExportService(app.state.sessions, engine, settings)
         async with AsyncExitStack() as stack:
             for job in background_jobs:
                 await stack.enter_async_context(job(app))
@@ -78,6 +81,7 @@ def create_app(
 
     from service.api import (
         cds_hooks,
+        export,
         fhir,
         ops,
         outbox,
@@ -95,6 +99,7 @@ def create_app(
         v2.router,
         ops.router,
         patients.router,
+        export.router,  # before fhir.router: /fhir/$export is not a resource type
         fhir.router,
         worklist.router,
         models_api.router,

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     rescore_schedule_hours: float = 6.0
     """How often every patient is re-scored as of the wall clock (catches silent patients); 0
     disables."""
+    questionnaire_dispatch_minutes: float = 5.0
+    """How often due questionnaires are sent to patients as Tasks, answered ones completed and
+    overdue ones marked missed (service/domain/questionnaire_tasks.py); 0 disables."""
     drift_schedule_hours: float = 24.0
     """How often the built-in drift report job runs; 0 disables it."""
     drift_window_days: int = 7
@@ -115,6 +118,16 @@ class Settings(BaseSettings):
     `triage audit checkpoint` does it where in_process_jobs is false)."""
     log_json: bool = True
     """Structured JSON log lines (one object per line)."""
+    export_pseudonym_secret: str = "dev-only-export-secret-change-me"  # noqa: S105 - see below
+    """Keys the per-recipient pseudonyms and time shifts of bulk exports (HMAC-SHA256 over the
+    recipient and the service's id). Keep it from every recipient; in production bulk exports are
+    refused until it is set (the service itself still starts without it)."""
+    export_k_anonymity: int = Field(default=5, ge=2)
+    """A bulk export withholds every patient whose (age band, sex, unit, pathway) group holds
+    fewer than this many patients in the export."""
+    export_time_shift_max_days: int = Field(default=180, ge=1)
+    """Each patient's times move by a secret whole number of days in ±this range (per recipient),
+    so intervals inside one patient's record are kept and calendar dates are not."""
 
     @model_validator(mode="after")
     def refuse_unsafe_production(self) -> Settings:

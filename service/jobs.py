@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.app import BackgroundJob
 from service.config import Settings
+from service.db.engine import transaction
 from service.db.tables import JobRun, Patient
 from service.db.unit_of_work import lock_patients, write
 from service.domain.monitoring import ScheduledRun
@@ -197,6 +198,25 @@ def write_audit_checkpoint(app: FastAPI) -> None:
             write_checkpoint(session, app.state.settings)
 
 
+def dispatch_questionnaires(app: FastAPI, min_interval_s: float | None = None) -> None:
+    """Send due questionnaires as Tasks, complete answered ones, mark missed ones (one replica
+    per period: the unique (patient, questionnaire, opening) key stops a duplicate Task)."""
+    from service.domain.questionnaire_tasks import QuestionnaireDispatch
+
+    sessions = app.state.sessions
+    if not claim_run(sessions, "questionnaires", min_interval_s):
+        return
+    try:
+        dispatch = QuestionnaireDispatch(
+            app.state.services.pathways, deliver=app.state.settings.outbox_endpoint is not None
+        )
+        with transaction(sessions) as session:
+            result = dispatch.run(session, datetime.now(UTC))
+        log.info("questionnaires dispatched", extra={"fields": vars(result)})
+    finally:
+        finish_run(sessions, "questionnaires")
+
+
 def default_background_jobs(
     settings: Settings, *, drift_initial_delay_s: float = DRIFT_INITIAL_DELAY_S
 ) -> tuple[BackgroundJob, ...]:
@@ -220,6 +240,16 @@ def default_background_jobs(
                 settings.drift_schedule_hours * 3600,
                 run_drift_schedule,
                 initial_delay_s=drift_initial_delay_s,
+            )
+        )
+    if settings.questionnaire_dispatch_minutes > 0:
+        interval_s = settings.questionnaire_dispatch_minutes * 60
+        jobs.append(
+            periodic(
+                "questionnaires",
+                interval_s,
+                functools.partial(dispatch_questionnaires, min_interval_s=interval_s / 2),
+                initial_delay_s=30.0,
             )
         )
     if settings.audit_checkpoint_minutes > 0:

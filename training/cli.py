@@ -275,6 +275,25 @@ def evaluate(
     )
 
 
+@app.command("evaluate-sites")
+def evaluate_sites(
+    n_patients: Annotated[int, typer.Option(help="Patients per site profile.")] = 800,
+    days: Annotated[int, typer.Option(help="Days of follow-up.")] = 45,
+    seed: Annotated[int, typer.Option(help="Seed (same seed, same cohorts).")] = 11,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for CIs.")] = 100,
+) -> None:
+    """Leave-one-profile-out: train on all site profiles but one, score the one left out; the
+    model beside NEWS2, the weight rule and a personal z-score (synthetic data)."""
+    from training.sites import leave_one_profile_out, lopo_table
+
+    result = leave_one_profile_out(
+        n_patients, days, seed, n_boot=bootstrap, progress=lambda m: typer.echo(m, err=True)
+    )
+    table = lopo_table(result)
+    path = _write_results("evaluate-sites", {**result, "table_markdown": table})
+    typer.echo(table + f"\n\nsynthetic data (training/simulator.py site profiles); results {path}")
+
+
 @app.command()
 def promote(
     name: NameOpt = "home-followup-deterioration",

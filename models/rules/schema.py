@@ -271,9 +271,36 @@ class ScheduledMeasurement(_Doc):
     per_day: float = Field(ge=0, le=48)  # expected readings per day (0: as needed)
 
 
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+class QuestionnaireSchedule(_Doc):
+    """When the questionnaire is sent to the patient (through Helsenorge, as a FHIR Task).
+
+    Every day, on named weekdays, or on named days after enrolment (day 1 = the day after), at
+    ``send_at`` Norwegian time; the patient has ``window_hours`` to answer before it counts as
+    missed (service/domain/questionnaire_tasks.py).
+    """
+
+    weekdays: list[Weekday] | None = Field(default=None, min_length=1, max_length=7)
+    days_after_enrolment: list[Annotated[int, Field(ge=1, le=366)]] | None = Field(
+        default=None, min_length=1, max_length=100
+    )
+    send_at: str = Field(default="08:00", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+    window_hours: float = Field(default=12.0, gt=0, le=168)
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> QuestionnaireSchedule:
+        if self.weekdays is not None and self.days_after_enrolment is not None:
+            raise ValueError("give weekdays or days_after_enrolment, not both")
+        return self
+
+
 class ScheduledQuestionnaire(_Doc):
     id: Slug
     per_day: float = Field(ge=0, le=48)
+    # None: the questionnaire is not sent by the service (the patient answers on their own).
+    schedule: QuestionnaireSchedule | None = None
 
 
 class PathwayOption(_Doc):

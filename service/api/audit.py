@@ -11,6 +11,13 @@ from sqlalchemy import func, select
 
 from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession
 from service.db.tables import AuditEntry
+from service.domain.sharing import (
+    GrantPublic,
+    SharingService,
+    TransferPublic,
+    grant_public,
+    transfer_public,
+)
 from service.errors import InvalidInput, NotFound
 from service.security import visibility
 from service.security.audit import safe_patient_id
@@ -59,6 +66,13 @@ class AccessReport(BaseModel):
     period_to: datetime | None
     accesses: list[AccessReportLine]
     refused_attempts: int
+    shared_with: list[GrantPublic] = Field(
+        default_factory=list,
+        description="Organisations given read access (grants, active or not), newest first",
+    )
+    transfers: list[TransferPublic] = Field(
+        default_factory=list, description="Moves of the follow-up between units or organisations"
+    )
 
 
 class VerifyPublic(BaseModel):
@@ -96,7 +110,7 @@ def search_audit_log(
     user: str | None = Query(None, max_length=64, description="Actor: HPR number or client id"),
     since: datetime | None = Query(None, alias="from", description="From (inclusive), ISO 8601"),
     until: datetime | None = Query(None, alias="to", description="To (exclusive), ISO 8601"),
-    action: Literal["read", "write", "refuse"] | None = None,
+    action: Literal["read", "write", "refuse", "release"] | None = None,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0, le=10_000_000),
     resource: str | None = Query(
@@ -176,6 +190,8 @@ def audit_access_report(
         period_to=until,
         accesses=accesses,
         refused_attempts=sum(1 for r in rows if r.action == "refuse"),
+        shared_with=[grant_public(g) for g in SharingService.grants(session, pid)],
+        transfers=[transfer_public(t) for t in SharingService.transfer_history(session, pid)],
     )
 
 

@@ -59,7 +59,7 @@ def list_outbox(
     query = select(OutboxEntry).order_by(OutboxEntry.id.desc()).limit(limit)
     if not visibility.sees_everything(principal):
         query = query.join(Patient, Patient.id == OutboxEntry.patient_id).where(
-            visibility.patient_filter(principal)
+            visibility.patient_filter(principal, shared=False)
         )
     if state:
         query = query.where(OutboxEntry.state == state)
@@ -108,7 +108,7 @@ def resend_outbox_entry(
         query = select(OutboxEntry).where(OutboxEntry.id == entry_id)
         if not visibility.sees_everything(principal):
             query = query.join(Patient, Patient.id == OutboxEntry.patient_id).where(
-                visibility.patient_filter(principal)
+                visibility.patient_filter(principal, write=True)
             )
         entry = session.scalar(query)
         if entry is None:

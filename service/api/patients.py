@@ -19,6 +19,16 @@ from service.domain.patients import (
     TargetSaturationBody,
     to_public,
 )
+from service.domain.sharing import (
+    GrantCreate,
+    GrantPublic,
+    SharingService,
+    TransferCreate,
+    TransferPublic,
+    grant_public,
+    transfer_public,
+)
+from service.security import visibility
 from service.security.deps import CurrentPrincipal
 
 router = APIRouter(prefix="/api/v1/patients", tags=["patients"], responses=ERRORS)
@@ -177,3 +187,88 @@ def list_patient_assessments(
         public.superseded_by = successors.get(r.id)
         out.append(public)
     return out
+
+
+# ---- sharing on purpose: transfer and time-limited read grants (service.domain.sharing) ------
+
+
+@router.post(
+    "/{patient_id}/transfer",
+    name="transfer_patient",
+    status_code=201,
+    response_model=TransferPublic,
+    responses={**NOT_FOUND, **INVALID},
+)
+def transfer_patient(
+    patient_id: str, body: TransferCreate, request: Request, principal: CurrentPrincipal
+) -> TransferPublic:
+    """Move the patient's follow-up, with its history, to another unit or organisation."""
+
+    def work(session: Session) -> TransferPublic:
+        # The open worklist item moves too: the patient's lock, as ingestion takes it.
+        lock_patients(session, [patient_id])
+        return transfer_public(SharingService.transfer(session, principal, patient_id, body))
+
+    return write(request.app.state.sessions, work)
+
+
+@router.get(
+    "/{patient_id}/transfers",
+    name="list_patient_transfers",
+    response_model=list[TransferPublic],
+    responses=NOT_FOUND,
+)
+def list_patient_transfers(
+    patient_id: str, principal: CurrentPrincipal, session: ReadSession
+) -> list[TransferPublic]:
+    """Where the patient's follow-up has been, oldest first."""
+    return [transfer_public(t) for t in SharingService.transfers(session, principal, patient_id)]
+
+
+@router.post(
+    "/{patient_id}/grants",
+    name="grant_patient_access",
+    status_code=201,
+    response_model=GrantPublic,
+    responses={**NOT_FOUND, **INVALID},
+)
+def grant_patient_access(
+    patient_id: str, body: GrantCreate, request: Request, principal: CurrentPrincipal
+) -> GrantPublic:
+    """Give a named organisation read access to this patient until valid_until."""
+    return write(
+        request.app.state.sessions,
+        lambda session: grant_public(SharingService.grant(session, principal, patient_id, body)),
+    )
+
+
+@router.get(
+    "/{patient_id}/grants",
+    name="list_patient_grants",
+    response_model=list[GrantPublic],
+    responses=NOT_FOUND,
+)
+def list_patient_grants(
+    patient_id: str, principal: CurrentPrincipal, session: ReadSession
+) -> list[GrantPublic]:
+    """The patient's grants, newest first, active or not (only the holder lists them)."""
+    visibility.visible_patient(session, principal, patient_id, write=True)
+    return [grant_public(g) for g in SharingService.grants(session, patient_id)]
+
+
+@router.post(
+    "/{patient_id}/grants/{grant_id}/revoke",
+    name="revoke_patient_grant",
+    response_model=GrantPublic,
+    responses={**NOT_FOUND, 409: {"description": "Already revoked"}},
+)
+def revoke_patient_grant(
+    patient_id: str, grant_id: str, request: Request, principal: CurrentPrincipal
+) -> GrantPublic:
+    """End a grant now (the row stays, with who revoked it and when)."""
+    return write(
+        request.app.state.sessions,
+        lambda session: grant_public(
+            SharingService.revoke(session, principal, patient_id, grant_id)
+        ),
+    )

@@ -108,7 +108,11 @@ class CdsFeedback(Base):
 
 
 class Reading(Base):
-    """One canonical value (a BP panel gives two; a questionnaire gives a score and its items)."""
+    """One canonical value (a BP panel gives two; a questionnaire gives a score and its items).
+
+    On PostgreSQL partitioned by month of ``effective_s`` (migration 0014): there the primary key
+    is (id, effective_s) and the unique index (resource_id, name, effective_s).
+    """
 
     __tablename__ = "readings"
     __table_args__ = (
@@ -130,7 +134,11 @@ class Reading(Base):
 
 
 class Assessment(Base):
-    """An immutable record entry: what was scored, with what, and why."""
+    """An immutable record entry: what was scored, with what, and why.
+
+    On PostgreSQL partitioned by month of ``created_at`` (migration 0014): the primary key is
+    (id, created_at), and worklist_items.assessment_id is checked by a trigger, not a foreign key.
+    """
 
     __tablename__ = "assessments"
     __table_args__ = (Index("ix_assessments_patient_created", "patient_id", "created_at"),)
@@ -296,8 +304,56 @@ class PatientOverride(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class PatientTransfer(Base):
+    """A patient's follow-up moved to another unit or organisation, with why and on what basis.
+
+    The history (readings, assessments, worklist events) stays with the patient: the receiving
+    unit continues the record; the sending one no longer sees it unless given a grant.
+    """
+
+    __tablename__ = "patient_transfers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    from_organisation: Mapped[str] = mapped_column(String(16))
+    from_unit: Mapped[str] = mapped_column(String(64))
+    to_organisation: Mapped[str] = mapped_column(String(16))
+    to_unit: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(String(200))
+    transferred_by: Mapped[str] = mapped_column(String(64))
+    transferred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PatientAccessGrant(Base):
+    """Read access to one patient for a named organisation, for a limited time (samhandling,
+    e.g. the municipality's home-care service). Revoked by setting revoked_at, never deleted."""
+
+    __tablename__ = "patient_access_grants"
+    __table_args__ = (
+        Index("ix_patient_access_grants_grantee", "grantee_organisation", "valid_until"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    grantee_organisation: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    legal_basis: Mapped[str] = mapped_column(String(200))
+    valid_from: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    valid_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_by_organisation: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_by: Mapped[str | None] = mapped_column(String(64))
+
+
 class AuditEntry(Base):
-    """Normen / pasientjournalloven § 22: who did what to whose record, hash-chained."""
+    """Normen / pasientjournalloven § 22: who did what to whose record, hash-chained.
+
+    On PostgreSQL partitioned by month of ``at`` (migration 0014): the primary key is (seq, at);
+    one seq per row is held by the writers' advisory lock and checked by `triage audit verify`.
+    """
 
     __tablename__ = "audit_log"
 
@@ -417,3 +473,96 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ExportJob(Base):
+    """A FHIR Bulk Data export (service.domain.export): its request, its state and, when done,
+    its manifest. Operational state, updated as the job runs; the release itself is the
+    insert-only DataRelease row."""
+
+    __tablename__ = "export_jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    requested_by: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    # The caller's scope when it asked: organisations and units (None = every unit).
+    organisations: Mapped[list[Any]] = mapped_column(JSON)
+    units: Mapped[list[Any] | None] = mapped_column(JSON)
+    request_url: Mapped[str] = mapped_column(Text)
+    # recipient, purpose, legal basis, _type, _since, group: the validated parameters.
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))  # in-progress | complete | failed
+    progress: Mapped[str | None] = mapped_column(String(120))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ExportFile(Base):
+    """One NDJSON file of an export, kept in the database so every replica can serve it."""
+
+    __tablename__ = "export_files"
+    __table_args__ = (UniqueConstraint("job_id", "name"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job_id: Mapped[str] = mapped_column(ForeignKey("export_jobs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))  # e.g. Observation.ndjson
+    resource_type: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))  # output | error
+    count: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)
+
+
+class DataRelease(Base):
+    """A release of data for secondary use: who released what to whom, why and on what legal
+    basis, with a SHA-256 of every file. Insert-only; the audit log holds a chained row that
+    names it and its content hash, so the record cannot be changed unnoticed."""
+
+    __tablename__ = "data_releases"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("export_jobs.id"), unique=True)
+    released_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    released_by: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(32))
+    organisation: Mapped[str | None] = mapped_column(String(16), index=True)
+    recipient: Mapped[str] = mapped_column(String(120))
+    purpose: Mapped[str] = mapped_column(Text)
+    # helseregisterloven | consent | rek-approval (service.domain.export.LEGAL_BASES)
+    legal_basis: Mapped[str] = mapped_column(String(32))
+    legal_basis_reference: Mapped[str | None] = mapped_column(String(120))
+    # Everything released: the request, every file with its type, count and SHA-256, and what
+    # the k-anonymity rule withheld.
+    contents: Mapped[dict[str, Any]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+
+
+class QuestionnaireTask(Base):
+    """A questionnaire sent to a patient (a FHIR Task to Helsenorge): when it was due, and
+    whether it was answered (a QuestionnaireResponse whose basedOn names it) or missed."""
+
+    __tablename__ = "questionnaire_tasks"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "questionnaire", "opens_at"),
+        Index("ix_questionnaire_tasks_status_closes", "status", "closes_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    questionnaire: Mapped[str] = mapped_column(String(80))
+    questionnaire_url: Mapped[str] = mapped_column(String(300))
+    questionnaire_version: Mapped[str] = mapped_column(String(32))
+    pathway_id: Mapped[str] = mapped_column(String(64))
+    pathway_version: Mapped[int] = mapped_column(Integer)
+    organisation: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str] = mapped_column(String(64))
+    opens_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closes_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16))  # requested | completed | missed
+    response_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

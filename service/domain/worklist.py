@@ -397,7 +397,8 @@ def scoped(query: Any, principal: Principal, unit: str | None, for_me: bool) -> 
     if for_me:
         query = query.where(WorklistItem.state == "escalated", recipient_clause(principal))
     else:
-        query = query.where(visibility.patient_filter(principal))
+        # A patient merely shared with the caller's organisation (a grant) is not theirs to work.
+        query = query.where(visibility.patient_filter(principal, shared=False))
     if unit:
         query = query.where(WorklistItem.unit == unit)
     return query

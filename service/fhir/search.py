@@ -593,6 +593,21 @@ def searchset(
     return bundle
 
 
+# Operations we serve and the OperationDefinition each one implements (FHIR Bulk Data Access).
+_BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+_OPERATION_DEFINITIONS = {
+    ("", "export"): f"{_BULK}/export",
+    ("Group", "export"): f"{_BULK}/group-export",
+}
+
+
+def _operation(owner: str, name: str) -> dict[str, str]:
+    definition = _OPERATION_DEFINITIONS.get(
+        (owner, name), f"https://triage.example.org/fhir/OperationDefinition/{name}"
+    )
+    return {"name": name, "definition": definition}
+
+
 def capability_statement(
     base_url: str,
     software_version: str,
@@ -606,11 +621,17 @@ def capability_statement(
     """
     per_type: dict[str, set[str]] = {}
     system: set[str] = set()
+    operations: dict[str, set[str]] = {}  # "" for the system level, else the resource type
     for method, path in routes:
         parts = [p for p in path.removeprefix("/fhir").split("/") if p]
         if not parts:
             if method == "POST":
                 system |= {"batch", "transaction"}
+            continue
+        named = [p for p in parts if p.startswith("$")]
+        if named:  # an operation, e.g. $export or Group/{id}/$export
+            owner = parts[0] if parts[0][:1].isupper() else ""
+            operations.setdefault(owner, set()).add(named[0][1:])
             continue
         rtype = parts[0]
         if rtype == "metadata" or not rtype[:1].isupper():
@@ -622,12 +643,15 @@ def capability_statement(
         elif len(parts) == 2 and parts[1].startswith("{") and method == "GET":
             per_type.setdefault(rtype, set()).add("read")
     resources = []
-    for rtype in sorted(per_type):
-        kinds = per_type[rtype]
-        entry: dict[str, Any] = {
-            "type": rtype,
-            "interaction": [{"code": k} for k in ("read", "create", "search-type") if k in kinds],
-        }
+    for rtype in sorted(set(per_type) | {t for t in operations if t}):
+        kinds = per_type.get(rtype, set())
+        entry: dict[str, Any] = {"type": rtype}
+        if kinds:
+            entry["interaction"] = [
+                {"code": k} for k in ("read", "create", "search-type") if k in kinds
+            ]
+        if operations.get(rtype):
+            entry["operation"] = [_operation(rtype, name) for name in sorted(operations[rtype])]
         if "read" in kinds:
             entry["versioning"] = "versioned"
             entry["readHistory"] = False
@@ -667,6 +691,8 @@ def capability_statement(
     }
     if system:
         rest["interaction"] = [{"code": k} for k in sorted(system)]
+    if operations.get(""):
+        rest["operation"] = [_operation("", name) for name in sorted(operations[""])]
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -24,10 +24,18 @@ route × role against the running app to prove the table is what is enforced.
 
 Enforcement: one app-wide FastAPI dependency (`service/security/deps.py`, `authorize`) verifies the
 bearer token and looks the route's name up in `ROUTE_ROLES`. A route missing from the table is
-refused for everyone (default deny). Rows and units are scoped further in the domain: a clinician
-sees only patients of their own organisation and units; integration clients only their own
-organisation. "public" routes need no token (liveness, readiness, metrics while
-`TRIAGE_PUBLIC_METRICS` is true, the API description, the FHIR CapabilityStatement, V2 health).
+refused for everyone (default deny). "public" routes need no token (liveness, readiness, metrics
+while `TRIAGE_PUBLIC_METRICS` is true, the API description, the FHIR CapabilityStatement, V2
+health).
+
+Rows are scoped further by one module, `service/security/visibility.py`, which every route asks
+(see `governance/organisation-boundaries.md`): every role but admin sees and changes only the
+patients of the organisations its token acts for (HelseID `orgnr_parent`, and for an integration
+client the organisations its `triage/organisations` claim names), narrowed to the units its token
+names; another organisation's patient is answered as if it did not exist. Drift reports and audit
+rows are scoped by organisation. A patient is shared across organisations only by a recorded
+transfer or a time-limited read grant. `tests/service/security/test_visibility_matrix.py` walks
+every route × role × {own organisation, other organisation, other unit, guardian}.
 
 Guardian context (a token acting for a parent or guardian, Helsenorge representation): only the
 routes marked **G** and only for one named patient; refused for patients who withheld information

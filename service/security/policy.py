@@ -63,6 +63,12 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "set_target_saturation": frozenset({C, A}),
     "get_patient": frozenset({C, A}),
     "list_patient_assessments": frozenset({C, A}),
+    # sharing on purpose (service.domain.sharing): the holding organisation's clinicians
+    "transfer_patient": frozenset({C, A}),
+    "list_patient_transfers": frozenset({C, A}),
+    "grant_patient_access": frozenset({C, A}),
+    "list_patient_grants": frozenset({C, A}),
+    "revoke_patient_grant": frozenset({C, A}),
     # FHIR ingestion: devices (VKP) and questionnaires (Helsenorge) via integration clients
     "fhir_bundle": frozenset({I, A}),
     "fhir_create_observation": frozenset({I, A}),
@@ -113,6 +119,13 @@ ROUTE_ROLES: dict[str, frozenset[Role]] = {
     "v2_version_infer": frozenset({M, I, A}),
     # DIPS outbox delivery state: operations (admin) and the integration client; no payloads
     "list_outbox": frozenset({I, A}),
+    # FHIR Bulk Data export for secondary use (registries, research): pseudonymised, k-anonymous,
+    # recorded as a release; the compliance officer releases (admin for operations). Status and
+    # files are read only by the client that asked (service.domain.export).
+    "fhir_export": frozenset({P, A}),
+    "fhir_group_export": frozenset({P, A}),
+    "fhir_export_status": frozenset({P, A}),
+    "fhir_export_file": frozenset({P, A}),
     # Resending a dead letter is an operations decision, after the cause is fixed.
     "resend_outbox_entry": frozenset({A}),
     # audit log (Normen): compliance officers, and administrators for operations

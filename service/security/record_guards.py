@@ -21,7 +21,9 @@ from service.db.tables import (
     Assessment,
     AuditEntry,
     CdsFeedback,
+    DataRelease,
     DriftSignOff,
+    ExportFile,
     IngestedResource,
     PathwayVersion,
     PathwayVersionDecision,
@@ -43,6 +45,8 @@ IMMUTABLE_RECORDS: tuple[type[Any], ...] = (
     ResourceVersion,
     CdsFeedback,
     AuditEntry,
+    DataRelease,  # a release for secondary use, and the files it released
+    ExportFile,
 )
 # Attribute -> the only value it may be changed to.
 SANCTIONED_UPDATES: dict[type[Any], dict[str, Any]] = {PatientOverride: {"revoked": True}}

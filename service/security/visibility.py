@@ -10,9 +10,11 @@ default and work together only on purpose:
   token that names units is narrowed to those units, whatever its role;
 - a token acting for a **parent or guardian** sees exactly the one child its request names
   (bound at authorisation, ``Principal.represented_patient``), whatever search parameter it uses;
+- an organisation given a **grant** (``PatientAccessGrant``: time-limited, revocable, audited)
+  may *read* that one patient; it never changes it, and the patient is not on its worklist;
 - patients are **changed** only inside those bounds; anything outside them is answered as if it
   did not exist (404, or "not an enrolled patient"), so a caller cannot learn that a record exists
-  elsewhere.
+  elsewhere. A patient moves between organisations only by a recorded transfer.
 
 Drift reports belong to an organisation, or to no organisation (regional: an aggregate over the
 shared model, run by the schedule). Audit rows are read by the organisation of the actor or of
@@ -23,12 +25,14 @@ thresholds or levels is approved by a second clinician of the organisation (four
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, exists, false, or_, select, true
+from sqlalchemy.orm import object_session
 
 from models.rules.schema import Editors
-from service.db.tables import AuditEntry, DriftReport, Patient
+from service.db.tables import AuditEntry, DriftReport, Patient, PatientAccessGrant
 from service.errors import NotFound
 from service.security.principal import Principal, Role
 
@@ -73,13 +77,44 @@ def _own_patients(principal: Principal) -> ColumnElement[bool]:
     return clause
 
 
-def patient_filter(principal: Principal, *, write: bool = False) -> ColumnElement[bool]:
-    """SQL condition over `Patient` columns: the patients a query may return to this caller."""
-    return _own_patients(principal)
+def _active_grant(principal: Principal, patient_id: Any) -> ColumnElement[bool]:
+    """SQL: a grant in force now gives one of the principal's organisations this patient."""
+    now = datetime.now(UTC)
+    return exists().where(
+        PatientAccessGrant.patient_id == patient_id,
+        PatientAccessGrant.grantee_organisation.in_(principal.organisations),
+        PatientAccessGrant.valid_from <= now,
+        PatientAccessGrant.valid_until > now,
+        PatientAccessGrant.revoked_at.is_(None),
+    )
+
+
+def _shares(principal: Principal) -> bool:
+    """Whether grants can widen this caller's reads (a guardian context is one child only)."""
+    return not sees_everything(principal) and not principal.guardian_proxy
+
+
+def patient_filter(
+    principal: Principal, *, write: bool = False, shared: bool = True
+) -> ColumnElement[bool]:
+    """SQL condition over `Patient` columns: the patients a query may return to this caller.
+
+    ``write``: only patients the caller may change (no grants); ``shared=False``: leave out
+    patients merely shared with the caller (a worklist is the holding unit's to work).
+    """
+    own = _own_patients(principal)
+    if write or not shared or not _shares(principal):
+        return own
+    return or_(own, _active_grant(principal, Patient.id))
 
 
 def may_read_patient(principal: Principal, patient: Any) -> bool:
-    return _may(principal, patient)
+    if _may(principal, patient):
+        return True
+    session = object_session(patient) if _shares(principal) else None
+    return session is not None and bool(
+        session.scalar(select(_active_grant(principal, patient.id)))
+    )
 
 
 def may_change_patient(principal: Principal, patient: Any) -> bool:

@@ -125,6 +125,7 @@ def _pathway_context(
     draft: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from models.rules.describe import describe_pathway
+    from service.api.pathways import operating_point_summary
 
     pathways = services.pathways
     scope = pathways.reading_scope(principal)
@@ -155,7 +156,9 @@ def _pathway_context(
     if editable:
         query = (
             select(Patient)
-            .where(Patient.pathway_id == pathway_id, visibility.patient_filter(principal))
+            .where(
+                Patient.pathway_id == pathway_id, visibility.patient_filter(principal, shared=False)
+            )
             .order_by(Patient.created_at)
             .limit(50)
         )
@@ -182,6 +185,7 @@ def _pathway_context(
         and visibility.may_approve_pathway(principal, scope, None, doc.editors, pending["author"]),
         "decision_form": {},
         "levels": [lv.id for lv in doc.levels],
+        "model_points": operating_point_summary(doc, services),
         "level_labels": level_labels(translator(request)),
         "number_fields": NUMBER_FIELDS,
         "band_bounds": BAND_BOUNDS,

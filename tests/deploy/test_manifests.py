@@ -160,4 +160,5 @@ def test_in_process_jobs_off_means_no_scheduled_jobs() -> None:
     from service.jobs import default_background_jobs
 
     assert default_background_jobs(Settings(in_process_jobs=False)) == ()
-    assert len(default_background_jobs(Settings(in_process_jobs=True))) == 3
+    # rescore, drift reports, audit checkpoints, questionnaire dispatch (issue 18)
+    assert len(default_background_jobs(Settings(in_process_jobs=True))) == 4

@@ -33,6 +33,7 @@ DOCUMENTS = (
     "model-cards.md",
     "drift-review.md",
     "access-matrix.md",
+    "organisation-boundaries.md",
 )
 AI_ACT_ARTICLES = (9, 10, 11, 12, 13, 14, 15, 17, 26, 72)
 
@@ -153,6 +154,10 @@ def test_every_risk_names_a_control_and_a_test() -> None:
         ("human-oversight.md", ["never acts alone", "acknowledge"]),
         ("retention.md", ["pasientjournalforskriften § 15", "six months"]),
         ("README.md", ["model-cards.md", "drift-review.md", "intended-use.md"]),
+        (
+            "organisation-boundaries.md",
+            ["service/security/visibility.py", "grant", "transfer", "legal basis", "orgnr_parent"],
+        ),
     ],
 )
 def test_documents_say_what_they_must(document: str, terms: list[str]) -> None:

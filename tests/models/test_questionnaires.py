@@ -4,8 +4,6 @@ import json
 import math
 
 import pytest
-from fhir.resources.R4B.questionnaire import Questionnaire
-from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from models.questionnaires import (
     CANONICAL_BASE,
@@ -19,6 +17,7 @@ from models.questionnaires import (
     score_answers,
     scored_items,
 )
+from tests.fhir_r4 import validate_r4
 
 EXPECTED_SCORED = {
     "copd-symptoms": ["dyspnoea", "cough", "sputum_colour", "sputum_volume"],
@@ -37,7 +36,7 @@ def test_every_pathway_has_its_questionnaire_file():
 @pytest.mark.parametrize("qid", sorted(EXPECTED_SCORED))
 def test_questionnaire_is_valid_fhir_with_weights_0_to_3(qid):
     q = load_questionnaire(qid)
-    Questionnaire.model_validate(q)  # raises on an invalid resource
+    validate_r4(q)  # raises on an invalid resource
     assert q["resourceType"] == "Questionnaire" and q["id"] == qid
     assert q["url"] == f"{CANONICAL_BASE}{qid}" and q["status"] == "active" and q["version"]
     weights = scored_items(q)
@@ -147,7 +146,7 @@ def test_answers_from_a_questionnaire_response():
             {"linkId": "on_oxygen", "answer": [{"valueBoolean": False}]},
         ],
     }
-    QuestionnaireResponse.model_validate(json.loads(json.dumps(response)))
+    validate_r4(json.loads(json.dumps(response)))
     answers = answers_from_response(response)
     assert answers == {"dyspnoea": "moderate", "on_oxygen": False}
     score = score_answers(questionnaire_by_url(response["questionnaire"]), answers)

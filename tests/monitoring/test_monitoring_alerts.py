@@ -110,3 +110,29 @@ def test_log_line_is_one_logfmt_line_without_patient_identifiers():
     assert line.startswith('event="drift_alert" kind="drift" severity="critical"')
     assert 'pathway="copd"' in line and 'organisation="all"' in line
     assert not re.search(r"\d{11}", line)
+
+
+def test_calibration_drift_on_recorded_outcomes_proposes_a_recalibration():
+    from monitoring.alerts import alerts_from_report
+
+    report_json = {
+        "report_key": "c" * 32,
+        "model_version": "1.0",
+        "pathway": "heart-failure",
+        "organisation": "983974899",
+        "window_start": "2026-01-01T00:00:00Z",
+        "window_end": "2026-01-08T00:00:00Z",
+        "verdict": "ok",
+        "drifted_features": [],
+        "data_quality": [],
+        "performance": {
+            "n_outcomes": 400,
+            "roc_auc": 0.8,
+            "calibration_in_the_large": 0.09,
+            "expected_calibration_error": 0.08,
+        },
+    }
+    calibration = [a for a in alerts_from_report(report_json) if "Calibration" in a.text_en]
+    assert len(calibration) == 1
+    assert "triage recalibrate --organisation 983974899" in calibration[0].text_en
+    assert "rekalibrer" in calibration[0].text_nb

@@ -37,13 +37,13 @@ def test_batch_entries_survive_a_commit_by_another_connection(client, auth, sett
     original = IngestionService._resolve_patient
     calls = []
 
-    def resolve_then_let_another_writer_commit(self, session, parsed, loc):
+    def resolve_then_let_another_writer_commit(self, session, principal, parsed, loc):
         calls.append(loc)
         if len(calls) == 2:  # between entry 2's idempotency lookup and its insert
             writer = threading.Thread(target=other_writer)
             writer.start()
             writer.join(timeout=1.0)  # with the write lock held it waits for our commit
-        return original(self, session, parsed, loc)
+        return original(self, session, principal, parsed, loc)
 
     monkeypatch.setattr(
         IngestionService, "_resolve_patient", resolve_then_let_another_writer_commit

@@ -192,3 +192,25 @@ def test_validator_knows_operating_point_names(
     doc["triage"]["model_thresholds"]["red"] = "whatever"
     r = client.post("/api/v1/pathways/validate", json=doc, headers=auth("clinician")).json()
     assert not r["valid"]
+
+
+def test_a_gate_override_needs_a_reason_without_identifiers_and_is_audited(
+    client: TestClient, auth: Callable[..., dict[str, str]], app: Any
+) -> None:
+    ml = auth("ml-engineer")
+    leaky = {"override_reason": "patient 15076500565 needs this model"}
+    assert client.post("/api/v1/models/reload", json=leaky, headers=ml).status_code == 422
+    short = {"override_reason": "why"}
+    assert client.post("/api/v1/models/reload", json=short, headers=ml).status_code == 422
+    reason = {"override_reason": "incident 42: roll back to the previous version"}
+    assert client.post("/api/v1/models/reload", json=reason, headers=ml).status_code == 200
+    from service.db.tables import AuditEntry
+
+    assert app.state.audit.flush(10)
+    with app.state.sessions() as session:
+        rows = session.scalars(
+            select(AuditEntry.resource).where(AuditEntry.action == "model-reload")
+        ).all()
+    assert any(
+        r.startswith("model reload 0.0.1 -> 0.0.1 (gate override: incident 42") for r in rows
+    )

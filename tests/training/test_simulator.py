@@ -4,14 +4,12 @@ from datetime import date
 
 import numpy as np
 import pytest
-from fhir.resources.R4B.bundle import Bundle
-from fhir.resources.R4B.observation import Observation
-from fhir.resources.R4B.questionnaireresponse import QuestionnaireResponse
 
 from models.features import FEATURE_INDEX, HISTORY_CHANNELS, compute_features
 from models.identifiers import is_valid_person_number, with_classic_check_digits
 from models.measurements import MEASUREMENTS
 from models.questionnaires import answers_from_response, questionnaire_by_url, score_answers
+from tests.fhir_r4 import validate_r4
 from training.simulator import (
     PATHWAYS,
     cohort_to_fhir,
@@ -128,13 +126,13 @@ def test_fhir_resources_are_valid_and_round_trip(small_cohort):
     assert [c["code"]["coding"][0]["code"] for c in bp["component"]] == ["8480-6", "8462-4"]
     for r in [*resources[:300], bp]:
         if r["resourceType"] == "Observation":
-            Observation.model_validate(r)
+            validate_r4(r)
             assert r["meta"]["profile"][0].startswith("http://hl7.no/fhir/StructureDefinition/")
             assert r["category"][0]["coding"][0]["code"] == "vital-signs"
             assert r["identifier"][0]["value"] and r["performer"] and r["device"]
     qrs = [r for r in resources if r["resourceType"] == "QuestionnaireResponse"][:50]
     for r in qrs:
-        QuestionnaireResponse.model_validate(r)
+        validate_r4(r)
     first = small_cohort.questionnaire_answers[0]
     qr = next(
         r
@@ -151,7 +149,7 @@ def test_fhir_resources_are_valid_and_round_trip(small_cohort):
     assert stored[0] == pytest.approx(score.symptom_score, abs=1e-4)
     bundles = list(fhir_bundles(iter(resources[:250]), batch_size=100))
     assert [len(b["entry"]) for b in bundles] == [100, 100, 50]
-    Bundle.model_validate(bundles[0])
+    validate_r4(bundles[0])
     assert bundles[0]["type"] == "batch"
     assert bundles[0]["entry"][0]["request"] == {"method": "POST", "url": "Observation"}
 

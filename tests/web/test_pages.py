@@ -149,6 +149,9 @@ def test_pathway_editor_problem_next_to_its_field(signed_in: Any) -> None:
     web = signed_in("clinician")
     page = web.get("/web/pathways/copd").text
     assert "Gjeldende regler" in page and "Versjonshistorikk" in page
+    # What the alert budget buys: each level's operating point with its validation figures.
+    assert "Hva modellens varselbudsjett gir" in page
+    assert "budget-2" in page and "Nye varsler per 100 pasientdøgn" in page
     token = csrf_of(page)
     fields = dict(re.findall(r'name="(/rules/[^"]+)" value="([^"]*)"', page))
     fields = {k: unescape(v) for k, v in fields.items()}

@@ -324,16 +324,28 @@ def test_capability_statement_is_derived_from_the_routes_and_true(ro_client, ro_
     statement = get(ro_client, ro_auth, "/fhir/metadata").json()
     validate_r4(statement)
     declared = {
-        (r["type"], i["code"]) for r in statement["rest"][0]["resource"] for i in r["interaction"]
+        (r["type"], i["code"])
+        for r in statement["rest"][0]["resource"]
+        for i in r.get("interaction", [])
+    }
+    declared_operations = {o["name"] for o in statement["rest"][0].get("operation", [])} | {
+        o["name"] for r in statement["rest"][0]["resource"] for o in r.get("operation", [])
     }
     served = set()
+    operations = set()
     for method, path in fhir_routes(ro_client.app):
         parts = [p for p in path.split("/") if p][1:]
         if not parts or parts[0] == "metadata":
             continue
+        if any(p.startswith("$") for p in parts):
+            operations.add(next(p for p in parts if p.startswith("$"))[1:])
+            continue
+        if not parts[0][:1].isupper():
+            continue  # not a resource type (e.g. the bulk export's status and file URLs)
         kind = {("POST", 1): "create", ("GET", 1): "search-type", ("GET", 2): "read"}
         served.add((parts[0], kind[(method, len(parts))]))
     assert declared == served
+    assert declared_operations == operations
     assert {i["code"] for i in statement["rest"][0]["interaction"]} == {"batch", "transaction"}
     # Every declared search parameter is accepted under strict handling; every include too.
     a = world["patients"][0]
