@@ -263,3 +263,14 @@ def test_personal_threshold_form_names_every_rule_in_words_and_refuses_impossibl
         {"ge": 84.0, "lt": 86.0, "level": "yellow"},
         {"ge": 86.0},
     ]
+
+
+def test_words_no_doubled_change_verb_and_no_decided_by_nothing(
+    signed_in: Any, web_env: Any
+) -> None:
+    web = signed_in("clinician")
+    pathway = text_of(web.get("/web/pathways/copd").text)
+    assert "Endret Endret" not in pathway
+    web.cookies.set("triage_lang", "en", domain="testserver.local", path="/")
+    patient = text_of(web.get(f"/web/patients/{web_env.ids['stable']}").text)
+    assert "decided by nothing" not in patient
