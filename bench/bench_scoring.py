@@ -347,16 +347,22 @@ def seed_cohort_store(
     for i, patient in enumerate(patient_rows):
         k = i % simulated
         resource_of: dict[str, str] = {}
+        channels_of: dict[str, set[str]] = {}
         for j in order[bounds[k] : bounds[k + 1]]:
             message = str(r.message_id[j])
+            channel = str(r.channel[j])
             rid = resource_of.get(message)
-            if rid is None:
+            # The store holds one reading per resource component (a unique index since the
+            # replicas migration): a message that repeats a channel becomes a second resource.
+            if rid is None or channel in channels_of[rid]:
+                key = message if rid is None else f"{message}|{j}"
                 rid = resource_of[message] = str(uuid.uuid4())
+                channels_of[rid] = set()
                 resource_rows.append(
                     (
                         rid,
                         "Observation",
-                        f"bench|{i}|{message}",
+                        f"bench|{i}|{key}",
                         "",
                         patient["id"],
                         '{"resourceType": "Observation"}',
@@ -364,9 +370,8 @@ def seed_cohort_store(
                         "bench",
                     )
                 )
-            reading_rows.append(
-                (patient["id"], rid, str(r.channel[j]), float(r.value[j]), int(r.time_s[j]))
-            )
+            channels_of[rid].add(channel)
+            reading_rows.append((patient["id"], rid, channel, float(r.value[j]), int(r.time_s[j])))
     with sessions() as session:
         session.execute(insert(Patient), patient_rows)
         session.commit()

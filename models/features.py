@@ -543,3 +543,55 @@ def compute_features(
 
     context = FeatureContext(latest=latest, baseline=baseline, last_time_s=last_time_any, as_of_s=t)
     return X, context
+
+
+def patient_day_times(
+    reading_patient: np.ndarray,
+    reading_time_s: np.ndarray,
+    day_patient: np.ndarray,
+    day_start_s: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference time of each patient-day: the day's newest reading, else its last second.
+
+    One definition for every place that turns a follow-up into one row per patient-day: the
+    training snapshots (and so the model's reference sample) and the drift windows built from
+    the service's store. It is when the service scores a patient-day: at the last reading that
+    arrived that day, or at the end of a day without readings (the nightly re-score), so days
+    without measurements are rows too and ``hours_since_last_measurement_h`` means the same on
+    both sides of a drift comparison. Returns (reference time, had a reading that day).
+    """
+    reading_patient = np.asarray(reading_patient, dtype=np.int64)
+    reading_time_s = np.asarray(reading_time_s, dtype=np.int64)
+    day_patient = np.asarray(day_patient, dtype=np.int64)
+    day_start_s = np.asarray(day_start_s, dtype=np.int64)
+    end_of_day = day_start_s + DAY_S - 1
+    if reading_patient.size == 0:
+        return end_of_day, np.zeros(len(day_start_s), dtype=bool)
+    span = np.int64(1) << np.int64(40)
+    key = np.sort(reading_patient * span + reading_time_s)
+    found = np.searchsorted(key, day_patient * span + end_of_day, side="right") - 1
+    safe = np.maximum(found, 0)
+    same_day = (found >= 0) & (key[safe] >= day_patient * span + day_start_s)
+    newest = key[safe] - day_patient * span
+    return np.where(same_day, newest, end_of_day), same_day
+
+
+def window_patient_days(
+    first_reading_s: np.ndarray, last_reading_s: np.ndarray, start_s: int, end_s: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(patient index, day start) of every patient-day that may fall in [start_s, end_s).
+
+    Days are UTC calendar days from the day of a patient's first reading to the day of the last
+    one (a patient is in follow-up from the first measurement to the last). The caller keeps the
+    rows whose :func:`patient_day_times` reference time lies in the window.
+    """
+    first_day = np.asarray(first_reading_s, dtype=np.int64) // DAY_S * DAY_S
+    last_day = np.asarray(last_reading_s, dtype=np.int64) // DAY_S * DAY_S
+    lo = np.maximum(first_day, int(start_s) // DAY_S * DAY_S)
+    hi = np.minimum(last_day, (int(end_s) - 1) // DAY_S * DAY_S)
+    counts = np.where(hi >= lo, (hi - lo) // DAY_S + 1, 0).astype(np.int64)
+    patient = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    offsets = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(counts) - counts, counts
+    )
+    return patient, np.repeat(lo, counts) + offsets * DAY_S

@@ -58,7 +58,10 @@ def alerts_from_report(report: Mapping[str, Any]) -> list[Alert]:
     drifted = list(report.get("drifted_features") or [])
     verdict = report.get("verdict")
     if verdict in ("drift", "warning") and drifted:
-        names = ", ".join(drifted)
+        from monitoring.narrative import feature_label
+
+        names = ", ".join(feature_label(f, "en") for f in drifted)
+        names_nb = ", ".join(feature_label(f, "nb") for f in drifted)
         word_en = "Data drift" if verdict == "drift" else "Possible data drift"
         word_nb = "Datadrift" if verdict == "drift" else "Mulig datadrift"
         alerts.append(
@@ -67,7 +70,7 @@ def alerts_from_report(report: Mapping[str, Any]) -> list[Alert]:
                 "critical" if verdict == "drift" else "warning",
                 **scope,
                 text_en=f"{word_en} in {len(drifted)} feature(s) ({where_en}): {names}",
-                text_nb=f"{word_nb} i {len(drifted)} variabel(er) ({where_nb}): {names}",
+                text_nb=f"{word_nb} i {len(drifted)} variabel(er) ({where_nb}): {names_nb}",
                 features=drifted,
             )
         )
@@ -88,18 +91,8 @@ def alerts_from_report(report: Mapping[str, Any]) -> list[Alert]:
                 features=["probability"],
             )
         )
-    mix = report.get("pathway_mix") or {}
-    if mix.get("drifted"):
-        alerts.append(
-            Alert(
-                "pathway_mix",
-                "warning",
-                **scope,
-                text_en=f"The pathway mix changed ({where_en}): {mix.get('current')}",
-                text_nb=f"Fordelingen mellom forløp er endret ({where_nb}): {mix.get('current')}",
-                features=["pathway"],
-            )
-        )
+    # A changed pathway mix is a note in the report, not an alert: the features were compared
+    # with the reference reweighted to the window's mix.
     for flag in report.get("data_quality") or []:
         severity: Severity = "warning" if flag["kind"] == "missing" else "critical"
         alerts.append(
@@ -144,24 +137,27 @@ def _performance_alerts(
         )
     citl = float(perf["calibration_in_the_large"])
     ece = float(perf["expected_calibration_error"])
-    if abs(citl) > max_cal or ece > max_cal:
+    over_time = report.get("performance_over_time") or {}
+    if abs(citl) > max_cal or ece > max_cal or over_time.get("recalibration_proposed"):
         # The remedy for calibration drift on recorded outcomes is a local recalibration: a new
         # model version that goes through the same promotion gate (training/recalibrate.py).
         org = scope.get("organisation")
         command = f"triage recalibrate --organisation {org or '<orgnr>'}"
+        slope = perf.get("calibration_slope")
+        slope_text = "" if slope is None else f", slope {slope:.2f}"
         out.append(
             Alert(
                 "performance",
                 "warning",
                 **scope,
                 text_en=f"Calibration off: observed minus predicted event rate {citl:+.3f}, "
-                f"expected calibration error {ece:.3f} (limit {max_cal:.2f}; {where_en}). "
-                f"Proposal: recalibrate on the recorded outcomes ({command}), then "
+                f"expected calibration error {ece:.3f}{slope_text} (limit {max_cal:.2f}; "
+                f"{where_en}). Proposal: recalibrate on the recorded outcomes ({command}), then "
                 "triage promote",
                 text_nb=f"Kalibreringen avviker: observert minus predikert hendelsesrate {citl:+.3f}, "
-                f"forventet kalibreringsfeil {ece:.3f} (grense {max_cal:.2f}; {where_nb}). "
-                f"Forslag: rekalibrer på de registrerte utfallene ({command}), deretter "
-                "triage promote",
+                f"forventet kalibreringsfeil {ece:.3f}{slope_text} (grense {max_cal:.2f}; "
+                f"{where_nb}). Forslag: rekalibrer på de registrerte utfallene ({command}), "
+                "deretter triage promote",
             )
         )
     return out

@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,6 +25,10 @@ from monitoring.data import MonitoringFrame, load_reference, read_frame
 # device-weight. Supplied by the service CLI from training's simulator.
 DemoSource = Callable[[str, int], tuple[MonitoringFrame, MonitoringFrame]]
 LIBRARY_FILE = "evidently.js"
+
+
+def _day_floor(epoch_s: int) -> datetime:
+    return datetime.fromtimestamp(epoch_s // 86_400 * 86_400, UTC)
 
 
 def _parse_time(value: str) -> datetime:
@@ -43,13 +47,25 @@ def write_report(
     model_version: str,
     pathway: str | None,
     organisation: str | None,
+    reference_window: tuple[datetime, datetime] | None = None,
 ) -> tuple[Path, Path | None, dict[str, object]]:
-    """Run a report and write ``<key>.json`` (+ ``<key>.html``) into ``out_dir``; idempotent."""
+    """Run a report and write ``<key>.json`` (+ ``<key>.html``) into ``out_dir``; idempotent.
+
+    With ``reference_window`` the reference is a local baseline: its rows in that period.
+    """
     from monitoring.drift import evidently_library_path, run_drift_report
 
     if config.render_html and not config.html_standalone:
         # A report folder is opened from disk: load Evidently's bundle from beside the file.
         config = config.model_copy(update={"html_library_url": LIBRARY_FILE})
+    if reference_window is not None:
+        lo, hi = (int(t.timestamp()) for t in reference_window)
+        rows = (reference.scored_at >= lo) & (reference.scored_at < hi)
+        if pathway is not None:
+            rows &= reference.pathway == pathway
+        if organisation is not None:
+            rows &= reference.organisation == organisation
+        reference = reference.take(rows)
     result = run_drift_report(
         reference,
         current,
@@ -59,6 +75,8 @@ def write_report(
         model_version=model_version,
         pathway=pathway,
         organisation=organisation,
+        reference_kind="training-sample" if reference_window is None else "local-baseline",
+        reference_window=reference_window,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{result.report_key}.json"
@@ -84,8 +102,14 @@ def register(app: typer.Typer, demo_source: DemoSource | None = None) -> typer.T
 
     @app.command("drift")
     def drift(
-        window_start: Annotated[str, typer.Option(help="ISO date/time, UTC unless an offset.")],
-        window_end: Annotated[str, typer.Option(help="ISO date/time (exclusive).")],
+        window_start: Annotated[
+            str | None,
+            typer.Option(
+                help="ISO date/time, UTC unless an offset (clinical time); --demo: "
+                "the demo's window when left out."
+            ),
+        ] = None,
+        window_end: Annotated[str | None, typer.Option(help="ISO date/time (exclusive).")] = None,
         pathway: Annotated[str | None, typer.Option(help="Pathway id; all when left out.")] = None,
         organisation: Annotated[str | None, typer.Option(help="Organisation number.")] = None,
         current: Annotated[
@@ -106,6 +130,13 @@ def register(app: typer.Typer, demo_source: DemoSource | None = None) -> typer.T
         reference: Annotated[
             Path | None,
             typer.Option(help="Reference file instead of the artifact's reference.npz."),
+        ] = None,
+        reference_start: Annotated[
+            str | None,
+            typer.Option(help="Local baseline: start of the reference period (its rows only)."),
+        ] = None,
+        reference_end: Annotated[
+            str | None, typer.Option(help="Local baseline: end of the reference period.")
         ] = None,
         model_version: Annotated[
             str | None,
@@ -129,29 +160,61 @@ def register(app: typer.Typer, demo_source: DemoSource | None = None) -> typer.T
         settings = DriftConfig.from_file(config) if config else DriftConfig.from_env()
         if (current is None) == (demo is None):
             raise typer.BadParameter("give exactly one of --current or --demo")
+        if (reference_start is None) != (reference_end is None):
+            raise typer.BadParameter("give both --reference-start and --reference-end, or neither")
+        ref_window = (
+            None
+            if reference_start is None or reference_end is None
+            else (_parse_time(reference_start), _parse_time(reference_end))
+        )
         if demo is not None:
             if demo_source is None:
                 raise typer.BadParameter(
-                    "--demo needs the simulator; run it as `triage drift` from the service CLI"
+                    "--demo needs the simulator; run it as `triage drift file` from the service CLI"
                 )
-            ref_frame, cur_frame = demo_source(demo, seed)
+            try:
+                ref_frame, cur_frame = demo_source(demo, seed)
+            except ValueError as exc:
+                raise typer.BadParameter(str(exc)) from exc
+            # The demo compares its window with the same cohort's own baseline period.
+            if ref_window is None and len(ref_frame):
+                ref_window = (
+                    _day_floor(int(ref_frame.scored_at.min())),
+                    _day_floor(int(ref_frame.scored_at.max()) + 86_400),
+                )
+            if window_start is None and len(cur_frame):
+                window_start = _day_floor(int(cur_frame.scored_at.min())).isoformat()
+            if window_end is None and len(cur_frame):
+                window_end = _day_floor(int(cur_frame.scored_at.max()) + 86_400).isoformat()
         else:
             assert current is not None
             cur_frame = read_frame(current)
             ref_frame = read_frame(reference) if reference else load_reference(artifact)
+        if window_start is None or window_end is None:
+            raise typer.BadParameter("give --window-start and --window-end")
         version = model_version or (Manifest.read(artifact).version if demo is None else "demo")
-        json_path, html_path, payload = write_report(
-            ref_frame,
-            cur_frame,
-            settings,
-            out,
-            window_start=_parse_time(window_start),
-            window_end=_parse_time(window_end),
-            model_version=version,
-            pathway=pathway,
-            organisation=organisation,
-        )
+        from monitoring.verdict import InsufficientDataError
+
+        try:
+            json_path, html_path, payload = write_report(
+                ref_frame,
+                cur_frame,
+                settings,
+                out,
+                window_start=_parse_time(window_start),
+                window_end=_parse_time(window_end),
+                model_version=version,
+                pathway=pathway,
+                organisation=organisation,
+                reference_window=ref_window,
+            )
+        except InsufficientDataError as exc:
+            typer.echo(f"no report: {exc}", err=True)
+            raise typer.Exit(2) from exc
+        summary: Any = payload.get("summary") or {}
         typer.echo(f"verdict: {payload['verdict']}")
+        if summary:
+            typer.echo(str(summary["en"]["headline"]))
         typer.echo(f"drifted features: {', '.join(payload['drifted_features']) or 'none'}")  # type: ignore[arg-type]
         for flag in payload["data_quality"]:  # type: ignore[attr-defined]
             typer.echo(f"data quality: {flag['text_en']}")

@@ -19,53 +19,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from models.features import FEATURE_NAMES
+from models.features import AGE_BAND_LABELS, FEATURE_NAMES
 from models.measurements import MEASUREMENTS, SYMPTOM_SCORE
 
 CONFIG_ENV = "TRIAGE_DRIFT_CONFIG"
 
-# Evidently method names whose score is a p-value (drift when the score is BELOW the threshold);
-# every other method is a distance (drift when the score is at or above it).
-P_VALUE_METHODS = frozenset(
-    {
-        "ks",
-        "chisquare",
-        "z",
-        "t_test",
-        "mannw",
-        "anderson",
-        "cramer_von_mises",
-        "fisher_exact",
-        "g_test",
-        "epps_singleton",
-        "empirical_mmd",
-    }
-)
-NumericMethod = Literal[
-    "wasserstein",
-    "ks",
-    "psi",
-    "kl_div",
-    "jensenshannon",
-    "hellinger",
-    "energy_distance",
-    "anderson",
-    "cramer_von_mises",
-    "mannw",
-    "t_test",
-    "empirical_mmd",
-    "epps_singleton",
-]
-CategoricalMethod = Literal[
-    "jensenshannon",
-    "chisquare",
-    "psi",
-    "kl_div",
-    "hellinger",
-    "z",
-    "g_test",
-    "fisher_exact",
-]
+NumericMethod = Literal["wasserstein"]
+CategoricalMethod = Literal["jensenshannon"]
 
 # Clinically expected ranges in canonical units for adults and children in home follow-up. They
 # are narrower than models.measurements' physiological limits (which the service refuses at
@@ -80,6 +40,16 @@ DEFAULT_EXPECTED_RANGES: dict[str, tuple[float, float]] = {
     "systolic_bp": (60.0, 250.0),
     "weight": (2.0, 180.0),
     SYMPTOM_SCORE: (0.0, 10.0),
+}
+# Children's vital signs differ from adults': an infant breathes 30–60 times a minute and a pulse
+# of 160 is ordinary at one year (Fleming et al., Lancet 2011, 1st–99th centiles, widened). Ranges
+# per age band (models.features.AGE_BAND_LABELS) replace the adult ones for those rows, so an
+# infant's respiratory rate of 52 /min is not flagged as a device fault.
+DEFAULT_EXPECTED_RANGES_BY_AGE_BAND: dict[str, dict[str, tuple[float, float]]] = {
+    "0": {"respiratory_rate": (15.0, 80.0), "heart_rate": (80.0, 220.0)},
+    "1-4": {"respiratory_rate": (12.0, 60.0), "heart_rate": (60.0, 200.0)},
+    "5-11": {"respiratory_rate": (10.0, 45.0), "heart_rate": (50.0, 170.0)},
+    "12-17": {"respiratory_rate": (8.0, 40.0), "heart_rate": (40.0, 160.0)},
 }
 # Feature ranges beyond which a change is not physiology but a unit or device change. Weight:
 # heart-failure decompensation shows as ~2 kg in 3 days (ESC 2021 heart-failure guideline,
@@ -103,61 +73,82 @@ class DriftConfig(BaseModel):
 
     numeric_method: NumericMethod = Field(
         default="wasserstein",
-        description="Evidently drift method for numeric features. 'wasserstein' is Evidently's "
-        "normed Wasserstein distance (in reference standard deviations): it does not turn every "
-        "tiny shift into drift on large windows the way p-value tests do.",
-    )
-    numeric_threshold: float = Field(
-        default=0.25,
-        gt=0,
-        description="Drift when the numeric score reaches this (p-value: falls below). Higher "
-        "than Evidently's 0.1 because rows are not independent: a patient is scored every day, "
-        "so a window of 1200 rows holds ~400 patients' worth of information; 0.25 keeps "
-        "unchanged windows of that size quiet (tests/monitoring).",
+        description="How numeric features are compared: Evidently's normed Wasserstein distance "
+        "(in reference standard deviations), which is also the effect size the verdict uses.",
     )
     categorical_method: CategoricalMethod = Field(
-        default="jensenshannon", description="Evidently drift method for categorical features."
-    )
-    categorical_threshold: float = Field(
-        default=0.15,
-        gt=0,
-        description="Jensen-Shannon distance for categorical features. Above Evidently's 0.1: "
-        "with ~300 patients the age-band mix of unchanged windows reaches 0.10 by chance.",
+        default="jensenshannon",
+        description="How categorical features (age band, missed days) are compared.",
     )
     categorical_features: tuple[str, ...] = DEFAULT_CATEGORICAL_FEATURES
-    per_feature_method: dict[str, str] = Field(default_factory=dict)
-    per_feature_threshold: dict[str, float] = Field(default_factory=dict)
 
-    drift_share: float = Field(
-        default=0.25,
+    alpha: float = Field(
+        default=0.05,
         gt=0,
-        le=1,
-        description="Share of tested features that must drift for the verdict 'drift'.",
+        lt=0.5,
+        description="Family-wise false-alarm rate: an unchanged window has any feature (or the "
+        "prediction) over its threshold in at most this share of windows. Thresholds come from "
+        "the null on the reference at the window's effective size (monitoring.stats).",
     )
-    warning_min_features: int = Field(
-        default=1,
+    null_draws: int = Field(
+        default=600,
+        ge=50,
+        le=5000,
+        description="Pseudo-windows drawn from the reference to set the thresholds.",
+    )
+    min_effect_numeric: float = Field(
+        default=0.1,
+        gt=0,
+        description="Smallest numeric shift worth reporting, in reference standard deviations "
+        "(normed Wasserstein): a large window makes trivial shifts significant.",
+    )
+    moderate_effect_numeric: float = Field(default=0.3, gt=0)
+    large_effect_numeric: float = Field(default=0.6, gt=0)
+    min_effect_categorical: float = Field(
+        default=0.05, gt=0, description="Smallest Jensen-Shannon distance worth reporting."
+    )
+    moderate_effect_categorical: float = Field(default=0.1, gt=0)
+    large_effect_categorical: float = Field(default=0.2, gt=0)
+    drift_min_features: int = Field(
+        default=3,
         ge=1,
-        description="This many drifted features (below drift_share) give 'warning'.",
+        description="Features beyond chance with small effects only: 'warning' below this many, "
+        "'drift' from it. One moderate or large effect is 'drift' on its own.",
     )
-    strong_drift_factor: float = Field(
-        default=2.0,
-        gt=1,
-        description="One feature whose distance score reaches this multiple of its threshold is "
-        "'drift' on its own (a device fault moves one feature a lot). Distance methods only.",
+    high_severity_features: int = Field(
+        default=5,
+        ge=1,
+        description="Severity 'high' from this many drifted features (or one large effect).",
     )
 
     pathway_mix_threshold: float = Field(
         default=0.1,
         gt=0,
-        description="Jensen-Shannon distance of the pathway mix (e.g. more heart failure) above "
-        "which the report names it. A changed mix alone gives 'warning'; with drifted features "
-        "it is 'drift' (the model serves another population than it was validated on).",
+        description="Jensen-Shannon distance of the pathway mix above which the report notes it. "
+        "A changed mix is a note, never drift by itself: the reference is reweighted to the "
+        "window's mix before features are compared.",
     )
-    prediction_method: NumericMethod = "wasserstein"
-    prediction_threshold: float = Field(
-        default=0.15,
-        gt=0,
-        description="Drift of the model's probability; prediction drift is 'drift'.",
+
+    min_window_patients: int = Field(
+        default=30,
+        ge=2,
+        description="Fewer patients in the window than this: no verdict.",
+    )
+    min_window_patient_days: int = Field(
+        default=150,
+        ge=2,
+        description="Fewer patient-days (rows) in the window than this: no verdict.",
+    )
+    min_feature_patients: int = Field(
+        default=20,
+        ge=2,
+        description="A feature measured in fewer patients of the window is not tested (and the "
+        "report says so): 16 patients measuring respiratory rate say little about a population.",
+    )
+    min_slice_patients: int = Field(
+        default=15,
+        ge=2,
+        description="Pathway or organisation slices with fewer patients are not examined.",
     )
 
     missing_rate_max_increase: float = Field(
@@ -184,25 +175,20 @@ class DriftConfig(BaseModel):
     expected_ranges: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: dict(DEFAULT_EXPECTED_RANGES)
     )
+    expected_ranges_by_age_band: dict[str, dict[str, tuple[float, float]]] = Field(
+        default_factory=lambda: {
+            k: dict(v) for k, v in DEFAULT_EXPECTED_RANGES_BY_AGE_BAND.items()
+        },
+        description="Expected ranges that replace the adult ones for rows of that age band.",
+    )
     feature_ranges: dict[str, tuple[float, float]] = Field(
         default_factory=lambda: dict(DEFAULT_FEATURE_RANGES)
     )
 
-    min_window_rows: int = Field(
-        default=500,
-        ge=1,
-        description="Fewer current rows than this: no verdict (InsufficientData). The default "
-        "thresholds were set on windows of ~400 patients scored on 3 days (1200 rows).",
-    )
-    min_slice_rows: int = Field(
-        default=300,
-        ge=1,
-        description="Slices smaller than this are skipped.",
-    )
     min_values_per_feature: int = Field(
         default=30,
         ge=2,
-        description="A feature with fewer non-missing values on either side is not tested.",
+        description="A feature with fewer non-missing reference values is not tested.",
     )
     min_outcomes: int = Field(
         default=50, ge=2, description="Performance needs this many known outcomes and both classes."
@@ -250,36 +236,32 @@ class DriftConfig(BaseModel):
     @model_validator(mode="after")
     def _known_names(self) -> DriftConfig:
         features = set(FEATURE_NAMES)
-        unknown = (
-            set(self.categorical_features)
-            | set(self.per_feature_method)
-            | set(self.per_feature_threshold)
-            | set(self.feature_ranges)
-        ) - features
+        unknown = (set(self.categorical_features) | set(self.feature_ranges)) - features
         if unknown:
             raise ValueError(f"unknown feature names in drift config: {sorted(unknown)}")
         channels = set(MEASUREMENTS) | {SYMPTOM_SCORE}
-        bad_channels = set(self.expected_ranges) - channels
+        bad_channels = (
+            set(self.expected_ranges).union(*self.expected_ranges_by_age_band.values()) - channels
+        )
+        bad_bands = set(self.expected_ranges_by_age_band) - set(AGE_BAND_LABELS)
+        if bad_bands:
+            raise ValueError(
+                f"unknown age bands in expected_ranges_by_age_band: {sorted(bad_bands)}"
+            )
         if bad_channels:
             raise ValueError(f"unknown measurements in expected_ranges: {sorted(bad_channels)}")
-        for name, (lo, hi) in {**self.expected_ranges, **self.feature_ranges}.items():
+        ranges = [*self.expected_ranges.items(), *self.feature_ranges.items()]
+        for band in self.expected_ranges_by_age_band.values():
+            ranges += band.items()
+        for name, (lo, hi) in ranges:
             if not lo < hi:
                 raise ValueError(f"range for {name} must have low < high, got ({lo}, {hi})")
         return self
 
     def method_for(self, feature: str) -> str:
-        if feature in self.per_feature_method:
-            return self.per_feature_method[feature]
-        if feature in self.categorical_features:
-            return self.categorical_method
-        return self.numeric_method
-
-    def threshold_for(self, feature: str) -> float:
-        if feature in self.per_feature_threshold:
-            return self.per_feature_threshold[feature]
-        if feature in self.categorical_features:
-            return self.categorical_threshold
-        return self.numeric_threshold
+        return (
+            self.categorical_method if feature in self.categorical_features else self.numeric_method
+        )
 
     def fingerprint(self) -> str:
         """sha256 of the settings, stored with each report so a verdict can be re-derived."""

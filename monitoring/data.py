@@ -37,6 +37,9 @@ class MonitoringFrame:
     scored_at: np.ndarray  # [n] int64 epoch seconds of the assessment
     outcome: np.ndarray | None = None  # [n] 1 deteriorated, 0 not, NaN not yet known
     raw: dict[str, np.ndarray] = field(default_factory=dict)  # channel -> [n] latest value
+    # [n] str patient key per row (a pseudonymous id, never a fødselsnummer); None when rows are
+    # of distinct patients (the training sample), so clustering is counted per row.
+    patient: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.X = np.asarray(self.X, dtype=np.float64)
@@ -53,6 +56,8 @@ class MonitoringFrame:
         if self.outcome is not None:
             self.outcome = np.asarray(self.outcome, dtype=np.float64)
         self.raw = {k: np.asarray(v, dtype=np.float64) for k, v in self.raw.items()}
+        if self.patient is not None:
+            self.patient = np.asarray(self.patient, dtype=str)
         unknown = sorted(set(self.raw) - set(RAW_CHANNELS))
         if unknown:
             raise ValueError(f"raw values for unknown channels {unknown}; known: {RAW_CHANNELS}")
@@ -62,6 +67,7 @@ class MonitoringFrame:
             "organisation": self.organisation,
             "scored_at": self.scored_at,
             **({"outcome": self.outcome} if self.outcome is not None else {}),
+            **({"patient": self.patient} if self.patient is not None else {}),
             **{RAW_PREFIX + k: v for k, v in self.raw.items()},
         }
         wrong = {name: len(v) for name, v in columns.items() if v.shape != (n,)}
@@ -85,6 +91,7 @@ class MonitoringFrame:
             scored_at=self.scored_at[rows],
             outcome=None if self.outcome is None else self.outcome[rows],
             raw={k: v[rows] for k, v in self.raw.items()},
+            patient=None if self.patient is None else self.patient[rows],
         )
 
     def to_npz(self, path: Path) -> None:
@@ -99,6 +106,8 @@ class MonitoringFrame:
         }
         if self.outcome is not None:
             arrays["outcome"] = self.outcome
+        if self.patient is not None:
+            arrays["patient"] = self.patient
         arrays.update({RAW_PREFIX + k: v for k, v in self.raw.items()})
         with Path(path).open("wb") as fh:
             np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
@@ -132,6 +141,7 @@ class MonitoringFrame:
                 for ch in RAW_CHANNELS
                 if RAW_PREFIX + ch in arrays
             },
+            patient=column("patient"),
         )
 
 
@@ -191,6 +201,8 @@ def reference_hash(frame: MonitoringFrame) -> str:
         digest.update(np.ascontiguousarray(frame.outcome).tobytes())
     for name in sorted(frame.raw):
         digest.update(name.encode() + np.ascontiguousarray(frame.raw[name]).tobytes())
+    if frame.patient is not None:
+        digest.update("\x1f".join(frame.patient.tolist()).encode())
     return digest.hexdigest()
 
 

@@ -1,16 +1,15 @@
-"""Drift, data-quality and performance reports with Evidently 0.7, and the verdict built on them.
+"""Drift, data-quality and performance reports, and the verdict built on them.
 
-One call, :func:`run_drift_report`, compares a window of scored rows with the model's reference
-sample and returns a :class:`DriftReportResult`: the verdict (ok / warning / drift), the features
-that drifted, data-quality flags (kept apart from statistical drift), prediction drift,
-classification performance and calibration when outcomes are known, per-slice verdicts, and the
-report as JSON (for machines) and HTML (for people).
-
-Statistical drift uses Evidently's ``ValueDrift`` per feature (method and threshold per feature
-type from :class:`~monitoring.config.DriftConfig`) and ``DriftedColumnsCount``; data quality uses
-``MissingValueCount`` and ``OutRangeValueCount`` with test conditions; performance uses
-``ClassificationPreset``. Calibration (Brier score, calibration-in-the-large, slope, expected
-calibration error) is computed here: Evidently 0.7 has no calibration metric.
+One call, :func:`run_drift_report`, compares a window of patient-day rows with a reference built
+the same way (the model's training sample, or the site's own baseline period) and returns a
+:class:`DriftReportResult`: the verdict (ok / warning / drift) with its severity and the likely
+kind of change, the features that moved beyond chance at this window size (monitoring.verdict),
+data-quality flags kept apart from drift, prediction drift, classification performance and
+calibration when outcomes are known, where the change is (pathway and organisation), a
+plain-language summary in English, bokmål and nynorsk (monitoring.narrative), and the report as
+JSON (for machines) and HTML (for people, with Evidently's plots of the same comparison).
+Calibration (Brier score, calibration-in-the-large, slope, expected calibration error) is
+computed here: Evidently 0.7 has no calibration metric.
 """
 
 from __future__ import annotations
@@ -25,26 +24,33 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from models.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
+from models.features import AGE_BAND_LABELS, DAY_S, FEATURE_INDEX, FEATURE_NAMES, FEATURES
 from models.measurements import MEASUREMENTS
-from monitoring.config import P_VALUE_METHODS, DriftConfig
+from monitoring.config import DriftConfig
 from monitoring.data import RAW_PREFIX, MonitoringFrame, reference_hash
+from monitoring.stats import calibrate, distance, distribution_design_effect
+from monitoring.verdict import (
+    PREDICTION,
+    Comparison,
+    FeatureResult,
+    InsufficientDataError,
+    compare,
+    mix_weights,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 Verdict = Literal["ok", "warning", "drift"]
-REPORT_SCHEMA = "triage.drift-report/1"
+ReferenceKind = Literal["training-sample", "local-baseline"]
+REPORT_SCHEMA = "triage.drift-report/2"
 SYNTHETIC_NOTE = (
     "The shipped model is trained on synthetic data; performance figures describe this window "
     "only and are no clinical validation."
 )
 _LABELS_EN = {f.name: f.label_en for f in FEATURES}
 _LABELS_NB = {f.name: f.label_nb for f in FEATURES}
-
-
-class InsufficientDataError(ValueError):
-    """The window has too few rows for a verdict that means anything."""
+__all__ = ["DriftReportResult", "InsufficientDataError", "report_key", "run_drift_report"]
 
 
 @dataclass(frozen=True)
@@ -62,28 +68,17 @@ class Flag:
 
 
 @dataclass(frozen=True)
-class FeatureDrift:
-    feature: str
-    method: str
-    threshold: float
-    score: float | None  # None: not tested (too few values)
-    drifted: bool
-    strong: bool  # drift on its own (score far beyond its threshold)
-    n_current: int
-    n_reference: int
-    note: str = ""
-
-
-@dataclass(frozen=True)
 class SliceVerdict:
+    """Where a drifted feature moved: one pathway or organisation of the window."""
+
     by: Literal["pathway", "organisation"]
     value: str
-    n_current: int
-    n_reference: int
-    verdict: Verdict | None  # None: skipped, see reason
+    n_current: int  # patient-days
+    n_patients: int
+    verdict: Verdict | None  # None: not examined, see reason
     drifted_features: list[str]
     prediction_drift: bool
-    data_quality: list[str]  # "kind:column" of each flag
+    data_quality: list[str]
     reason: str = ""
 
 
@@ -122,12 +117,14 @@ class Performance:
 class DriftReportResult:
     report_key: str
     verdict: Verdict
+    severity: str
+    likely_kind: str | None
     drifted_features: list[str]
     data_quality: list[Flag]
     prediction_drift: bool
     performance: Performance | None
     slices: list[SliceVerdict]
-    features: list[FeatureDrift]
+    features: list[FeatureResult]
     json: dict[str, Any]
     html: str
     window_start: str
@@ -136,8 +133,10 @@ class DriftReportResult:
     pathway: str | None
     organisation: str | None
     reference_hash: str
+    reference_kind: str
     n_current: int
     n_reference: int
+    n_patients: int
     prediction_drift_score: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -168,6 +167,7 @@ def report_key(
     pathway: str | None,
     organisation: str | None,
     reference_hash: str,
+    reference_window: tuple[str, str] | None = None,
 ) -> str:
     """Deterministic report id: same window, model, scope and reference give the same key."""
     canonical = json.dumps(
@@ -179,6 +179,7 @@ def report_key(
             "pathway": pathway,
             "organisation": organisation,
             "reference": reference_hash,
+            **({"reference_window": list(reference_window)} if reference_window else {}),
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -217,107 +218,146 @@ def _data_definition(config: DriftConfig, raw_channels: list[str]) -> Any:
     return DataDefinition(numerical_columns=numeric, categorical_columns=[*categorical, "pathway"])
 
 
-def _testable(column: str, ref: np.ndarray, cur: np.ndarray, config: DriftConfig) -> str:
-    """Why a column cannot be tested, or '' when it can."""
-    ref_ok, cur_ok = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
-    if len(ref_ok) < config.min_values_per_feature or len(cur_ok) < config.min_values_per_feature:
-        return (
-            f"not tested: {len(cur_ok)} current and {len(ref_ok)} reference values "
-            f"(need {config.min_values_per_feature} each)"
-        )
-    if np.unique(ref_ok).size < 2:
-        return "not tested: constant in the reference"
-    return ""
-
-
 # ---------------------------------------------------------------------------------------------
-# the report
+# data quality (apart from drift)
 
 
-@dataclass
-class _Core:
-    """Drift and data quality of one current/reference pair (the whole window or a slice)."""
-
-    features: list[FeatureDrift]
-    prediction_score: float | None
-    prediction_drift: bool
-    pathway_mix_score: float | None
-    pathway_mix_drift: bool
-    flags: list[Flag]
-    verdict: Verdict
-
-
-@dataclass(frozen=True)
-class _Check:
-    """One data-quality rule: a share of rows that must stay at or below ``limit``."""
-
-    kind: Literal["missing", "out_of_range", "implausible"]
-    column: str
-    limit: float
-    reference_share: float | None
-    bounds: tuple[float, float] | None  # None: the missing-value rule
+def _row_bounds(
+    frame: MonitoringFrame, channel: str, config: DriftConfig
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-row expected range of a measurement: the adult range, or the row's age band's."""
+    if channel not in config.expected_ranges:
+        return None
+    lo_adult, hi_adult = config.expected_ranges[channel]
+    lo, hi = np.full(len(frame), lo_adult), np.full(len(frame), hi_adult)
+    bands = frame.X[:, FEATURE_INDEX["age_band"]]
+    for band, ranges in config.expected_ranges_by_age_band.items():
+        if channel in ranges:
+            rows = bands == AGE_BAND_LABELS.index(band)
+            lo[rows], hi[rows] = ranges[channel]
+    return lo, hi
 
 
-def _out_of_range_share(values: np.ndarray, lo: float, hi: float) -> tuple[float, int]:
-    """Share and count outside [lo, hi] among non-missing values (Evidently's definition)."""
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
+def _share_outside(
+    values: np.ndarray, lo: np.ndarray | float, hi: np.ndarray | float
+) -> tuple[float, int]:
+    finite = np.isfinite(values)
+    if not finite.any():
         return math.nan, 0
-    count = int(((finite < lo) | (finite > hi)).sum())
-    return count / finite.size, count
+    outside = finite & ((values < lo) | (values > hi))
+    return float(outside.sum() / finite.sum()), int(outside.sum())
 
 
-def _quality_checks(
-    ref_df: pd.DataFrame, config: DriftConfig, raw_channels: list[str]
-) -> list[_Check]:
-    checks: list[_Check] = []
-    for column in list(FEATURE_NAMES) + [RAW_PREFIX + c for c in raw_channels]:
-        ref_missing = float(ref_df[column].isna().mean()) if len(ref_df) else 0.0
-        checks.append(
-            _Check(
-                "missing",
-                column,
-                min(1.0, ref_missing + config.missing_rate_max_increase),
-                ref_missing,
-                None,
+def _missing_share(values: np.ndarray) -> float:
+    return float((~np.isfinite(values)).mean()) if values.size else math.nan
+
+
+def data_quality(
+    reference: MonitoringFrame, current: MonitoringFrame, config: DriftConfig
+) -> list[Flag]:
+    """Missing values, values outside the expected (age-dependent) range, implausible values."""
+    flags: list[Flag] = []
+    nan = lambda frame: np.full(len(frame), np.nan)  # noqa: E731
+    columns: list[tuple[str, np.ndarray, np.ndarray]] = [
+        (name, reference.X[:, j], current.X[:, j]) for j, name in enumerate(FEATURE_NAMES)
+    ]
+    channels = sorted(set(reference.raw) | set(current.raw))
+    columns += [
+        (RAW_PREFIX + ch, reference.raw.get(ch, nan(reference)), current.raw.get(ch, nan(current)))
+        for ch in channels
+    ]
+    for column, ref_v, cur_v in columns:
+        ref_share = _missing_share(ref_v)
+        if math.isnan(ref_share) or ref_share >= 1.0:
+            continue  # nothing to compare against (the training sample keeps no raw readings)
+        limit = min(1.0, ref_share + config.missing_rate_max_increase)
+        share = _missing_share(cur_v)
+        if share > limit:
+            count = int((~np.isfinite(cur_v)).sum())
+            flags.append(_flag("missing", column, share, limit, ref_share, count, config, False))
+    for ch in channels:
+        cur_v = current.raw.get(ch, nan(current))
+        bounds = _row_bounds(current, ch, config)
+        if bounds is not None:
+            share, count = _share_outside(cur_v, *bounds)
+            ref_bounds = _row_bounds(reference, ch, config)
+            ref_share = (
+                _share_outside(reference.raw[ch], *ref_bounds)[0]
+                if ch in reference.raw and ref_bounds is not None
+                else math.nan
             )
-        )
-    ranges: list[tuple[Literal["out_of_range", "implausible"], str, float, float, float]] = []
-    for channel in raw_channels:
-        if channel in config.expected_ranges:
-            lo, hi = config.expected_ranges[channel]
-            ranges.append(
-                ("out_of_range", RAW_PREFIX + channel, lo, hi, config.out_of_range_max_share)
-            )
-        if channel in MEASUREMENTS:
-            m = MEASUREMENTS[channel]
-            ranges.append(
-                (
-                    "implausible",
-                    RAW_PREFIX + channel,
-                    m.plausible_min,
-                    m.plausible_max,
-                    config.implausible_max_share,
+            if share > config.out_of_range_max_share:
+                by_age = any(ch in r for r in config.expected_ranges_by_age_band.values())
+                flags.append(
+                    _flag(
+                        "out_of_range",
+                        RAW_PREFIX + ch,
+                        share,
+                        config.out_of_range_max_share,
+                        None if math.isnan(ref_share) else ref_share,
+                        count,
+                        config,
+                        by_age,
+                    )
+                )
+        if ch in MEASUREMENTS:
+            m = MEASUREMENTS[ch]
+            share, count = _share_outside(cur_v, m.plausible_min, m.plausible_max)
+            if share > config.implausible_max_share:
+                flags.append(
+                    _flag(
+                        "implausible",
+                        RAW_PREFIX + ch,
+                        share,
+                        config.implausible_max_share,
+                        None,
+                        count,
+                        config,
+                        False,
+                    )
+                )
+    for feature, (lo, hi) in config.feature_ranges.items():
+        j = FEATURE_INDEX[feature]
+        share, count = _share_outside(current.X[:, j], lo, hi)
+        if share > config.out_of_range_max_share:
+            ref_share, _ = _share_outside(reference.X[:, j], lo, hi)
+            flags.append(
+                _flag(
+                    "out_of_range",
+                    feature,
+                    share,
+                    config.out_of_range_max_share,
+                    None if math.isnan(ref_share) else ref_share,
+                    count,
+                    config,
+                    False,
                 )
             )
-    for feature, (lo, hi) in config.feature_ranges.items():
-        ranges.append(("out_of_range", feature, lo, hi, config.out_of_range_max_share))
-    for kind, column, lo, hi, limit in ranges:
-        ref_share, _ = _out_of_range_share(ref_df[column].to_numpy(dtype=np.float64), lo, hi)
-        checks.append(
-            _Check(
-                kind,
-                column,
-                limit,
-                None if math.isnan(ref_share) else ref_share,
-                (float(lo), float(hi)),
-            )
-        )
-    return checks
+    return flags
+
+
+def _flag(
+    kind: Literal["missing", "out_of_range", "implausible"],
+    column: str,
+    share: float,
+    limit: float,
+    ref: float | None,
+    count: int,
+    config: DriftConfig,
+    by_age: bool,
+) -> Flag:
+    en, nb = _flag_text(kind, column, share, count, ref, config, by_age)
+    return Flag(kind, column.removeprefix(RAW_PREFIX), share, limit, ref, count, en, nb)
 
 
 def _flag_text(
-    kind: str, column: str, share: float, count: int, ref: float | None, config: DriftConfig
+    kind: str,
+    column: str,
+    share: float,
+    count: int,
+    ref: float | None,
+    config: DriftConfig,
+    by_age: bool = False,
 ) -> tuple[str, str]:
     """The flag in English and Norwegian (bokmål), e.g. "10.0 % of SpO2 values out of range"."""
     if column.startswith(RAW_PREFIX):
@@ -347,294 +387,190 @@ def _flag_text(
         "utenfor fysiologiske grenser" if kind == "implausible" else "utenfor forventet område"
     )
     span = f"{lo:g}–{hi:g} {unit}".strip()
+    age_en = " for adults, children's by age" if by_age else ""
+    age_nb = " for voksne, barns etter alder" if by_age else ""
     return (
-        f"{pct} of {en} values {what_en} {span} ({count} values){ref_en}",
-        f"{pct} av verdiene for {nb} {what_nb} {span} ({count} verdier){ref_nb}",
+        f"{pct} of {en} values {what_en} {span}{age_en} ({count} values){ref_en}",
+        f"{pct} av verdiene for {nb} {what_nb} {span}{age_nb} ({count} verdier){ref_nb}",
     )
 
 
-def _drift_score(
-    ref: pd.Series, cur: pd.Series, method: str, threshold: float, categorical: bool
-) -> tuple[float, bool]:
-    """Evidently's own stat test (the one ``ValueDrift`` runs), without its plots."""
-    from evidently.legacy.calculations.stattests.registry import get_stattest
-    from evidently.legacy.core import ColumnType
-
-    column_type = ColumnType.Categorical if categorical else ColumnType.Numerical
-    ref, cur = ref.dropna(), cur.dropna()
-    test = get_stattest(ref, cur, column_type, method)
-    outcome = test(ref, cur, column_type, threshold)
-    return float(outcome.drift_score), bool(outcome.drifted)
+# ---------------------------------------------------------------------------------------------
+# where: the pathways and organisations a drifted feature moved in
 
 
-def _assess(
-    ref_df: pd.DataFrame, cur_df: pd.DataFrame, config: DriftConfig, raw_channels: list[str]
-) -> _Core:
-    features: list[FeatureDrift] = []
-    for name in FEATURE_NAMES:
-        method, threshold = config.method_for(name), config.threshold_for(name)
-        ref_v = ref_df[name].to_numpy(dtype=np.float64)
-        cur_v = cur_df[name].to_numpy(dtype=np.float64)
-        n_cur, n_ref = int(np.isfinite(cur_v).sum()), int(np.isfinite(ref_v).sum())
-        why = _testable(name, ref_v, cur_v, config)
-        if why:
-            features.append(
-                FeatureDrift(name, method, threshold, None, False, False, n_cur, n_ref, why)
-            )
-            continue
-        score, is_drifted = _drift_score(
-            ref_df[name], cur_df[name], method, threshold, name in config.categorical_features
-        )
-        strong = (
-            is_drifted
-            and method not in P_VALUE_METHODS
-            and (score >= config.strong_drift_factor * threshold)
-        )
-        features.append(
-            FeatureDrift(name, method, threshold, score, is_drifted, strong, n_cur, n_ref)
-        )
-
-    prediction_score, prediction_drift = None, False
-    if not _testable(
-        "probability",
-        ref_df["probability"].to_numpy(dtype=np.float64),
-        cur_df["probability"].to_numpy(dtype=np.float64),
-        config,
-    ):
-        prediction_score, prediction_drift = _drift_score(
-            ref_df["probability"],
-            cur_df["probability"],
-            config.prediction_method,
-            config.prediction_threshold,
-            False,
-        )
-    mix_score, mix_drift = None, False
-    if cur_df["pathway"].nunique() + ref_df["pathway"].nunique() > 2:
-        mix_score, mix_drift = _drift_score(
-            ref_df["pathway"],
-            cur_df["pathway"],
-            "jensenshannon",
-            config.pathway_mix_threshold,
-            True,
-        )
-
-    flags: list[Flag] = []
-    for check in _quality_checks(ref_df, config, raw_channels):
-        values = cur_df[check.column].to_numpy(dtype=np.float64)
-        if check.bounds is None:
-            count = int((~np.isfinite(values)).sum())
-            share = count / values.size if values.size else math.nan
-        else:
-            share, count = _out_of_range_share(values, *check.bounds)
-        if math.isfinite(share) and share > check.limit:
-            en, nb = _flag_text(
-                check.kind, check.column, share, count, check.reference_share, config
-            )
-            flags.append(
-                Flag(
-                    check.kind,
-                    check.column.removeprefix(RAW_PREFIX),
-                    share,
-                    check.limit,
-                    check.reference_share,
-                    count,
-                    en,
-                    nb,
-                )
-            )
-
-    drifted = [f for f in features if f.drifted]
-    n_tested = sum(f.score is not None for f in features)
-    if n_tested == 0:
-        # "ok" on nothing compared would be a false reassurance.
-        raise InsufficientDataError(
-            f"no feature has {config.min_values_per_feature} values on both sides to compare"
-        )
-    share_drifted = len(drifted) / n_tested if n_tested else 0.0
-    verdict: Verdict
-    if (
-        prediction_drift
-        or any(f.strong for f in drifted)
-        or (drifted and (share_drifted >= config.drift_share or mix_drift))
-    ):
-        verdict = "drift"
-    elif len(drifted) >= config.warning_min_features or mix_drift:
-        verdict = "warning"
-    else:
-        verdict = "ok"
-    return _Core(features, prediction_score, prediction_drift, mix_score, mix_drift, flags, verdict)
+_BY_LABEL = {
+    "pathway": {"en": "pathway", "nb": "forløp", "nn": "forløp"},
+    "organisation": {"en": "organisation", "nb": "organisasjon", "nn": "organisasjon"},
+}
 
 
-def _evidently_report(
-    ref_df: pd.DataFrame,
-    cur_df: pd.DataFrame,
+def _column(frame: MonitoringFrame, name: str) -> np.ndarray:
+    return frame.probability if name == PREDICTION else frame.X[:, FEATURE_INDEX[name]]
+
+
+def _localise(
+    reference: MonitoringFrame,
+    current: MonitoringFrame,
+    comparison: Comparison,
     config: DriftConfig,
-    raw_channels: list[str],
-    core: _Core,
-) -> Any:
-    """The same checks as an Evidently Report with test conditions: the people's view (HTML)."""
-    from evidently import Dataset, Report
-    from evidently.metrics import (
-        DriftedColumnsCount,
-        MissingValueCount,
-        OutRangeValueCount,
-        ValueDrift,
-    )
-    from evidently.tests import lt, lte
-
-    tested = [f.feature for f in core.features if f.score is not None]
-    metrics: list[Any] = []
-    if tested:
-        metrics.append(
-            DriftedColumnsCount(
-                columns=tested,
-                per_column_method={f: config.method_for(f) for f in tested},
-                per_column_threshold={f: config.threshold_for(f) for f in tested},
-                drift_share=config.drift_share,
-                share_tests=[lt(config.drift_share)],
+) -> tuple[dict[str, list[dict[str, Any]]], list[SliceVerdict]]:
+    """For each drifted feature, the slices where it moved beyond chance (per slice, alpha)."""
+    moved = [f for f in comparison.features if f.drifted]
+    if comparison.prediction is not None and comparison.prediction.drifted:
+        moved.append(comparison.prediction)
+    where: dict[str, list[dict[str, Any]]] = {f.feature: [] for f in moved}
+    slices: list[SliceVerdict] = []
+    for by in config.slice_by:
+        labels = getattr(current, by)
+        for value in sorted(set(labels.tolist())):
+            rows = labels == value
+            part = current.take(rows)
+            patients = (
+                int(rows.sum()) if part.patient is None else int(np.unique(part.patient).size)
             )
-        )
-        metrics += [
-            ValueDrift(column=f, method=config.method_for(f), threshold=config.threshold_for(f))
-            for f in tested
-        ]
-    if core.prediction_score is not None:
-        metrics.append(
-            ValueDrift(
-                column="probability",
-                method=config.prediction_method,
-                threshold=config.prediction_threshold,
+            if not moved:
+                slices.append(
+                    SliceVerdict(
+                        by,
+                        value,
+                        len(part),
+                        patients,
+                        None,
+                        [],
+                        False,
+                        [],
+                        "not examined: nothing moved in the whole window",
+                    )
+                )
+                continue
+            if patients < config.min_slice_patients:
+                slices.append(
+                    SliceVerdict(
+                        by,
+                        value,
+                        len(part),
+                        patients,
+                        None,
+                        [],
+                        False,
+                        [],
+                        f"not examined: {patients} patients < {config.min_slice_patients}",
+                    )
+                )
+                continue
+            ref = reference
+            if (
+                by == "pathway"
+                and (reference.pathway == value).sum() >= config.min_values_per_feature
+            ):
+                ref = reference.take(reference.pathway == value)
+            weights = mix_weights(ref.pathway, part.pathway)
+            columns, observed = {}, {}
+            for f in moved:
+                cur_v, ref_v = _column(part, f.feature), _column(ref, f.feature)
+                ok_c, ok_r = np.isfinite(cur_v), np.isfinite(ref_v) & (weights > 0)
+                if ok_c.sum() < 2 or ok_r.sum() < config.min_values_per_feature:
+                    continue
+                n_cur = ok_c.sum() / distribution_design_effect(
+                    cur_v[ok_c], None if part.patient is None else part.patient[ok_c]
+                )
+                w = weights[ok_r]
+                n_ref = ok_r.sum() * float(w.sum() ** 2 / np.sum(w**2)) / len(w)
+                columns[f.feature] = (f.kind, ref_v[ok_r], w, float(n_cur), float(n_ref))
+                observed[f.feature] = distance(f.kind, ref_v[ok_r], cur_v[ok_c], w)
+            null = calibrate(
+                columns,
+                alpha=config.alpha,
+                draws=config.null_draws,
+                seed=config.sample_seed,
+                family_wise=False,
             )
-        )
-    if core.pathway_mix_score is not None:
-        metrics.append(
-            ValueDrift(
-                column="pathway", method="jensenshannon", threshold=config.pathway_mix_threshold
-            )
-        )
-    for check in _quality_checks(ref_df, config, raw_channels):
-        if check.bounds is None:
-            metrics.append(MissingValueCount(column=check.column, share_tests=[lte(check.limit)]))
-        else:
-            metrics.append(
-                OutRangeValueCount(
-                    column=check.column,
-                    left=check.bounds[0],
-                    right=check.bounds[1],
-                    share_tests=[lte(check.limit)],
+            moved_here = []
+            for name, score in observed.items():
+                hit = score > null.thresholds[name] and score >= next(
+                    f.min_effect for f in moved if f.feature == name
+                )
+                where[name].append(
+                    {
+                        "by": by,
+                        "by_label": _BY_LABEL[by],
+                        "value": value,
+                        "patients": patients,
+                        "score": score,
+                        "threshold": null.thresholds[name],
+                        "moved": bool(hit),
+                    }
+                )
+                if hit:
+                    moved_here.append(name)
+            slices.append(
+                SliceVerdict(
+                    by,
+                    value,
+                    len(part),
+                    patients,
+                    "drift" if moved_here else "ok",
+                    [n for n in moved_here if n != PREDICTION],
+                    PREDICTION in moved_here,
+                    [],
                 )
             )
-    definition = _data_definition(config, raw_channels)
-    return Report(metrics, include_tests=True).run(
-        Dataset.from_pandas(cur_df, data_definition=definition),
-        Dataset.from_pandas(ref_df, data_definition=definition),
-    )
+    # A feature that moved everywhere is not "mainly" anywhere: keep the slices only when some
+    # slice of a kind did not move.
+    for entries in where.values():
+        for by in config.slice_by:
+            of_kind = [e for e in entries if e["by"] == by]
+            if of_kind and all(e["moved"] for e in of_kind) and len(of_kind) > 1:
+                for e in of_kind:
+                    e["moved"] = False
+                    e["everywhere"] = True
+    return where, slices
 
 
-def _evidently_section(snapshot: Any) -> dict[str, Any]:
-    result = snapshot.dict()
-    return {
-        "version": _evidently_version(),
-        "metrics": [{"name": m["metric_name"], "value": m["value"]} for m in result["metrics"]],
-        "tests": [
-            {"name": t["name"], "status": t["status"], "description": t["description"]}
-            for t in result["tests"]
-        ],
-    }
-
-
-def _raw_channels(reference: MonitoringFrame, current: MonitoringFrame) -> list[str]:
-    return [c for c in sorted(set(reference.raw) | set(current.raw))]
+# ---------------------------------------------------------------------------------------------
+# the report
 
 
 def _scope(
-    reference: MonitoringFrame,
     current: MonitoringFrame,
-    config: DriftConfig,
     *,
     start_s: int,
     end_s: int,
     pathway: str | None,
     organisation: str | None,
-) -> tuple[MonitoringFrame, MonitoringFrame, dict[str, Any]]:
-    """Rows of the window and scope; the reference narrowed to the pathway when it can be."""
+) -> tuple[MonitoringFrame, int]:
     mask = (current.scored_at >= start_s) & (current.scored_at < end_s)
     if pathway is not None:
         mask &= current.pathway == pathway
     if organisation is not None:
         mask &= current.organisation == organisation
-    scope = {"current_rows_outside_scope": int((~mask).sum()), "reference_scope": "all pathways"}
-    if pathway is not None:
-        same = reference.pathway == pathway
-        if int(same.sum()) >= config.min_window_rows:
-            reference = reference.take(same)
-            scope["reference_scope"] = f"pathway {pathway}"
-        else:
-            scope["reference_scope"] = (
-                f"all pathways (only {int(same.sum())} reference rows for pathway {pathway})"
-            )
-    return reference, current.take(mask), scope
+    return current.take(mask), int((~mask).sum())
 
 
-def _slices(
-    reference: MonitoringFrame,
-    current: MonitoringFrame,
-    config: DriftConfig,
-    raw_channels: list[str],
-) -> list[SliceVerdict]:
-    out: list[SliceVerdict] = []
-    for by in config.slice_by:
-        cur_labels = getattr(current, by)
-        ref_labels = getattr(reference, by)
-        for value in sorted(set(cur_labels.tolist())):
-            cur = current.take(cur_labels == value)
-            # Pathways are compared with their own part of the reference when it has one, so a
-            # changed pathway mix does not read as drift inside each pathway.
-            ref_rows = ref_labels == value
-            ref = reference.take(ref_rows) if ref_rows.sum() >= config.min_slice_rows else reference
-            if len(cur) < config.min_slice_rows:
-                out.append(
-                    SliceVerdict(
-                        by,
-                        value,
-                        len(cur),
-                        len(ref),
-                        None,
-                        [],
-                        False,
-                        [],
-                        f"skipped: {len(cur)} rows < {config.min_slice_rows}",
-                    )
-                )
-                continue
-            try:
-                core = _assess(
-                    _to_pandas(ref, raw_channels),
-                    _to_pandas(cur, raw_channels),
-                    config,
-                    raw_channels,
-                )
-            except InsufficientDataError as exc:
-                out.append(
-                    SliceVerdict(
-                        by, value, len(cur), len(ref), None, [], False, [], f"skipped: {exc}"
-                    )
-                )
-                continue
-            out.append(
-                SliceVerdict(
-                    by,
-                    value,
-                    len(cur),
-                    len(ref),
-                    core.verdict,
-                    [f.feature for f in core.features if f.drifted],
-                    core.prediction_drift,
-                    [f"{f.kind}:{f.column}" for f in core.flags],
-                    "" if ref is not reference else "compared with the whole reference",
-                )
-            )
+def _narrow_reference(
+    reference: MonitoringFrame, pathway: str | None, config: DriftConfig
+) -> tuple[MonitoringFrame, str]:
+    if pathway is None:
+        return reference, "all pathways"
+    same = reference.pathway == pathway
+    if int(same.sum()) >= config.min_window_patient_days:
+        return reference.take(same), f"pathway {pathway}"
+    return reference, f"all pathways (only {int(same.sum())} reference rows for pathway {pathway})"
+
+
+def _feature_json(f: FeatureResult, where: list[dict[str, Any]]) -> dict[str, Any]:
+    out = asdict(f)
+    out["where"] = where
+    out["label_en"] = _label("en", f.feature)
+    out["label_nb"] = _label("nb", f.feature)
     return out
+
+
+def _label(lang: str, name: str) -> str:
+    from monitoring.narrative import feature_label
+
+    return feature_label(name, lang)
 
 
 def run_drift_report(
@@ -647,14 +583,23 @@ def run_drift_report(
     model_version: str,
     pathway: str | None,
     organisation: str | None,
+    reference_kind: ReferenceKind = "training-sample",
+    reference_window: tuple[datetime | int | str, datetime | int | str] | None = None,
 ) -> DriftReportResult:
-    """Compare a window of scored rows with the model's reference sample.
+    """Compare a window of patient-day rows with a reference built the same way.
 
-    Rows of ``current`` outside [window_start, window_end) or outside the pathway/organisation
-    scope are left out (and counted). Raises :class:`InsufficientDataError` when fewer than
-    ``config.min_window_rows`` remain.
+    Rows of ``current`` outside [window_start, window_end) (their clinical reference time) or
+    outside the pathway/organisation scope are left out (and counted). A local-baseline
+    reference (``reference_kind="local-baseline"``, with its ``reference_window``) is taken as
+    given: the caller built it for the same scope. Raises :class:`InsufficientDataError` when
+    the window has too few patients or patient-days.
     """
     start_iso, end_iso = _iso_utc(window_start), _iso_utc(window_end)
+    ref_window = (
+        None
+        if reference_window is None
+        else (_iso_utc(reference_window[0]), _iso_utc(reference_window[1]))
+    )
     ref_hash = reference_hash(reference)
     key = report_key(
         window_start=start_iso,
@@ -663,82 +608,130 @@ def run_drift_report(
         pathway=pathway,
         organisation=organisation,
         reference_hash=ref_hash,
+        reference_window=ref_window,
     )
-    reference, current, scope = _scope(
-        reference,
+    current, outside = _scope(
         current,
-        config,
         start_s=_epoch_s(start_iso),
         end_s=_epoch_s(end_iso),
         pathway=pathway,
         organisation=organisation,
     )
-    if len(current) < config.min_window_rows:
+    if reference_kind == "local-baseline":
+        reference_scope = "the same scope"
+    else:
+        reference, reference_scope = _narrow_reference(reference, pathway, config)
+    scope_words = "".join(
+        [
+            f" for pathway {pathway}" if pathway else "",
+            f" in organisation {organisation}" if organisation else "",
+        ]
+    )
+    if len(current) == 0:
         raise InsufficientDataError(
-            f"{len(current)} scored rows in the window {start_iso}–{end_iso}"
-            f"{f' for pathway {pathway}' if pathway else ''}: at least {config.min_window_rows} "
-            "are needed for a drift verdict (DriftConfig.min_window_rows)"
+            f"no patient-days in the window {start_iso} – {end_iso}{scope_words}: nothing to "
+            "report on (check the window and the scope)"
         )
+    comparison = compare(reference, current, config)
     n_current, n_reference = len(current), len(reference)
-    # Performance uses every known outcome; only the distribution comparison is sampled.
     performance, perf_snapshot = _performance(current, config)
-    current = _sample(current, config.max_rows, config.sample_seed)
-    reference = _sample(reference, config.max_rows, config.sample_seed + 1)
-    raw_channels = _raw_channels(reference, current)
-    ref_df, cur_df = _to_pandas(reference, raw_channels), _to_pandas(current, raw_channels)
-    core = _assess(ref_df, cur_df, config, raw_channels)
-    slices = _slices(reference, current, config, raw_channels)
-    drifted = [f.feature for f in core.features if f.drifted]
-
+    flags = data_quality(reference, current, config)
+    where, slices = _localise(reference, current, comparison, config)
+    drifted = [f.feature for f in comparison.drifted]
+    prediction = comparison.prediction
+    tested = [f for f in comparison.features if f.score is not None]
     payload: dict[str, Any] = {
         "schema": REPORT_SCHEMA,
         "report_key": key,
         "window_start": start_iso,
         "window_end": end_iso,
+        "window": {
+            "start": start_iso,
+            "end": end_iso,
+            "time": "clinical (each row's reference time), [start, end)",
+            "patients": comparison.n_patients,
+            "patient_days": comparison.n_patient_days,
+        },
         "model_version": model_version,
         "pathway": pathway,
         "organisation": organisation,
+        "reference": {
+            "kind": reference_kind,
+            "hash": ref_hash,
+            "window_start": None if ref_window is None else ref_window[0],
+            "window_end": None if ref_window is None else ref_window[1],
+            "rows": n_reference,
+            "patients": comparison.n_reference_patients,
+            "scope": reference_scope,
+        },
         "reference_hash": ref_hash,
+        "reference_scope": reference_scope,
         "config_fingerprint": config.fingerprint(),
         "config": config.model_dump(mode="json"),
         "n_current": n_current,
         "n_reference": n_reference,
-        "n_current_used": len(current),
-        "n_reference_used": len(reference),
-        **scope,
-        "verdict": core.verdict,
+        "current_rows_outside_scope": outside,
+        "verdict": comparison.verdict,
+        "severity": comparison.severity,
+        "likely_kind": comparison.likely_kind,
+        "reasons": comparison.reasons,
         "drifted_features": drifted,
-        "drifted_share": (len(drifted) / max(1, sum(f.score is not None for f in core.features))),
-        "features": [asdict(f) for f in core.features],
+        "drifted_share": len(drifted) / max(1, len(tested)),
+        "null": {
+            "alpha": config.alpha,
+            "draws": comparison.null_draws,
+            "per_feature_level": comparison.null_level,
+            "method": "pseudo-windows of the window's effective size drawn from the "
+            "reference (family-wise over all features and the prediction)",
+        },
+        "features": [_feature_json(f, where.get(f.feature, [])) for f in comparison.features],
         "prediction_drift": {
-            "drifted": core.prediction_drift,
-            "score": core.prediction_score,
-            "method": config.prediction_method,
-            "threshold": config.prediction_threshold,
+            **({} if prediction is None else _feature_json(prediction, where.get(PREDICTION, []))),
+            "drifted": bool(prediction is not None and prediction.drifted),
+            "score": None if prediction is None else prediction.score,
+            "threshold": None if prediction is None else prediction.threshold,
+            "method": "wasserstein",
             "mean_probability_current": _nanmean(current.probability),
             "mean_probability_reference": _nanmean(reference.probability),
         },
         "pathway_mix": {
-            "drifted": core.pathway_mix_drift,
-            "score": core.pathway_mix_score,
+            "changed": comparison.pathway_mix_changed,
+            "drifted": False,  # a changed mix is a note, never drift by itself
+            "score": comparison.pathway_mix_score,
             "method": "jensenshannon",
             "threshold": config.pathway_mix_threshold,
-            "current": _shares(current.pathway),
-            "reference": _shares(reference.pathway),
+            "current": comparison.pathway_mix_current,
+            "reference": comparison.pathway_mix_reference,
         },
-        "data_quality": [asdict(f) for f in core.flags],
+        "data_quality": [asdict(f) for f in flags],
         "performance": None if performance is None else asdict(performance),
+        "performance_over_time": performance_over_time(current, performance, config),
         "slices": [asdict(s) for s in slices],
     }
+    payload = json.loads(
+        json.dumps(payload, default=_json_default, allow_nan=True), parse_constant=lambda _: None
+    )
+    from monitoring.narrative import summarise
+
+    payload["summary"] = summarise(payload)
     snapshot = None
     if config.render_html:
-        snapshot = _evidently_report(ref_df, cur_df, config, raw_channels, core)
+        sampled_cur = _sample(current, config.max_rows, config.sample_seed)
+        sampled_ref = _sample(reference, config.max_rows, config.sample_seed + 1)
+        raw_channels = _raw_channels(sampled_ref, sampled_cur)
+        snapshot = _evidently_report(
+            _to_pandas(sampled_ref, raw_channels),
+            _to_pandas(sampled_cur, raw_channels),
+            config,
+            raw_channels,
+            comparison,
+        )
         payload["evidently"] = _evidently_section(snapshot)
     else:
         payload["evidently"] = {
             "version": _evidently_version(),
-            "note": "no Evidently Report rendered (render_html is off); scores come from the "
-            "same Evidently stat tests",
+            "note": "no Evidently Report rendered (render_html is off); the verdict comes from "
+            "monitoring.verdict either way",
         }
     payload = json.loads(
         json.dumps(payload, default=_json_default, allow_nan=True), parse_constant=lambda _: None
@@ -748,13 +741,15 @@ def run_drift_report(
         html = render_html(payload, [snapshot] + ([perf_snapshot] if perf_snapshot else []), config)
     return DriftReportResult(
         report_key=key,
-        verdict=core.verdict,
+        verdict=comparison.verdict,
+        severity=comparison.severity,
+        likely_kind=comparison.likely_kind,
         drifted_features=drifted,
-        data_quality=core.flags,
-        prediction_drift=core.prediction_drift,
+        data_quality=flags,
+        prediction_drift=bool(prediction is not None and prediction.drifted),
         performance=performance,
         slices=slices,
-        features=core.features,
+        features=comparison.features,
         json=payload,
         html=html,
         window_start=start_iso,
@@ -763,10 +758,76 @@ def run_drift_report(
         pathway=pathway,
         organisation=organisation,
         reference_hash=ref_hash,
+        reference_kind=reference_kind,
         n_current=n_current,
         n_reference=n_reference,
-        prediction_drift_score=core.prediction_score,
+        n_patients=comparison.n_patients,
+        prediction_drift_score=None if prediction is None else prediction.score,
     )
+
+
+def _evidently_report(
+    ref_df: pd.DataFrame,
+    cur_df: pd.DataFrame,
+    config: DriftConfig,
+    raw_channels: list[str],
+    comparison: Comparison,
+) -> Any:
+    """Evidently's view of the same comparison (the people's plots), with the thresholds the
+    verdict used; the verdict itself is monitoring.verdict's."""
+    from evidently import Dataset, Report
+    from evidently.metrics import DriftedColumnsCount, MissingValueCount, ValueDrift
+
+    tested = [f for f in comparison.features if f.score is not None]
+    metrics: list[Any] = []
+    if tested:
+        metrics.append(
+            DriftedColumnsCount(
+                columns=[f.feature for f in tested],
+                per_column_method={f.feature: config.method_for(f.feature) for f in tested},
+                per_column_threshold={f.feature: float(f.threshold or 0) for f in tested},
+            )
+        )
+        metrics += [
+            ValueDrift(
+                column=f.feature,
+                method=config.method_for(f.feature),
+                threshold=float(f.threshold or 0),
+            )
+            for f in tested
+        ]
+    prediction = comparison.prediction
+    if prediction is not None and prediction.score is not None:
+        metrics.append(
+            ValueDrift(
+                column="probability",
+                method="wasserstein",
+                threshold=float(prediction.threshold or 0),
+            )
+        )
+    for column in list(FEATURE_NAMES) + [RAW_PREFIX + c for c in raw_channels]:
+        metrics.append(MissingValueCount(column=column))
+    definition = _data_definition(config, raw_channels)
+    return Report(metrics).run(
+        Dataset.from_pandas(cur_df, data_definition=definition),
+        Dataset.from_pandas(ref_df, data_definition=definition),
+    )
+
+
+def _evidently_section(snapshot: Any) -> dict[str, Any]:
+    result = snapshot.dict()
+    return {
+        "version": _evidently_version(),
+        "metrics": [{"name": m["metric_name"], "value": m["value"]} for m in result["metrics"]],
+        "tests": [
+            {"name": t["name"], "status": t["status"], "description": t["description"]}
+            for t in result.get("tests", [])
+        ],
+    }
+
+
+def _raw_channels(reference: MonitoringFrame, current: MonitoringFrame) -> list[str]:
+    return [c for c in sorted(set(reference.raw) | set(current.raw))]
 
 
 def _shares(labels: np.ndarray) -> dict[str, float]:
@@ -900,6 +961,73 @@ def _calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int) -> list[Calibra
     return bins
 
 
+def _auroc(y: np.ndarray, p: np.ndarray) -> float | None:
+    """Area under the ROC curve by ranks (Mann-Whitney), ties averaged; None with one class."""
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(p, kind="stable")
+    ranks = np.empty(len(p))
+    sorted_p = p[order]
+    ranks[order] = np.arange(1, len(p) + 1)
+    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
+    for start, count in zip(first, counts, strict=True):
+        if count > 1:
+            ranks[order[start : start + count]] = start + (count + 1) / 2
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+PERIOD_DAYS = 7
+
+
+def performance_over_time(
+    current: MonitoringFrame, performance: Performance | None, config: DriftConfig
+) -> dict[str, Any] | None:
+    """Calibration and AUROC per week of the window, and whether recalibration is due.
+
+    Recalibration (a new intercept and slope on recent outcomes, the model unchanged) is
+    proposed when the window's calibration is off by more than ``max_calibration_error`` or its
+    slope is outside 0.8–1.25; a falling AUROC (below ``min_auroc``) asks for more than that.
+    """
+    if performance is None or current.outcome is None:
+        return None
+    known = np.isfinite(current.outcome) & np.isfinite(current.probability)
+    y, p, t = current.outcome[known], current.probability[known], current.scored_at[known]
+    start = int(t.min()) // DAY_S * DAY_S
+    period = (t - start) // (PERIOD_DAYS * DAY_S)
+    periods = []
+    for k in np.unique(period):
+        rows = period == k
+        yk, pk = y[rows], p[rows]
+        periods.append(
+            {
+                "start": _iso_utc(start + int(k) * PERIOD_DAYS * DAY_S),
+                "end": _iso_utc(start + (int(k) + 1) * PERIOD_DAYS * DAY_S),
+                "n_outcomes": int(rows.sum()),
+                "n_positive": int((yk == 1).sum()),
+                "observed_rate": float(yk.mean()),
+                "mean_predicted": float(pk.mean()),
+                "calibration_in_the_large": float(yk.mean() - pk.mean()),
+                "roc_auc": _auroc(yk, pk) if rows.sum() >= config.min_outcomes // 2 else None,
+            }
+        )
+    slope = performance.calibration_slope
+    miscalibrated = (
+        abs(performance.calibration_in_the_large) > config.max_calibration_error
+        or performance.expected_calibration_error > config.max_calibration_error
+        or (slope is not None and not 0.8 <= slope <= 1.25)
+    )
+    low_auroc = performance.roc_auc is not None and performance.roc_auc < config.min_auroc
+    return {
+        "period_days": PERIOD_DAYS,
+        "periods": periods,
+        "recalibration_proposed": bool(miscalibrated),
+        "auroc_below_minimum": bool(low_auroc),
+        "note": SYNTHETIC_NOTE,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # HTML
 
@@ -950,28 +1078,59 @@ def _template_params(widgets: list[Any], template_params: Any) -> Any:
     )
 
 
-_VERDICT_NB = {"ok": "OK", "warning": "ADVARSEL", "drift": "DATADRIFT"}
+_LANG_NAMES = {"en": "English", "nb": "Norsk bokmål", "nn": "Norsk nynorsk"}
+_HEADINGS = {
+    "en": (
+        "What changed",
+        "Likely kind",
+        "Data quality (apart from drift)",
+        "Notes",
+        "What to do next",
+        "Who",
+    ),
+    "nb": (
+        "Hva som endret seg",
+        "Sannsynlig type",
+        "Datakvalitet (for seg)",
+        "Merknader",
+        "Hva som bør gjøres",
+        "Hvem",
+    ),
+    "nn": (
+        "Kva som endra seg",
+        "Sannsynleg type",
+        "Datakvalitet (for seg)",
+        "Merknader",
+        "Kva som bør gjerast",
+        "Kven",
+    ),
+}
 
 
 def _banner(payload: dict[str, Any]) -> str:
-    """Plain-words summary above Evidently's widgets, in English and Norwegian (bokmål)."""
+    """The report in plain words (en, nb, nn), then the technical appendix with code names."""
     esc = html_lib.escape
-    flags = (
-        "".join(
-            f"<li>{esc(f['text_en'])}<br><i>{esc(f['text_nb'])}</i></li>"
-            for f in payload["data_quality"]
+    parts = ['<section style="font-family: sans-serif; margin: 1em 2em">']
+    for lang, text in (payload.get("summary") or {}).items():
+        h = _HEADINGS[lang]
+        items = lambda xs: "".join(f"<li>{esc(x)}</li>" for x in xs)  # noqa: E731
+        parts.append(
+            f'<div lang="{lang}"><h1>{esc(text["headline"])}</h1>'
+            f"<h2>{h[0]}</h2><ul>{items(text['changes'])}</ul>"
+            + (f"<h2>{h[1]}</h2><p>{esc(text['likely_kind'])}</p>" if text["likely_kind"] else "")
+            + f"<h2>{h[2]}</h2><ul>{items(text['data_quality']) or '<li>–</li>'}</ul>"
+            + (f"<h2>{h[3]}</h2><ul>{items(text['notes'])}</ul>" if text["notes"] else "")
+            + f"<h2>{h[4]}</h2><ul>{items(text['next_steps'])}</ul>"
+            f"<p><b>{h[5]}:</b> {esc(text['who'])}</p></div><hr>"
         )
-        or "<li>none / ingen</li>"
+    rows = "".join(
+        f"<tr><td><code>{esc(f['feature'])}</code></td><td>{esc(str(f['score']))}</td>"
+        f"<td>{esc(str(f['threshold']))}</td><td>{'yes' if f['drifted'] else 'no'}</td>"
+        f"<td>{f['patients_current']}</td><td>{esc(f['note'])}</td></tr>"
+        for f in payload["features"]
     )
-    slices = "".join(
-        f"<li>{esc(s['by'])} {esc(s['value'])}: {esc(str(s['verdict'] or s['reason']))}</li>"
-        for s in payload["slices"]
-    )
-    perf = payload["performance"]
-    perf_html = (
-        "<p>No outcomes recorded for this window: performance not computed. / "
-        "<i>Ingen registrerte utfall i perioden: ytelse er ikke beregnet.</i></p>"
-    )
+    perf = payload.get("performance")
+    perf_html = ""
     if perf:
         auc = "–" if perf["roc_auc"] is None else f"{perf['roc_auc']:.3f}"
         perf_html = (
@@ -979,21 +1138,15 @@ def _banner(payload: dict[str, Any]) -> str:
             f"Brier {perf['brier']:.3f}, calibration-in-the-large "
             f"{perf['calibration_in_the_large']:+.3f}. {esc(SYNTHETIC_NOTE)}</p>"
         )
-    verdict = str(payload["verdict"])
-    return (
-        '<section style="font-family: sans-serif; margin: 1em 2em" lang="en">'
-        f"<h1>Drift report: {esc(verdict.upper())} / "
-        f'<span lang="nb">{esc(_VERDICT_NB.get(verdict, verdict))}</span></h1>'
-        f"<p>Window {esc(payload['window_start'])} – {esc(payload['window_end'])}; model "
-        f"{esc(payload['model_version'])}; pathway {esc(str(payload['pathway'] or 'all'))}; "
-        f"organisation {esc(str(payload['organisation'] or 'all'))}; "
-        f"{payload['n_current']} current rows against {payload['n_reference']} reference rows "
-        f"({esc(payload['reference_scope'])}). Report key <code>{esc(payload['report_key'])}"
-        f"</code>, reference <code>{esc(payload['reference_hash'][:12])}</code>.</p>"
-        f"<p>Drifted features: {esc(', '.join(payload['drifted_features']) or 'none')}. "
-        f"Prediction drift: {'yes' if payload['prediction_drift']['drifted'] else 'no'}. "
-        f"Pathway mix changed: {'yes' if payload['pathway_mix']['drifted'] else 'no'}.</p>"
-        f'<h2>Data quality / <span lang="nb">Datakvalitet</span></h2><ul>{flags}</ul>'
-        f'<h2>Slices / <span lang="nb">Delgrupper</span></h2>'
-        f"<ul>{slices or '<li>none</li>'}</ul>{perf_html}</section>"
+    parts.append(
+        '<details lang="en"><summary>Technical appendix</summary>'
+        f"<p>Report key <code>{esc(payload['report_key'])}</code>; reference "
+        f"{esc(payload['reference']['kind'])} <code>{esc(payload['reference_hash'][:12])}</code> "
+        f"({payload['n_reference']} rows, {esc(payload['reference_scope'])}); window "
+        f"{esc(payload['window_start'])} – {esc(payload['window_end'])}, "
+        f"{payload['n_current']} patient-days. Thresholds: null distribution of "
+        f"{payload['null']['draws']} pseudo-windows, family-wise alpha {payload['null']['alpha']}."
+        "</p><table><tr><th>feature</th><th>score</th><th>threshold</th><th>drifted</th>"
+        f"<th>patients</th><th>note</th></tr>{rows}</table>{perf_html}</details></section>"
     )
+    return "".join(parts)

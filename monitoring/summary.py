@@ -14,13 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from models.identifiers import redact_person_numbers
+from monitoring.vocabulary import DECISION_LABELS, OPEN_VERDICTS, Decision
 
 SUMMARY_DIR = Path("governance") / "monitoring"
-DECISIONS = {
-    "accepted": ("Accepted", "Godkjent"),
-    "action_required": ("Action required", "Tiltak kreves"),
-    "escalated": ("Escalated to ML engineering", "Eskalert til ML-teamet"),
-}
+DECISIONS = DECISION_LABELS
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -36,7 +33,8 @@ def _report_id(report: Mapping[str, Any]) -> str:
 
 
 def _decision(value: Any) -> str:
-    key = str(value).strip().lower().replace(" ", "_").replace("-", "_")
+    # Older exports wrote action_required; the vocabulary is monitoring.vocabulary's.
+    key = str(value).strip().lower().replace(" ", "-").replace("_", "-")
     en, nb = DECISIONS.get(key, (str(value), str(value)))
     return f"{en} / {nb}"
 
@@ -56,19 +54,21 @@ def _flags(report: Mapping[str, Any]) -> str:
 def monthly_summary(
     reports: list[dict[str, Any]], signoffs: list[dict[str, Any]], month: str
 ) -> str:
-    """Markdown for one month (``YYYY-MM``): reports by window start, and their sign-offs.
+    """Markdown for one month (``YYYY-MM``): the reports made that month, and their sign-offs.
 
-    A report dict needs ``id`` or ``report_key``, ``window_start``, ``window_end``,
-    ``model_version``, ``verdict``; ``pathway``, ``organisation``, ``drifted_features`` and
+    A report belongs to the month it was made (``created_at``; ``window_start`` for rows that
+    lack it), so a report made on 3 December about late November is December's. A report dict
+    needs ``id`` or ``report_key``, ``window_start``, ``window_end``, ``model_version``,
+    ``verdict``; ``created_at``, ``pathway``, ``organisation``, ``drifted_features`` and
     ``data_quality`` are shown when present. A sign-off dict needs ``report_id`` (or
-    ``report_key``), ``decision`` (accepted | action_required | escalated), ``signed_by``,
+    ``report_key``), ``decision`` (one of monitoring.vocabulary.DECISIONS), ``signed_by``,
     ``signed_at`` and ``comment``.
     """
     if not _MONTH.match(month):
         raise ValueError(f"month must look like 2026-01, got {month!r}")
     in_month = sorted(
-        (r for r in reports if str(r.get("window_start", "")).startswith(month)),
-        key=lambda r: (str(r["window_start"]), str(r.get("pathway") or "")),
+        (r for r in reports if _made(r).startswith(month)),
+        key=lambda r: (_made(r), str(r["window_start"]), str(r.get("pathway") or "")),
     )
     by_report: dict[str, list[Mapping[str, Any]]] = {}
     s: Mapping[str, Any]
@@ -90,12 +90,12 @@ def monthly_summary(
         "",
     ]
     if not in_month:
-        lines += ["No drift reports with a window starting in this month.", ""]
+        lines += ["No drift reports were made in this month.", ""]
     else:
         lines += [
-            "| window | pathway | organisation | model | verdict | drifted features | "
+            "| made | window | pathway | organisation | model | verdict | drifted features | "
             "data quality | sign-off |",
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in in_month:
             signed = by_report.get(_report_id(r), [])
@@ -107,6 +107,7 @@ def monthly_summary(
                 + " | ".join(
                     _cell(v)
                     for v in (
+                        _made(r)[:10],
                         f"{r['window_start']} – {r['window_end']}",
                         r.get("pathway") or "all",
                         r.get("organisation") or "all",
@@ -151,22 +152,47 @@ def monthly_summary(
             )
         lines.append("")
 
-    open_items = [
-        r
-        for r in in_month
-        if r.get("verdict") in ("drift", "warning") and not by_report.get(_report_id(r))
-    ]
     lines += ["## Open items", ""]
+    open_items = _open_items(in_month, by_report)
     if open_items:
-        lines += [
-            f"- {_cell(r['window_start'])} {_cell(r.get('pathway') or 'all')}: "
-            f"{_cell(str(r.get('verdict')).upper())}, not signed off"
-            for r in open_items
-        ]
+        lines += [f"- {_cell(text)}" for text in open_items]
     else:
-        lines.append("None: every warning or drift verdict of the month has a sign-off.")
+        lines.append(
+            "None: every warning, drift and data-quality flag of the month is signed off, and no "
+            "sign-off asks for an action still to be taken."
+        )
     lines.append("")
     return "\n".join(lines)
+
+
+def _made(report: Mapping[str, Any]) -> str:
+    return str(report.get("created_at") or report.get("window_start") or "")
+
+
+def _open_items(
+    reports: list[dict[str, Any]], by_report: Mapping[str, list[Mapping[str, Any]]]
+) -> list[str]:
+    """Every open item: unsigned warnings, drifts and data-quality flags, and action-required
+    sign-offs (the action is someone's open task until a later report closes it)."""
+    items = []
+    for r in reports:
+        scope = (
+            f"{r.get('pathway') or 'all pathways'}, {r.get('organisation') or 'all organisations'}"
+        )
+        what = f"report {_report_id(r)[:12]} made {_made(r)[:10]} ({scope}; window {r['window_start']} – {r['window_end']})"
+        signed = by_report.get(_report_id(r), [])
+        verdict = str(r.get("verdict"))
+        if not signed and verdict in OPEN_VERDICTS:
+            items.append(f"{verdict.upper()}: {what}, not signed off")
+        elif not signed and r.get("data_quality"):
+            items.append(f"DATA QUALITY: {what}: {_flags(r)}, not signed off")
+        for s in signed:
+            if str(s.get("decision")).replace("_", "-") == Decision.ACTION_REQUIRED:
+                items.append(
+                    f"ACTION REQUIRED: {what}, signed off by {s.get('signed_by')} on "
+                    f"{str(s.get('signed_at'))[:10]}: {s.get('comment')}"
+                )
+    return items
 
 
 def write_monthly_summary(

@@ -64,6 +64,7 @@ def create_app(
                 await stack.enter_async_context(job(app))
             log.info("service ready", extra={"fields": {"model": loaded.model.version}})
             yield
+        app.state.services.monitoring.close()  # the drift-report worker process
         engine.dispose()
 
     app = FastAPI(

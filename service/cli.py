@@ -369,30 +369,58 @@ def drift_run(
         str | None, typer.Option(help="Window end (ISO, UTC unless an offset); default now")
     ] = None,
     by: Annotated[str, typer.Option(help="Who runs it (HPR number / user id)")] = "cli",
+    start: Annotated[
+        str | None, typer.Option(help="Window start (ISO); default END minus DAYS")
+    ] = None,
+    reference_start: Annotated[
+        str | None,
+        typer.Option(help="Local baseline start (ISO): compare with this period of the same scope"),
+    ] = None,
+    reference_end: Annotated[
+        str | None, typer.Option(help="Local baseline end (ISO, exclusive)")
+    ] = None,
 ) -> None:
-    """Run a drift report for the last DAYS on the service's database; prints verdict and id."""
+    """Run a drift report on the service's database (clinical time); prints verdict and id.
+
+    Without --reference-start/--reference-end the reference is the model's training sample.
+    """
     from service.domain.monitoring import InsufficientWindow
 
     settings = Settings()
     _migrate(settings)
     service, engine, sessions = _monitoring_service(settings)
+    from service.errors import TriageError
+
     window_end = _when(end)
+    window_start = _when(start) if start else window_end - timedelta(days=days)
+    if (reference_start is None) != (reference_end is None):
+        typer.echo("error: give both --reference-start and --reference-end, or neither", err=True)
+        raise typer.Exit(2)
     try:
         outcome = service.run_report(
             sessions,
-            window_end - timedelta(days=days),
+            window_start,
             window_end,
             pathway,
             organisation,
             created_by=f"cli:{by}",
+            reference_start=_when(reference_start) if reference_start else None,
+            reference_end=_when(reference_end) if reference_end else None,
+            role="cli",
         )
     except InsufficientWindow as exc:
         typer.echo(f"no report: {exc.message}", err=True)
         raise typer.Exit(2) from exc
+    except TriageError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
     finally:
+        service.close()
         engine.dispose()
     report = outcome.report
     typer.echo(f"verdict: {report['verdict']}")
+    if report.get("summary_en"):
+        typer.echo(report["summary_en"])
     typer.echo(f"report id: {report['id']}{'' if outcome.created else ' (already stored)'}")
     typer.echo(f"drifted features: {', '.join(report['drifted_features']) or 'none'}")
     for flag in report["data_quality"]:
@@ -510,6 +538,7 @@ def drift_export_summary(
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from exc
     finally:
+        service.close()
         engine.dispose()
     typer.echo(str(path))
 
@@ -659,7 +688,32 @@ def _mount_job_commands() -> None:
 
     app.add_typer(training_app)
     app.add_typer(audit_app)
-    _mount_offline_drift(register(typer.Typer()), app, drift_app)
+    _mount_offline_drift(register(typer.Typer(), demo_source=_drift_demo_source), app, drift_app)
+
+
+def _drift_demo_source(scenario: str, seed: int, n_patients: int = 200) -> Any:
+    """(local baseline, window) for ``triage drift file --demo``: two weeks each of a simulated
+    cohort in its steady state, the change (if any) starting between them; rows built as from
+    the store (monitoring.window) and scored by the shipped model."""
+    from models.artifact import SHIPPED_ARTIFACT_DIR
+    from models.features import DAY_S
+    from models.runtime import OnnxRiskModel
+    from monitoring.window import frame_from_cohort
+    from training.drift_scenarios import SCENARIOS, STEADY_FROM_DAY, simulate
+
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown demo {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    model = OnnxRiskModel(SHIPPED_ARTIFACT_DIR).load()
+    change_day = STEADY_FROM_DAY + 14
+    cohort = simulate(n_patients, seed, scenario, fault_from_day=change_day)
+    s0 = cohort.start_s
+    baseline = frame_from_cohort(
+        cohort, model, s0 + STEADY_FROM_DAY * DAY_S, s0 + change_day * DAY_S
+    )
+    window = frame_from_cohort(
+        cohort, model, s0 + change_day * DAY_S, s0 + (change_day + 14) * DAY_S
+    )
+    return baseline, window
 
 
 def _mount_offline_drift(offline: typer.Typer, top: typer.Typer, drift: typer.Typer) -> None:

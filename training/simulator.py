@@ -28,6 +28,7 @@ from models.features import (
     History,
     age_band,
     compute_features,
+    patient_day_times,
 )
 from models.identifiers import individual_range, person_number_for
 from models.measurements import (
@@ -931,16 +932,16 @@ def snapshot_times(
     patients: list[np.ndarray] = []
     times: list[np.ndarray] = []
     triggers: list[np.ndarray] = []
-    day_of = (history.time_s - start_s) // DAY_S
     for p in cohort.patients:
-        n_days = p.follow_up_days
-        end_of_day = start_s + (np.arange(n_days) + 1) * DAY_S - 1
-        last = np.full(n_days, -1, dtype=np.int64)
-        mine = (history.patient == p.key) & (day_of >= 0) & (day_of < n_days)
-        np.maximum.at(last, day_of[mine], history.time_s[mine])
-        has_reading = last >= 0
-        t = np.where(has_reading, last, end_of_day)
-        inside = np.zeros(n_days, dtype=bool)
+        day_start = start_s + np.arange(p.follow_up_days, dtype=np.int64) * DAY_S
+        mine = history.patient == p.key
+        t, has_reading = patient_day_times(
+            history.patient[mine],
+            history.time_s[mine],
+            np.full(len(day_start), p.key, dtype=np.int64),
+            day_start,
+        )
+        inside = np.zeros(len(t), dtype=bool)
         for onset, end in zip(
             cohort.event_onset_s[p.key], cohort.admission_end_s[p.key], strict=True
         ):

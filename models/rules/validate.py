@@ -662,6 +662,16 @@ def validate_override(
     rule = rules.get(override.rule)
     if rule is None:
         return [Problem("/rule", f"unknown rule '{override.rule}' in pathway '{pathway.id}'")]
+    if getattr(rule, "mode", None) == "sd" and override.thresholds:
+        # A deviation of 0 SD (or less) from the personal baseline fires on every reading.
+        for level, value in override.thresholds.items():
+            if value <= 0:
+                return [
+                    Problem(
+                        f"/thresholds/{level}",
+                        f"a threshold in standard deviations must be above 0 (got {value})",
+                    )
+                ]
     try:
         changed = _apply_override(rule, override)
     except CompileError as exc:

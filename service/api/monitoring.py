@@ -1,7 +1,8 @@
 """Drift reports, their alerts and sign-offs (compliance); outcomes are in service.api.outcomes.
 
 Thin routes: HTTP in, calls on service.domain.monitoring.MonitoringService out. A report run is
-CPU-bound (Evidently), so it runs in a worker thread and never blocks the event loop.
+CPU-bound: the route waits in a worker thread while the comparison runs in a separate process
+(service.domain.monitoring.ReportRunner), so neither the event loop nor scoring waits for it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from monitoring.vocabulary import Decision
 from service.api.deps import ERRORS, INVALID, NOT_FOUND, ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.domain.container import Services
@@ -38,12 +40,29 @@ def _bounded(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+class ReferenceWindow(BaseModel):
+    """A local baseline: the same scope's own earlier period, built like the window."""
+
+    model_config = ConfigDict(extra="forbid")
+    window_start: AwareDatetime = Field(description="Baseline start (inclusive), clinical time.")
+    window_end: AwareDatetime = Field(description="Baseline end (exclusive), clinical time.")
+
+    _bounds = field_validator("window_start", "window_end")(_bounded)
+
+
 class DriftReportCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    window_start: AwareDatetime = Field(description="Start (inclusive), with a time zone.")
+    window_start: AwareDatetime = Field(
+        description="Start (inclusive), with a time zone; clinical time (when measured)."
+    )
     window_end: AwareDatetime = Field(description="End (exclusive), with a time zone.")
     pathway: str | None = Field(default=None, pattern=_PATHWAY_ID)
     organisation: str | None = Field(default=None, pattern=_ORGNR)
+    reference: ReferenceWindow | None = Field(
+        default=None,
+        description="Compare with this baseline period of the same scope instead of the "
+        "model's training sample (e.g. the first weeks after go-live).",
+    )
 
     _bounds = field_validator("window_start", "window_end")(_bounded)
 
@@ -56,11 +75,23 @@ class DriftReportCreate(BaseModel):
             raise InvalidInput(
                 f"a window may span at most {_MAX_WINDOW_DAYS} days", location="window_end"
             )
+        ref = self.reference
+        if ref is not None:
+            if ref.window_start >= ref.window_end:
+                raise InvalidInput(
+                    "reference.window_start must be before reference.window_end",
+                    location="reference.window_start",
+                )
+            if (ref.window_end - ref.window_start).days > _MAX_WINDOW_DAYS:
+                raise InvalidInput(
+                    f"a baseline may span at most {_MAX_WINDOW_DAYS} days",
+                    location="reference.window_end",
+                )
 
 
 class SignOffCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    decision: Literal["accepted", "action-required", "escalated"] = Field(
+    decision: Decision = Field(
         description="accepted (no action) | action-required (owner and date in the comment) | "
         "escalated (to ML engineering)"
     )
@@ -96,6 +127,21 @@ class DriftReportPublic(BaseModel):
     pathway: str | None
     organisation: str | None
     verdict: Literal["ok", "warning", "drift"]
+    severity: Literal["none", "low", "moderate", "high"] | None = Field(
+        description="From effect sizes and the number of drifted features."
+    )
+    likely_kind: (
+        Literal["device-or-unit", "population", "adherence", "model-output", "unclear"] | None
+    ) = Field(description="What the pattern of changes points to (None when nothing drifted).")
+    summary_en: str | None = Field(description="The verdict in one plain sentence.")
+    summary_nb: str | None = Field(description="Dommen i én setning (bokmål).")
+    reference_kind: Literal["training-sample", "local-baseline"]
+    reference_window_start: str | None
+    reference_window_end: str | None
+    n_patients: int | None = Field(description="Patients in the window.")
+    pathway_mix_changed: bool = Field(
+        description="A note: the pathway mix differs from the reference (never drift alone)."
+    )
     drifted_features: list[str]
     data_quality: list[DataQualityFlag] = Field(
         description="Data-quality flags (missing, out of range, implausible), apart from drift."
@@ -106,7 +152,7 @@ class DriftReportPublic(BaseModel):
         description="On recorded outcomes; the shipped model is trained on synthetic data, so "
         "these figures are no clinical validation."
     )
-    n_current: int
+    n_current: int = Field(description="Patient-days (rows) in the window.")
     n_reference: int
     reference_hash: str
     created_at: datetime
@@ -153,7 +199,7 @@ def _monitoring(services: Services) -> MonitoringService:
             "model": DriftReportPublic,
         },
         409: {"description": "The loaded model has no reference sample"},
-        422: {"description": "Invalid window, or too few assessments in it"},
+        422: {"description": "Invalid window, or too few patients or patient-days in it"},
     },
 )
 async def run_drift_report(
@@ -163,7 +209,8 @@ async def run_drift_report(
     principal: CurrentPrincipal,
     services: ServicesDep,
 ) -> dict[str, Any]:
-    """Run a drift report for a window (idempotent), against the loaded model's reference."""
+    """Run a drift report for a window of clinical time (idempotent), against the model's
+    training sample or, with ``reference``, the same scope's own baseline period."""
     body.check_window()
     if not visibility.may_run_report(principal, body.organisation):
         raise Forbidden("you may run drift reports for your own organisation only")
@@ -175,6 +222,9 @@ async def run_drift_report(
         body.pathway,
         body.organisation,
         created_by=principal.subject,
+        reference_start=None if body.reference is None else body.reference.window_start,
+        reference_end=None if body.reference is None else body.reference.window_end,
+        role=principal.role.value,
     )
     if not outcome.created:
         response.status_code = 200

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -101,7 +101,10 @@ def list_outbox(
     responses={**NOT_FOUND, 409: {"description": "The entry is not a dead letter"}},
 )
 def resend_outbox_entry(
-    entry_id: int, request: Request, principal: CurrentPrincipal
+    request: Request,
+    principal: CurrentPrincipal,
+    # Bounded to BIGINT: a larger id is a 422 naming it, not an overflow in the driver.
+    entry_id: int = Path(ge=1, le=2**63 - 1),
 ) -> OutboxEntryPublic:
     """Put a dead letter (an entry DIPS refused with a 4xx) back in the queue, due now."""
     with transaction(request.app.state.sessions) as session:

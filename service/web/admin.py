@@ -19,6 +19,7 @@ from service.api.deps import ReadSession, ServicesDep
 from service.db.engine import transaction
 from service.db.tables import DriftReport, DriftSignOff, PathwayVersion, Patient
 from service.domain.free_text import safe_to_echo
+from service.domain.monitoring import SIGN_OFF_DECISIONS
 from service.domain.pathways import APPROVED, PENDING, REJECTED
 from service.errors import Conflict, InvalidInput, NotFound, TriageError
 from service.security import visibility
@@ -41,7 +42,6 @@ NUMBER_FIELDS = (
 )
 BAND_BOUNDS = ("gt", "ge", "lt", "le")
 DRY_RUN_VALUES = ("spo2", "heart_rate", "respiratory_rate", "temperature", "systolic_bp", "weight")
-SIGN_OFF_DECISIONS = ("accepted", "action-required", "escalated")
 
 
 # ---- pathways ---------------------------------------------------------------------------------

@@ -480,6 +480,33 @@ def _personal(value: float, level: str, labels: dict[str, str], t: Translator) -
     )
 
 
+def _sent_questionnaires(session: Any, patient_id: str, since_s: int) -> list[dict[str, Any]]:
+    """Questionnaires sent as Tasks (service.domain.questionnaire_tasks): sent, answered, missed."""
+    from service.db.tables import QuestionnaireTask
+
+    since = datetime.fromtimestamp(since_s, UTC)
+    rows = session.scalars(
+        select(QuestionnaireTask)
+        .where(QuestionnaireTask.patient_id == patient_id, QuestionnaireTask.opens_at >= since)
+        .order_by(QuestionnaireTask.opens_at.desc())
+        .limit(60)
+    )
+
+    def epoch(moment: datetime) -> int:
+        aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return int(aware.timestamp())
+
+    return [
+        {
+            "questionnaire": r.questionnaire,
+            "opens_s": epoch(r.opens_at),
+            "closes_s": epoch(r.closes_at),
+            "status": r.status,
+        }
+        for r in rows
+    ]
+
+
 def _questionnaires(session: Any, patient_id: str, since_s: int) -> list[dict[str, Any]]:
     from models.rules.catalogue import ITEM_LABELS
 
@@ -507,8 +534,77 @@ def _questionnaires(session: Any, patient_id: str, since_s: int) -> list[dict[st
     return sorted(answers.values(), key=lambda e: -e["at_s"])[:15]
 
 
-def _override_rules(doc: Any) -> list[Any]:
-    return [r for r in doc.rules if getattr(r, "thresholds", None)]
+def _override_rules(doc: Any, t: Translator | None = None) -> list[dict[str, Any]]:
+    """Every rule a personal threshold can change: threshold rules and the bands of one
+    measurement (COPD's spo2-low included), named in words with unit and current value."""
+    from models.rules import describe_rule
+    from models.rules.catalogue import NUMERIC_SIGNALS
+    from models.rules.text import label
+
+    lang = t.content_lang if t is not None else "nb"
+    out = []
+    for r in doc.rules:
+        measurement = getattr(r, "measurement", None)
+        if getattr(r, "thresholds", None):
+            kind = "thresholds"
+        elif r.type == "bands" and measurement and getattr(r, "bands", None):
+            kind = "bands"
+        else:
+            continue
+        described = describe_rule(r)
+        meaning = described["meaning_nb"] if lang == "nb" else described["meaning_en"]
+        now = "; ".join(
+            c["text_nb"] if lang == "nb" else c["text_en"] for c in described["conditions"]
+        )
+        signal = NUMERIC_SIGNALS.get(measurement or "")
+        unit = (
+            "SD"
+            if getattr(r, "mode", None) == "sd"
+            else (signal.unit_display if signal else described.get("unit") or "")
+        )
+        name = label(measurement, lang) if measurement else r.id
+        out.append(
+            {
+                "id": r.id,
+                "kind": kind,
+                "direction": getattr(r, "direction", None),
+                "unit": unit,
+                "text": f"{name}: {meaning[:1].lower()}{meaning[1:]} ({unit})" if unit else name,
+                "now": now,
+            }
+        )
+    return out
+
+
+def bands_from(direction: str | None, thresholds: dict[str, float]) -> list[dict[str, Any]] | None:
+    """A low (or high) limit as bands: red beyond ``red``, yellow beyond ``yellow``; None when
+    the two are on the wrong side of each other."""
+    red, yellow = thresholds.get("red"), thresholds.get("yellow")
+    high = direction == "high"
+    if red is not None and yellow is not None and ((yellow >= red) if high else (yellow <= red)):
+        return None
+    edges = [(v, lv) for lv, v in (("red", red), ("yellow", yellow)) if v is not None]
+    if high:
+        edges.sort()
+        bands: list[dict[str, Any]] = [{"le": edges[0][0]}]
+        for k, (v, lv) in enumerate(edges):
+            upper = edges[k + 1][0] if k + 1 < len(edges) else None
+            band: dict[str, Any] = {"gt": v, "level": lv}
+            if upper is not None:
+                band["le"] = upper
+            bands.append(band)
+        return bands
+    edges.sort()
+    bands = []
+    lower = None
+    for v, lv in edges:
+        band = {"lt": v, "level": lv}
+        if lower is not None:
+            band["ge"] = lower
+        bands.append(band)
+        lower = v
+    bands.append({"ge": lower})
+    return bands
 
 
 def _override_rows(session: Any, patient_id: str) -> list[dict[str, Any]]:
@@ -607,8 +703,9 @@ def patient_context(
         "assessments": assessments,
         "item": item,
         "overrides": overrides,
-        "override_rules": _override_rules(doc),
+        "override_rules": _override_rules(doc, t),
         "questionnaires": _questionnaires(session, patient.id, since_s),
+        "sent_questionnaires": _sent_questionnaires(session, patient.id, since_s),
         "level_labels": level_labels(t),
         "levels": [lv.id for lv in doc.levels],
         "default_expiry": (datetime.now(UTC) + timedelta(days=14)).date().isoformat(),
@@ -670,6 +767,22 @@ def web_patient_override(
                 errors[f"threshold_{lv}"] = t.gettext("Enter a number, for example 88 or 37,5.")
     if not thresholds and "threshold_yellow" not in errors:
         errors["threshold_yellow"] = t.gettext("Give at least one threshold.")
+    body: dict[str, Any] = {"rule": rule, "thresholds": thresholds}
+    with request.app.state.sessions() as lookup:
+        doc = services.pathways.for_patient(
+            lookup, services.patients.get_visible(lookup, principal, patient_id)
+        ).doc
+    chosen_rule = next((r for r in _override_rules(doc, t) if r["id"] == rule), None)
+    if chosen_rule is None:
+        errors["rule"] = t.gettext("Choose one of the pathway's rules.")
+    elif chosen_rule["kind"] == "bands" and thresholds:
+        bands = bands_from(chosen_rule["direction"], thresholds)
+        if bands is None:
+            errors["threshold_yellow"] = t.gettext(
+                "Yellow must lie between red and normal: above red for a low limit, below "
+                "red for a high one."
+            )
+        body = {"rule": rule, "bands": bands}
     if len(reason.strip()) < 3:
         errors["reason"] = t.gettext("Give a reason (at least 3 characters).")
     expires_at = None
@@ -690,24 +803,33 @@ def web_patient_override(
                     tx,
                     principal,
                     patient,
-                    {"rule": rule, "thresholds": thresholds},
+                    body,
                     reason.strip(),
                     expires_at,
                 )
         except TriageError as exc:
             if exc.status_code in (403, 404):
                 raise
-            for path, message in problems_by_field(exc).items():
+            for path, _message in problems_by_field(exc).items():
                 field = (
                     "threshold_red"
                     if "red" in path
                     else "threshold_yellow"
-                    if "threshold" in path
+                    if "threshold" in path or "band" in path
                     else "expires"
                     if "expire" in path
                     else "rule"
                 )
-                errors[field] = message
+                errors[field] = {
+                    "expires": t.gettext("The expiry date must be in the future."),
+                    "rule": t.gettext("Choose one of the pathway's rules."),
+                }.get(
+                    field,
+                    t.gettext(
+                        "Not a possible threshold for this rule (for example 0 standard "
+                        "deviations, or yellow on the wrong side of red)."
+                    ),
+                )
         else:
             flash(request, "success", t.gettext("Personal threshold saved."))
             return RedirectResponse(

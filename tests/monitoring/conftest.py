@@ -44,8 +44,20 @@ def tiny_model(tiny_artifact: Path) -> OnnxRiskModel:
 
 
 @pytest.fixture(scope="session")
-def sim_reference(tiny_model: OnnxRiskModel) -> MonitoringFrame:
-    """Reference from the simulator: 1000 patients over 21 days (~20 000 scored rows)."""
-    from monitoring_sim import simulated_window
+def shipped_model() -> OnnxRiskModel:
+    """The shipped model: its reference sample is a 90-day simulated follow-up, like the
+    simulated windows the detection tests build."""
+    from models.artifact import SHIPPED_ARTIFACT_DIR
 
-    return simulated_window(tiny_model, 1000, seed=1000)
+    return OnnxRiskModel(SHIPPED_ARTIFACT_DIR).load()
+
+
+@pytest.fixture(scope="session")
+def shipped_reference(shipped_model: OnnxRiskModel) -> MonitoringFrame:
+    """The shipped training sample, scored by the shipped model (as the service does)."""
+    from models.artifact import SHIPPED_ARTIFACT_DIR
+    from monitoring.data import load_reference
+
+    frame = load_reference(SHIPPED_ARTIFACT_DIR)
+    frame.probability = shipped_model.predict(frame.X).probability
+    return frame

@@ -38,7 +38,6 @@ VITALS = {
     "symptom_score": (2.5, 1.2, 0.7, 3.0),
 }
 QUERY_DAYS = 3  # each patient is scored at the end of each of the last three days
-# Window sizes the default thresholds are set for (see DriftConfig.numeric_threshold).
 N_REFERENCE_PATIENTS = 2000
 N_CURRENT_PATIENTS = 400
 WINDOW = {"window_start": T0_S, "window_end": T0_S + 30 * DAY_S}
@@ -128,6 +127,7 @@ def simulate_window(
         scored_at=query_time,
         outcome=outcome,
         raw={c: context.latest[:, CHANNEL_INDEX[c]] for c in channel_names},
+        patient=np.char.add(f"s{seed}-", query_patient.astype(str)),
     )
 
 

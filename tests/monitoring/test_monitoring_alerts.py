@@ -68,6 +68,14 @@ def test_poor_performance_on_known_outcomes_alerts_even_without_drift(reference,
         abs(result.performance.calibration_in_the_large) > 0.05
         or result.performance.expected_calibration_error > 0.05
     )
+    # Over time: calibration and AUROC per week, and a proposal to recalibrate.
+    over_time = result.json["performance_over_time"]
+    assert over_time["periods"] and all("roc_auc" in p for p in over_time["periods"])
+    assert sum(p["n_outcomes"] for p in over_time["periods"]) == result.performance.n_outcomes
+    if over_time["recalibration_proposed"]:
+        assert any("recalibrate" in a.text_en for a in alerts)
+        assert any("rekalibrer" in a.text_nb for a in alerts)
+        assert any("recalibrate" in s for s in result.json["summary"]["en"]["next_steps"])
 
 
 def test_log_line_is_one_logfmt_line_without_patient_identifiers():

@@ -70,6 +70,7 @@ def test_exchange_file_round_trip(tmp_path, suffix):
             organisation=frame.organisation,
             scored_at=frame.scored_at,
             outcome=frame.outcome,
+            patient=frame.patient,
             **{f"raw_{k}": v for k, v in frame.raw.items()},
         )
         pd.DataFrame(columns).to_parquet(path)

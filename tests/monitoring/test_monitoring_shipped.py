@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import monitoring_sim
 import numpy as np
 import pytest
-from monitoring_sim import simulated_window
+from monitoring_sim import simulated_window, window_of
 from monitoring_synth import report
 
-from models.artifact import SHIPPED_ARTIFACT_DIR, Manifest
+from models.artifact import SHIPPED_ARTIFACT_DIR
 from models.features import N_FEATURES
 from models.runtime import OnnxRiskModel
 from monitoring.data import load_reference, reference_hash
@@ -27,17 +26,14 @@ def test_shipped_reference_matches_the_feature_vector(shipped):
     assert reference_hash(load_reference(SHIPPED_ARTIFACT_DIR)) == reference_hash(reference)
 
 
-def test_spo2_fault_against_the_shipped_reference(shipped, fast_config, monkeypatch):
-    """Same simulator design as the shipped training data (90-day follow-up), 150 patients."""
+def test_spo2_fault_against_the_shipped_reference(shipped, fast_config):
+    """The shipped training sample against windows built the service's way, 150 patients."""
     model, reference = shipped
-    monkeypatch.setattr(
-        monitoring_sim,
-        "SIM_DAYS",
-        int(Manifest.read(SHIPPED_ARTIFACT_DIR).training_data.get("days", 90)),
-    )
+    reference.probability = model.predict(reference.X).probability
     clean = simulated_window(model, 150, seed=3)
     faulty = simulated_window(model, 150, seed=3, scenario="device-spo2")
-    assert report(reference, clean, fast_config).verdict != "drift"
-    result = report(reference, faulty, fast_config)
+    assert report(reference, clean, fast_config, **window_of(clean)).verdict == "ok"
+    result = report(reference, faulty, fast_config, **window_of(faulty))
     assert result.verdict == "drift"
     assert "spo2_pct_latest" in result.drifted_features
+    assert result.likely_kind == "device-or-unit"

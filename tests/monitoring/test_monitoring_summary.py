@@ -79,7 +79,9 @@ def test_summary_lists_reports_signoffs_and_open_items():
     assert "Escalated to ML engineering / Eskalert til ML-teamet" in text
     assert "Kari Nordmann (compliance) | 2026-01-05T12:00:00Z" in text
     assert "Action required / Tiltak kreves" in text  # the service spells it action-required
-    assert "None: every warning or drift verdict of the month has a sign-off." in text
+    # r3's sign-off asks for an action: an open item until it is done (the old summary called
+    # the month clean here).
+    assert "- ACTION REQUIRED: report r3 made 2026-01-07" in text and "owner: Ola" in text
     assert "2025-12-31" not in text  # another month
 
 
@@ -108,5 +110,39 @@ def test_written_file_name(tmp_path):
 def test_unsigned_warnings_are_open_items():
     text = monthly_summary(REPORTS, SIGNOFFS[:1], "2026-01")
     assert "**awaiting review**" in text  # r2 (ok) and r3 (warning) have no sign-off here
-    assert "2026-01-07T00:00:00Z heart-failure: WARNING, not signed off" in text
-    assert "2026-01-06T00:00:00Z all: OK" not in text  # an ok verdict is not an open item
+    assert "- WARNING: report r3 made 2026-01-07 (heart-failure, all organisations" in text
+    assert "report r2" not in text.split("## Open items")[1]  # an ok verdict is not open
+
+
+def test_reports_belong_to_the_month_they_were_made_in():
+    late = {
+        "id": "r9",
+        "window_start": "2025-11-24T00:00:00Z",
+        "window_end": "2025-12-01T00:00:00Z",
+        "created_at": "2025-12-03T06:00:00Z",
+        "model_version": "1.0.0",
+        "verdict": "drift",
+    }
+    assert "r9" in monthly_summary([late], [], "2025-12")
+    assert "r9" not in monthly_summary([late], [], "2025-11")
+
+
+def test_every_open_item_is_listed_and_decisions_are_one_vocabulary():
+    from monitoring.vocabulary import DECISIONS, Decision
+
+    assert DECISIONS == ("accepted", "action-required", "escalated")
+    flagged = {
+        "id": "r5",
+        "window_start": "2026-01-10T00:00:00Z",
+        "window_end": "2026-01-17T00:00:00Z",
+        "model_version": "1.0.0",
+        "verdict": "ok",
+        "data_quality": [{"text_en": "3.0 % of Body weight values out of range"}],
+    }
+    text = monthly_summary([*REPORTS, flagged], [], "2026-01")
+    open_items = text.split("## Open items")[1]
+    assert "- DRIFT: report r1" in open_items and "- WARNING: report r3" in open_items
+    assert "- DATA QUALITY: report r5" in open_items
+    older = [{**SIGNOFFS[1], "decision": "action_required"}]  # an old export's spelling
+    assert "ACTION REQUIRED" in monthly_summary(REPORTS, older, "2026-01")
+    assert Decision("action-required") is Decision.ACTION_REQUIRED

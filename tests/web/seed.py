@@ -125,3 +125,29 @@ def seed_cohort(
                         entries.append(questionnaire_response(pid, when, f"{key}-q"))
             post_bundle(client, integration, entries)
     return ids
+
+
+def seed_questionnaire_tasks(database_url: str, now: datetime | None = None) -> None:
+    """Questionnaires sent to the seeded patients (issue 18): the dispatch runs at the next
+    08:30 in Oslo (a COPD morning window opens: sent) and a day later (that one is missed, the
+    next is sent), so the patient page shows both states."""
+    from zoneinfo import ZoneInfo
+
+    from service.db.engine import make_engine, make_session_factory, transaction
+    from service.domain.pathways import PathwayService
+    from service.domain.questionnaire_tasks import QuestionnaireDispatch
+
+    oslo = ZoneInfo("Europe/Oslo")
+    local = (now or datetime.now(UTC)).astimezone(oslo)
+    first = local.replace(hour=8, minute=30, second=0, microsecond=0)
+    if first <= local:
+        first += timedelta(days=1)
+    engine = make_engine(database_url)
+    try:
+        sessions = make_session_factory(engine)
+        dispatch = QuestionnaireDispatch(PathwayService(), deliver=False)
+        for when in (first, first + timedelta(days=1)):
+            with transaction(sessions) as session:
+                dispatch.run(session, when.astimezone(UTC))
+    finally:
+        engine.dispose()

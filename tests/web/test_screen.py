@@ -196,7 +196,7 @@ def test_the_default_worklist_is_a_dense_table_with_counts_names_and_newest_valu
     web = signed_in("clinician")
     html = web.get("/web/worklist").text
     assert '<table class="worklist-table">' in html and '<li class="item' not in html
-    rows = re.findall(r'<tr id="item-[^"]+" class="row row-(\w+)', html)
+    rows = re.findall(r'<tr id="item-[^"]+" class="wl-row row-(\w+)', html)
     order = {"red": 0, "yellow": 1, "green": 2}
     assert rows and [order[r] for r in rows] == sorted(order[r] for r in rows)
     counts = text_of(html.split('class="level-counts"', 1)[1].split("</nav>", 1)[0])
@@ -216,6 +216,61 @@ def test_the_default_worklist_is_a_dense_table_with_counts_names_and_newest_valu
     assert "<title>Kari Nordmann" in kari and "010170 *****" in text_of(kari)
     assert "01017000027" not in kari
     only_yellow = web.get("/web/worklist?level=yellow").text
-    assert set(re.findall(r'class="row row-(\w+)', only_yellow)) == {"yellow"}
+    assert set(re.findall(r'class="wl-row row-(\w+)', only_yellow)) == {"yellow"}
     english = web.get("/web/worklist", cookies={"triage_lang": "en"}).text
     assert "Risk of hospital contact within 72 h" in english and "COPD" in english
+
+
+def test_personal_threshold_form_names_every_rule_in_words_and_refuses_impossible_bands(
+    signed_in: Any, web_env: Any
+) -> None:
+    web = signed_in("clinician")
+    pid = web_env.ids["red"]
+    page = web.get(f"/web/patients/{pid}").text
+    options = dict(re.findall(r'<option value="([^"]+)"[^>]*>([^<]+)</option>', page))
+    assert "spo2-low" in options and "heart-rate-above-baseline" in options  # every rule
+    assert options["spo2-low"].startswith("SpO2") and "(%)" in options["spo2-low"]
+    assert "(SD)" in options["heart-rate-above-baseline"]
+    now = text_of(page.split('id="ov-rule-now"', 1)[1].split("</div>", 1)[0])
+    assert "SpO2 < 88 % → rød" in now  # the current value, in words
+    token = csrf_of(page)
+    expires = (datetime.now(UTC) + timedelta(days=10)).date().isoformat()
+    form = {"csrf_token": token, "reason": "Habituell SpO2 87-89 %", "expires": expires}
+    zero_sd = web.post(
+        f"/web/patients/{pid}/overrides",
+        data={**form, "rule": "heart-rate-above-baseline", "threshold_yellow": "0"},
+    )
+    assert zero_sd.status_code == 422
+    assert "data-error-summary" in zero_sd.text and "0 standardavvik" in text_of(zero_sd.text)
+    assert 'href="#ov-yellow"' in zero_sd.text  # the summary links to the field
+    wrong_side = web.post(
+        f"/web/patients/{pid}/overrides",
+        data={**form, "rule": "spo2-low", "threshold_red": "86", "threshold_yellow": "84"},
+    )
+    assert wrong_side.status_code == 422 and "Gul må ligge mellom rød og normal" in wrong_side.text
+    saved = web.post(
+        f"/web/patients/{pid}/overrides",
+        data={**form, "rule": "spo2-low", "threshold_red": "84", "threshold_yellow": "86"},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, text_of(saved.text)[:800]
+    listed = web.get(
+        f"/api/v1/patients/{pid}/overrides", headers=web_env.headers("clinician")
+    ).json()
+    spo2 = next(o for o in listed if o["rule"] == "spo2-low")
+    assert spo2["body"]["bands"] == [
+        {"lt": 84.0, "level": "red"},
+        {"ge": 84.0, "lt": 86.0, "level": "yellow"},
+        {"ge": 86.0},
+    ]
+
+
+def test_words_no_doubled_change_verb_and_no_decided_by_nothing(
+    signed_in: Any, web_env: Any
+) -> None:
+    web = signed_in("clinician")
+    pathway = text_of(web.get("/web/pathways/copd").text)
+    assert "Endret Endret" not in pathway
+    web.cookies.set("triage_lang", "en", domain="testserver.local", path="/")
+    patient = text_of(web.get(f"/web/patients/{web_env.ids['stable']}").text)
+    assert "decided by nothing" not in patient

@@ -28,8 +28,10 @@ SEED = 9  # three deteriorations among the 12 patients
 # Window sizes a 12-patient cohort can meet; every threshold stays the default. Evidently's HTML
 # takes most of a report's time, so only the tests about HTML turn it on.
 SMALL_WINDOWS = {
-    "min_window_rows": 30,
-    "min_slice_rows": 30,
+    "min_window_patients": 5,
+    "min_window_patient_days": 30,
+    "min_feature_patients": 3,
+    "min_slice_patients": 3,
     "min_values_per_feature": 10,
     "min_outcomes": 10,
     "render_html": False,
@@ -65,9 +67,9 @@ class Seeded:
         return {"Authorization": f"Bearer {token}"}
 
     def window(self) -> dict[str, str]:
-        """A window around everything this module stored."""
+        """A window of clinical time around everything this module stored."""
         return {
-            "window_start": (self.loaded_from - timedelta(minutes=1)).isoformat(),
+            "window_start": (self.cohort.start - timedelta(minutes=1)).isoformat(),
             "window_end": (self.loaded_until + timedelta(minutes=1)).isoformat(),
         }
 

@@ -19,8 +19,9 @@ REPORTS = "/api/v1/monitoring/drift-reports"
 
 
 def _window(seeded: Seeded, shift_s: int) -> dict[str, str]:
-    """A window around the seeded rows; a different ``shift_s`` is a different report key."""
-    start = seeded.loaded_from - timedelta(minutes=5, seconds=shift_s)
+    """A window of clinical time around the seeded cohort's readings (when they were measured,
+    not when they were sent); a different ``shift_s`` is a different report key."""
+    start = seeded.cohort.start - timedelta(minutes=5, seconds=shift_s)
     end = seeded.loaded_until + timedelta(minutes=5)
     return {"window_start": start.isoformat(), "window_end": end.isoformat()}
 
@@ -68,12 +69,21 @@ def test_report_is_stored_with_index_row_and_files_and_is_idempotent(seeded: See
     assert report["report_key"] == body["report_key"]
     assert report["verdict"] == body["verdict"]
     assert report["drifted_features"] == body["drifted_features"]
-    # Every assessment the window holds was handed over, and nothing else.
-    from service.db.tables import Assessment
+    # One row per patient-day of the window, every seeded patient in it (clinical time).
+    from service.domain.monitoring import build_window_frame
 
+    window = _window(seeded, 1)
     with seeded.app.state.sessions() as session:
-        stored = len(session.scalars(select(Assessment.id)).all())
-    assert report["n_current"] == stored
+        frame = build_window_frame(
+            session,
+            datetime.fromisoformat(window["window_start"]),
+            datetime.fromisoformat(window["window_end"]),
+            seeded.app.state.models.current().model,
+        )
+    assert report["n_current"] == len(frame) and body["n_patients"] == len(seeded.patient_ids)
+    assert report["window"]["patients"] == len(seeded.patient_ids)
+    assert report["reference"]["kind"] == "training-sample"
+    assert set(report["summary"]) == {"en", "nb", "nn"}
 
 
 def test_html_report_is_served_small_and_without_identifiers(
@@ -92,7 +102,7 @@ def test_html_report_is_served_small_and_without_identifiers(
     html = seeded.client.get(f"{REPORTS}/{report_id}/html", headers=seeded.headers("compliance"))
     assert html.status_code == 200
     assert html.headers["content-type"].startswith("text/html")
-    assert "Drift report" in html.text and "/api/v1/monitoring/evidently.js" in html.text
+    assert "Technical appendix" in html.text and "/api/v1/monitoring/evidently.js" in html.text
     # Evidently's library is served apart, so one report stays small (issue 7: bounded HTML).
     assert len(html.content) < 1_500_000
     detail = seeded.client.get(f"{REPORTS}/{report_id}", headers=seeded.headers("compliance"))
@@ -113,8 +123,15 @@ def test_too_few_rows_is_a_clear_422(seeded: Seeded) -> None:
         headers=seeded.headers("ml-engineer"),
     )
     assert response.status_code == 422
-    assert "0 assessments" in response.json()["detail"]
-    assert "at least 30" in response.json()["detail"]
+    assert "no patient-days" in response.json()["detail"]
+    # One patient's days: too few patients for a verdict, and the message says what is needed.
+    one = seeded.client.post(
+        REPORTS,
+        json={**_window(seeded, 11), "organisation": seeded.organisation_of[0], "pathway": "copd"},
+        headers=seeded.headers("ml-engineer"),
+    )
+    assert one.status_code == 422, one.text
+    assert "at least 5 patients" in one.json()["detail"]
 
 
 @pytest.mark.parametrize(
@@ -294,7 +311,6 @@ def test_drift_alert_and_gauge(seeded: Seeded) -> None:
 
 def test_outcomes_are_recorded_and_feed_performance(seeded: Seeded) -> None:
     """Deteriorations from the simulator, and a follow-up for everyone, recorded by clinicians."""
-    from service.db.tables import Assessment
 
     clinician = {
         ORG: seeded.headers("clinician", ORG),
@@ -372,13 +388,21 @@ def test_outcomes_are_recorded_and_feed_performance(seeded: Seeded) -> None:
     )
     assert _audit_rows(seeded, "/api/v1/outcomes")
 
-    # Expected labels, counted the plain way: 1 = deterioration within 72 h after as_of.
+    # Expected labels, counted the plain way: 1 = deterioration within 72 h after the row's
+    # clinical time, for every patient-day row of the window.
+    from service.domain.monitoring import build_window_frame
+
     horizon = 72 * 3600
+    window = _window(seeded, 8)
     with seeded.app.state.sessions() as session:
-        rows = session.execute(select(Assessment.patient_id, Assessment.as_of)).all()
+        frame = build_window_frame(
+            session,
+            datetime.fromisoformat(window["window_start"]),
+            datetime.fromisoformat(window["window_end"]),
+            seeded.app.state.models.current().model,
+        )
     positives = known = 0
-    for patient_id, as_of in rows:
-        t = as_of.replace(tzinfo=UTC).timestamp()
+    for patient_id, t in zip(frame.patient, frame.scored_at, strict=True):
         if any(t <= o <= t + horizon for o in onsets.get(patient_id, [])):
             positives, known = positives + 1, known + 1
         elif followed_up.timestamp() > t + horizon:

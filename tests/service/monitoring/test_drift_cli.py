@@ -77,7 +77,8 @@ def test_run_on_an_empty_window_says_why(seeded: Seeded, cli: Any) -> None:
     early = (seeded.loaded_from - timedelta(days=30)).isoformat()
     result = cli("drift", "run", "--days", "7", "--end", early)
     assert result.exit_code == 2
-    assert "no report: 0 assessments" in result.output
+    assert "no report: the window" in result.output and "no patient-days" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_sign_off_end_to_end_cli_and_api(seeded: Seeded, cli: Any) -> None:
@@ -204,7 +205,7 @@ def test_sign_off_refuses_bad_input_and_production(seeded: Seeded, cli: Any) -> 
 def test_export_summary_reads_reports_and_sign_offs(
     seeded: Seeded, cli: Any, tmp_path: Path
 ) -> None:
-    run = cli("drift", "run", "--days", "1", "--end", _end(seeded, 14))
+    run = cli("drift", "run", "--days", "12", "--end", _end(seeded, 14))
     report_id = _ID.search(run.output).group(1)  # type: ignore[union-attr]
     cli(
         "drift",
@@ -217,9 +218,8 @@ def test_export_summary_reads_reports_and_sign_offs(
         "--by",
         "HPR-77",
     )
-    start_month = (seeded.loaded_until + timedelta(minutes=14) - timedelta(days=1)).strftime(
-        "%Y-%m"
-    )
+    # Reports are filed under the month they were made, whatever their window.
+    start_month = datetime.now(UTC).strftime("%Y-%m")
     result = cli("drift", "export-summary", "--month", start_month, "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     path = Path(result.output.strip().splitlines()[-1])
@@ -265,3 +265,39 @@ def test_window_end_defaults_to_now(seeded: Seeded, cli: Any) -> None:
     body = seeded.client.get(f"{REPORTS}/{report_id}", headers=seeded.headers("ml-engineer"))
     end = datetime.fromisoformat(body.json()["window_end"])
     assert abs((end - datetime.now(UTC)).total_seconds()) < 120
+
+
+def test_drift_file_demo_unchanged_works_and_bad_input_is_a_message(tmp_path: Path) -> None:
+    """`triage drift file --demo unchanged`: a simulated window against the same cohort's own
+    baseline, no database needed; an unknown demo or an empty window is a message, not a
+    traceback. Run as the console script runs (main() mounts the offline commands)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRIAGE_DRIFT_CONFIG": json.dumps({"render_html": False})}
+    out = tmp_path / "reports"
+
+    def triage(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", "from service.cli import main; main()", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    result = triage("drift", "file", "--demo", "unchanged", "--seed", "1", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verdict: ok" in result.stdout and "site's own baseline" in result.stdout
+    assert len(list(out.glob("*.json"))) == 1
+    unknown = triage("drift", "file", "--demo", "nonsense")
+    assert unknown.returncode == 2 and "unknown demo" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    empty = triage(
+        "drift", "file", "--demo", "unchanged", "--seed", "1", "--out", str(out),
+        "--window-start", "2020-01-01", "--window-end", "2020-01-08",
+    )  # fmt: skip
+    assert empty.returncode == 2, empty.stdout + empty.stderr
+    assert "no report:" in empty.stderr and "no patient-days" in empty.stderr
+    assert "Traceback" not in empty.stderr

@@ -69,14 +69,14 @@ def test_schedule_skips_small_windows_and_logs_it(
     from service.db.tables import DriftReport
 
     service = seeded.app.state.services.monitoring
-    monkeypatch.setattr(service, "config", DriftConfig(min_window_rows=10_000))
+    monkeypatch.setattr(service, "config", DriftConfig(min_window_patients=10_000))
     with seeded.app.state.sessions() as session:
         count_before = len(session.scalars(select(DriftReport.id)).all())
     _past_a_second_boundary(seeded)
     with caplog.at_level(logging.INFO, logger="triage.monitoring"):
         runs = service.run_schedule(seeded.app.state.sessions, datetime.now(UTC), 7)
     assert runs and all(r.report_id is None for r in runs)
-    assert all("at least 10000 are needed" in (r.skipped or "") for r in runs)
+    assert all("at least 10000 patients" in (r.skipped or "") for r in runs)
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == len(runs)
     with seeded.app.state.sessions() as session:

@@ -189,6 +189,10 @@ CHECKED = {
     ("POST", "/api/v1/patients/{patient_id}/overrides", "reason"),  # add_override
     ("POST", "/api/v1/monitoring/drift-reports/{report_id}/sign-off", "comment"),  # sign_off
     ("POST", "/api/v1/outcomes", "source"),  # OutcomeService.record
+    ("POST", "/api/v1/patients/{patient_id}/transfer", "reason"),  # SharingService.transfer
+    ("POST", "/api/v1/patients/{patient_id}/transfer", "legal_basis"),  # SharingService.transfer
+    ("POST", "/api/v1/patients/{patient_id}/grants", "reason"),  # SharingService.grant
+    ("POST", "/api/v1/patients/{patient_id}/grants", "legal_basis"),  # SharingService.grant
 }
 
 
