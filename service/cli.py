@@ -302,6 +302,32 @@ def demo(
     server.run()
 
 
+# ---- triage storage: PostgreSQL partitions -------------------------------------------------
+
+storage_app = typer.Typer(help="The store's monthly partitions (PostgreSQL).", no_args_is_help=True)
+app.add_typer(storage_app, name="storage")
+
+
+@storage_app.command("partitions")
+def storage_partitions(
+    months_ahead: Annotated[
+        int, typer.Option(help="Create this month's and this many coming months' partitions")
+    ] = 3,
+) -> None:
+    """Create the coming months' partitions of readings, assessments and audit_log ahead of time
+    (the in-process schedule does it daily; a CronJob can run this instead)."""
+    from service.db.engine import make_engine
+    from service.db.partitions import ensure_partitions
+
+    engine = make_engine(Settings().resolved_database_url)
+    try:
+        with engine.begin() as conn:
+            created = ensure_partitions(conn, months_ahead=months_ahead)
+    finally:
+        engine.dispose()
+    typer.echo(f"created {len(created)} partitions" + "".join(f"\n  {n}" for n in created))
+
+
 # ---- triage drift: reports against the service's own store -----------------------------------
 
 drift_app = typer.Typer(

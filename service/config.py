@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     audit_checkpoint_minutes: float = 60.0
     """How often the in-process schedule signs the audit chain's head; 0 disables (the CronJob
     `triage audit checkpoint` does it where in_process_jobs is false)."""
+    partition_schedule_hours: float = 24.0
+    """PostgreSQL: how often the in-process schedule creates the coming months' partitions; 0
+    disables (the CronJob `triage storage partitions` does it where in_process_jobs is false)."""
     log_json: bool = True
     """Structured JSON log lines (one object per line)."""
     export_pseudonym_secret: str = "dev-only-export-secret-change-me"  # noqa: S105 - see below

@@ -198,6 +198,17 @@ def write_audit_checkpoint(app: FastAPI) -> None:
             write_checkpoint(session, app.state.settings)
 
 
+def create_upcoming_partitions(app: FastAPI) -> None:
+    """This month's and the next three months' partitions (PostgreSQL), so that inserts do not
+    pile up in the default partition; idempotent, so every replica may run it."""
+    from service.db.partitions import ensure_partitions
+
+    with app.state.engine.begin() as conn:
+        created = ensure_partitions(conn)
+    if created:
+        log.info("created partitions %s", ", ".join(created))
+
+
 def dispatch_questionnaires(app: FastAPI, min_interval_s: float | None = None) -> None:
     """Send due questionnaires as Tasks, complete answered ones, mark missed ones (one replica
     per period: the unique (patient, questionnaire, opening) key stops a duplicate Task)."""
@@ -259,6 +270,17 @@ def default_background_jobs(
                 settings.audit_checkpoint_minutes * 60,
                 write_audit_checkpoint,
                 initial_delay_s=60.0,
+            )
+        )
+    if settings.partition_schedule_hours > 0 and settings.resolved_database_url.startswith(
+        "postgresql"
+    ):
+        jobs.append(
+            periodic(
+                "storage-partitions",
+                settings.partition_schedule_hours * 3600,
+                create_upcoming_partitions,
+                initial_delay_s=30.0,
             )
         )
     return tuple(jobs)

@@ -36,6 +36,8 @@ AUDIT_TRUNCATE_TRIGGER = (
     "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {partition} "
     "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()"
 )
+# Replicas that run the daily job together take turns ("part").
+_LOCK = 0x7061_7274
 _MONTH_SUFFIX = re.compile(r"_y(\d{4})m(\d{2})$")
 
 
@@ -130,6 +132,7 @@ def ensure_partitions(
     if conn.dialect.name != "postgresql":
         return []
     first = month_start(now or datetime.now(UTC))
+    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
     created = []
     for table in PARTITIONED_TABLES:
         if not is_partitioned(conn, table.name):

@@ -76,12 +76,20 @@ def retention(
         str,
         typer.Option(
             help="JSON file: {category: days or null}; categories outbox_delivered, "
-            "assessments, received_resources, worklist_events, audit_log"
+            "assessments, received_resources, readings, worklist_events, audit_log"
         ),
     ],
     apply: Annotated[
         bool, typer.Option(help="Delete what may be deleted (default: only report)")
     ] = False,
+    drop_partitions: Annotated[
+        str | None,
+        typer.Option(
+            help="PostgreSQL: drop the whole months of readings and assessments past their "
+            "period. The value is the reason on record: the controller's decision, after the "
+            "export to the archive"
+        ),
+    ] = None,
     database_url: Annotated[
         str | None,
         typer.Option(help="SQLAlchemy URL; default: TRIAGE_DATABASE_URL or the SQLite default"),
@@ -92,7 +100,12 @@ def retention(
 
     from service.config import Settings
     from service.db.engine import make_engine, make_session_factory, transaction
-    from service.security.retention import RetentionPolicy, run_retention
+    from service.security.record_guards import record_maintenance
+    from service.security.retention import (
+        RetentionPolicy,
+        drop_expired_partitions,
+        run_retention,
+    )
 
     try:
         parsed = RetentionPolicy.from_file(Path(policy))
@@ -103,6 +116,10 @@ def retention(
     try:
         with transaction(make_session_factory(engine)) as session:
             lines = run_retention(session, parsed, apply=apply)
+            dropped: list[str] = []
+            if drop_partitions:
+                with record_maintenance(drop_partitions):
+                    dropped = drop_expired_partitions(session, parsed)
     finally:
         engine.dispose()
     for line in lines:
@@ -111,3 +128,5 @@ def retention(
             f"{line.category:<20} {keep:>8}  due {line.due:>7}  deleted {line.deleted:>7}"
             f"  {line.note}"
         )
+    for name in dropped:
+        typer.echo(f"dropped partition {name}")

@@ -70,6 +70,11 @@ def record_maintenance(reason: str) -> Iterator[None]:
         _maintenance.reset(token)
 
 
+def maintenance_reason() -> str | None:
+    """Why record entries may be removed right now (None outside ``record_maintenance``)."""
+    return _maintenance.get()
+
+
 def _changed_attributes(target: Any) -> dict[str, Any]:
     state = inspect(target)
     changed = {}

@@ -231,3 +231,76 @@ def test_inserts_across_months_land_in_their_partitions(pg_url: str) -> None:
         with pytest.raises(RuntimeError, match="readings_default holds 1 rows"):
             partitions.create_month_partition(conn, "readings", date(2040, 6, 1))
     engine.dispose()
+
+
+def _of_2031(names: list[str]) -> list[str]:
+    return [name for name in names if "_y2031" in name]
+
+
+def test_retention_drops_whole_months_of_readings_and_assessments(pg_url: str) -> None:
+    from sqlalchemy.orm import Session
+
+    from service.security.record_guards import RecordImmutable, record_maintenance
+    from service.security.retention import (
+        RetentionPolicy,
+        drop_expired_partitions,
+        run_retention,
+    )
+
+    _alembic(pg_url, "upgrade", "head")
+    engine = _engine(pg_url)
+    now = datetime(2031, 6, 10, tzinfo=UTC)
+    with engine.begin() as conn:
+        partitions.ensure_partitions(conn, now=datetime(2031, 1, 1, tzinfo=UTC), months_ahead=5)
+        _patient(conn)
+        for resource, (year, month) in {"r1": (2031, 1), "r2": (2031, 2), "r3": (2031, 6)}.items():
+            _resource(conn, resource)
+            _reading(conn, resource, "spo2", _epoch(year, month))
+        _assessment(conn, "a-jan", datetime(2031, 1, 20, tzinfo=UTC))
+        _assessment(conn, "a-jun", datetime(2031, 6, 1, tzinfo=UTC))
+        _audit(conn, 1, datetime(2031, 1, 20, tzinfo=UTC))
+    # 120 days before 10 June is 11 February: January is wholly past, February only partly.
+    # (The empty months the migration made around today, 2026-27, are also past by 2031.)
+    policy = RetentionPolicy(readings=120, assessments=120, audit_log=120)
+    with Session(engine) as session:
+        lines = {line.category: line for line in run_retention(session, policy, now=now)}
+        assert _of_2031(lines["readings"].partitions_due) == ["readings_y2031m01"]
+        assert lines["readings"].due == 1 and lines["readings"].deleted == 0
+        assert _of_2031(lines["assessments"].partitions_due) == ["assessments_y2031m01"]
+        assert _of_2031(lines["audit_log"].partitions_due) == ["audit_log_y2031m01"]
+        with pytest.raises(RecordImmutable):
+            drop_expired_partitions(session, policy, now=now)
+        with record_maintenance("controller decision 2031-06, archived to Norsk helsearkiv"):
+            dropped = drop_expired_partitions(session, policy, now=now)
+        session.commit()
+    assert _of_2031(dropped) == ["readings_y2031m01", "assessments_y2031m01"]
+    assert not [name for name in dropped if name.startswith("audit_log")]
+    with engine.begin() as conn:
+        assert "readings_y2031m01" not in partitions.partitions(conn, "readings")
+        remaining = conn.execute(text("SELECT resource_id FROM readings ORDER BY 1")).scalars()
+        assert list(remaining) == ["r2", "r3"]
+        assert list(conn.execute(text("SELECT id FROM assessments")).scalars()) == ["a-jun"]
+        # The audit log keeps its months until the chain can be anchored past them.
+        assert conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one() == 1
+    engine.dispose()
+
+
+def test_storage_partitions_command_creates_the_coming_months(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    _alembic(pg_url, "upgrade", "head")
+    monkeypatch.setenv("TRIAGE_DATABASE_URL", pg_url)
+    result = CliRunner().invoke(app, ["storage", "partitions", "--months-ahead", "14"])
+    assert result.exit_code == 0, result.output
+    farthest = partitions.partition_name(
+        "readings", partitions.add_months(partitions.month_start(datetime.now(UTC)), 14)
+    )
+    assert farthest in result.output
+    engine = _engine(pg_url)
+    with engine.begin() as conn:
+        assert farthest in partitions.partitions(conn, "readings")
+    engine.dispose()

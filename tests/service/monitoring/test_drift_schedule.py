@@ -94,7 +94,12 @@ def test_schedule_is_part_of_the_background_jobs(
     from service.jobs import default_background_jobs
     from tests.helpers import migrate_test_database as migrate
 
-    quiet = {"rescore_schedule_hours": 0, "audit_checkpoint_minutes": 0}
+    quiet = {
+        "rescore_schedule_hours": 0,
+        "audit_checkpoint_minutes": 0,
+        "partition_schedule_hours": 0,
+        "questionnaire_dispatch_minutes": 0,
+    }
     off = make_settings(database_url=database_url, drift_schedule_hours=0, **quiet)
     on = make_settings(database_url=database_url, drift_schedule_hours=24, **quiet)
     assert default_background_jobs(off) == ()
