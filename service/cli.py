@@ -88,6 +88,27 @@ def rescore() -> None:
     typer.echo(f"re-scored {count} patients (0: another replica holds the re-scoring lock)")
 
 
+@app.command()
+def questionnaires() -> None:
+    """Send due questionnaires as Tasks and mark missed ones, once: the CronJob form of the
+    in-process schedule (with TRIAGE_IN_PROCESS_JOBS=false nothing else sends them)."""
+    import asyncio
+
+    from service.app import create_app
+    from service.jobs import dispatch_questionnaires
+
+    settings = Settings()
+    _migrate(settings)
+    application = create_app(settings, champion_resolver=_champion_resolver)
+
+    async def run() -> None:
+        async with application.router.lifespan_context(application):
+            await asyncio.to_thread(dispatch_questionnaires, application)
+
+    asyncio.run(run())
+    typer.echo("questionnaires dispatched (nothing, if another replica held this period's run)")
+
+
 @app.command("export-triton")
 def export_triton_command(
     out: Annotated[Path, typer.Argument(help="Folder for the Triton model repository")],

@@ -65,6 +65,7 @@ def periodic(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    job.__name__ = name  # the job's name, so a deployment check can pair it with its CronJob
     return job
 
 

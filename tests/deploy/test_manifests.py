@@ -162,3 +162,33 @@ def test_in_process_jobs_off_means_no_scheduled_jobs() -> None:
     assert default_background_jobs(Settings(in_process_jobs=False)) == ()
     # rescore, drift reports, audit checkpoints, questionnaire dispatch (issue 18)
     assert len(default_background_jobs(Settings(in_process_jobs=True))) == 4
+
+
+# Each in-process job and the `triage` command its CronJob runs: with TRIAGE_IN_PROCESS_JOBS=false
+# a job without a CronJob would silently never run.
+CRONJOB_OF_JOB = {
+    "rescore": "rescore",
+    "drift-reports": "drift run",
+    "questionnaires": "questionnaires",
+    "audit-checkpoint": "audit checkpoint",
+    "storage-partitions": "storage partitions",
+}
+
+
+def test_every_in_process_job_has_a_cronjob() -> None:
+    from service.jobs import default_background_jobs
+
+    postgres = Settings(in_process_jobs=True, database_url="postgresql+psycopg://x@127.0.0.1/x")
+    jobs = {job.__name__ for job in default_background_jobs(postgres)}
+    assert jobs == set(CRONJOB_OF_JOB), (
+        f"jobs without a CronJob mapping: {jobs ^ set(CRONJOB_OF_JOB)}"
+    )
+    commands = {
+        " ".join(container["args"][:2])
+        if container["args"][0] in {"drift", "audit", "storage"}
+        else container["args"][0]
+        for _, spec in _pod_specs()
+        for container in spec["containers"]
+    }
+    missing = {job for job, command in CRONJOB_OF_JOB.items() if command not in commands}
+    assert not missing, f"in-process jobs with no CronJob: {missing}"
