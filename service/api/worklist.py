@@ -46,8 +46,10 @@ class WorklistItemPublic(BaseModel):
     state: str
     level: str
     level_source: str = Field(
-        description="Where the level came from: rule | model | rule+model | none"
+        description="Where the level shown (``level``, the held one while ``held``) came from: "
+        "rule | model | rule+model | none"
     )
+    current_level_source: str = Field(description="Where the newest assessment's level came from")
     probability: float | None
     top_factors: list[dict[str, Any]]
     rules_fired: list[dict[str, Any]]

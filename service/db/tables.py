@@ -213,9 +213,22 @@ class WorklistItem(Base):
     peak_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     peak_assessment_id: Mapped[str | None] = mapped_column(String(36))
     peak_reasons: Mapped[list[Any] | None] = mapped_column(JSON)
+    peak_level_source: Mapped[str | None] = mapped_column(String(16))  # migration 0015
     version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic locking across replicas
 
     __mapper_args__ = {"version_id_col": version}
+
+    def hold_peak(self, assessment: Assessment) -> None:
+        """The item's level is now held from ``assessment``: when, why, and from which source."""
+        self.peak_at, self.peak_assessment_id = assessment.as_of, assessment.id
+        self.peak_level_source = assessment.level_source
+
+    def level_source_with(self, newest: Assessment) -> str:
+        """Where the level the item shows came from: while a higher level is held, the held
+        assessment's source (rule | model | rule+model), else the newest assessment's."""
+        if self.level != newest.level and self.peak_level_source:
+            return self.peak_level_source
+        return newest.level_source
 
 
 class WorklistEvent(Base):

@@ -146,6 +146,7 @@ class WorklistService:
                 peak_at=assessment.as_of,
                 peak_assessment_id=assessment.id,
                 peak_reasons=reasons_of(assessment),
+                peak_level_source=assessment.level_source,
             )
             session.add(item)
             session.flush()  # no ORM relationship orders these inserts, so flush the item first
@@ -163,7 +164,7 @@ class WorklistService:
             return item
         worse = level_rank < item.level_rank
         if worse or item.peak_assessment_id is None:
-            item.peak_at, item.peak_assessment_id = assessment.as_of, assessment.id
+            item.hold_peak(assessment)
             item.peak_reasons = reasons_of(assessment)
         if level_rank <= item.level_rank:
             changed = item.level != assessment.level
@@ -354,7 +355,7 @@ class WorklistService:
         if assessment.level == item.level or assessment.level not in order:
             return False
         item.level, item.level_rank = assessment.level, order.index(assessment.level)
-        item.peak_at, item.peak_assessment_id = assessment.as_of, assessment.id
+        item.hold_peak(assessment)
         item.peak_reasons = reasons_of(assessment)
         return True
 
@@ -467,7 +468,8 @@ def item_summary(
         },
         "state": item.state,
         "level": item.level,
-        "level_source": assessment.level_source,
+        "level_source": item.level_source_with(assessment),
+        "current_level_source": assessment.level_source,
         "probability": item.probability,
         "top_factors": explanation.get("top_factors", [])[:3],
         "rules_fired": explanation.get("rules", []),

@@ -22,8 +22,8 @@ LEVEL_SOURCE_TEXT_NB = {
 }
 
 
-def level_source_extension(assessment: Assessment) -> dict[str, Any]:
-    return {"url": LEVEL_SOURCE_URL, "valueCode": assessment.level_source}
+def level_source_extension(source: str) -> dict[str, Any]:
+    return {"url": LEVEL_SOURCE_URL, "valueCode": source}
 
 
 # The profiles each output declares in meta.profile, and meets (tests validate against FHIR R4).
@@ -149,7 +149,7 @@ def risk_assessment(
     resource: dict[str, Any] = {
         "resourceType": "RiskAssessment",
         "id": assessment.id,
-        "extension": [level_source_extension(assessment)],
+        "extension": [level_source_extension(assessment.level_source)],
         "meta": _meta(patient, assessment.created_at, profiles=(PROFILES["RiskAssessment"],)),
         "status": "final",
         "subject": {"reference": f"Patient/{patient.id}"},
@@ -221,7 +221,7 @@ def task(item: WorklistItem, patient: Patient, assessment: Assessment) -> dict[s
     resource: dict[str, Any] = {
         "resourceType": "Task",
         "id": item.id,
-        "extension": [level_source_extension(assessment)],
+        "extension": [level_source_extension(item.level_source_with(assessment))],
         "meta": _meta(patient, item.updated_at, int(item.version or 1), (PROFILES["Task"],)),
         "identifier": [{"system": f"{CODE_SYSTEM}/worklist-item", "value": item.id}],
         "status": TASK_STATUS[item.state],

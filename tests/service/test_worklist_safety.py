@@ -85,6 +85,34 @@ def test_new_data_that_would_lower_a_red_keeps_it_red_and_says_why(client, auth)
     assert actions[-1] == "level-held"
 
 
+def test_a_held_level_names_its_own_source_not_the_newer_assessments(client, auth):
+    """A red held from a rule is "red, from a rule" on the worklist and in DIPS' Task, even after a
+    green reading whose assessment was decided by nothing (it read "red, from nothing")."""
+    clinician, integration = auth("clinician", subject="hpr-9144889"), auth("integration")
+    pid = enrol(client, clinician)["id"]
+    feed_stable_then(client, integration, pid, 84)  # SpO2 84 %: red from spo2-low
+    assert the_item(client, clinician)["level_source"] in {"rule", "rule+model"}
+    post_fhir(
+        client,
+        "/fhir/Observation",
+        observation(pid, "spo2", 96, NOW + timedelta(hours=1), "better"),
+        integration,
+    )
+    item = the_item(client, clinician)
+    assert item["held"] and item["level"] == "red"
+    assert item["level_source"] in {"rule", "rule+model"}
+    assert item["current_level_source"] != item["level_source"]
+    [task] = [
+        e["resource"]
+        for e in client.get(
+            "/fhir/Task", params={"subject": f"Patient/{pid}"}, headers=clinician
+        ).json()["entry"]
+        if e["resource"]["resourceType"] == "Task"
+    ]
+    [source] = [x["valueCode"] for x in task["extension"] if x["url"].endswith("level-source")]
+    assert source == item["level_source"]
+
+
 def test_the_scheduled_rescore_never_lowers_a_level_only_acknowledging_does(client, auth):
     clinician, integration = auth("clinician", subject="hpr-9144889"), auth("integration")
     pid = enrol(client, clinician)["id"]
