@@ -382,6 +382,7 @@ def test_feedback_is_stored_and_audited(client, auth, patient_with_history):
     url = f"/cds-services/{SERVICE_ID}/feedback"
     response = client.post(url, json=body, headers=auth("integration"))
     assert response.status_code == 200, response.text
+    assert client.app.state.audit.flush(10)  # audit rows are written in batches, off the request
     with client.app.state.sessions() as s:
         [stored] = s.query(CdsFeedback).all()
         audited = s.query(AuditEntry).filter(AuditEntry.resource.like("%/feedback%")).all()
